@@ -1,0 +1,5 @@
+import sys
+
+from smtrnn.cli import main
+
+sys.exit(main())

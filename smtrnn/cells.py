@@ -1,0 +1,100 @@
+"""RNN update functions f(m, e) -> m'. Every cell's state is the memory vector itself (N, Z) and every cell
+ends by RMS-normalizing each of the K memory tokens, so RNN states live on the same sphere as the teacher's
+memories. Inputs arrive already embedded: e (N, E).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from smtrnn.config import MemoryConfig, RNNConfig
+from smtrnn.layers import Transformer, rms_normalize
+
+
+class Cell(nn.Module):
+    def __init__(self, memory: MemoryConfig):
+        super().__init__()
+        self.tokens, self.width, self.size = memory.tokens, memory.width, memory.size
+
+    def normalize(self, m: Tensor) -> Tensor:
+        """RMS-normalize each memory token of a flat memory (N, Z)."""
+        return rms_normalize(m.unflatten(-1, (self.tokens, self.width))).flatten(-2)
+
+
+class TransformerCell(Cell):
+    """The paper's cell: a small bidirectional Transformer over [K memory tokens; the input token]; its first K
+    outputs are the next memory. Learned slot embeddings tell the tokens apart (no positions needed)."""
+
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
+        super().__init__(memory)
+        self.from_input = nn.Linear(cfg.embed, memory.width)
+        self.slot = nn.Parameter(torch.randn(memory.tokens + 1, memory.width) * 0.02)
+        self.transformer = Transformer(memory.width, cfg.depth, cfg.heads, causal=False, rotary=False)
+
+    def forward(self, m: Tensor, e: Tensor) -> Tensor:
+        tokens = torch.cat([m.unflatten(-1, (self.tokens, self.width)), self.from_input(e)[:, None]], dim=1)
+        out = self.transformer(tokens + self.slot)  # (N, K+1, D)
+        return rms_normalize(out[:, : self.tokens]).flatten(-2)
+
+
+class MLPCell(Cell):
+    """Residual MLP: m' = norm(m + MLP([m; e]))."""
+
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
+        super().__init__(memory)
+        layers: list[nn.Module] = [nn.Linear(memory.size + cfg.embed, cfg.hidden), nn.GELU()]
+        for _ in range(cfg.depth - 1):
+            layers += [nn.Linear(cfg.hidden, cfg.hidden), nn.GELU()]
+        layers.append(nn.Linear(cfg.hidden, memory.size))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, m: Tensor, e: Tensor) -> Tensor:
+        return self.normalize(m + self.net(torch.cat([m, e], dim=-1)))
+
+
+class GRUCell(Cell):
+    """`nn.GRUCell` with hidden size Z; the memory is its hidden state, RMS-normalized after each step."""
+
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
+        super().__init__(memory)
+        self.cell = nn.GRUCell(cfg.embed, memory.size)
+
+    def forward(self, m: Tensor, e: Tensor) -> Tensor:
+        return self.normalize(self.cell(e, m))
+
+
+class LSTMCell(Cell):
+    """`nn.LSTMCell` with hidden size Z/2. The memory is the concatenation [h; c] (h the first Z/2 entries, c the
+    last Z/2); after each step the whole memory is RMS-normalized per memory token like every other cell's, so
+    the LSTM sees a rescaled (h, c) — the gates learn that scale."""
+
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
+        super().__init__(memory)
+        self.cell = nn.LSTMCell(cfg.embed, memory.size // 2)
+
+    def forward(self, m: Tensor, e: Tensor) -> Tensor:
+        h, c = m.chunk(2, dim=-1)
+        h, c = self.cell(e, (h, c))
+        return self.normalize(torch.cat([h, c], dim=-1))
+
+
+class ElmanCell(Cell):
+    """Elman RNN: m' = norm(tanh(W m + U e + b))."""
+
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
+        super().__init__(memory)
+        self.recurrent = nn.Linear(memory.size, memory.size)
+        self.input = nn.Linear(cfg.embed, memory.size, bias=False)
+
+    def forward(self, m: Tensor, e: Tensor) -> Tensor:
+        return self.normalize(torch.tanh(self.recurrent(m) + self.input(e)))
+
+
+CELL_TYPES: dict[str, type[Cell]] = {
+    "transformer": TransformerCell,
+    "mlp": MLPCell,
+    "gru": GRUCell,
+    "lstm": LSTMCell,
+    "elman": ElmanCell,
+}

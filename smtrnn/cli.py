@@ -1,0 +1,183 @@
+"""The `smtrnn` command: train, eval, sample, and demo (SMT vs BPTT side by side on an embedded synthetic task).
+
+The CLI alone picks the device. Any input problem ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from smtrnn.checkpoint import load_model
+from smtrnn.config import RunConfig, apply_overrides, flatten, load_config_file
+from smtrnn.errors import ConfigError, SmtrnnError
+from smtrnn.evaluate import evaluate
+from smtrnn.presets import make_preset
+from smtrnn.sample import continue_prompt
+from smtrnn.tasks import TaskError, make_task
+from smtrnn.trainer import resolve_device, train
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2, like ours
+        raise ConfigError(message)
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="task name (retrieval, copy, delayed_recall, assoc_recall, stack, parity, "
+                                  "modular_icl)")
+    p.add_argument("--method", help="smt or bptt")
+    p.add_argument("--cell", help="transformer, mlp, gru, lstm or elman")
+    p.add_argument("--seq-len", type=int, help="sequence length T")
+    p.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--budget", type=float, help="wall-clock budget in seconds (stops at steps or budget)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--memory-tokens", type=int, help="K, memory tokens")
+    p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (must be divisible by K)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--preset", default="small", help="debug or small (default: small)")
+    p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable)")
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
+
+
+def build_config(args: argparse.Namespace) -> RunConfig:
+    """Preset, then config file, then explicit flags, then --set overrides."""
+    task = args.task
+    file_data = load_config_file(args.config) if args.config else {}
+    if task is None:
+        task = file_data.get("task", {}).get("name", "retrieval")
+    cfg = make_preset(args.preset, task)
+    apply_overrides(cfg, flatten(file_data))
+    flags = {
+        "task.name": args.task, "train.method": args.method, "rnn.cell": args.cell, "task.seq_len": args.seq_len,
+        "train.steps": args.steps, "train.max_seconds": args.budget, "optim.batch_size": args.batch_size,
+        "optim.lr": args.lr, "memory.tokens": args.memory_tokens, "train.seed": args.seed,
+        "train.device": args.device,
+    }
+    apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+    if args.memory_size is not None:
+        tokens = cfg.memory.tokens
+        if args.memory_size <= 0 or args.memory_size % tokens:
+            raise ConfigError(f"--memory-size {args.memory_size} is not divisible by memory tokens K={tokens}")
+        cfg.memory.width = args.memory_size // tokens
+    overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects FIELD=VALUE, got '{item}'")
+        overrides[name.strip()] = value.strip()
+    return apply_overrides(cfg, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    if cfg.train.steps <= 0:
+        raise ConfigError(f"--steps must be > 0, got {cfg.train.steps}")
+    result = train(cfg, args.out, resolve_device(cfg.train.device), resume=args.resume,
+                   show_progress=not args.quiet)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.batches <= 0:
+        raise ConfigError(f"--batches must be > 0, got {args.batches}")
+    cfg, model = load_model(args.run_dir, resolve_device(args.device))
+    task = make_task(cfg.task.name, **cfg.task.params)
+    result = evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:28s} {json.dumps(value)}")
+    return 0
+
+
+def parse_tokens(text: str, vocab_size: int) -> list[int]:
+    """'3,1,4' or '3 1 4' -> [3, 1, 4]; ids must lie in [0, vocab_size)."""
+    parts = text.replace(",", " ").split()
+    try:
+        tokens = [int(p) for p in parts]
+    except ValueError as exc:
+        raise ConfigError(f"--prompt must be token ids separated by commas or spaces, got '{text}'") from exc
+    bad = [t for t in tokens if not 0 <= t < vocab_size]
+    if bad:
+        raise ConfigError(f"--prompt token {bad[0]} is outside the vocabulary [0, {vocab_size})")
+    return tokens
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    if args.length < 0:
+        raise ConfigError(f"--length must be >= 0, got {args.length}")
+    device = resolve_device(args.device)
+    _, model = load_model(args.run_dir, device)
+    prompt = torch.tensor([parse_tokens(args.prompt, model.vocab_size)], dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    out = continue_prompt(model.rnn, prompt, args.length, args.temperature, generator)
+    print(" ".join(str(t) for t in out[0].tolist()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """SMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
+    from smtrnn.demo import run_demo
+
+    run_demo(args.task, args.seq_len, args.budget, Path(args.out), resolve_device(args.device), args.seed)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smtrnn", description="Train nonlinear RNNs without backpropagation through time.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train an RNN by SMT or BPTT")
+    _add_train_arguments(p)
+    p.add_argument("--out", required=True, help="run directory (refused if it already holds a run, unless --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's RNN alone (and its teacher)")
+    p.add_argument("run_dir")
+    p.add_argument("--batches", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="continue a prompt with the RNN alone")
+    p.add_argument("run_dir")
+    p.add_argument("--prompt", required=True, help="token ids, e.g. '3,1,4'")
+    p.add_argument("--length", type=int, default=16)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("demo", help="SMT vs BPTT on an embedded long-range task, same wall-clock each")
+    p.add_argument("--task", default="retrieval")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--budget", type=float, default=90.0, help="seconds per method")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = make_parser().parse_args(argv)
+        return args.func(args)
+    except (SmtrnnError, TaskError) as exc:
+        print(f"smtrnn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("smtrnn: interrupted", file=sys.stderr)
+        return 130

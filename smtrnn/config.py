@@ -1,0 +1,250 @@
+"""Run configuration: one small dataclass per component, composed into `RunConfig`, validated in one place.
+
+Shared sizes (memory tokens K, memory width D, hence Z = K·D) live in `MemoryConfig` and nowhere else; the
+vocabulary V comes from the task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smtrnn.errors import ConfigError
+
+METHODS = ("smt", "bptt")
+CELLS = ("transformer", "mlp", "gru", "lstm", "elman")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TaskConfig:
+    name: str = "retrieval"
+    seq_len: int = 64  # T
+    params: dict[str, Any] = field(default_factory=dict)  # task-specific, e.g. {"lag": 16}
+
+
+@dataclass
+class MemoryConfig:
+    tokens: int = 1  # K
+    width: int = 128  # D
+
+    @property
+    def size(self) -> int:  # Z
+        return self.tokens * self.width
+
+
+@dataclass
+class TeacherConfig:
+    width: int = 128
+    depth: int = 2
+    heads: int = 4
+    decoder_depth: int = 2
+    future_len: int = 16  # Tf: targets y_t..y_{t+Tf-1} predicted from m_t
+    decoder_positions: int = 16  # positions per sequence the decoder is trained on each step
+
+
+@dataclass
+class RNNConfig:
+    cell: str = "mlp"
+    hidden: int = 256  # MLP hidden width of the cell (transformer cell: its feed-forward is 4·D)
+    depth: int = 2  # hidden layers (mlp) or blocks (transformer); gru/lstm/elman are one layer
+    heads: int = 4  # transformer cell only
+    embed: int = 64  # input-token embedding width E
+    readout_hidden: int = 256
+
+
+@dataclass
+class SMTConfig:
+    """Weights of the SMT objective (paper defaults 1.0 / 0.1 / 0.001) and the gradient routing."""
+
+    decoder_weight: float = 1.0
+    dynamics_weight: float = 0.1
+    uniformity_weight: float = 0.001
+    readout_weight: float = 1.0
+    # Fraction of training in which only the teacher learns (decoder + uniformity), before the RNN terms start.
+    teacher_warmup: float = 0.0
+    # Whether the dynamics MSE sends gradient into the encoder through m_{t-1} and m_t (the paper's joint
+    # training) or only trains the RNN on stop-gradient teacher memories.
+    dyn_loss_updates_teacher: bool = True
+    uniformity_samples: int = 512
+
+
+@dataclass
+class BPTTConfig:
+    truncation: int = 0  # 0: full BPTT; k > 0: the state is detached every k steps (truncated BPTT)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.95
+    warmup: float = 0.02  # fraction of training with linear learning-rate warm-up
+    schedule: str = "constant"
+    grad_clip: float = 1.0
+    batch_size: int = 32
+
+
+@dataclass
+class TrainConfig:
+    method: str = "smt"
+    steps: int = 1000
+    max_seconds: float = 0.0  # > 0: stop at this wall-clock budget too; schedules then follow elapsed time
+    seed: int = 0
+    log_every: int = 25
+    eval_every: int = 0  # 0: evaluate only at the end
+    eval_batches: int = 4
+    device: str = "auto"
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    rnn: RNNConfig = field(default_factory=RNNConfig)
+    smt: SMTConfig = field(default_factory=SMTConfig)
+    bptt: BPTTConfig = field(default_factory=BPTTConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        cfg = cls()
+        apply_overrides(cfg, flatten(data))
+        return cfg
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"rnn": {"cell": "gru"}} -> {"rnn.cell": "gru"}; task params stay one dict-valued key."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "task.params":
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _coerce(name: str, current: Any, value: Any) -> Any:
+    """Convert a value (possibly a CLI string) to the type of the field's current value."""
+    if isinstance(current, dict):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{name} must be a JSON object, got {value!r}") from exc
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    for kind in (int, float):
+        if isinstance(current, kind):
+            try:
+                converted = kind(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}") from exc
+            if kind is int and isinstance(value, float) and value != converted:
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            return converted
+    return str(value)
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Set dotted fields ("rnn.cell" -> "gru"); an unknown section or field is a ConfigError naming it."""
+    for name, value in overrides.items():
+        section_name, _, field_name = name.partition(".")
+        section = getattr(cfg, section_name, None)
+        if not dataclasses.is_dataclass(section) or not field_name:
+            raise ConfigError(f"unknown config section in '{name}'")
+        if field_name not in {f.name for f in dataclasses.fields(section)}:
+            raise ConfigError(f"unknown config field '{name}'")
+        setattr(section, field_name, _coerce(name, getattr(section, field_name), value))
+    return cfg
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a nested JSON or YAML config file (a partial RunConfig)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # any parser error becomes one line naming the file
+        raise ConfigError(f"config file {path} is not valid: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping")
+    return data
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Every consistency rule of a run in one place; the first violation is a ConfigError naming the field."""
+    from smtrnn.tasks import make_task
+
+    _check(cfg.train.method in METHODS, f"unknown method '{cfg.train.method}'; choose from: {', '.join(METHODS)}")
+    _check(cfg.rnn.cell in CELLS, f"unknown cell '{cfg.rnn.cell}'; choose from: {', '.join(CELLS)}")
+    _check(cfg.optim.schedule in SCHEDULES,
+           f"unknown optim.schedule '{cfg.optim.schedule}'; choose from: {', '.join(SCHEDULES)}")
+    positive = {
+        "train.steps": cfg.train.steps, "task.seq_len": cfg.task.seq_len, "memory.tokens": cfg.memory.tokens,
+        "memory.width": cfg.memory.width, "teacher.width": cfg.teacher.width, "teacher.depth": cfg.teacher.depth,
+        "teacher.heads": cfg.teacher.heads, "teacher.decoder_depth": cfg.teacher.decoder_depth,
+        "teacher.future_len": cfg.teacher.future_len, "teacher.decoder_positions": cfg.teacher.decoder_positions,
+        "rnn.hidden": cfg.rnn.hidden, "rnn.depth": cfg.rnn.depth, "rnn.heads": cfg.rnn.heads,
+        "rnn.embed": cfg.rnn.embed, "rnn.readout_hidden": cfg.rnn.readout_hidden,
+        "optim.batch_size": cfg.optim.batch_size, "optim.lr": cfg.optim.lr, "train.log_every": cfg.train.log_every,
+        "train.eval_batches": cfg.train.eval_batches, "smt.uniformity_samples": cfg.smt.uniformity_samples,
+    }
+    for name, value in positive.items():
+        _check(value > 0, f"{name} must be > 0, got {value}")
+    non_negative = {
+        "smt.decoder_weight": cfg.smt.decoder_weight, "smt.dynamics_weight": cfg.smt.dynamics_weight,
+        "smt.uniformity_weight": cfg.smt.uniformity_weight, "smt.readout_weight": cfg.smt.readout_weight,
+        "bptt.truncation": cfg.bptt.truncation, "optim.weight_decay": cfg.optim.weight_decay,
+        "optim.grad_clip": cfg.optim.grad_clip, "train.max_seconds": cfg.train.max_seconds,
+        "train.eval_every": cfg.train.eval_every,
+    }
+    for name, value in non_negative.items():
+        _check(value >= 0, f"{name} must be >= 0, got {value}")
+    _check(0 <= cfg.smt.teacher_warmup < 1, f"smt.teacher_warmup must be in [0, 1), got {cfg.smt.teacher_warmup}")
+    _check(0 <= cfg.optim.warmup < 1, f"optim.warmup must be in [0, 1), got {cfg.optim.warmup}")
+    for name in ("beta1", "beta2"):
+        value = getattr(cfg.optim, name)
+        _check(0 <= value < 1, f"optim.{name} must be in [0, 1), got {value}")
+    for name, width, heads in (("teacher", cfg.teacher.width, cfg.teacher.heads),
+                               ("rnn", cfg.memory.width, cfg.rnn.heads)):
+        if name == "rnn" and cfg.rnn.cell != "transformer":
+            continue
+        _check(width % heads == 0 and (width // heads) % 2 == 0,
+               f"{name}.heads={heads} must divide the width {width} into an even head size")
+    if cfg.rnn.cell == "lstm":
+        _check(cfg.memory.size % 2 == 0, f"the lstm cell splits the memory into h and c: memory size "
+                                         f"{cfg.memory.size} (tokens·width) must be even")
+    task = make_task(cfg.task.name, **cfg.task.params)
+    minimum = task.min_seq_len()
+    _check(cfg.task.seq_len >= minimum,
+           f"task '{cfg.task.name}' needs task.seq_len >= {minimum}, got {cfg.task.seq_len}")

@@ -1,0 +1,113 @@
+"""Evaluation of the RNN alone, rolled out from m_∅ on fresh sequences, plus the SMT diagnostics.
+
+What decides success is the RNN alone. For SMT runs the teacher's own scores sit beside it, together with the two
+failure modes to watch: drift (δ_t = mean over the Z entries of (m̂_t − m_t)², where m̂ is the RNN's own rollout and
+m the teacher's memory; 0 = identical, about 2 = unrelated unit-RMS memories) and collapse (effective rank and
+uniformity of a batch of teacher memories). One-step accuracy — the readout of f(m_{t-1}, x_t) on teacher
+memories — separates a poor one-step fit from compounding drift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from smtrnn.losses import masked_accuracy, uniformity
+from smtrnn.model import Model
+from smtrnn.tasks import Task
+
+EVAL_SEED = 1_000_003  # held-out stream: training streams use the run's seed, evaluation always this one
+
+
+class _Score:
+    """Accumulates accuracy and CE (bits) over labelled positions."""
+
+    def __init__(self):
+        self.correct = self.labelled = 0
+        self.nats = 0.0
+
+    def add(self, logits: Tensor, y: Tensor) -> None:
+        correct, labelled = masked_accuracy(logits, y)
+        self.correct += correct
+        self.labelled += labelled
+        mask = y >= 0
+        if labelled:
+            self.nats += F.cross_entropy(logits[mask].float(), y[mask], reduction="sum").item()
+
+    def accuracy(self) -> float:
+        return self.correct / max(self.labelled, 1)
+
+    def bits(self) -> float:
+        return self.nats / max(self.labelled, 1) / math.log(2)
+
+
+def drift_buckets(length: int) -> list[tuple[int, int]]:
+    """Position buckets [0,1), [1,2), [2,4), [4,8), ... covering 0..T-1."""
+    buckets, start = [(0, 1)], 1
+    while start < length:
+        buckets.append((start, min(2 * start, length)))
+        start *= 2
+    return buckets
+
+
+def effective_rank(memories: Tensor) -> float:
+    """exp(entropy) of the normalized singular values of centered memories (N, Z): 1 = collapsed to a line."""
+    centered = memories.float() - memories.float().mean(0, keepdim=True)
+    s = torch.linalg.svdvals(centered)
+    p = s / s.sum().clamp_min(1e-12)
+    return float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
+
+
+@torch.no_grad()
+def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: int, seed: int = EVAL_SEED) -> dict:
+    """Score the RNN alone (and, when present, the teacher) on `batches` fresh batches drawn with `seed`."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    rnn, teacher = model.rnn, model.teacher
+    rnn_score, teacher_score, onestep_score, readout_score = _Score(), _Score(), _Score(), _Score()
+    drift_sum = torch.zeros(seq_len, dtype=torch.float64)
+    first_batch = None
+    for _ in range(batches):
+        x, y = (t.to(device) for t in task.sample(batch_size, seq_len, generator))
+        rolled, logits = rnn.rollout(x)  # the RNN alone, from m_∅
+        rnn_score.add(logits, y)
+        if teacher is None:
+            first_batch = first_batch or {"rnn": rolled}
+            continue
+        m = teacher.encode(x)
+        teacher_score.add(teacher.predict_next(m), y)
+        readout_score.add(rnn.readout(m), y)
+        previous = torch.cat([rnn.init_state(x.shape[0])[:, None], m[:, :-1]], dim=1)
+        onestep = rnn.step(previous.flatten(0, 1), x.flatten()).view_as(m)
+        onestep_score.add(rnn.readout(onestep), y)
+        drift_sum += (rolled - m).pow(2).mean(dim=(0, 2)).double().cpu()
+        first_batch = first_batch or {"rnn": rolled, "teacher": m}
+    result = {
+        "rnn_accuracy": rnn_score.accuracy(),
+        "rnn_bits_per_token": rnn_score.bits(),
+        "labelled_tokens": rnn_score.labelled,
+        "rnn_effective_rank": effective_rank(first_batch["rnn"].flatten(0, 1)),
+    }
+    if teacher is None:
+        return result
+    drift = drift_sum / batches
+    teacher_memories = first_batch["teacher"]
+    result |= {
+        "teacher_accuracy": teacher_score.accuracy(),
+        "teacher_bits_per_token": teacher_score.bits(),
+        "readout_on_teacher_accuracy": readout_score.accuracy(),
+        "onestep_accuracy": onestep_score.accuracy(),
+        "drift": {_bucket_name(a, b): float(drift[a:b].mean()) for a, b in drift_buckets(seq_len)},
+        "drift_final": float(drift[-1]),
+        "memory_effective_rank": effective_rank(teacher_memories.flatten(0, 1)),
+        "memory_uniformity": float(uniformity(teacher_memories.reshape(-1, rnn.width), 512,
+                                              generator=torch.Generator(device=device).manual_seed(0))),
+    }
+    return result
+
+
+def _bucket_name(start: int, stop: int) -> str:
+    return str(start) if stop == start + 1 else f"{start}-{stop - 1}"

@@ -1,0 +1,39 @@
+"""Loss terms shared by the training methods."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def masked_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean CE over entries with target >= 0: logits (..., V), targets (...). Zero, still attached to the graph,
+    when no entry has a target."""
+    flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    if not (flat_targets >= 0).any():
+        return flat_logits.sum() * 0.0
+    return F.cross_entropy(flat_logits, flat_targets, ignore_index=-1)
+
+
+def masked_accuracy(logits: Tensor, targets: Tensor) -> tuple[int, int]:
+    """(correct, labelled) counts of argmax predictions over entries with target >= 0."""
+    labelled = targets >= 0
+    correct = (logits.argmax(-1) == targets) & labelled
+    return int(correct.sum()), int(labelled.sum())
+
+
+def uniformity(memory_tokens: Tensor, samples: int, temperature: float = 2.0, generator=None) -> Tensor:
+    """Wang & Isola's uniformity, log E exp(-t‖a − b‖²) over pairs of L2-normalized memory tokens (paper §3, t = 2).
+
+    memory_tokens (N, D); at most `samples` tokens are drawn so the pairwise cost stays bounded. Lower is more
+    spread out; it is the term that keeps the dynamics loss from collapsing memories to a constant.
+    """
+    if memory_tokens.shape[0] > samples:
+        pick = torch.randperm(memory_tokens.shape[0], device=memory_tokens.device, generator=generator)[:samples]
+        memory_tokens = memory_tokens[pick]
+    z = F.normalize(memory_tokens, dim=-1)
+    sq_dist = torch.pdist(z).pow(2)
+    return torch.logsumexp(-temperature * sq_dist, dim=0) - math.log(sq_dist.numel())

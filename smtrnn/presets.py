@@ -1,0 +1,63 @@
+"""Presets: plain functions returning a full `RunConfig` for a task.
+
+`debug` trains in seconds on CPU (tests, smoke runs); `small` is the setting the benchmarks and the demo use on
+2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from smtrnn.config import (BPTTConfig, MemoryConfig, OptimConfig, RNNConfig, RunConfig, SMTConfig, TaskConfig,
+                           TeacherConfig, TrainConfig)
+from smtrnn.errors import ConfigError
+from smtrnn.tasks import make_task
+
+# Small task parameters for the debug preset, so a few dozen steps already show learning.
+DEBUG_TASK_PARAMS = {
+    "retrieval": {"num_symbols": 4},
+    "copy": {"num_symbols": 4},
+    "delayed_recall": {"num_symbols": 4, "lag": 2},
+    "assoc_recall": {"num_keys": 4, "num_values": 4, "num_pairs": 2, "num_queries": 1},
+    "stack": {"num_symbols": 4},
+    "parity": {},
+    "modular_icl": {"modulus": 3},
+}
+
+
+def debug(task: str = "retrieval") -> RunConfig:
+    """Tiny sizes and 40 steps: trains in a few seconds on one CPU core."""
+    params = DEBUG_TASK_PARAMS.get(task, {})
+    seq_len = max(12, make_task(task, **params).min_seq_len())
+    return RunConfig(
+        task=TaskConfig(name=task, seq_len=seq_len, params=dict(params)),
+        memory=MemoryConfig(tokens=2, width=16),
+        teacher=TeacherConfig(width=32, depth=1, heads=2, decoder_depth=1, future_len=4, decoder_positions=4),
+        rnn=RNNConfig(hidden=64, depth=1, heads=2, embed=16, readout_hidden=32),
+        smt=SMTConfig(teacher_warmup=0.25, dyn_loss_updates_teacher=False),
+        bptt=BPTTConfig(),
+        optim=OptimConfig(lr=3e-3, batch_size=16),
+        train=TrainConfig(steps=40, log_every=10, eval_batches=2),
+    )
+
+
+def small(task: str = "retrieval") -> RunConfig:
+    """The 2-CPU-core setting of the benchmarks: memory Z = 128, a 2-layer width-128 teacher, an MLP cell."""
+    return RunConfig(
+        task=TaskConfig(name=task, seq_len=64),
+        memory=MemoryConfig(tokens=1, width=128),
+        teacher=TeacherConfig(width=128, depth=2, heads=4, decoder_depth=2, future_len=16, decoder_positions=16),
+        rnn=RNNConfig(cell="mlp", hidden=256, depth=2, heads=4, embed=64, readout_hidden=256),
+        smt=SMTConfig(teacher_warmup=0.5, dyn_loss_updates_teacher=False, dynamics_weight=1.0),
+        optim=OptimConfig(lr=1e-3, batch_size=32),
+        train=TrainConfig(steps=3000),
+    )
+
+
+PRESETS: dict[str, Callable[[str], RunConfig]] = {"debug": debug, "small": small}
+
+
+def make_preset(name: str, task: str) -> RunConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose from: {', '.join(PRESETS)}")
+    return PRESETS[name](task)

@@ -1,0 +1,55 @@
+"""The recurrent network that SMT trains and that runs alone at inference: an update f(m, x) -> m' (a cell from
+`smtrnn.cells`), a readout g(m) -> logits, and a learned empty memory m_∅, the state before any input.
+
+With m_∅ the RNN needs no teacher to start: `rollout(x)` runs from scratch, O(1) time and memory per token.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+import torch
+
+from smtrnn.cells import CELL_TYPES
+from smtrnn.config import MemoryConfig, RNNConfig
+from smtrnn.layers import rms_normalize
+
+
+class RNN(nn.Module):
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig, vocab_size: int):
+        super().__init__()
+        self.tokens, self.width, self.size = memory.tokens, memory.width, memory.size
+        self.embedding = nn.Embedding(vocab_size, cfg.embed)
+        self.cell = CELL_TYPES[cfg.cell](memory, cfg)
+        self.empty_memory = nn.Parameter(torch.randn(memory.size))
+        self.readout_net = nn.Sequential(
+            nn.Linear(memory.size, cfg.readout_hidden), nn.GELU(), nn.Linear(cfg.readout_hidden, vocab_size)
+        )
+
+    def init_state(self, batch_size: int) -> Tensor:
+        """m_∅ for a batch: (B, Z), RMS-normalized per memory token like every memory."""
+        m = rms_normalize(self.empty_memory.view(self.tokens, self.width)).flatten()
+        return m.expand(batch_size, -1)
+
+    def step(self, m: Tensor, x: Tensor) -> Tensor:
+        """One update: m (N, Z), x (N,) token ids -> m' (N, Z). N may be B or B·T (time-parallel SMT)."""
+        return self.cell(m, self.embedding(x))
+
+    def readout(self, m: Tensor) -> Tensor:
+        """m (..., Z) -> logits (..., V) for the target at the position m was written."""
+        return self.readout_net(m)
+
+    def rollout(self, x: Tensor, m0: Tensor | None = None, detach_every: int = 0) -> tuple[Tensor, Tensor]:
+        """Run the RNN over x (B, T) from m0 (default m_∅) -> memories (B, T, Z), logits (B, T, V).
+
+        `detach_every` = k > 0 cuts the gradient path every k steps (truncated BPTT); 0 keeps the full graph.
+        """
+        m = self.init_state(x.shape[0]) if m0 is None else m0
+        embedded = self.embedding(x)  # (B, T, E), looked up once for all steps
+        memories = []
+        for t in range(x.shape[1]):
+            m = self.cell(m, embedded[:, t])
+            memories.append(m)
+            if detach_every and (t + 1) % detach_every == 0:
+                m = m.detach()
+        stacked = torch.stack(memories, dim=1)
+        return stacked, self.readout(stacked)

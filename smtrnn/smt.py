@@ -1,0 +1,43 @@
+"""Supervised Memory Training: the SMT objective over every timestep of a batch in one pass (paper §3).
+
+    loss = λ_dec · decoder CE  +  λ_dyn · MSE(f(m_{t-1}, x_t), m_t)  +  λ_unif · uniformity  +  λ_read · readout CE
+
+The dynamics term covers all t = 0..T-1, the first transition starting from the RNN's empty memory m_∅, and each
+transition is an independent regression example: no gradient crosses more than one step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from smtrnn.config import SMTConfig
+from smtrnn.losses import masked_cross_entropy, uniformity
+from smtrnn.model import Model
+
+
+def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig, rnn_active: bool = True) -> tuple[Tensor, dict]:
+    """x, y (B, T) -> (scalar loss, metrics).
+
+    `rnn_active=False` is the teacher warm-up of the staged schedule: decoder and uniformity only, no RNN cost.
+    With `cfg.dyn_loss_updates_teacher` the dynamics MSE also trains the encoder through m_{t-1} and m_t (the
+    paper's joint training); without it the RNN regresses onto stop-gradient memories.
+    """
+    teacher, rnn = model.teacher, model.rnn
+    m = teacher.encode(x)  # (B, T, Z)
+    decoder = teacher.decoder_loss(m, x, y)
+    unif = uniformity(m.reshape(-1, rnn.width), cfg.uniformity_samples)
+    loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
+    metrics = {"decoder": decoder.item(), "uniformity": unif.item()}
+    if rnn_active:
+        batch, length, size = m.shape
+        target = m if cfg.dyn_loss_updates_teacher else m.detach()
+        previous = torch.cat([rnn.init_state(batch)[:, None], target[:, :-1]], dim=1)  # m_∅, m_0..m_{T-2}
+        predicted = rnn.step(previous.reshape(-1, size), x.reshape(-1)).view(batch, length, size)
+        dynamics = F.mse_loss(predicted, target)
+        readout = masked_cross_entropy(rnn.readout(m.detach()), y)
+        loss = loss + cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
+        metrics |= {"dynamics": dynamics.item(), "readout": readout.item()}
+    metrics["loss"] = loss.item()
+    return loss, metrics

@@ -1,0 +1,427 @@
+"""Synthetic sequence tasks, generated on the fly: seeded, vectorized, any batch size and length.
+
+A batch is ``(x, y)``, two ``torch.long`` tensors of shape (B, T): ``x`` holds input tokens and ``y`` the targets,
+with ``y == -1`` (``NO_TARGET``) where there is nothing to predict. The model predicts ``y_t`` having seen
+``x_0 .. x_t``, so every target is a function of that past — never of a later input. (``modular_icl`` is the one
+nuance: its targets also depend on the sequence's hidden rule, which the past reveals after a few examples.)
+Every id in ``x``, and every target other than -1, lies in ``[0, vocab_size)``.
+
+Here are our versions of the paper's five synthetic tasks (its release does not define them in runnable form):
+retrieval, string copy, stack operations, keys–values (associative recall) and modular arithmetic in context;
+plus ``delayed_recall`` and ``parity``, dense-label anchors that separate long-range memory from local state
+tracking. Batches are drawn only from the ``torch.Generator`` passed in, on that generator's device, so a seed
+fixes the data and the global RNG is left alone.
+
+In the worked examples of the class docstrings, ``.`` marks a position with no target (-1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+from smtrnn.errors import SmtrnnError
+
+NO_TARGET = -1  # the target at positions that carry no loss; pass as ``ignore_index`` to cross-entropy
+
+
+class TaskError(SmtrnnError, ValueError):
+    """An unknown task or parameter, an invalid parameter value, or a sequence too short for the task."""
+
+
+class Task(ABC):
+    """A family of synthetic sequences; subclasses are frozen dataclasses whose fields are the parameters."""
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Number of token ids: every id in x, and every target other than -1, is below it."""
+
+    @abstractmethod
+    def min_seq_len(self) -> int:
+        """The shortest sequence in which the task, with these parameters, can be posed."""
+
+    @abstractmethod
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Draw (x, y); `sample` has already checked the sizes."""
+
+    def sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A batch (x, y), each (B, T) long on the generator's device; the same generator state gives the same batch."""
+        if batch_size < 1:
+            raise TaskError(f"task '{self.name}' needs batch_size >= 1, got {batch_size}")
+        if seq_len < self.min_seq_len():
+            raise TaskError(f"task '{self.name}' needs seq_len >= {self.min_seq_len()}, got {seq_len}")
+        return self._sample(batch_size, seq_len, generator)
+
+    def describe(self) -> dict:
+        """The parameters as a plain dict: ``make_task(task.name, **task.describe())`` rebuilds the task."""
+        return dataclasses.asdict(self)
+
+    def _require(self, field: str, minimum: int) -> None:
+        """Raise a TaskError naming `field` unless it is an integer >= `minimum`."""
+        value = getattr(self, field)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TaskError(f"task '{self.name}': {field} must be an integer, got {value!r}")
+        if value < minimum:
+            raise TaskError(f"task '{self.name}': {field} must be >= {minimum}, got {value}")
+
+
+# Every draw goes through these, so all randomness comes from the caller's generator, on its device.
+
+def _randint(low: int, high: int, size: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    return torch.randint(low, high, size, generator=generator, device=generator.device)
+
+
+def _rand(size: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    return torch.rand(size, generator=generator, device=generator.device)
+
+
+def _distinct(population: int, count: int, batch_size: int, generator: torch.Generator) -> Tensor:
+    """(B, count) ids from [0, population), distinct within each row: the first `count` of a random permutation."""
+    return _rand((batch_size, population), generator).argsort(dim=1)[:, :count]
+
+
+def _no_targets(batch_size: int, seq_len: int, generator: torch.Generator) -> Tensor:
+    return torch.full((batch_size, seq_len), NO_TARGET, dtype=torch.long, device=generator.device)
+
+
+@dataclass(frozen=True)
+class Retrieval(Task):
+    """Find the needle: recall the symbol that followed a marker, when the last token asks for it.
+
+    One MARKER sits at a uniformly random position p < T // 2 (the first half); the symbol right after it is the
+    needle. The last token is QUERY and its target, the only one in the sequence, is the needle. Every other
+    position holds a uniformly random content symbol, the same distribution as the needle, so only the marker
+    singles it out. The gap between needle and query grows with T: sparse, long-range credit assignment.
+
+    Example, ``Retrieval(num_symbols=4)``: symbols 0-3, MARKER = 4, QUERY = 5::
+
+        x:  2  4  3  0  1  1  2  5
+        y:  .  .  .  .  .  .  .  3
+    """
+
+    name: ClassVar[str] = "retrieval"
+    num_symbols: int = 8
+
+    def __post_init__(self):
+        self._require("num_symbols", 2)
+
+    @property
+    def marker(self) -> int:
+        return self.num_symbols
+
+    @property
+    def query(self) -> int:
+        return self.num_symbols + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_symbols + 2
+
+    def min_seq_len(self) -> int:
+        return 3  # marker, needle, query
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        x = _randint(0, self.num_symbols, (batch_size, seq_len), generator)
+        rows = torch.arange(batch_size, device=x.device)
+        marker_at = _randint(0, seq_len // 2, (batch_size,), generator)
+        x[rows, marker_at] = self.marker
+        x[:, -1] = self.query
+        y = _no_targets(batch_size, seq_len, generator)
+        y[:, -1] = x[rows, marker_at + 1]
+        return x, y
+
+
+@dataclass(frozen=True)
+class Copy(Task):
+    """Copy a string: read L random symbols and a separator, then write the symbols back in order.
+
+    Positions 0..L-1 hold the string s and position L holds SEP (no target). The next L positions hold BLANK,
+    and the target at L + 1 + i is s_i: the inputs there carry nothing, so the model must keep the whole string
+    and its place in it. The remaining T - 2L - 1 positions are PAD, with no target. L is ``copy_len``, or
+    (T - 1) // 2 when that is None: the longest string that fits, leaving one PAD when T is even.
+
+    Example, ``Copy(num_symbols=4, copy_len=3)``: symbols 0-3, SEP = 4, BLANK = 5, PAD = 6::
+
+        x:  2  0  3  4  5  5  5  6  6
+        y:  .  .  .  .  2  0  3  .  .
+    """
+
+    name: ClassVar[str] = "copy"
+    num_symbols: int = 8
+    copy_len: Optional[int] = None
+
+    def __post_init__(self):
+        self._require("num_symbols", 2)
+        if self.copy_len is not None:
+            self._require("copy_len", 1)
+
+    @property
+    def sep(self) -> int:
+        return self.num_symbols
+
+    @property
+    def blank(self) -> int:
+        return self.num_symbols + 1
+
+    @property
+    def pad(self) -> int:
+        return self.num_symbols + 2
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_symbols + 3
+
+    def min_seq_len(self) -> int:
+        return 2 * (self.copy_len or 1) + 1  # string, SEP, one BLANK per symbol
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        length = self.copy_len or (seq_len - 1) // 2
+        string = _randint(0, self.num_symbols, (batch_size, length), generator)
+        x = torch.full((batch_size, seq_len), self.pad, dtype=torch.long, device=string.device)
+        x[:, :length] = string
+        x[:, length] = self.sep
+        x[:, length + 1:2 * length + 1] = self.blank
+        y = _no_targets(batch_size, seq_len, generator)
+        y[:, length + 1:2 * length + 1] = string
+        return x, y
+
+
+@dataclass(frozen=True)
+class DelayedRecall(Task):
+    """Echo the input from ``lag`` steps ago: y_t = x_{t-lag} for t >= lag, no target before.
+
+    Inputs are uniformly random symbols. Every position from ``lag`` on is labelled, so the task measures how
+    long a memory lasts with dense credit, where retrieval measures it with a single sparse label.
+
+    Example, ``DelayedRecall(num_symbols=4, lag=2)``: symbols 0-3::
+
+        x:  3  1  0  2  2  1
+        y:  .  .  3  1  0  2
+    """
+
+    name: ClassVar[str] = "delayed_recall"
+    num_symbols: int = 8
+    lag: int = 16
+
+    def __post_init__(self):
+        self._require("num_symbols", 2)
+        self._require("lag", 1)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_symbols
+
+    def min_seq_len(self) -> int:
+        return self.lag + 1  # at least one labelled position
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        x = _randint(0, self.num_symbols, (batch_size, seq_len), generator)
+        y = _no_targets(batch_size, seq_len, generator)
+        y[:, self.lag:] = x[:, :-self.lag]
+        return x, y
+
+
+@dataclass(frozen=True)
+class AssocRecall(Task):
+    """Keys and values: read key-value pairs, then answer each queried key with its value.
+
+    Layout: ``num_pairs`` pairs k_1 v_1 k_2 v_2 ... (keys distinct within a sequence, values drawn independently
+    and so may repeat), then FILL up to the last ``num_queries`` positions, which hold distinct keys from those
+    pairs. The target at a query is the value paired with its key; nothing else has a target. Keys and values
+    use disjoint id ranges, so a key after the pairs can only be a query. The filler grows with T, so the
+    distance from a pair to its query does too.
+
+    Example, ``AssocRecall(num_keys=3, num_values=3, num_pairs=2, num_queries=2)``: keys 0-2, values 3-5,
+    FILL = 6::
+
+        x:  2  4  0  3  6  6  0  2
+        y:  .  .  .  .  .  .  3  4
+    """
+
+    name: ClassVar[str] = "assoc_recall"
+    num_keys: int = 8
+    num_values: int = 8
+    num_pairs: int = 4
+    num_queries: int = 2
+
+    def __post_init__(self):
+        self._require("num_keys", 1)
+        self._require("num_values", 2)
+        self._require("num_pairs", 1)
+        if self.num_pairs > self.num_keys:
+            raise TaskError(f"task '{self.name}': num_pairs must be <= num_keys={self.num_keys} "
+                            f"(keys are distinct within a sequence), got {self.num_pairs}")
+        self._require("num_queries", 1)
+        if self.num_queries > self.num_pairs:
+            raise TaskError(f"task '{self.name}': num_queries must be <= num_pairs={self.num_pairs} "
+                            f"(each query asks a different pair), got {self.num_queries}")
+
+    @property
+    def fill(self) -> int:
+        return self.num_keys + self.num_values
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_keys + self.num_values + 1
+
+    def min_seq_len(self) -> int:
+        return 2 * self.num_pairs + self.num_queries
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        pairs, queries = self.num_pairs, self.num_queries
+        keys = _distinct(self.num_keys, pairs, batch_size, generator)
+        values = _randint(self.num_keys, self.num_keys + self.num_values, (batch_size, pairs), generator)
+        asked = _distinct(pairs, queries, batch_size, generator)  # which pairs the queries ask about
+        x = torch.full((batch_size, seq_len), self.fill, dtype=torch.long, device=keys.device)
+        x[:, 0:2 * pairs:2] = keys
+        x[:, 1:2 * pairs:2] = values
+        x[:, seq_len - queries:] = keys.gather(1, asked)
+        y = _no_targets(batch_size, seq_len, generator)
+        y[:, seq_len - queries:] = values.gather(1, asked)
+        return x, y
+
+
+@dataclass(frozen=True)
+class Stack(Task):
+    """Stack operations: each token pushes a symbol or pops; at a pop the target is the symbol popped.
+
+    Token s < num_symbols pushes s; POP pops. Each step pushes with probability 1/2 and pops otherwise, except
+    that an empty stack is always pushed to, so a pop never fails. The depth is therefore a random walk
+    reflected at zero, typically about sqrt(T) deep, and a popped symbol may have been pushed long ago. Pushes
+    have no target.
+
+    Example, ``Stack(num_symbols=4)``: symbols 0-3 (push that symbol), POP = 4::
+
+        x:  1  3  4  2  4  4  0  4
+        y:  .  .  3  .  2  1  .  0
+    """
+
+    name: ClassVar[str] = "stack"
+    num_symbols: int = 8
+
+    def __post_init__(self):
+        self._require("num_symbols", 2)
+
+    @property
+    def pop(self) -> int:
+        return self.num_symbols
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_symbols + 1
+
+    def min_seq_len(self) -> int:
+        return 2  # a push, then possibly a pop
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        # Depth without the empty-stack rule is the walk w_t of ±1 coin flips; each forced push lifts it by 2,
+        # which happens exactly when w reaches a new low of floor(w / 2). So, in closed form and without a loop,
+        # depth_t = w_t - 2 * min(0, min_{s <= t} floor(w_s / 2)).
+        step = torch.where(_rand((batch_size, seq_len), generator) < 0.5, 1, -1)
+        walk = step.cumsum(dim=1)
+        lifts = torch.div(walk, 2, rounding_mode="floor").cummin(dim=1).values.clamp(max=0)
+        depth = walk - 2 * lifts  # stack size after step t, (B, T)
+        before = torch.cat([torch.zeros_like(depth[:, :1]), depth[:, :-1]], dim=1)
+        is_push = depth > before
+        x = torch.where(is_push, _randint(0, self.num_symbols, (batch_size, seq_len), generator), self.pop)
+
+        # Each step touches one stack slot (the depth it pushes to or pops from). Within a slot, steps alternate
+        # push, pop, push, ... in time, so after sorting by (slot, time) every pop comes right after its push.
+        slot = torch.where(is_push, depth, before)
+        time = torch.arange(seq_len, device=x.device)
+        order = (slot * seq_len + time).argsort(dim=1)
+        pushed = x.gather(1, order.roll(1, dims=1))  # the token one place earlier in that order
+        sorted_targets = torch.where(is_push.gather(1, order), NO_TARGET, pushed)
+        y = torch.empty_like(x).scatter_(1, order, sorted_targets)
+        return x, y
+
+
+@dataclass(frozen=True)
+class Parity(Task):
+    """Running parity: y_t = (x_0 + ... + x_t) mod 2, a target at every position; x is uniform over {0, 1}.
+
+    Example, ``Parity()``: tokens 0 and 1, targets 0 and 1::
+
+        x:  1  0  1  1  0
+        y:  1  1  0  1  1
+    """
+
+    name: ClassVar[str] = "parity"
+
+    @property
+    def vocab_size(self) -> int:
+        return 2
+
+    def min_seq_len(self) -> int:
+        return 1
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        x = _randint(0, 2, (batch_size, seq_len), generator)
+        return x, x.cumsum(dim=1) % 2
+
+
+@dataclass(frozen=True)
+class ModularICL(Task):
+    """Modular arithmetic in context: infer the sequence's hidden map a -> (w·a + b) mod p from its examples.
+
+    Each sequence draws w in [1, p) and b in [0, p) and alternates an input a (uniform, shown as token a) with
+    its answer (shown as token p + answer, so inputs and answers are told apart by id). The target at each input
+    is its answer token, i.e. the input that follows; answers have no target. The first answers are guesses;
+    once the past pins down (w, b) — two examples with different inputs when p is prime — every later target
+    is determined. An odd T ends on an input.
+
+    Example, ``ModularICL(modulus=5)`` with hidden w = 2, b = 1: inputs 0-4, answer v shown as 5 + v::
+
+        x:  3  7  0  6  4  9  2
+        y:  7  .  6  .  9  .  5
+    """
+
+    name: ClassVar[str] = "modular_icl"
+    modulus: int = 7
+
+    def __post_init__(self):
+        self._require("modulus", 2)
+
+    @property
+    def vocab_size(self) -> int:
+        return 2 * self.modulus
+
+    def min_seq_len(self) -> int:
+        return 5  # two examples, then an input whose answer they can determine
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        p, examples = self.modulus, (seq_len + 1) // 2
+        w = _randint(1, p, (batch_size, 1), generator)
+        b = _randint(0, p, (batch_size, 1), generator)
+        inputs = _randint(0, p, (batch_size, examples), generator)
+        answers = p + (w * inputs + b) % p
+        x = torch.stack([inputs, answers], dim=2).flatten(1)[:, :seq_len]  # a_0, ans_0, a_1, ans_1, ...
+        y = _no_targets(batch_size, seq_len, generator)
+        y[:, 0::2] = answers
+        return x, y
+
+
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (Retrieval, Copy, DelayedRecall, AssocRecall, Stack, Parity, ModularICL)
+}
+
+
+def make_task(name: str, **params) -> Task:
+    """The task registered as `name`, with `params` overriding its defaults; bad names and values raise TaskError."""
+    if name not in TASKS:
+        raise TaskError(f"unknown task '{name}'; choose from: {', '.join(sorted(TASKS))}")
+    cls = TASKS[name]
+    fields = [f.name for f in dataclasses.fields(cls)]
+    for param in params:
+        if param not in fields:
+            takes = f"it takes: {', '.join(fields)}" if fields else "it takes no parameters"
+            raise TaskError(f"task '{name}' has no parameter '{param}'; {takes}")
+    return cls(**params)

@@ -1,0 +1,104 @@
+"""The teacher: a causal Transformer encoder that writes the memory m_t of every prefix in one pass, and a causal
+decoder that predicts the future targets from m_t alone (the predictive-state objective, paper §3).
+
+The paper's encoder re-reads a window with K appended register tokens and so yields one memory per window. Here
+the encoder is causal and its per-position output is projected to the K memory tokens, so one forward pass over
+x_0..x_{T-1} gives all T memories and m_t provably depends on x_≤t only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from smtrnn.config import MemoryConfig, TeacherConfig
+from smtrnn.layers import Transformer, rms_normalize
+from smtrnn.losses import masked_cross_entropy
+
+
+class Encoder(nn.Module):
+    def __init__(self, memory: MemoryConfig, cfg: TeacherConfig):
+        super().__init__()
+        self.tokens, self.width = memory.tokens, memory.width
+        self.transformer = Transformer(cfg.width, cfg.depth, cfg.heads, causal=True, rotary=True)
+        self.to_memory = nn.Linear(cfg.width, memory.size)
+
+    def forward(self, embedded: Tensor) -> Tensor:
+        """embedded inputs (B, T, W) -> memories (B, T, Z); each of the K tokens RMS-normalized."""
+        h = self.transformer(embedded)
+        m = self.to_memory(h).unflatten(-1, (self.tokens, self.width))  # (B, T, K, D)
+        return rms_normalize(m).flatten(-2)
+
+
+class Decoder(nn.Module):
+    """Causal Transformer over [K memory tokens; x_{t+1}..x_{t+Tf-1}]; the output at the last memory token
+    predicts y_t and the output at x_{t+j} predicts y_{t+j}."""
+
+    def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
+        super().__init__()
+        self.tokens, self.width = memory.tokens, memory.width
+        self.from_memory = nn.Linear(memory.width, cfg.width)
+        self.slot = nn.Parameter(torch.randn(memory.tokens, cfg.width) * 0.02)  # which memory token is which
+        self.transformer = Transformer(cfg.width, cfg.decoder_depth, cfg.heads, causal=True, rotary=True)
+        self.head = nn.Linear(cfg.width, vocab_size)
+
+    def forward(self, m: Tensor, future: Tensor) -> Tensor:
+        """m (N, Z), embedded future inputs (N, F, W) with 0 <= F -> logits (N, F+1, V) for y_t..y_{t+F}."""
+        mem = self.from_memory(m.unflatten(-1, (self.tokens, self.width))) + self.slot  # (N, K, W)
+        h = self.transformer(torch.cat([mem, future], dim=1))
+        return self.head(h[:, self.tokens - 1:])
+
+
+class Teacher(nn.Module):
+    """Encoder and decoder sharing one token embedding (as in the paper)."""
+
+    def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
+        super().__init__()
+        self.future_len, self.decoder_positions = cfg.future_len, cfg.decoder_positions
+        self.embedding = nn.Embedding(vocab_size, cfg.width)
+        self.encoder = Encoder(memory, cfg)
+        self.decoder = Decoder(memory, cfg, vocab_size)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """x (B, T) -> m (B, T, Z): m[:, t] summarizes x[:, :t+1]."""
+        return self.encoder(self.embedding(x))
+
+    def decode(self, m: Tensor, x_future: Tensor) -> Tensor:
+        """m (N, Z), x_future (N, F) -> logits (N, F+1, V)."""
+        return self.decoder(m, self.embedding(x_future))
+
+    def decoder_loss(self, m: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """Mean CE of the decoder's predictions of y_t..y_{t+Tf-1} from m_t and the teacher-forced future inputs,
+        over `decoder_positions` sampled positions per sequence.
+
+        m (B, T, Z), x and y (B, T). Positions are drawn among those whose window holds at least one target, so a
+        sparse task (one label at the end) does not spend the decoder on windows that carry no loss.
+        """
+        batch = x.shape[0]
+        window = self.future_len
+        idx, y_win = future_windows(y, window)  # (T, Tf), (B, T, Tf)
+        has_label = (y_win >= 0).any(-1)  # (B, T)
+        weights = has_label.float()
+        weights[~has_label.any(-1)] = 1.0  # a sequence with no label at all: sample anywhere, it adds no loss
+        t = torch.multinomial(weights, self.decoder_positions, replacement=True)  # (B, P)
+        x_pad = F.pad(x, (0, window), value=0)
+        x_future = x_pad[:, idx[:, 1:]]  # (B, T, Tf-1)
+        rows = torch.arange(batch, device=x.device)[:, None]
+        logits = self.decode(m[rows, t].flatten(0, 1), x_future[rows, t].flatten(0, 1))  # (B·P, Tf, V)
+        targets = y_win[rows, t].flatten(0, 1)
+        return masked_cross_entropy(logits, targets)
+
+    def predict_next(self, m: Tensor) -> Tensor:
+        """The teacher's own prediction of y_t from m_t alone: m (..., Z) -> logits (..., V)."""
+        flat = m.reshape(-1, m.shape[-1])
+        empty = flat.new_zeros(flat.shape[0], 0, dtype=torch.long)
+        return self.decode(flat, empty)[:, 0].reshape(*m.shape[:-1], -1)
+
+
+def future_windows(y: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """Index table idx[t, j] = t + j (T, Tf) and the targets y_{t+j} (B, T, Tf), -1 past the end."""
+    length = y.shape[1]
+    idx = torch.arange(length, device=y.device)[:, None] + torch.arange(window, device=y.device)[None, :]
+    return idx, F.pad(y, (0, window), value=-1)[:, idx]
+

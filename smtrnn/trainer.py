@@ -1,0 +1,181 @@
+"""The training loop shared by every method: AdamW, warm-up then constant or cosine learning rate, gradient
+clipping, JSONL metrics, periodic evaluation of the RNN alone, checkpoints, and an optional wall-clock budget.
+
+Schedules follow *progress* = max(step / steps, elapsed / max_seconds), so a run bounded by wall-clock (the fair
+way to compare SMT with BPTT) still warms up, stages and anneals over its whole budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from smtrnn.bptt import bptt_loss
+from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, load_trainer_state, load_weights, read_config,
+                               save_checkpoint)
+from smtrnn.config import OptimConfig, RunConfig, validate
+from smtrnn.errors import CheckpointError, SmtrnnError
+from smtrnn.evaluate import evaluate
+from smtrnn.model import Model
+from smtrnn.smt import smt_loss
+from smtrnn.tasks import make_task
+
+
+class TrainingError(SmtrnnError):
+    """Training cannot go on (a non-finite loss)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda, else mps, else cpu; any other name is passed to torch."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise SmtrnnError(f"unknown device '{name}'") from exc
+
+
+def make_optimizer(model: Model, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms, biases or the empty memory)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def learning_rate(cfg: OptimConfig, progress: float) -> float:
+    if cfg.warmup and progress < cfg.warmup:
+        return cfg.lr * max(progress / cfg.warmup, 1e-3)
+    if cfg.schedule == "cosine":
+        rest = (progress - cfg.warmup) / max(1.0 - cfg.warmup, 1e-9)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(rest, 1.0)))
+    return cfg.lr
+
+
+def loss_function(cfg: RunConfig, progress: float) -> Callable:
+    """The method's loss, bound to its config: (model, x, y) -> (loss, metrics)."""
+    if cfg.train.method == "smt":
+        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress >= cfg.smt.teacher_warmup)
+    return partial(bptt_loss, cfg=cfg.bptt)
+
+
+class Trainer:
+    """Owns one run: its model, optimizer, data stream and run directory."""
+
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, device: torch.device | str = "cpu",
+                 resume: bool = False, show_progress: bool = True):
+        validate(cfg)
+        self.cfg, self.out_dir, self.device = cfg, Path(out_dir), torch.device(device)
+        self.show_progress = show_progress
+        if has_checkpoint(self.out_dir) and not resume:
+            raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it "
+                                  "or choose another --out")
+        self.task = make_task(cfg.task.name, **cfg.task.params)
+        torch.manual_seed(cfg.train.seed)
+        self.data_generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.model = Model(cfg, self.task.vocab_size).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg.optim)
+        self.step, self.elapsed = 0, 0.0
+        if resume and has_checkpoint(self.out_dir):
+            self._resume()
+
+    def _resume(self) -> None:
+        saved, _ = read_config(self.out_dir)
+        if _identity(saved) != _identity(self.cfg):
+            raise CheckpointError(f"{self.out_dir} was trained with a different config; resume with the same one")
+        load_weights(self.out_dir, self.model)
+        state = load_trainer_state(self.out_dir)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        torch.set_rng_state(state["torch_rng"])
+        self.data_generator.set_state(state["data_rng"])
+
+    def progress(self) -> float:
+        budget = self.cfg.train.max_seconds
+        by_time = self.elapsed / budget if budget else 0.0
+        return min(1.0, max(self.step / self.cfg.train.steps, by_time))
+
+    def done(self) -> bool:
+        return self.progress() >= 1.0
+
+    def train_step(self) -> dict:
+        """One optimizer step of the configured method; returns its metrics."""
+        cfg = self.cfg
+        progress = self.progress()
+        lr = learning_rate(cfg.optim, progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = (t.to(self.device) for t in self.task.sample(cfg.optim.batch_size, cfg.task.seq_len,
+                                                            self.data_generator))
+        loss, metrics = loss_function(cfg, progress)(self.model, x, y)
+        if not math.isfinite(metrics["loss"]):
+            terms = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            raise TrainingError(f"non-finite loss at step {self.step}: {terms}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip or float("inf"))
+        self.optimizer.step()
+        self.step += 1
+        return metrics | {"lr": lr, "grad_norm": float(grad_norm)}
+
+    def evaluate(self) -> dict:
+        cfg = self.cfg
+        return evaluate(self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size)
+
+    def save(self) -> None:
+        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed,
+                 "torch_rng": torch.get_rng_state(), "data_rng": self.data_generator.get_state()}
+        save_checkpoint(self.out_dir, self.cfg, self.model, state)
+
+    def _log(self, record: dict) -> None:
+        with open(self.out_dir / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def run(self) -> dict:
+        """Train until the step or time budget is spent, save, and return the final evaluation."""
+        cfg = self.cfg.train
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.show_progress else True,
+                   desc=f"{cfg.method} {self.cfg.task.name}", dynamic_ncols=True)
+        while not self.done():
+            start = time.perf_counter()
+            metrics = self.train_step()
+            self.elapsed += time.perf_counter() - start
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.done():
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+                self._log({"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics)
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and not self.done():
+                self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": self.evaluate()})
+        bar.close()
+        self.save()
+        result = self.evaluate()
+        self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": result})
+        return result
+
+
+def _identity(cfg: RunConfig) -> dict:
+    """The config fields a resumed run must share with the saved one (the budget and device may change)."""
+    data = cfg.to_dict()
+    for name in ("steps", "max_seconds", "device", "eval_every", "eval_batches", "log_every"):
+        data["train"].pop(name)
+    return data
+
+
+def train(cfg: RunConfig, out_dir: str | Path, device: torch.device | str = "cpu", resume: bool = False,
+          show_progress: bool = True) -> dict:
+    """Train a run described by `cfg` into `out_dir`; returns the final evaluation of the RNN alone."""
+    return Trainer(cfg, out_dir, device, resume, show_progress).run()
