@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from smtrnn.config import RunConfig, validate
 from smtrnn.errors import CheckpointError, ConfigError
 from smtrnn.model import Model
+from smtrnn.tasks import make_task
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -68,11 +69,19 @@ def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
         raise CheckpointError(f"{path} is corrupt: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path} is not an smtrnn checkpoint config")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{path}: 'config' must be a mapping")
+    vocab = meta.get("vocab_size")
+    if not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1:
+        raise CheckpointError(f"{path}: 'vocab_size' must be a positive integer, got {vocab!r}")
     try:
         cfg = RunConfig.from_dict(meta["config"])
         validate(cfg)
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
+    task_vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
+    if task_vocab != vocab:
+        raise CheckpointError(f"{path}: vocab_size {vocab} does not match task '{cfg.task.name}' ({task_vocab})")
     return cfg, meta
 
 

@@ -21,15 +21,21 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig, rnn_active: boo
     """x, y (B, T) -> (scalar loss, metrics).
 
     `rnn_active=False` is the teacher warm-up of the staged schedule: decoder and uniformity only, no RNN cost.
+    Once the RNN is active, `cfg.freeze_teacher_after_warmup` stops the teacher's own losses and runs the encoder
+    without a graph: the RNN then regresses onto fixed targets, at a fraction of the cost of a joint step.
     With `cfg.dyn_loss_updates_teacher` the dynamics MSE also trains the encoder through m_{t-1} and m_t (the
     paper's joint training); without it the RNN regresses onto stop-gradient memories.
     """
     teacher, rnn = model.teacher, model.rnn
-    m = teacher.encode(x)  # (B, T, Z)
-    decoder = teacher.decoder_loss(m, x, y)
-    unif = uniformity(m.reshape(-1, rnn.width), cfg.uniformity_samples)
-    loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
-    metrics = {"decoder": decoder.item(), "uniformity": unif.item()}
+    teacher_learns = not (rnn_active and cfg.freeze_teacher_after_warmup)
+    with torch.set_grad_enabled(teacher_learns and torch.is_grad_enabled()):
+        m = teacher.encode(x)  # (B, T, Z)
+    loss, metrics = m.new_zeros(()), {}
+    if teacher_learns:
+        decoder = teacher.decoder_loss(m, x, y)
+        unif = uniformity(m.reshape(-1, rnn.width), cfg.uniformity_samples)
+        loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
+        metrics = {"decoder": decoder.item(), "uniformity": unif.item()}
     if rnn_active:
         batch, length, size = m.shape
         target = m if cfg.dyn_loss_updates_teacher else m.detach()

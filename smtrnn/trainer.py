@@ -41,9 +41,17 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as exc:
         raise SmtrnnError(f"unknown device '{name}'") from exc
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+        "mps": torch.backends.mps.is_available(),
+    }.get(device.type, False)
+    if not available:
+        raise SmtrnnError(f"device '{name}' is not available on this machine")
+    return device
 
 
 def make_optimizer(model: Model, cfg: OptimConfig) -> torch.optim.AdamW:

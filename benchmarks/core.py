@@ -1,0 +1,188 @@
+"""Core benchmark: SMT vs BPTT on the same RNN cell, equal wall-clock, scored on the RNN alone; and supervised
+transitions per second of an SMT step vs a BPTT step.
+
+Quality runs go through the public CLI (`python -m smtrnn train/eval`). The SMT and BPTT runs of one (task, T,
+seed) run at the same time, one thread each, so both see the same machine load; the budget is training time
+(evaluation excluded). Writes benchmarks/results/core.json and core.md.
+
+    python benchmarks/core.py                      # full study (about 30 minutes on 2 cores at the defaults)
+    python benchmarks/core.py --budget 20 --seeds 0 --lengths 64 --tasks retrieval   # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from smtrnn.bptt import bptt_loss  # noqa: E402
+from smtrnn.model import Model  # noqa: E402
+from smtrnn.presets import small  # noqa: E402
+from smtrnn.smt import smt_loss  # noqa: E402
+from smtrnn.tasks import make_task  # noqa: E402
+
+
+def run_cli(args: list[str], threads: int) -> subprocess.Popen:
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "smtrnn", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{proc.args} failed ({proc.returncode}): {err.strip().splitlines()[-1:]}")
+    return out
+
+
+def quality_run(task: str, length: int, seed: int, budget: float, cell: str, work: Path, threads: int) -> list[dict]:
+    """SMT and BPTT side by side for one (task, T, seed); returns one row per method."""
+    procs = {}
+    for method in ("smt", "bptt"):
+        out = work / f"{task}-T{length}-s{seed}-{method}"
+        procs[method] = (out, run_cli(["train", "--task", task, "--method", method, "--cell", cell, "--seq-len",
+                                       str(length), "--steps", "1000000", "--budget", str(budget), "--seed", str(seed),
+                                       "--out", str(out), "--quiet", "--device", "cpu"], threads))
+    rows = []
+    for method, (out, proc) in procs.items():
+        finish(proc)
+        result = json.loads(finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu"], 2)))
+        last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+        rows.append({"task": task, "T": length, "seed": seed, "method": method, "cell": cell,
+                     "steps": last["step"], "train_seconds": last["elapsed"]} | result)
+        print(f"{task} T={length} seed={seed} {method}: rnn {result['rnn_accuracy']:.3f} "
+              f"teacher {result.get('teacher_accuracy', float('nan')):.3f} steps {last['step']}", flush=True)
+    return rows
+
+
+def step_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def throughput(length: int, cell: str, batch: int, repeats: int) -> dict:
+    """Supervised transitions per second (B·T per optimizer step, forward + backward) for SMT and BPTT."""
+    torch.manual_seed(0)
+    cfg = small("retrieval")
+    cfg.rnn.cell = cell
+    task = make_task("retrieval")
+    x, y = task.sample(batch, length, torch.Generator().manual_seed(0))
+    model = Model(cfg, task.vocab_size)
+
+    def smt_joint():
+        smt_loss(model, x, y, cfg.smt, rnn_active=True)[0].backward()
+
+    def smt_rnn_phase():
+        frozen = cfg.smt.__class__(**(vars(cfg.smt) | {"freeze_teacher_after_warmup": True,
+                                                         "dyn_loss_updates_teacher": False}))
+        smt_loss(model, x, y, frozen, rnn_active=True)[0].backward()
+
+    def bptt():
+        bptt_loss(model, x, y, cfg.bptt)[0].backward()
+
+    times = {name: step_time(fn, repeats) for name, fn in
+             (("smt_full", smt_joint), ("smt_rnn_phase", smt_rnn_phase), ("bptt", bptt))}
+    per_s = {f"{name}_transitions_per_s": batch * length / t for name, t in times.items()}
+    return {"T": length, "batch": batch, "cell": cell} | {f"{k}_step_s": v for k, v in times.items()} | per_s | {
+        "ratio_smt_full_over_bptt": per_s["smt_full_transitions_per_s"] / per_s["bptt_transitions_per_s"],
+        "ratio_smt_rnn_phase_over_bptt": per_s["smt_rnn_phase_transitions_per_s"] / per_s["bptt_transitions_per_s"],
+    }
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["T"], row["method"]), []).append(row)
+    out = []
+    for (task, length, method), items in groups.items():
+        acc = [r["rnn_accuracy"] for r in items]
+        teacher = [r["teacher_accuracy"] for r in items if "teacher_accuracy" in r]
+        out.append({"task": task, "T": length, "method": method, "seeds": len(items),
+                    "rnn_accuracy_mean": statistics.mean(acc), "rnn_accuracy_min": min(acc),
+                    "rnn_accuracy_max": max(acc),
+                    "teacher_accuracy_mean": statistics.mean(teacher) if teacher else None,
+                    "onestep_accuracy_mean": statistics.mean([r["onestep_accuracy"] for r in items])
+                    if teacher else None,
+                    "drift_final_mean": statistics.mean([r["drift_final"] for r in items]) if teacher else None,
+                    "steps_mean": statistics.mean([r["steps"] for r in items])})
+    return out
+
+
+def markdown(report: dict) -> str:
+    def fmt(v):
+        return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    lines = [f"Budget {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, "
+             f"{report['threads_per_run']} thread per run, SMT and BPTT run side by side; "
+             f"{report['device']}, torch {report['torch']}.", "",
+             "| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
+             "final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in report["summary"]:
+        lines.append(f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
+                     f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
+                     f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |")
+    if report["throughput"]:
+        lines += ["", "Supervised transitions per second (B·T per step, forward + backward, 2 threads):", "",
+                  "| T | SMT full step | SMT RNN phase (teacher frozen) | BPTT | full / BPTT | RNN phase / BPTT |",
+                  "|---|---|---|---|---|---|"]
+        for t in report["throughput"]:
+            lines.append(f"| {t['T']} | {t['smt_full_transitions_per_s']:.0f} | "
+                         f"{t['smt_rnn_phase_transitions_per_s']:.0f} | {t['bptt_transitions_per_s']:.0f} | "
+                         f"{t['ratio_smt_full_over_bptt']:.2f} | {t['ratio_smt_rnn_phase_over_bptt']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="retrieval,delayed_recall")
+    parser.add_argument("--lengths", default="64,256")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
+    parser.add_argument("--cell", default="mlp")
+    parser.add_argument("--threads", type=int, default=1, help="threads per training run (two run at once)")
+    parser.add_argument("--throughput-lengths", default="256,1024")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", default="core")
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="smtrnn-bench-") as work:
+        for task in args.tasks.split(","):
+            for length in map(int, args.lengths.split(",")):
+                for seed in map(int, args.seeds.split(",")):
+                    rows += quality_run(task, length, seed, args.budget, args.cell, Path(work), args.threads)
+    torch.set_num_threads(2)
+    speed = [throughput(length, args.cell, 32, args.repeats) for length in map(int, filter(None,
+                                                                                     args.throughput_lengths.split(",")))]
+    report = {"benchmark": "core", "device": f"cpu ({platform.processor() or platform.machine()}, "
+                                              f"{os.cpu_count()} cores)",
+              "torch": torch.__version__, "python": platform.python_version(), "budget_s": args.budget,
+              "cell": args.cell, "threads_per_run": args.threads, "summary": summarize(rows), "runs": rows,
+              "throughput": speed, "command": " ".join(sys.argv)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""The `smtrnn` command, run in-process through `smtrnn.cli.main`: a smoke run of every subcommand, and the
+contract for bad input: exit code 2, exactly one line on stderr starting `smtrnn: error:` that names the
+problem, no traceback, and nothing written or overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from smtrnn.checkpoint import WEIGHTS_FILE
+from smtrnn.cli import main
+from support import snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ["train", "--preset", "debug", "--task", "retrieval", "--steps", "5", "--quiet", "--device", "cpu"]
+TEACHER_KEYS = {"teacher_accuracy", "teacher_bits_per_token", "readout_on_teacher_accuracy", "onestep_accuracy",
+                "drift", "drift_final", "memory_effective_rank", "memory_uniformity"}
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> dict[str, Path]:
+    """One SMT and one BPTT run trained through the CLI (do not modify: copy)."""
+    runs = {}
+    for method in ("smt", "bptt"):
+        out = tmp_path_factory.mktemp("cli") / method
+        assert main(TRAIN + ["--method", method, "--out", str(out)]) == 0
+        runs[method] = out
+    return runs
+
+
+# --- smoke --------------------------------------------------------------------------------------------------
+
+def test_train_prints_the_final_evaluation_and_writes_a_run(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = run_cli(capsys, *TRAIN, "--method", "smt", "--out", out)
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert 0.0 <= result["rnn_accuracy"] <= 1.0
+    assert {"config.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl"} <= set(os.listdir(out))
+    assert json.loads((out / "config.json").read_text())["step"] == 5
+
+
+def test_eval_json_is_one_object_with_rnn_and_teacher_scores(capsys, cli_runs):
+    code, out, err = run_cli(capsys, "eval", cli_runs["smt"], "--json", "--batches", "1", "--device", "cpu")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1
+    result = json.loads(out)
+    assert {"rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy", "drift"} <= set(result)
+    assert isinstance(result["drift"], dict) and result["drift"]
+
+
+def test_eval_of_a_bptt_run_has_no_teacher_scores(capsys, cli_runs):
+    code, out, err = run_cli(capsys, "eval", cli_runs["bptt"], "--json", "--batches", "1", "--device", "cpu")
+    assert code == 0, err
+    result = json.loads(out)
+    assert {"rnn_accuracy", "rnn_bits_per_token"} <= set(result)
+    assert not TEACHER_KEYS & set(result)
+
+
+def test_eval_table_prints_one_line_per_score(capsys, cli_runs):
+    argv = ["eval", cli_runs["smt"], "--batches", "1", "--device", "cpu"]
+    code, table, _ = run_cli(capsys, *argv)
+    assert code == 0
+    _, as_json, _ = run_cli(capsys, *argv, "--json")
+    assert [line.split()[0] for line in table.strip().splitlines()] == list(json.loads(as_json))
+
+
+def test_sample_prints_the_requested_number_of_token_ids(capsys, cli_runs):
+    code, out, err = run_cli(capsys, "sample", cli_runs["smt"], "--prompt", "1,2,3", "--length", 5, "--device", "cpu")
+    assert code == 0, err
+    tokens = [int(t) for t in out.split()]
+    assert len(tokens) == 5
+    assert all(0 <= t < 6 for t in tokens)  # retrieval with 4 symbols: vocabulary 6
+
+
+def test_sampling_at_a_temperature_is_seeded(capsys, cli_runs):
+    argv = ["sample", cli_runs["smt"], "--prompt", "0 1", "--length", 8, "--temperature", 1.0, "--device", "cpu"]
+    outs = [run_cli(capsys, *argv, "--seed", seed)[1] for seed in (3, 3)]
+    assert outs[0] == outs[1]
+
+
+def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "demo", "--budget", 0.2, "--seq-len", 8, "--out", tmp_path / "demo",
+                             "--device", "cpu")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("| smt") or line.startswith("| bptt")]
+    assert len(rows) == 2
+    assert (tmp_path / "demo" / "smt" / WEIGHTS_FILE).exists() and (tmp_path / "demo" / "bptt" / WEIGHTS_FILE).exists()
+
+
+def test_module_entry_point_help():
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "smtrnn", "--help"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("train", "eval", "sample", "demo"):
+        assert command in proc.stdout
+
+
+# --- bad input ----------------------------------------------------------------------------------------------
+
+def assert_one_line_error(code: int, out: str, err: str, *names: str) -> None:
+    assert code == 2, (out, err)
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("smtrnn: error: ")
+    for name in names:
+        assert name in lines[0], lines[0]
+
+
+BAD_TRAIN = {
+    "unknown task": (["--task", "nope"], ["nope"]),
+    "unknown cell": (["--cell", "nope"], ["cell", "nope"]),
+    "unknown method": (["--method", "nope"], ["method", "nope"]),
+    "memory size not divisible by tokens": (["--memory-tokens", "3", "--memory-size", "16"], ["--memory-size", "16"]),
+    "memory size zero": (["--memory-size", "0"], ["--memory-size"]),
+    "seq-len below the task minimum": (["--seq-len", "2"], ["seq_len", "3"]),
+    "steps 0": (["--steps", "0"], ["steps"]),
+    "steps negative": (["--steps", "-3"], ["steps", "-3"]),
+    "steps not an integer": (["--steps", "many"], ["many"]),
+    "batch size 0": (["--batch-size", "0"], ["batch_size"]),
+    "unknown --set field": (["--set", "rnn.nope=1"], ["rnn.nope"]),
+    "unknown --set section": (["--set", "nope.cell=gru"], ["nope.cell"]),
+    "malformed --set": (["--set", "rnn.cell"], ["FIELD=VALUE", "rnn.cell"]),
+    "--set with a value of the wrong type": (["--set", "train.seed=abc"], ["train.seed", "abc"]),
+    "--set task params not JSON": (["--set", "task.params={lag"], ["task.params"]),
+    "--set unknown task parameter": (["--set", 'task.params={"nope": 1}'], ["nope"]),
+    "unknown preset": (["--preset", "huge"], ["huge"]),
+    "unknown device": (["--device", "toaster"], ["toaster"]),
+}
+
+
+@pytest.mark.parametrize("extra, names", BAD_TRAIN.values(), ids=BAD_TRAIN.keys())
+def test_bad_train_arguments(capsys, tmp_path, extra, names):
+    out = tmp_path / "run"
+    argv = TRAIN + ["--method", "smt", "--out", str(out)] + extra
+    assert_one_line_error(*run_cli(capsys, *argv), *names)
+    assert not out.exists()  # a refused run leaves nothing behind
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_an_unavailable_device(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert_one_line_error(*run_cli(capsys, *TRAIN, "--out", out, "--device", "cuda"), "cuda")
+    assert not out.exists()
+
+
+def test_missing_required_argument(capsys):
+    assert_one_line_error(*run_cli(capsys, "train", "--preset", "debug"), "--out")
+
+
+def test_no_subcommand(capsys):
+    assert_one_line_error(*run_cli(capsys))
+
+
+def test_missing_config_file(capsys, tmp_path):
+    missing = tmp_path / "missing.yaml"
+    assert_one_line_error(*run_cli(capsys, *TRAIN, "--out", tmp_path / "run", "--config", missing), "missing.yaml")
+
+
+@pytest.mark.parametrize("name, text", [("bad.yaml", "rnn: [1, 2\n"), ("bad.json", "{not json"),
+                                        ("list.yaml", "- 1\n- 2\n")])
+def test_bad_config_file(capsys, tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    assert_one_line_error(*run_cli(capsys, *TRAIN, "--out", tmp_path / "run", "--config", path), name)
+
+
+def test_config_file_with_an_unknown_field(capsys, tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"rnn": {"nope": 1}}))
+    assert_one_line_error(*run_cli(capsys, *TRAIN, "--out", tmp_path / "run", "--config", path), "rnn.nope")
+
+
+def test_config_file_is_applied(capsys, tmp_path):
+    """The positive twin of the config-file errors: a valid file reaches the saved run config."""
+    path = tmp_path / "cfg.yaml"
+    path.write_text("rnn:\n  cell: gru\ntask:\n  seq_len: 9\n")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, *TRAIN, "--steps", 2, "--out", out, "--config", path)
+    assert code == 0, err
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert (saved["rnn"]["cell"], saved["task"]["seq_len"], saved["train"]["steps"]) == ("gru", 9, 2)
+
+
+def test_eval_of_a_missing_dir(capsys, tmp_path):
+    missing = tmp_path / "nowhere"
+    assert_one_line_error(*run_cli(capsys, "eval", missing, "--device", "cpu"), str(missing))
+
+
+def test_eval_of_a_dir_that_holds_no_run(capsys, tmp_path):
+    assert_one_line_error(*run_cli(capsys, "eval", tmp_path, "--device", "cpu"), "config.json")
+
+
+def test_eval_of_a_run_with_corrupt_weights(capsys, cli_runs, tmp_path):
+    run = Path(shutil.copytree(cli_runs["smt"], tmp_path / "run"))
+    weights = run / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert_one_line_error(*run_cli(capsys, "eval", run, "--device", "cpu"), WEIGHTS_FILE, "corrupt")
+
+
+def test_eval_with_zero_batches(capsys, cli_runs):
+    assert_one_line_error(*run_cli(capsys, "eval", cli_runs["smt"], "--batches", 0, "--device", "cpu"), "--batches")
+
+
+@pytest.mark.parametrize("prompt, names", [("1,99", ["99", "vocabulary"]), ("1,-1", ["-1"]),
+                                           ("1,x", ["--prompt", "1,x"])])
+def test_sample_with_a_bad_prompt(capsys, cli_runs, prompt, names):
+    argv = ["sample", cli_runs["smt"], "--prompt", prompt, "--length", 3, "--device", "cpu"]
+    assert_one_line_error(*run_cli(capsys, *argv), *names)
+
+
+def test_sample_with_a_negative_length(capsys, cli_runs):
+    argv = ["sample", cli_runs["smt"], "--prompt", "1", "--length", -1, "--device", "cpu"]
+    assert_one_line_error(*run_cli(capsys, *argv), "--length")
+
+
+def test_train_into_an_existing_run_without_resume(capsys, cli_runs, tmp_path):
+    run = Path(shutil.copytree(cli_runs["smt"], tmp_path / "run"))
+    before = snapshot(run)
+    assert_one_line_error(*run_cli(capsys, *TRAIN, "--method", "smt", "--out", run), str(run), "--resume")
+    assert snapshot(run) == before
+
+
+def test_train_with_resume_continues_an_existing_run(capsys, cli_runs, tmp_path):
+    run = Path(shutil.copytree(cli_runs["smt"], tmp_path / "run"))
+    argv = [*TRAIN, "--method", "smt", "--out", run, "--resume", "--steps", 7]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["step"] == 7

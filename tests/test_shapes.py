@@ -1,0 +1,85 @@
+"""Shapes of the recurrent and teacher APIs in the package's legend (B, T, Z = K·D, V), for every cell, K = 1 and
+K > 1, and an odd T; and the one property every memory shares: each of its K tokens is RMS-normalized."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from smtrnn.config import CELLS
+from smtrnn.model import Model
+from smtrnn.tasks import make_task
+from support import debug_config
+
+B, T = 3, 7  # T odd on purpose: nothing may assume an even length
+WIDTH = 16  # D
+
+
+def build(cell: str, tokens: int) -> tuple[Model, int]:
+    cfg = debug_config("retrieval", "smt", rnn__cell=cell, memory__tokens=tokens, memory__width=WIDTH)
+    vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
+    torch.manual_seed(0)
+    return Model(cfg, vocab), vocab
+
+
+def token_mean_squares(m: torch.Tensor, tokens: int) -> torch.Tensor:
+    """(..., Z) -> (..., K): the mean square of each D-wide memory token."""
+    return m.unflatten(-1, (tokens, m.shape[-1] // tokens)).pow(2).mean(-1)
+
+
+def assert_rms_normalized(m: torch.Tensor, tokens: int) -> None:
+    ms = token_mean_squares(m, tokens)
+    torch.testing.assert_close(ms, torch.ones_like(ms), atol=1e-4, rtol=0)
+
+
+def inputs(vocab: int, length: int = T) -> torch.Tensor:
+    return torch.randint(0, vocab, (B, length), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_shapes(cell, tokens):
+    model, vocab = build(cell, tokens)
+    rnn, z = model.rnn, tokens * WIDTH
+    x = inputs(vocab)
+
+    m0 = rnn.init_state(B)
+    assert m0.shape == (B, z)
+    m1 = rnn.step(m0, x[:, 0])
+    assert m1.shape == (B, z)
+    assert rnn.readout(m1).shape == (B, vocab)
+    memories, logits = rnn.rollout(x)
+    assert memories.shape == (B, T, z)
+    assert logits.shape == (B, T, vocab)
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_rnn_memories_are_rms_normalized_per_token(cell, tokens):
+    model, vocab = build(cell, tokens)
+    rnn = model.rnn
+    memories, _ = rnn.rollout(inputs(vocab))
+    assert_rms_normalized(rnn.init_state(B), tokens)
+    assert_rms_normalized(memories, tokens)
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+def test_teacher_shapes(tokens):
+    model, vocab = build("mlp", tokens)
+    teacher, z = model.teacher, tokens * WIDTH
+    x = inputs(vocab)
+
+    m = teacher.encode(x)
+    assert m.shape == (B, T, z)
+    assert teacher.predict_next(m).shape == (B, T, vocab)
+    flat = m.flatten(0, 1)  # (N, Z), N = B·T
+    for future in (0, 1, 3):
+        x_future = torch.randint(0, vocab, (flat.shape[0], future))
+        assert teacher.decode(flat, x_future).shape == (B * T, future + 1, vocab)
+
+
+@pytest.mark.parametrize("tokens", [1, 3])
+def test_teacher_memories_are_rms_normalized_per_token(tokens):
+    model, vocab = build("mlp", tokens)
+    m = model.teacher.encode(inputs(vocab))
+    assert_rms_normalized(m, tokens)
