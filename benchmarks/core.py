@@ -1,9 +1,8 @@
-"""Core benchmark: SMT vs BPTT on the same RNN cell, equal wall-clock, scored on the RNN alone; and supervised
-transitions per second of an SMT step vs a BPTT step.
+"""Core benchmark: SMT (staged, the default; and the paper's joint schedule) vs BPTT on the same RNN cell, equal
+wall-clock, scored on the RNN alone; and supervised transitions per second of an SMT step vs a BPTT step.
 
-Quality runs go through the public CLI (`python -m smtrnn train/eval`). The SMT and BPTT runs of one (task, T,
-seed) run at the same time, one thread each, so both see the same machine load; the budget is training time
-(evaluation excluded). Writes benchmarks/results/core.json and core.md.
+Quality runs go through the public CLI (`python -m smtrnn train/eval`). The runs of one (task, T, seed) run at the
+same time, one thread each, so all see the same machine load; the budget is training time (evaluation excluded). Writes benchmarks/results/core.json and core.md.
 
     python benchmarks/core.py                      # full study (about 30 minutes on 2 cores at the defaults)
     python benchmarks/core.py --budget 20 --seeds 0 --lengths 64 --tasks retrieval   # quick look
@@ -47,12 +46,22 @@ def finish(proc: subprocess.Popen) -> str:
     return out
 
 
-def quality_run(task: str, length: int, seed: int, budget: float, cell: str, work: Path, threads: int) -> list[dict]:
-    """SMT and BPTT side by side for one (task, T, seed); returns one row per method."""
+# Each compared method as CLI arguments: SMT with its default staged schedule, SMT with the paper's joint schedule,
+# and BPTT on the same cell.
+METHODS = {
+    "smt": ["--method", "smt"],
+    "smt-joint": ["--method", "smt", "--preset", "joint"],
+    "bptt": ["--method", "bptt"],
+}
+
+
+def quality_run(task: str, length: int, seed: int, budget: float, cell: str, work: Path, threads: int,
+                methods: list[str]) -> list[dict]:
+    """All methods side by side for one (task, T, seed); returns one row per method."""
     procs = {}
-    for method in ("smt", "bptt"):
+    for method in methods:
         out = work / f"{task}-T{length}-s{seed}-{method}"
-        procs[method] = (out, run_cli(["train", "--task", task, "--method", method, "--cell", cell, "--seq-len",
+        procs[method] = (out, run_cli(["train", "--task", task, *METHODS[method], "--cell", cell, "--seq-len",
                                        str(length), "--steps", "1000000", "--budget", str(budget), "--seed", str(seed),
                                        "--out", str(out), "--quiet", "--device", "cpu"], threads))
     rows = []
@@ -130,7 +139,7 @@ def markdown(report: dict) -> str:
         return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
     lines = [f"Budget {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, "
-             f"{report['threads_per_run']} thread per run, SMT and BPTT run side by side; "
+             f"{report['threads_per_run']} thread per run, all methods of a row group run at once; "
              f"{report['device']}, torch {report['torch']}.", "",
              "| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
              "final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -156,7 +165,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
     parser.add_argument("--cell", default="mlp")
-    parser.add_argument("--threads", type=int, default=1, help="threads per training run (two run at once)")
+    parser.add_argument("--methods", default="smt,smt-joint,bptt", help=f"from {', '.join(METHODS)}")
+    parser.add_argument("--threads", type=int, default=1, help="threads per training run (all methods run at once)")
     parser.add_argument("--throughput-lengths", default="256,1024")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -168,7 +178,8 @@ def main() -> None:
         for task in args.tasks.split(","):
             for length in map(int, args.lengths.split(",")):
                 for seed in map(int, args.seeds.split(",")):
-                    rows += quality_run(task, length, seed, args.budget, args.cell, Path(work), args.threads)
+                    rows += quality_run(task, length, seed, args.budget, args.cell, Path(work), args.threads,
+                                        args.methods.split(","))
     torch.set_num_threads(2)
     speed = [throughput(length, args.cell, 32, args.repeats) for length in map(int, filter(None,
                                                                                      args.throughput_lengths.split(",")))]
