@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from smtrnn.checkpoint import load_model
-from smtrnn.config import RunConfig, apply_overrides, flatten, load_config_file
+from smtrnn.checkpoint import load_model, read_config
+from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
 from smtrnn.errors import ConfigError, SmtrnnError
 from smtrnn.evaluate import evaluate
 from smtrnn.presets import make_preset
@@ -30,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="task name (retrieval, copy, delayed_recall, assoc_recall, stack, parity, "
                                   "modular_icl)")
-    p.add_argument("--method", help="smt or bptt")
+    p.add_argument("--method", help="smt, bptt, dmt (needs --init) or smt+dmt")
+    p.add_argument("--init", help="method dmt: the SMT run directory to start from (its config is the base)")
     p.add_argument("--cell", help="transformer, mlp, gru, lstm or elman")
     p.add_argument("--seq-len", type=int, help="sequence length T")
     p.add_argument("--steps", type=int, help="optimizer steps")
@@ -51,9 +52,13 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then config file, then explicit flags, then --set overrides."""
     task = args.task
     file_data = load_config_file(args.config) if args.config else {}
-    if task is None:
-        task = file_data.get("task", {}).get("name", "retrieval")
-    cfg = make_preset(args.preset, task)
+    if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
+        cfg, _ = read_config(args.init)
+        cfg.train = TrainConfig(method="dmt", init=args.init, seed=cfg.train.seed)
+    else:
+        if task is None:
+            task = file_data.get("task", {}).get("name", "retrieval")
+        cfg = make_preset(args.preset, task)
     apply_overrides(cfg, flatten(file_data))
     flags = {
         "task.name": args.task, "train.method": args.method, "rnn.cell": args.cell, "task.seq_len": args.seq_len,
@@ -137,7 +142,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="smtrnn", description="Train nonlinear RNNs without backpropagation through time.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train an RNN by SMT or BPTT")
+    p = sub.add_parser("train", help="train an RNN by SMT, DMT, SMT then DMT, or BPTT")
     _add_train_arguments(p)
     p.add_argument("--out", required=True, help="run directory (refused if it already holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

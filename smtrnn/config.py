@@ -14,7 +14,8 @@ from typing import Any
 
 from smtrnn.errors import ConfigError
 
-METHODS = ("smt", "bptt")
+METHODS = ("smt", "bptt", "dmt", "smt+dmt")
+TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
 CELLS = ("transformer", "mlp", "gru", "lstm", "elman")
 SCHEDULES = ("constant", "cosine")
 
@@ -81,6 +82,19 @@ class SMTConfig:
 
 
 @dataclass
+class DMTConfig:
+    """DAgger Memory Training (see `smtrnn.dmt`)."""
+
+    fraction: float = 0.25  # smt+dmt: the last fraction of training is DMT
+    restart_fraction: float = 0.5  # sequences that follow the teacher up to a random offset, then the RNN
+    grad_through_rollout_steps: int = 0  # k > 0: each target is reached by k+1 steps with gradient through all
+    time_parallel: bool = True  # false: the paper's sequential DMT (graph through the rollout)
+    label_every: int = 16  # sequential DMT only: MSE to the teacher every this many steps
+    dynamics_weight: float = 1.0
+    readout_weight: float = 1.0
+
+
+@dataclass
 class BPTTConfig:
     truncation: int = 0  # 0: full BPTT; k > 0: the state is detached every k steps (truncated BPTT)
 
@@ -103,6 +117,7 @@ class TrainConfig:
     steps: int = 1000
     max_seconds: float = 0.0  # > 0: stop at this wall-clock budget too; schedules then follow elapsed time
     seed: int = 0
+    init: str = ""  # method dmt: the SMT run directory whose teacher and RNN DMT starts from
     log_every: int = 25
     eval_every: int = 0  # 0: evaluate only at the end
     eval_batches: int = 4
@@ -116,6 +131,7 @@ class RunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     rnn: RNNConfig = field(default_factory=RNNConfig)
     smt: SMTConfig = field(default_factory=SMTConfig)
+    dmt: DMTConfig = field(default_factory=DMTConfig)
     bptt: BPTTConfig = field(default_factory=BPTTConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -230,6 +246,7 @@ def validate(cfg: RunConfig) -> None:
         "rnn.embed": cfg.rnn.embed, "rnn.readout_hidden": cfg.rnn.readout_hidden,
         "optim.batch_size": cfg.optim.batch_size, "optim.lr": cfg.optim.lr, "train.log_every": cfg.train.log_every,
         "train.eval_batches": cfg.train.eval_batches, "smt.uniformity_samples": cfg.smt.uniformity_samples,
+        "dmt.label_every": cfg.dmt.label_every,
     }
     for name, value in positive.items():
         _check(value > 0, f"{name} must be > 0, got {value}")
@@ -238,7 +255,8 @@ def validate(cfg: RunConfig) -> None:
         "smt.uniformity_weight": cfg.smt.uniformity_weight, "smt.readout_weight": cfg.smt.readout_weight,
         "bptt.truncation": cfg.bptt.truncation, "optim.weight_decay": cfg.optim.weight_decay,
         "optim.grad_clip": cfg.optim.grad_clip, "train.max_seconds": cfg.train.max_seconds,
-        "train.eval_every": cfg.train.eval_every,
+        "train.eval_every": cfg.train.eval_every, "dmt.grad_through_rollout_steps": cfg.dmt.grad_through_rollout_steps,
+        "dmt.dynamics_weight": cfg.dmt.dynamics_weight, "dmt.readout_weight": cfg.dmt.readout_weight,
     }
     for name, value in non_negative.items():
         _check(value >= 0, f"{name} must be >= 0, got {value}")
@@ -246,6 +264,12 @@ def validate(cfg: RunConfig) -> None:
     _check(not (cfg.smt.freeze_teacher_after_warmup and cfg.smt.dyn_loss_updates_teacher),
            "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false (a frozen teacher takes no "
            "gradient)")
+    _check(0 < cfg.dmt.fraction < 1, f"dmt.fraction must be in (0, 1), got {cfg.dmt.fraction}")
+    _check(0 <= cfg.dmt.restart_fraction <= 1,
+           f"dmt.restart_fraction must be in [0, 1], got {cfg.dmt.restart_fraction}")
+    _check(cfg.train.method != "dmt" or bool(cfg.train.init),
+           "method dmt starts from a trained SMT run: pass --init DIR")
+    _check(not cfg.train.init or cfg.train.method == "dmt", "train.init (--init) is only for method dmt")
     _check(0 <= cfg.optim.warmup < 1, f"optim.warmup must be in [0, 1), got {cfg.optim.warmup}")
     for name in ("beta1", "beta2"):
         value = getattr(cfg.optim, name)

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, load_trainer_state, load_weights, read_config,
                                save_checkpoint)
-from smtrnn.config import OptimConfig, RunConfig, validate
+from smtrnn.config import TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
+from smtrnn.dmt import dmt_loss, dmt_sequential_loss
 from smtrnn.errors import CheckpointError, SmtrnnError
 from smtrnn.evaluate import evaluate
 from smtrnn.model import Model
@@ -74,10 +75,18 @@ def learning_rate(cfg: OptimConfig, progress: float) -> float:
 
 
 def loss_function(cfg: RunConfig, progress: float) -> Callable:
-    """The method's loss, bound to its config: (model, x, y) -> (loss, metrics)."""
-    if cfg.train.method == "smt":
-        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress >= cfg.smt.teacher_warmup)
-    return partial(bptt_loss, cfg=cfg.bptt)
+    """The method's loss at this point of training, bound to its config: (model, x, y) -> (loss, metrics).
+
+    smt+dmt spends the first 1 - dmt.fraction of training on SMT (with its own warm-up inside that share) and the
+    rest on DMT.
+    """
+    method = cfg.train.method
+    if method == "bptt":
+        return partial(bptt_loss, cfg=cfg.bptt)
+    smt_share = {"smt": 1.0, "smt+dmt": 1.0 - cfg.dmt.fraction, "dmt": 0.0}[method]
+    if progress < smt_share:
+        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.teacher_warmup)
+    return partial(dmt_loss if cfg.dmt.time_parallel else dmt_sequential_loss, cfg=cfg.dmt)
 
 
 class Trainer:
@@ -99,6 +108,19 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         if resume and has_checkpoint(self.out_dir):
             self._resume()
+        elif cfg.train.init:
+            self._start_from(cfg.train.init)
+
+    def _start_from(self, init_dir: str) -> None:
+        """Load the teacher and RNN of a finished SMT run (the start of DMT); its architecture must match."""
+        saved, _ = read_config(init_dir)
+        if saved.train.method not in TEACHER_METHODS:
+            raise CheckpointError(f"--init {init_dir} is a {saved.train.method} run; DMT needs an SMT run's teacher")
+        ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())
+        for name in ours:
+            if name.split(".")[0] in ("task", "memory", "teacher", "rnn") and ours[name] != theirs[name]:
+                raise CheckpointError(f"--init {init_dir} has {name}={theirs[name]!r}, this run {name}={ours[name]!r}")
+        load_weights(init_dir, self.model)
 
     def _resume(self) -> None:
         saved, _ = read_config(self.out_dir)

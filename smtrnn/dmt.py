@@ -1,0 +1,93 @@
+"""DAgger Memory Training (paper §3.3): train the RNN on the states it visits itself, relabelled by the teacher.
+
+After SMT the RNN has only seen teacher memories; run alone, its one-step errors compound (drift). DMT rolls the
+RNN out on its own memories, labels every visited state m̂_{t-1} with the teacher's next memory m_t, and regresses
+f(m̂_{t-1}, x_t) onto m_t. The teacher is frozen.
+
+`dmt_loss` is the time-parallel form: the rollout runs without an autograd graph (a cheap sequential pass), then
+all T transitions are trained in ONE batched step. `dmt_sequential_loss` is the paper's form for comparison: the
+graph is kept through the whole rollout and the MSE is taken every `label_every` steps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from smtrnn.config import DMTConfig
+from smtrnn.losses import masked_cross_entropy
+from smtrnn.model import Model
+
+
+@torch.no_grad()
+def visited_states(model: Model, x: Tensor, m: Tensor, restart_fraction: float) -> tuple[Tensor, Tensor]:
+    """Roll the RNN over x (B, T) without a graph -> (inputs, outputs), both (B, T, Z): inputs[:, t] is the state
+    step t starts from, outputs[:, t] the memory the RNN writes at step t.
+
+    A `restart_fraction` of the sequences follow the teacher's memories m up to a random offset and the RNN's own
+    from there; the rest run on the RNN's own memories from m_∅, exactly as at inference.
+    """
+    rnn = model.rnn
+    batch, length, _ = m.shape
+    restarts = torch.rand(batch, device=x.device) < restart_fraction
+    offsets = torch.randint(0, length, (batch,), device=x.device)
+    switch = torch.where(restarts, offsets, torch.full_like(offsets, -1))  # follow the teacher while t <= switch
+    embedded = rnn.embedding(x)
+    state = rnn.init_state(batch)
+    inputs, outputs = [], []
+    for t in range(length):
+        inputs.append(state)
+        written = rnn.cell(state, embedded[:, t])
+        outputs.append(written)
+        state = torch.where((t <= switch)[:, None], m[:, t], written)
+    return torch.stack(inputs, dim=1), torch.stack(outputs, dim=1)
+
+
+def predict_from_visited(model: Model, x: Tensor, visited: Tensor, k: int) -> Tensor:
+    """The RNN's prediction of every memory m_t from visited states: (B, T, Z).
+
+    Each m_t is reached by k + 1 updates (inputs x_{t-k}..x_t) from the visited state of step t-k, with the
+    gradient through all k + 1 of them; targets with t < k start from the state of step 0 and take t + 1 updates.
+    k = 0 is plain one-step regression.
+    """
+    rnn = model.rnn
+    batch, length, size = visited.shape
+    k = min(k, length - 1)
+    target_t = torch.arange(length, device=x.device)
+    start = (target_t - k).clamp_min(0)  # (T,)
+    state = visited[:, start].reshape(-1, size)
+    for j in range(k + 1):
+        step_t = (start + j).clamp_max(length - 1)
+        updated = rnn.step(state, x[:, step_t].reshape(-1))
+        reached = (start + j <= target_t).repeat(batch)[:, None]  # rows whose target step is not yet passed
+        state = torch.where(reached, updated, state)
+    return state.view(batch, length, size)
+
+
+def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
+    """Time-parallel DMT on x, y (B, T) -> (loss, metrics): a graph-free rollout, then one batched regression of
+    f(visited state, x_t) onto the teacher's m_t for all t, and readout CE on the RNN's own memories."""
+    teacher, rnn = model.teacher, model.rnn
+    with torch.no_grad():
+        m = teacher.encode(x)  # (B, T, Z), the labels
+    visited, written = visited_states(model, x, m, cfg.restart_fraction)
+    predicted = predict_from_visited(model, x, visited, cfg.grad_through_rollout_steps)
+    dynamics = F.mse_loss(predicted, m)
+    readout = masked_cross_entropy(rnn.readout(written), y)  # on the RNN's own memories, as at inference
+    loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
+    return loss, {"dynamics": dynamics.item(), "readout": readout.item(), "loss": loss.item()}
+
+
+def dmt_sequential_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
+    """The paper's DMT: one rollout from m_∅ with its graph kept, MSE to the teacher every `label_every` steps,
+    readout CE on the detached rollout memories. Sequential in both directions, for comparison only."""
+    teacher, rnn = model.teacher, model.rnn
+    with torch.no_grad():
+        m = teacher.encode(x)
+    rolled, _ = rnn.rollout(x)  # (B, T, Z), graph through time
+    labelled = torch.arange(cfg.label_every - 1, x.shape[1], cfg.label_every, device=x.device)
+    dynamics = F.mse_loss(rolled[:, labelled], m[:, labelled])
+    readout = masked_cross_entropy(rnn.readout(rolled.detach()), y)
+    loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
+    return loss, {"dynamics": dynamics.item(), "readout": readout.item(), "loss": loss.item()}
