@@ -131,10 +131,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """SMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
+    """SMT→DMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
     from smtrnn.demo import run_demo
 
-    run_demo(args.task, args.seq_len, args.budget, Path(args.out), resolve_device(args.device), args.seed)
+    run_demo(args.task, args.seq_len, args.budget, Path(args.out) if args.out else None, resolve_device(args.device),
+             args.seed)
     return 0
 
 
@@ -165,11 +166,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("demo", help="SMT vs BPTT on an embedded long-range task, same wall-clock each")
+    p = sub.add_parser("demo", help="SMT→DMT vs BPTT on an embedded long-range task, same wall-clock each")
     p.add_argument("--task", default="retrieval")
     p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--budget", type=float, default=90.0, help="seconds per method")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--budget", type=float, default=100.0, help="training seconds per method")
+    p.add_argument("--out", help="directory for the two runs (default: a new temporary directory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)

@@ -86,7 +86,7 @@ def dmt_sequential_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> t
     with torch.no_grad():
         m = teacher.encode(x)
     rolled, _ = rnn.rollout(x)  # (B, T, Z), graph through time
-    labelled = torch.arange(cfg.label_every - 1, x.shape[1], cfg.label_every, device=x.device)
+    labelled = torch.arange(x.shape[1] - 1, -1, -cfg.label_every, device=x.device)  # every k-th, ending at T-1
     dynamics = F.mse_loss(rolled[:, labelled], m[:, labelled])
     readout = masked_cross_entropy(rnn.readout(rolled.detach()), y)
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout

@@ -98,7 +98,8 @@ def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| smt") or line.startswith("| bptt")]
     assert len(rows) == 2
-    assert (tmp_path / "demo" / "smt" / WEIGHTS_FILE).exists() and (tmp_path / "demo" / "bptt" / WEIGHTS_FILE).exists()
+    assert (tmp_path / "demo" / "smt-dmt" / WEIGHTS_FILE).exists()
+    assert (tmp_path / "demo" / "bptt" / WEIGHTS_FILE).exists()
 
 
 def test_module_entry_point_help():
