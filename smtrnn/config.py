@@ -117,9 +117,14 @@ class TrainConfig:
     steps: int = 1000
     max_seconds: float = 0.0  # > 0: stop at this wall-clock budget too; schedules then follow elapsed time
     seed: int = 0
+    # Length curriculum: > 0 trains on sequences of this length first, doubling up to task.seq_len in equal stages
+    # over the first `curriculum_fraction` of training (0: always task.seq_len).
+    curriculum_start: int = 0
+    curriculum_fraction: float = 0.3
     init: str = ""  # method dmt: the SMT run directory whose teacher and RNN DMT starts from
     log_every: int = 25
     eval_every: int = 0  # 0: evaluate only at the end
+    save_every: int = 1000  # checkpoint every this many steps (0: only at the end)
     eval_batches: int = 4
     device: str = "auto"
 
@@ -255,7 +260,7 @@ def validate(cfg: RunConfig) -> None:
         "smt.uniformity_weight": cfg.smt.uniformity_weight, "smt.readout_weight": cfg.smt.readout_weight,
         "bptt.truncation": cfg.bptt.truncation, "optim.weight_decay": cfg.optim.weight_decay,
         "optim.grad_clip": cfg.optim.grad_clip, "train.max_seconds": cfg.train.max_seconds,
-        "train.eval_every": cfg.train.eval_every, "dmt.grad_through_rollout_steps": cfg.dmt.grad_through_rollout_steps,
+        "train.eval_every": cfg.train.eval_every, "train.save_every": cfg.train.save_every, "dmt.grad_through_rollout_steps": cfg.dmt.grad_through_rollout_steps,
         "dmt.dynamics_weight": cfg.dmt.dynamics_weight, "dmt.readout_weight": cfg.dmt.readout_weight,
     }
     for name, value in non_negative.items():
@@ -264,6 +269,9 @@ def validate(cfg: RunConfig) -> None:
     _check(not (cfg.smt.freeze_teacher_after_warmup and cfg.smt.dyn_loss_updates_teacher),
            "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false (a frozen teacher takes no "
            "gradient)")
+    _check(0 < cfg.train.curriculum_fraction < 1,
+           f"train.curriculum_fraction must be in (0, 1), got {cfg.train.curriculum_fraction}")
+    _check(cfg.train.curriculum_start >= 0, f"train.curriculum_start must be >= 0, got {cfg.train.curriculum_start}")
     _check(0 < cfg.dmt.fraction < 1, f"dmt.fraction must be in (0, 1), got {cfg.dmt.fraction}")
     _check(0 <= cfg.dmt.restart_fraction <= 1,
            f"dmt.restart_fraction must be in [0, 1], got {cfg.dmt.restart_fraction}")
@@ -287,3 +295,7 @@ def validate(cfg: RunConfig) -> None:
     minimum = task.min_seq_len()
     _check(cfg.task.seq_len >= minimum,
            f"task '{cfg.task.name}' needs task.seq_len >= {minimum}, got {cfg.task.seq_len}")
+    if cfg.train.curriculum_start:
+        _check(minimum <= cfg.train.curriculum_start <= cfg.task.seq_len,
+               f"train.curriculum_start must lie in [{minimum}, task.seq_len={cfg.task.seq_len}], "
+               f"got {cfg.train.curriculum_start}")

@@ -74,6 +74,18 @@ def learning_rate(cfg: OptimConfig, progress: float) -> float:
     return cfg.lr
 
 
+def sequence_length(cfg: RunConfig, progress: float) -> int:
+    """The training length at this point: the curriculum's (start, 2·start, ... up to T, in equal stages over the
+    first curriculum_fraction of training), else T. The RNN is length-agnostic; the curriculum lets a teacher (or a
+    BPTT learner) find a long-range rule on short sequences first."""
+    full, start = cfg.task.seq_len, cfg.train.curriculum_start
+    if not start or progress >= cfg.train.curriculum_fraction:
+        return full
+    stages = math.ceil(math.log2(full / start)) + 1
+    stage = int(stages * progress / cfg.train.curriculum_fraction)
+    return min(full, start * 2 ** stage)
+
+
 def loss_function(cfg: RunConfig, progress: float) -> Callable:
     """The method's loss at this point of training, bound to its config: (model, x, y) -> (loss, metrics).
 
@@ -148,8 +160,8 @@ class Trainer:
         lr = learning_rate(cfg.optim, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = (t.to(self.device) for t in self.task.sample(cfg.optim.batch_size, cfg.task.seq_len,
-                                                            self.data_generator))
+        length = sequence_length(cfg, progress)
+        x, y = (t.to(self.device) for t in self.task.sample(cfg.optim.batch_size, length, self.data_generator))
         loss, metrics = loss_function(cfg, progress)(self.model, x, y)
         if not math.isfinite(metrics["loss"]):
             terms = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
@@ -159,7 +171,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip or float("inf"))
         self.optimizer.step()
         self.step += 1
-        return metrics | {"lr": lr, "grad_norm": float(grad_norm)}
+        return metrics | {"lr": lr, "grad_norm": float(grad_norm), "seq_len": length}
 
     def evaluate(self) -> dict:
         cfg = self.cfg
@@ -188,6 +200,8 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.done():
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
                 self._log({"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics)
+            if cfg.save_every and self.step % cfg.save_every == 0 and not self.done():
+                self.save()
             if cfg.eval_every and self.step % cfg.eval_every == 0 and not self.done():
                 self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": self.evaluate()})
         bar.close()
@@ -200,7 +214,7 @@ class Trainer:
 def _identity(cfg: RunConfig) -> dict:
     """The config fields a resumed run must share with the saved one (the budget and device may change)."""
     data = cfg.to_dict()
-    for name in ("steps", "max_seconds", "device", "eval_every", "eval_batches", "log_every"):
+    for name in ("steps", "max_seconds", "device", "eval_every", "eval_batches", "log_every", "save_every"):
         data["train"].pop(name)
     return data
 

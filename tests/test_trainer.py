@@ -1,0 +1,66 @@
+"""Trainer schedules: the length curriculum, periodic checkpoints and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from smtrnn.checkpoint import load_trainer_state
+from smtrnn.config import OptimConfig, validate
+from smtrnn.errors import ConfigError
+from smtrnn.trainer import Trainer, learning_rate, sequence_length
+from support import debug_config
+
+
+def test_curriculum_doubles_the_length_up_to_T_then_holds():
+    cfg = debug_config("retrieval")
+    cfg.task.seq_len, cfg.train.curriculum_start, cfg.train.curriculum_fraction = 64, 8, 0.4
+    lengths = [sequence_length(cfg, p / 100) for p in range(100)]
+    assert lengths[0] == 8 and lengths[-1] == 64
+    assert sorted(set(lengths)) == [8, 16, 32, 64]
+    assert lengths == sorted(lengths)  # never shrinks
+    assert all(n == 64 for p, n in enumerate(lengths) if p >= 40)  # full T after the curriculum's share
+
+
+def test_no_curriculum_is_always_T():
+    cfg = debug_config("retrieval")
+    assert {sequence_length(cfg, p / 10) for p in range(10)} == {cfg.task.seq_len}
+
+
+def test_curriculum_start_below_the_task_minimum_is_refused():
+    cfg = debug_config("delayed_recall")
+    cfg.train.curriculum_start = 1  # the debug lag is 2, so sequences need length >= 3
+    with pytest.raises(ConfigError, match="curriculum_start"):
+        validate(cfg)
+
+
+def test_training_follows_the_curriculum(tmp_path):
+    cfg = debug_config("retrieval", "bptt", steps=10)
+    cfg.task.seq_len, cfg.train.curriculum_start, cfg.train.curriculum_fraction = 16, 4, 0.5
+    Trainer(cfg, tmp_path / "run", show_progress=False).run()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lengths = [r["seq_len"] for r in logged if "seq_len" in r]
+    assert lengths[0] == 4 and lengths[-1] == 16
+
+
+def test_periodic_checkpoints(tmp_path):
+    cfg = debug_config("retrieval", "bptt", steps=7)
+    cfg.train.save_every = 3
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    saved_steps = []
+    original = trainer.save
+    trainer.save = lambda: (saved_steps.append(trainer.step), original())
+    trainer.run()
+    assert saved_steps == [3, 6, 7]
+    assert load_trainer_state(tmp_path / "run")["step"] == 7
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule():
+    constant = OptimConfig(lr=1.0, warmup=0.1, schedule="constant")
+    cosine = OptimConfig(lr=1.0, warmup=0.1, schedule="cosine")
+    assert learning_rate(constant, 0.05) == pytest.approx(0.5)
+    assert learning_rate(constant, 0.5) == 1.0 and learning_rate(constant, 1.0) == 1.0
+    assert learning_rate(cosine, 0.1) == pytest.approx(1.0)
+    assert learning_rate(cosine, 0.55) == pytest.approx(0.5)
+    assert learning_rate(cosine, 1.0) == pytest.approx(0.0, abs=1e-9)
