@@ -51,6 +51,7 @@ def finish(proc: subprocess.Popen) -> str:
 METHODS = {
     "smt": ["--method", "smt"],
     "smt-joint": ["--method", "smt", "--preset", "joint"],
+    "smt+dmt": ["--method", "smt+dmt"],
     "bptt": ["--method", "bptt"],
 }
 

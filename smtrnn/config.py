@@ -45,6 +45,7 @@ class TeacherConfig:
     decoder_depth: int = 2
     future_len: int = 16  # Tf: targets y_t..y_{t+Tf-1} predicted from m_t
     decoder_positions: int = 16  # positions per sequence the decoder is trained on each step
+    token_shift: bool = True  # the encoder adds a projection of the previous token's embedding at each position
 
 
 @dataclass
@@ -260,7 +261,8 @@ def validate(cfg: RunConfig) -> None:
         "smt.uniformity_weight": cfg.smt.uniformity_weight, "smt.readout_weight": cfg.smt.readout_weight,
         "bptt.truncation": cfg.bptt.truncation, "optim.weight_decay": cfg.optim.weight_decay,
         "optim.grad_clip": cfg.optim.grad_clip, "train.max_seconds": cfg.train.max_seconds,
-        "train.eval_every": cfg.train.eval_every, "train.save_every": cfg.train.save_every, "dmt.grad_through_rollout_steps": cfg.dmt.grad_through_rollout_steps,
+        "train.eval_every": cfg.train.eval_every, "train.save_every": cfg.train.save_every,
+        "dmt.grad_through_rollout_steps": cfg.dmt.grad_through_rollout_steps,
         "dmt.dynamics_weight": cfg.dmt.dynamics_weight, "dmt.readout_weight": cfg.dmt.readout_weight,
     }
     for name, value in non_negative.items():

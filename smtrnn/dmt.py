@@ -53,6 +53,8 @@ def predict_from_visited(model: Model, x: Tensor, visited: Tensor, k: int) -> Te
     """
     rnn = model.rnn
     batch, length, size = visited.shape
+    # The first visited state is m_∅ itself: take it with its graph so DMT keeps training the empty memory.
+    visited = torch.cat([rnn.init_state(batch)[:, None], visited[:, 1:]], dim=1)
     k = min(k, length - 1)
     target_t = torch.arange(length, device=x.device)
     start = (target_t - k).clamp_min(0)  # (T,)

@@ -26,7 +26,8 @@ def masked_accuracy(logits: Tensor, targets: Tensor) -> tuple[int, int]:
 
 
 def uniformity(memory_tokens: Tensor, samples: int, temperature: float = 2.0, generator=None) -> Tensor:
-    """Wang & Isola's uniformity, log E exp(-t‖a − b‖²) over pairs of L2-normalized memory tokens (paper §3, t = 2).
+    """Wang & Isola's uniformity, log E exp(-t‖a − b‖²) over pairs of L2-normalized memory tokens (paper §3,
+    t = 2).
 
     memory_tokens (N, D); at most `samples` tokens are drawn so the pairwise cost stays bounded. Lower is more
     spread out; it is the term that keeps the dynamics loss from collapsing memories to a constant.

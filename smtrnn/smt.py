@@ -17,7 +17,8 @@ from smtrnn.losses import masked_cross_entropy, uniformity
 from smtrnn.model import Model
 
 
-def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig, rnn_active: bool = True) -> tuple[Tensor, dict]:
+def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
+             rnn_active: bool = True) -> tuple[Tensor, dict]:
     """x, y (B, T) -> (scalar loss, metrics).
 
     `rnn_active=False` is the teacher warm-up of the staged schedule: decoder and uniformity only, no RNN cost.

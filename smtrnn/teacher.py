@@ -21,11 +21,16 @@ class Encoder(nn.Module):
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig):
         super().__init__()
         self.tokens, self.width = memory.tokens, memory.width
+        # Token shift: each position also sees its predecessor's embedding (causal), so "the token after X" is a
+        # first-layer feature instead of a two-layer attention circuit the teacher must discover.
+        self.shift = nn.Linear(cfg.width, cfg.width, bias=False) if cfg.token_shift else None
         self.transformer = Transformer(cfg.width, cfg.depth, cfg.heads, causal=True, rotary=True)
         self.to_memory = nn.Linear(cfg.width, memory.size)
 
     def forward(self, embedded: Tensor) -> Tensor:
         """embedded inputs (B, T, W) -> memories (B, T, Z); each of the K tokens RMS-normalized."""
+        if self.shift is not None:
+            embedded = embedded + self.shift(F.pad(embedded, (0, 0, 1, 0))[:, :-1])
         h = self.transformer(embedded)
         m = self.to_memory(h).unflatten(-1, (self.tokens, self.width))  # (B, T, K, D)
         return rms_normalize(m).flatten(-2)

@@ -130,6 +130,8 @@ class Trainer:
             raise CheckpointError(f"--init {init_dir} is a {saved.train.method} run; DMT needs an SMT run's teacher")
         ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())
         for name in ours:
+            if name == "task.seq_len":  # DMT may roll out longer (or shorter) sequences than SMT saw
+                continue
             if name.split(".")[0] in ("task", "memory", "teacher", "rnn") and ours[name] != theirs[name]:
                 raise CheckpointError(f"--init {init_dir} has {name}={theirs[name]!r}, this run {name}={ours[name]!r}")
         load_weights(init_dir, self.model)

@@ -1,0 +1,28 @@
+"""The README's result tables are the benchmark scripts' output, never typed by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "benchmarks" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_tables_match_the_stored_benchmark_results():
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- results:core -->" in readme
+    assert load_generator().render(readme, ROOT / "benchmarks" / "results") == readme
+
+
+def test_generator_replaces_only_the_marked_block(tmp_path):
+    (tmp_path / "demo.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
+    text = "intro\n<!-- results:demo -->\nstale\n<!-- /results:demo -->\noutro\n"
+    out = load_generator().render(text, tmp_path)
+    assert out == "intro\n<!-- results:demo -->\n| a | b |\n|---|---|\n| 1 | 2 |\n<!-- /results:demo -->\noutro\n"
