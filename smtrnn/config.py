@@ -119,7 +119,7 @@ class TrainConfig:
     max_seconds: float = 0.0  # > 0: stop at this wall-clock budget too; schedules then follow elapsed time
     seed: int = 0
     # Length curriculum: > 0 trains on sequences of this length first, doubling up to task.seq_len in equal stages
-    # over the first `curriculum_fraction` of training (0: always task.seq_len).
+    # over the first `curriculum_fraction` of training (0, or a start >= task.seq_len: always task.seq_len).
     curriculum_start: int = 0
     curriculum_fraction: float = 0.3
     init: str = ""  # method dmt: the SMT run directory whose teacher and RNN DMT starts from
@@ -298,6 +298,6 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.task.seq_len >= minimum,
            f"task '{cfg.task.name}' needs task.seq_len >= {minimum}, got {cfg.task.seq_len}")
     if cfg.train.curriculum_start:
-        _check(minimum <= cfg.train.curriculum_start <= cfg.task.seq_len,
-               f"train.curriculum_start must lie in [{minimum}, task.seq_len={cfg.task.seq_len}], "
+        _check(cfg.train.curriculum_start >= minimum,
+               f"train.curriculum_start must be >= {minimum} (task '{cfg.task.name}''s minimum length), "
                f"got {cfg.train.curriculum_start}")

@@ -50,7 +50,8 @@ def small(task: str = "retrieval") -> RunConfig:
         rnn=RNNConfig(cell="mlp", hidden=256, depth=2, heads=4, embed=64, readout_hidden=256),
         smt=SMTConfig(),
         optim=OptimConfig(lr=1e-3, batch_size=32),
-        train=TrainConfig(steps=3000),
+        # Every method (BPTT too) sees the same length curriculum: 32, 64, ... up to T over the first 30 %.
+        train=TrainConfig(steps=3000, curriculum_start=32),
     )
 
 

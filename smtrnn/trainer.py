@@ -79,7 +79,7 @@ def sequence_length(cfg: RunConfig, progress: float) -> int:
     first curriculum_fraction of training), else T. The RNN is length-agnostic; the curriculum lets a teacher (or a
     BPTT learner) find a long-range rule on short sequences first."""
     full, start = cfg.task.seq_len, cfg.train.curriculum_start
-    if not start or progress >= cfg.train.curriculum_fraction:
+    if not start or start >= full or progress >= cfg.train.curriculum_fraction:
         return full
     stages = math.ceil(math.log2(full / start)) + 1
     stage = int(stages * progress / cfg.train.curriculum_fraction)
