@@ -1,5 +1,5 @@
-"""Core benchmark: SMT (staged, the default; and the paper's joint schedule) vs BPTT on the same RNN cell, equal
-wall-clock, scored on the RNN alone; and supervised transitions per second of an SMT step vs a BPTT step.
+"""Core benchmark: SMT (the paper's joint schedule, the default; and the staged one), SMT→DMT and BPTT on the
+same RNN cell, equal wall-clock, scored on the RNN alone; and supervised transitions per second of an SMT step vs a BPTT step.
 
 Quality runs go through the public CLI (`python -m smtrnn train/eval`). The runs of one (task, T, seed) run at the
 same time, one thread each, so all see the same machine load; the budget is training time (evaluation excluded). Writes benchmarks/results/core.json and core.md.
@@ -46,11 +46,11 @@ def finish(proc: subprocess.Popen) -> str:
     return out
 
 
-# Each compared method as CLI arguments: SMT with its default staged schedule, SMT with the paper's joint schedule,
-# and BPTT on the same cell.
+# Each compared method as CLI arguments: SMT with its default (the paper's joint) schedule, SMT with the staged
+# schedule, SMT then DMT, and BPTT on the same cell.
 METHODS = {
     "smt": ["--method", "smt"],
-    "smt-joint": ["--method", "smt", "--preset", "joint"],
+    "smt-staged": ["--method", "smt", "--preset", "staged"],
     "smt+dmt": ["--method", "smt+dmt"],
     "bptt": ["--method", "bptt"],
 }
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
     parser.add_argument("--cell", default="mlp")
-    parser.add_argument("--methods", default="smt,smt-joint,bptt", help=f"from {', '.join(METHODS)}")
+    parser.add_argument("--methods", default="smt,smt-staged,smt+dmt,bptt", help=f"from {', '.join(METHODS)}")
     parser.add_argument("--threads", type=int, default=1, help="threads per training run (all methods run at once)")
     parser.add_argument("--throughput-lengths", default="256,1024")
     parser.add_argument("--repeats", type=int, default=5)
