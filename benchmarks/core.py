@@ -11,6 +11,7 @@ same time, one thread each, so all see the same machine load; the budget is trai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -99,9 +100,9 @@ def throughput(length: int, cell: str, batch: int, repeats: int) -> dict:
     def smt_joint():
         smt_loss(model, x, y, cfg.smt, rnn_active=True)[0].backward()
 
+    frozen = dataclasses.replace(cfg.smt, freeze_teacher_after_warmup=True, dyn_loss_updates_teacher=False)
+
     def smt_rnn_phase():
-        frozen = cfg.smt.__class__(**(vars(cfg.smt) | {"freeze_teacher_after_warmup": True,
-                                                         "dyn_loss_updates_teacher": False}))
         smt_loss(model, x, y, frozen, rnn_active=True)[0].backward()
 
     def bptt():
