@@ -16,6 +16,7 @@ from smtrnn.checkpoint import load_model, read_config
 from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
 from smtrnn.errors import ConfigError, SmtrnnError
 from smtrnn.evaluate import evaluate
+from smtrnn.gradients import gradient_curves
 from smtrnn.presets import make_preset
 from smtrnn.sample import continue_prompt
 from smtrnn.tasks import TaskError, make_task
@@ -94,9 +95,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.batches <= 0:
         raise ConfigError(f"--batches must be > 0, got {args.batches}")
+    plots = None
+    if args.plots:
+        from smtrnn import plots  # fails here, before any work, when matplotlib is missing
+
+        plots.require_matplotlib()
+        if Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise ConfigError(f"--plots {args.plots} exists and is not a directory")
     cfg, model = load_model(args.run_dir, resolve_device(args.device))
     task = make_task(cfg.task.name, **cfg.task.params)
-    result = evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size)
+    result = evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size, curves=plots is not None)
+    if plots is not None:
+        gradients = gradient_curves(model, task, cfg.task.seq_len, cfg.optim.batch_size)
+        title = f"{Path(args.run_dir).name}: {cfg.train.method}, {cfg.task.name} T={cfg.task.seq_len}"
+        paths = plots.write_plots(result, gradients, args.plots, title)
+        data = {"run": str(args.run_dir), "method": cfg.train.method, "eval": result, "gradient_norms": gradients}
+        (Path(args.plots) / "diagnostics.json").write_text(json.dumps(data) + "\n")
+        print(f"wrote {', '.join(p.name for p in paths)} and diagnostics.json to {args.plots}", file=sys.stderr)
+        del result["curves"]
     if args.json:
         print(json.dumps(result))
     else:
@@ -154,6 +170,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plots", metavar="DIR", help="also write diagnostic PNGs (drift, collapse, accuracy by "
+                                                  "position, gradient norms) and their data to DIR; needs matplotlib")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 

@@ -53,36 +53,72 @@ def drift_buckets(length: int) -> list[tuple[int, int]]:
     return buckets
 
 
-def effective_rank(memories: Tensor) -> float:
-    """exp(entropy) of the normalized singular values of centered memories (N, Z): 1 = collapsed to a line."""
+def singular_spectrum(memories: Tensor) -> Tensor:
+    """Singular values of centered memories (N, Z), normalized to sum 1: the shape of the memory cloud."""
     centered = memories.float() - memories.float().mean(0, keepdim=True)
     s = torch.linalg.svdvals(centered)
-    p = s / s.sum().clamp_min(1e-12)
+    return s / s.sum().clamp_min(1e-12)
+
+
+def effective_rank(memories: Tensor) -> float:
+    """exp(entropy) of the normalized singular values of centered memories (N, Z): 1 = collapsed to a line."""
+    p = singular_spectrum(memories)
     return float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum()))
 
 
+class _PositionScore:
+    """Correct and labelled counts per position t, reported per drift bucket."""
+
+    def __init__(self, length: int):
+        self.correct, self.labelled = torch.zeros(length), torch.zeros(length)
+
+    def add(self, logits: Tensor, y: Tensor) -> None:
+        mask = y >= 0
+        self.correct += ((logits.argmax(-1) == y) & mask).sum(0).float().cpu()
+        self.labelled += mask.sum(0).float().cpu()
+
+    def by_bucket(self) -> dict[str, float]:
+        out = {}
+        for a, b in drift_buckets(len(self.labelled)):
+            labelled = float(self.labelled[a:b].sum())
+            if labelled:
+                out[_bucket_name(a, b)] = float(self.correct[a:b].sum()) / labelled
+        return out
+
+
 @torch.no_grad()
-def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: int, seed: int = EVAL_SEED) -> dict:
-    """Score the RNN alone (and, when present, the teacher) on `batches` fresh batches drawn with `seed`."""
+def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: int, seed: int = EVAL_SEED,
+             curves: bool = False) -> dict:
+    """Score the RNN alone (and, when present, the teacher) on `batches` fresh batches drawn with `seed`.
+
+    `curves` adds result["curves"]: drift δ_t for every t, accuracy per position bucket (rollout, one-step on
+    teacher memories, teacher) and the normalized singular spectra of RNN and teacher memories (the data behind
+    `smtrnn eval --plots`).
+    """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     rnn, teacher = model.rnn, model.teacher
     rnn_score, teacher_score, onestep_score, readout_score = _Score(), _Score(), _Score(), _Score()
+    positions = {name: _PositionScore(seq_len) for name in ("rnn", "onestep", "teacher")}
     drift_sum = torch.zeros(seq_len, dtype=torch.float64)
     first_batch = None
     for _ in range(batches):
         x, y = (t.to(device) for t in task.sample(batch_size, seq_len, generator))
         rolled, logits = rnn.rollout(x)  # the RNN alone, from m_∅
         rnn_score.add(logits, y)
+        positions["rnn"].add(logits, y)
         if teacher is None:
             first_batch = first_batch or {"rnn": rolled}
             continue
         m = teacher.encode(x)
-        teacher_score.add(teacher.predict_next(m), y)
+        teacher_logits = teacher.predict_next(m)
+        teacher_score.add(teacher_logits, y)
+        positions["teacher"].add(teacher_logits, y)
         readout_score.add(rnn.readout(m), y)
         previous = torch.cat([rnn.init_state(x.shape[0])[:, None], m[:, :-1]], dim=1)
-        onestep = rnn.step(previous.flatten(0, 1), x.flatten()).view_as(m)
-        onestep_score.add(rnn.readout(onestep), y)
+        onestep_logits = rnn.readout(rnn.step(previous.flatten(0, 1), x.flatten()).view_as(m))
+        onestep_score.add(onestep_logits, y)
+        positions["onestep"].add(onestep_logits, y)
         drift_sum += (rolled - m).pow(2).mean(dim=(0, 2)).double().cpu()
         first_batch = first_batch or {"rnn": rolled, "teacher": m}
     result = {
@@ -91,9 +127,16 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
         "labelled_tokens": rnn_score.labelled,
         "rnn_effective_rank": effective_rank(first_batch["rnn"].flatten(0, 1)),
     }
+    if curves:
+        result["curves"] = {"accuracy_by_position": {name: score.by_bucket() for name, score in positions.items()
+                                                     if score.labelled.any()},
+                            "singular_values": {name: singular_spectrum(memories.flatten(0, 1)).tolist()
+                                                for name, memories in first_batch.items()}}
     if teacher is None:
         return result
     drift = drift_sum / batches
+    if curves:
+        result["curves"]["drift"] = drift.tolist()
     teacher_memories = first_batch["teacher"]
     result |= {
         "teacher_accuracy": teacher_score.accuracy(),

@@ -1,0 +1,83 @@
+"""PNG figures of the SMT diagnostics (`smtrnn eval RUN --plots DIR`). Needs matplotlib (`pip install
+'smtrnn[plots]'`); nothing else in the package imports it.
+
+From the curves of `evaluate(..., curves=True)` and `gradient_curves`:
+- drift.png: δ_t of the RNN's own rollout against the teacher's memories, against t;
+- collapse.png: normalized singular spectra of teacher and RNN memories (a collapsed memory is one spike), with
+  effective rank and uniformity;
+- accuracy.png: accuracy per position bucket — RNN alone (rollout), one-step on teacher memories, teacher;
+- gradients.png: ‖∂L/∂m_t‖ against t for SMT and BPTT on this RNN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smtrnn.errors import SmtrnnError
+
+
+def require_matplotlib() -> None:
+    """Raise a one-line SmtrnnError when matplotlib is not installed."""
+    _pyplot()
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise SmtrnnError("--plots needs matplotlib: pip install 'smtrnn[plots]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(result: dict, gradients: dict, out_dir: str | Path, title: str) -> list[Path]:
+    """Write the diagnostic PNGs into out_dir (created if needed) -> their paths. `result` must hold "curves"."""
+    plt = _pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    curves, written = result["curves"], []
+
+    def save(fig, name: str) -> None:
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+
+    if "drift" in curves:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(range(len(curves["drift"])), curves["drift"])
+        ax.set(xlabel="position t", ylabel="drift δ_t = mean (m̂_t − m_t)²", yscale="log",
+               title=f"rollout drift (final {result['drift_final']:.3g}; ≈ 2 = unrelated)")
+        save(fig, "drift.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, spectrum in curves["singular_values"].items():
+        rank = result["memory_effective_rank"] if name == "teacher" else result["rnn_effective_rank"]
+        ax.plot(range(1, len(spectrum) + 1), spectrum, label=f"{name} memories (effective rank {rank:.1f})")
+    uniform = f", teacher uniformity {result['memory_uniformity']:.2f}" if "memory_uniformity" in result else ""
+    ax.set(xlabel="singular value index", ylabel="normalized singular value", yscale="log",
+           title=f"memory collapse check{uniform}")
+    ax.legend(fontsize=8)
+    save(fig, "collapse.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = {"rnn": "RNN alone (rollout from m_∅)", "onestep": "one step on teacher memories", "teacher": "teacher"}
+    for name, buckets in curves["accuracy_by_position"].items():
+        ax.plot(list(buckets), list(buckets.values()), marker="o", label=labels[name])
+    ax.set(xlabel="position bucket", ylabel="accuracy", ylim=(0, 1.05), title="accuracy by position")
+    ax.legend(fontsize=8)
+    save(fig, "accuracy.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, norms in gradients.items():
+        # positions no loss term reaches have gradient exactly 0: left out of the log-scale plot
+        ax.plot(range(len(norms)), [v if v > 0 else float("nan") for v in norms], label=f"{name.upper()} loss")
+    ax.set(xlabel="position t", ylabel="‖∂L/∂m_t‖ (batch mean)", yscale="log",
+           title="gradient reaching each memory")
+    ax.legend(fontsize=8)
+    save(fig, "gradients.png")
+    return written
