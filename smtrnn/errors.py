@@ -11,3 +11,7 @@ class ConfigError(SmtrnnError):
 
 class CheckpointError(SmtrnnError):
     """A missing, corrupt or mismatched checkpoint, or an output directory that must not be overwritten."""
+
+
+class DataError(SmtrnnError):
+    """Missing, empty, malformed or too-short data (text, token files, images)."""
