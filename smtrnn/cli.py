@@ -14,11 +14,13 @@ import torch
 
 from smtrnn.checkpoint import load_model, read_config
 from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
+from smtrnn.data import DATA_TASKS
 from smtrnn.errors import ConfigError, SmtrnnError
-from smtrnn.evaluate import evaluate
+from smtrnn.evaluate import evaluate, evaluate_documents
 from smtrnn.gradients import gradient_curves
 from smtrnn.presets import make_preset
-from smtrnn.sample import continue_prompt
+from smtrnn.png import image_grid, write_png
+from smtrnn.sample import complete_images, continue_prompt
 from smtrnn.tasks import TaskError, make_task
 from smtrnn.trainer import resolve_device, train
 
@@ -30,7 +32,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="task name (retrieval, copy, delayed_recall, assoc_recall, stack, parity, "
-                                  "modular_icl)")
+                                  "modular_icl; text, pixels)")
+    p.add_argument("--data", help="text: a text file or folder, a .npy/.bin token file or hf:NAME (default: the "
+                                  "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits)")
     p.add_argument("--method", help="smt, bptt, dmt (needs --init) or smt+dmt")
     p.add_argument("--init", help="method dmt: the SMT run directory to start from (its config is the base)")
     p.add_argument("--cell", help="transformer, mlp, gru, lstm or elman")
@@ -68,6 +72,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         "train.device": args.device,
     }
     apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+    if args.data is not None:
+        if cfg.task.name not in DATA_TASKS:
+            raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{cfg.task.name}'")
+        cfg.task.params = cfg.task.params | {"path": args.data}
     if args.memory_size is not None:
         tokens = cfg.memory.tokens
         if args.memory_size <= 0 or args.memory_size % tokens:
@@ -95,6 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.batches <= 0:
         raise ConfigError(f"--batches must be > 0, got {args.batches}")
+    if args.max_tokens < 0:
+        raise ConfigError(f"--max-tokens must be >= 0, got {args.max_tokens}")
     plots = None
     if args.plots:
         from smtrnn import plots  # fails here, before any work, when matplotlib is missing
@@ -113,6 +123,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (Path(args.plots) / "diagnostics.json").write_text(json.dumps(data) + "\n")
         print(f"wrote {', '.join(p.name for p in paths)} and diagnostics.json to {args.plots}", file=sys.stderr)
         del result["curves"]
+    if cfg.task.name in DATA_TASKS:  # bits over whole held-out documents / images, the RNN reading each from m_∅
+        result["held_out_documents"] = evaluate_documents(model, task, cfg.task.seq_len, cfg.optim.batch_size,
+                                                          args.max_tokens)
     if args.json:
         print(json.dumps(result))
     else:
@@ -137,12 +150,49 @@ def parse_tokens(text: str, vocab_size: int) -> list[int]:
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.length < 0:
         raise ConfigError(f"--length must be >= 0, got {args.length}")
+    if args.temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0, got {args.temperature}")
+    if sum(a is not None for a in (args.prompt, args.text, args.png)) != 1:
+        raise ConfigError("sample needs exactly one of --prompt TOKENS, --text STRING (text runs) or --png FILE "
+                          "(pixels runs)")
     device = resolve_device(args.device)
-    _, model = load_model(args.run_dir, device)
-    prompt = torch.tensor([parse_tokens(args.prompt, model.vocab_size)], dtype=torch.long, device=device)
+    cfg, model = load_model(args.run_dir, device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
-    out = continue_prompt(model.rnn, prompt, args.length, args.temperature, generator)
-    print(" ".join(str(t) for t in out[0].tolist()))
+    if args.png is not None:
+        return _sample_png(args, cfg, model, generator)
+    if args.text is not None:
+        if cfg.task.name != "text" or model.vocab_size != 256:
+            raise ConfigError(f"--text needs a byte-level text run; {args.run_dir} is a '{cfg.task.name}' run with "
+                              f"vocabulary {model.vocab_size}")
+        tokens = list(args.text.encode("utf-8"))
+    else:
+        tokens = parse_tokens(args.prompt, model.vocab_size)
+    prompt = torch.tensor([tokens], dtype=torch.long, device=device)
+    out = continue_prompt(model.rnn, prompt, args.length, args.temperature, generator)[0].tolist()
+    if args.text is not None:
+        print(args.text + bytes(out).decode("utf-8", errors="replace"))
+    else:
+        print(" ".join(str(t) for t in out))
+    return 0
+
+
+def _sample_png(args: argparse.Namespace, cfg, model, generator: torch.Generator) -> int:
+    """Pixels runs: one PNG grid — held-out images, their lower halves completed by the RNN, unconditional samples
+    (one row each, `--count` images per row)."""
+    from smtrnn.images import dequantize
+
+    if cfg.task.name != "pixels":
+        raise ConfigError(f"--png needs a pixels run; {args.run_dir} is a '{cfg.task.name}' run")
+    if args.count <= 0:
+        raise ConfigError(f"--count must be > 0, got {args.count}")
+    task = make_task(cfg.task.name, **cfg.task.params)
+    temperature = args.temperature if args.temperature > 0 else 1.0
+    rows = complete_images(model.rnn, task, args.count, temperature, generator)
+    levels = task.held_out().images().levels
+    grid = image_grid(dequantize(torch.cat(rows), levels), columns=rows[0].shape[0])
+    write_png(args.png, grid)
+    print(f"wrote {args.png}: {grid.shape[1]}x{grid.shape[0]} pixels; rows: held-out images, lower halves "
+          f"completed by the RNN, unconditional samples (temperature {temperature})")
     return 0
 
 
@@ -170,16 +220,22 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--max-tokens", type=int, default=100_000,
+                   help="text/pixels: score at most this many held-out tokens over whole documents (0: all)")
     p.add_argument("--plots", metavar="DIR", help="also write diagnostic PNGs (drift, collapse, accuracy by "
                                                   "position, gradient norms) and their data to DIR; needs matplotlib")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("sample", help="continue a prompt with the RNN alone")
+    p = sub.add_parser("sample", help="continue a prompt (token ids or text) or complete images, RNN alone")
     p.add_argument("run_dir")
-    p.add_argument("--prompt", required=True, help="token ids, e.g. '3,1,4'")
+    p.add_argument("--prompt", help="token ids, e.g. '3,1,4'")
+    p.add_argument("--text", help="text runs: a string, fed as UTF-8 bytes; the continuation is printed as text")
+    p.add_argument("--png", metavar="FILE", help="pixels runs: write a PNG grid of held-out images, their lower "
+                                                 "halves completed by the RNN, and unconditional samples")
+    p.add_argument("--count", type=int, default=8, help="--png: images per row")
     p.add_argument("--length", type=int, default=16)
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (--png: 0 means 1.0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)

@@ -297,6 +297,8 @@ def validate(cfg: RunConfig) -> None:
     minimum = task.min_seq_len()
     _check(cfg.task.seq_len >= minimum,
            f"task '{cfg.task.name}' needs task.seq_len >= {minimum}, got {cfg.task.seq_len}")
+    task.check_seq_len(cfg.task.seq_len)  # data tasks: both splits must hold one whole sequence
+    task.held_out().check_seq_len(cfg.task.seq_len)
     if cfg.train.curriculum_start:
         _check(cfg.train.curriculum_start >= minimum,
                f"train.curriculum_start must be >= {minimum} (task '{cfg.task.name}''s minimum length), "

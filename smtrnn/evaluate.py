@@ -98,12 +98,13 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     rnn, teacher = model.rnn, model.teacher
+    held_out = task.held_out()  # a data task's validation split; a synthetic task itself
     rnn_score, teacher_score, onestep_score, readout_score = _Score(), _Score(), _Score(), _Score()
     positions = {name: _PositionScore(seq_len) for name in ("rnn", "onestep", "teacher")}
     drift_sum = torch.zeros(seq_len, dtype=torch.float64)
     first_batch = None
     for _ in range(batches):
-        x, y = (t.to(device) for t in task.sample(batch_size, seq_len, generator))
+        x, y = (t.to(device) for t in held_out.sample(batch_size, seq_len, generator))
         rolled, logits = rnn.rollout(x)  # the RNN alone, from m_∅
         rnn_score.add(logits, y)
         positions["rnn"].add(logits, y)
@@ -154,3 +155,48 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
 
 def _bucket_name(start: int, stop: int) -> str:
     return str(start) if stop == start + 1 else f"{start}-{stop - 1}"
+
+
+@torch.no_grad()
+def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, max_tokens: int = 0) -> dict:
+    """Bits per token over whole held-out documents (text) or images (pixels) of a data task.
+
+    The RNN alone reads each document from m_∅ to its end, O(1) memory per token, in chunks of T. The teacher, a
+    Transformer trained on windows of T, scores the same tokens in consecutive windows of T (its context restarts
+    at each window). `max_tokens` > 0 stops after that many tokens (documents in order, the last one cut), and the
+    report says so.
+    """
+    device = next(model.parameters()).device
+    pairs, total = [], 0
+    for x, y in task.held_out().documents_xy():
+        if max_tokens and total + x.numel() > max_tokens:
+            x, y = x[: max_tokens - total], y[: max_tokens - total]
+        if x.numel():
+            pairs.append((x, y))
+            total += x.numel()
+        if max_tokens and total >= max_tokens:
+            break
+    rnn_score, teacher_score = _Score(), _Score()
+    pairs.sort(key=lambda pair: pair[0].numel())  # similar lengths share a batch: little padding
+    for start in range(0, len(pairs), batch_size):
+        group = pairs[start: start + batch_size]
+        x = torch.nn.utils.rnn.pad_sequence([p[0] for p in group], batch_first=True).to(device)
+        y = torch.nn.utils.rnn.pad_sequence([p[1] for p in group], batch_first=True, padding_value=-1).to(device)
+        state = None
+        for t in range(0, x.shape[1], seq_len):
+            memories, logits = model.rnn.rollout(x[:, t: t + seq_len], state)
+            rnn_score.add(logits, y[:, t: t + seq_len])
+            state = memories[:, -1]
+        if model.teacher is not None:
+            pad = -x.shape[1] % seq_len
+            windows = F.pad(x, (0, pad)).view(-1, seq_len)
+            targets = F.pad(y, (0, pad), value=-1).view(-1, seq_len)
+            for w in range(0, windows.shape[0], batch_size):
+                m = model.teacher.encode(windows[w: w + batch_size])
+                teacher_score.add(model.teacher.predict_next(m), targets[w: w + batch_size])
+    result = {"documents": len(pairs), "tokens": rnn_score.labelled, "truncated": bool(max_tokens) and
+              total >= max_tokens, "rnn_bits_per_token": rnn_score.bits(),
+              "rnn_nats_per_token": rnn_score.bits() * math.log(2), "rnn_accuracy": rnn_score.accuracy()}
+    if model.teacher is not None:
+        result |= {"teacher_bits_per_token": teacher_score.bits(), "teacher_accuracy": teacher_score.accuracy()}
+    return result

@@ -22,13 +22,18 @@ DEBUG_TASK_PARAMS = {
     "stack": {"num_symbols": 4},
     "parity": {},
     "modular_icl": {"modulus": 3},
+    "text": {"max_bytes": 100_000},  # the first 100 kB of the embedded corpus
+    "pixels": {"levels": 4},
 }
 
 
 def debug(task: str = "retrieval") -> RunConfig:
     """Tiny sizes and 40 steps: trains in a few seconds on one CPU core."""
     params = DEBUG_TASK_PARAMS.get(task, {})
-    seq_len = max(12, make_task(task, **params).min_seq_len())
+    made = make_task(task, **params)
+    seq_len = max(12, made.min_seq_len())
+    if made.max_seq_len() is not None:  # a data task bounded by its data (8x8 digits: 64)
+        seq_len = min(seq_len, made.max_seq_len())
     return RunConfig(
         task=TaskConfig(name=task, seq_len=seq_len, params=dict(params)),
         memory=MemoryConfig(tokens=2, width=16),

@@ -30,3 +30,31 @@ def continue_prompt(rnn: RNN, prompt: Tensor, length: int, temperature: float = 
         out.append(token)
         m = rnn.step(m, token)
     return torch.stack(out, dim=1) if out else prompt.new_zeros(prompt.shape[0], 0)
+
+
+@torch.no_grad()
+def complete_images(rnn: RNN, task, count: int, temperature: float = 1.0,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """For a `pixels` task: the first `count` held-out images, the RNN's completion of their lower half given the
+    upper half, and `count` unconditional samples — three (count, H, W) level tensors.
+
+    Unconditional samples start from the START token; a task without one is started from each held-out image's
+    first pixel instead.
+    """
+    images = task.held_out().images()
+    count = min(count, len(images))
+    originals = images.pixels[:count].long()
+    height, width = originals.shape[1:]
+    device = next(rnn.parameters()).device
+    x, _ = task.sequences(originals, height * width)
+    x = x.to(device)
+    upper = (height // 2) * width  # pixels given as the prompt
+    prompt_len = upper + int(task.start_token)  # the inputs that carry those pixels
+    lower = continue_prompt(rnn, x[:, :prompt_len], height * width - upper, temperature, generator)
+    completed = torch.cat([originals.flatten(1)[:, :upper], lower.cpu().clamp_max(images.levels - 1)], dim=1)
+    start = x[:, :1]
+    drawn = continue_prompt(rnn, start, height * width - (0 if task.start_token else 1), temperature, generator)
+    if not task.start_token:
+        drawn = torch.cat([start, drawn], dim=1)
+    shape = (count, height, width)
+    return originals, completed.view(shape), drawn.cpu().view(shape).clamp_max(images.levels - 1)

@@ -52,12 +52,30 @@ class Task(ABC):
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Draw (x, y); `sample` has already checked the sizes."""
 
+    def max_seq_len(self) -> int | None:
+        """The longest sequence the task can give (data tasks: bounded by their data); None = unbounded."""
+        return None
+
+    def held_out(self) -> "Task":
+        """The task evaluation draws from. Synthetic tasks have no split: fresh draws under the evaluation seed are
+        held out. Data tasks return their validation split."""
+        return self
+
+    def check_seq_len(self, seq_len: int) -> None:
+        """Raise a TaskError naming the bound unless a sequence of length seq_len can be drawn."""
+        if seq_len < self.min_seq_len():
+            raise TaskError(f"task '{self.name}' needs seq_len >= {self.min_seq_len()}, got {seq_len}")
+        longest = self.max_seq_len()
+        if longest is not None and seq_len > longest:
+            split = getattr(self, "split", "")
+            raise TaskError(f"task '{self.name}' can give sequences of at most {longest} tokens"
+                            f"{f' (its {split} split)' if split else ''}, got seq_len {seq_len}")
+
     def sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """A batch (x, y), each (B, T) long on the generator's device; the same generator state gives the same batch."""
         if batch_size < 1:
             raise TaskError(f"task '{self.name}' needs batch_size >= 1, got {batch_size}")
-        if seq_len < self.min_seq_len():
-            raise TaskError(f"task '{self.name}' needs seq_len >= {self.min_seq_len()}, got {seq_len}")
+        self.check_seq_len(seq_len)
         return self._sample(batch_size, seq_len, generator)
 
     def describe(self) -> dict:
@@ -414,11 +432,19 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
+def all_tasks() -> dict[str, type[Task]]:
+    """The synthetic tasks and the data tasks (`smtrnn.data`: text, pixels)."""
+    from smtrnn.data import DATA_TASKS  # imported here: smtrnn.data builds on this module
+
+    return TASKS | DATA_TASKS
+
+
 def make_task(name: str, **params) -> Task:
     """The task registered as `name`, with `params` overriding its defaults; bad names and values raise TaskError."""
-    if name not in TASKS:
-        raise TaskError(f"unknown task '{name}'; choose from: {', '.join(sorted(TASKS))}")
-    cls = TASKS[name]
+    registry = all_tasks()
+    if name not in registry:
+        raise TaskError(f"unknown task '{name}'; choose from: {', '.join(sorted(registry))}")
+    cls = registry[name]
     fields = [f.name for f in dataclasses.fields(cls)]
     for param in params:
         if param not in fields:

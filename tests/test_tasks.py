@@ -267,7 +267,8 @@ def test_any_size_and_seed_gives_valid_ids(name, batch_size, extra, seed):
 # ---- make_task errors ----
 
 def test_unknown_task_lists_the_choices():
-    with pytest.raises(TaskError, match=rf"^unknown task 'foo'; choose from: {', '.join(NAMES)}$"):
+    every = sorted(NAMES + ["pixels", "text"])  # the synthetic tasks and the data tasks
+    with pytest.raises(TaskError, match=rf"^unknown task 'foo'; choose from: {', '.join(every)}$"):
         make_task("foo")
 
 

@@ -1,0 +1,197 @@
+"""Tasks over real data: `text` (byte-level language modeling, or any token file) and `pixels` (one image per
+sequence, raster scan). Both plug into the same `Task` interface as the synthetic tasks, so SMT, DMT and BPTT
+train on them unchanged.
+
+- **text**: a UTF-8 text file or folder (bytes, vocab 256), a token file (`.npy`, or `.bin` read by memmap, with
+  its dtype and vocab from arguments or a sidecar JSON), `hf:NAME` (HuggingFace `datasets`, an extra), or — with no
+  path — the embedded default corpus, this Python's own standard-library source (see `smtrnn.text`). The split is by
+  document. Training windows are drawn uniformly from the concatenated training documents: x = w_0..w_{T-1},
+  y = w_1..w_T (a window may run across a document boundary, as in nanoGPT).
+- **pixels**: scikit-learn's 8×8 digits by default, an MNIST-format IDX file, or `torchvision:NAME:ROOT`;
+  intensities quantized to `levels` (None = the data's own, e.g. 256). A sequence is the first T pixels of one image
+  — never two images. With `start_token` (default) x = [START, p_0..p_{T-2}] and y = p_0..p_{T-1}: every pixel is
+  predicted, so bits per pixel cover the whole image. Without it x = p_0..p_{T-1}, y = p_1..p_{T-1}, -1.
+
+`held_out()` gives the same task on its validation split; evaluation always draws from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+from smtrnn.errors import DataError
+from smtrnn.tasks import NO_TARGET, Task, TaskError
+
+SPLITS = ("train", "valid")
+
+
+@lru_cache(maxsize=8)
+def _text_splits(path: Optional[str], dtype: Optional[str], token_vocab: Optional[int], max_bytes: Optional[int],
+                 valid_fraction: float):
+    """(corpus vocab, {split: documents}) for a text task's parameters, loaded once per process."""
+    from smtrnn import text
+
+    if path is None:
+        corpus = text.embedded_corpus(**({"max_bytes": max_bytes} if max_bytes else {}))
+    elif path.startswith("hf:"):
+        corpus = text.load_hf_text(path[3:])
+    elif path.endswith((".npy", ".bin")):
+        corpus = text.load_tokens(path, dtype=dtype, vocab_size=token_vocab)
+    else:
+        corpus = text.load_text(path, max_bytes=max_bytes)
+    train, valid = text.split_corpus(corpus, valid_fraction)
+    return corpus.vocab_size, {"train": train, "valid": valid}
+
+
+@lru_cache(maxsize=8)
+def _image_splits(path: Optional[str], levels: Optional[int], valid_fraction: float):
+    from smtrnn import images
+
+    loaded = images.load_images(path)
+    if levels is not None:
+        loaded = images.quantize(loaded, levels)
+    train, valid = images.split_images(loaded, valid_fraction)
+    return {"train": train, "valid": valid}
+
+
+class _DataTask(Task):
+    split: str
+
+    def _check_split(self) -> None:
+        if self.split not in SPLITS:
+            raise TaskError(f"task '{self.name}': split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise TaskError(f"task '{self.name}': valid_fraction must lie in (0, 1), got {self.valid_fraction}")
+
+    def held_out(self) -> Task:
+        return dataclasses.replace(self, split="valid")
+
+    def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
+        """This split's whole documents (text) or images (pixels) as (x, y) pairs of 1-D long tensors."""
+        raise NotImplementedError
+
+    def min_seq_len(self) -> int:
+        return 2
+
+
+@dataclass(frozen=True)
+class Text(_DataTask):
+    """Next-token prediction on a text or token corpus (see the module docstring for the sources)."""
+
+    name: ClassVar[str] = "text"
+    path: Optional[str] = None
+    dtype: Optional[str] = None  # token files: uint8, uint16, uint32, int32, int64 (else from the sidecar JSON)
+    token_vocab: Optional[int] = None  # token files: the vocabulary (else from the sidecar JSON; 256 for uint8)
+    max_bytes: Optional[int] = None  # text: stop reading after this many bytes (the embedded corpus has a default cap)
+    valid_fraction: float = 0.1
+    split: str = "train"
+
+    def __post_init__(self):
+        self._check_split()
+
+    def _splits(self):
+        try:
+            return _text_splits(self.path, self.dtype, self.token_vocab, self.max_bytes, self.valid_fraction)
+        except DataError as exc:
+            raise TaskError(f"task 'text': {exc}") from exc
+
+    @property
+    def vocab_size(self) -> int:
+        return self._splits()[0]
+
+    def documents(self) -> list[Tensor]:
+        """This split's documents, 1-D integer tensors."""
+        return self._splits()[1][self.split].documents
+
+    def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
+        return [(d[:-1].to(torch.long), d[1:].to(torch.long)) for d in self.documents() if d.numel() >= 2]
+
+    def _flat(self) -> Tensor:
+        return _concatenated(self.path, self.dtype, self.token_vocab, self.max_bytes, self.valid_fraction, self.split)
+
+    def max_seq_len(self) -> int:
+        return self._flat().numel() - 1  # a window needs T + 1 tokens
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        flat = self._flat()  # may be a memory-mapped token file: slice it, never index it whole
+        starts = torch.randint(0, flat.numel() - seq_len, (batch_size,), generator=generator).tolist()
+        windows = torch.stack([flat[s: s + seq_len + 1].to(torch.long) for s in starts]).to(generator.device)
+        return windows[:, :-1], windows[:, 1:]
+
+
+@lru_cache(maxsize=16)
+def _concatenated(path, dtype, token_vocab, max_bytes, valid_fraction, split) -> Tensor:
+    documents = _text_splits(path, dtype, token_vocab, max_bytes, valid_fraction)[1][split].documents
+    if len(documents) == 1:
+        return documents[0]
+    if len({d.dtype for d in documents}) > 1:
+        documents = [d.to(torch.long) for d in documents]
+    return torch.cat(documents)
+
+
+@dataclass(frozen=True)
+class Pixels(_DataTask):
+    """Pixel-sequence modeling, one image per sequence (see the module docstring)."""
+
+    name: ClassVar[str] = "pixels"
+    path: Optional[str] = None  # None: scikit-learn's 8x8 digits; an IDX file; torchvision:NAME:ROOT
+    levels: Optional[int] = None  # quantization levels; None keeps the data's own
+    start_token: bool = True
+    valid_fraction: float = 0.1
+    split: str = "train"
+
+    def __post_init__(self):
+        self._check_split()
+
+    def images(self):
+        """This split's `smtrnn.images.Images`."""
+        try:
+            return _image_splits(self.path, self.levels, self.valid_fraction)[self.split]
+        except DataError as exc:
+            raise TaskError(f"task 'pixels': {exc}") from exc
+
+    @property
+    def levels_used(self) -> int:
+        return self.images().levels
+
+    @property
+    def start(self) -> int:
+        """The START token's id (only with start_token)."""
+        return self.levels_used
+
+    @property
+    def vocab_size(self) -> int:
+        return self.levels_used + int(self.start_token)
+
+    def max_seq_len(self) -> int:
+        images = self.images()
+        return images.height * images.width
+
+    def sequences(self, pixels: Tensor, seq_len: int) -> tuple[Tensor, Tensor]:
+        """Images (N, H, W) -> (x, y), each (N, T): the first T pixels of each image in raster order."""
+        flat = pixels.flatten(1).long()
+        if self.start_token:
+            x = torch.cat([torch.full_like(flat[:, :1], self.start), flat[:, : seq_len - 1]], dim=1)
+            return x, flat[:, :seq_len].clone()
+        x = flat[:, :seq_len]
+        y = torch.cat([flat[:, 1:seq_len], torch.full_like(flat[:, :1], NO_TARGET)], dim=1)
+        return x, y
+
+    def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
+        x, y = self.sequences(self.images().pixels, self.max_seq_len())
+        return list(zip(x, y))
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        images = self.images()
+        pick = torch.randint(0, len(images), (batch_size,), generator=generator)
+        x, y = self.sequences(images.pixels[pick], seq_len)
+        return x.to(generator.device), y.to(generator.device)
+
+
+DATA_TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Text, Pixels)}
