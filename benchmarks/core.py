@@ -58,8 +58,9 @@ METHODS = {
 
 
 def quality_run(task: str, length: int, seed: int, budget: float, cell: str, work: Path, threads: int,
-                methods: list[str]) -> list[dict]:
-    """All methods side by side for one (task, T, seed); returns one row per method."""
+                methods: list[str], eval_args: list[str] = ()) -> list[dict]:
+    """All methods side by side for one (task, T, seed); returns one row per method. The run directories stay in
+    `work`, named TASK-TT-sSEED-METHOD."""
     procs = {}
     for method in methods:
         out = work / f"{task}-T{length}-s{seed}-{method}"
@@ -69,7 +70,8 @@ def quality_run(task: str, length: int, seed: int, budget: float, cell: str, wor
     rows = []
     for method, (out, proc) in procs.items():
         finish(proc)
-        result = json.loads(finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu"], 2)))
+        result = json.loads(finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu",
+                                               *eval_args], 2)))
         last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
         rows.append({"task": task, "T": length, "seed": seed, "method": method, "cell": cell,
                      "steps": last["step"], "train_seconds": last["elapsed"]} | result)
