@@ -138,19 +138,24 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(report: dict) -> str:
+def quality_table(summary: list[dict]) -> list[str]:
+    """The markdown table of `summarize`'s rows: RNN alone, teacher, one-step, drift, steps."""
     def fmt(v):
         return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    lines = [f"Budget {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, "
-             f"{report['threads_per_run']} thread per run, all methods of a row group run at once; "
-             f"{report['device']}, torch {report['torch']}.", "",
-             "| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
+    lines = ["| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
              "final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in report["summary"]:
+    for s in summary:
         lines.append(f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
                      f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
                      f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Budget {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, "
+             f"{report['threads_per_run']} thread per run, all methods of a row group run at once; "
+             f"{report['device']}, torch {report['torch']}.", "", *quality_table(report["summary"])]
     if report["throughput"]:
         lines += ["", "Supervised transitions per second (B·T per step, forward + backward, 2 threads):", "",
                   "| T | SMT full step | SMT RNN phase (teacher frozen) | BPTT | full / BPTT | RNN phase / BPTT |",

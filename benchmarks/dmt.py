@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, quality_run, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
+from core import ROOT, quality_run, quality_table, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from smtrnn.dmt import dmt_loss, dmt_sequential_loss  # noqa: E402
 from smtrnn.model import Model  # noqa: E402
@@ -73,19 +73,10 @@ def drift_rows(rows: list[dict]) -> list[dict]:
 
 
 def markdown(report: dict) -> str:
-    def fmt(v):
-        return "–" if v is None else f"{v:.3f}"
-
     budgets = ", ".join(f"T = {t}: {s:.0f} s" for t, s in report["budgets_s"].items())
     lines = [f"Training budget per run ({budgets}), cell `{report['cell']}`, {report['threads_per_run']} thread per "
              f"run, the {len(report['methods'])} methods of a (task, T, seed) run at once; {report['device']}, "
-             f"torch {report['torch']}.", "",
-             "| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
-             "final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for s in report["summary"]:
-        lines.append(f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
-                     f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
-                     f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |")
+             f"torch {report['torch']}.", "", *quality_table(report["summary"])]
     if report["drift"]:
         lines += ["", "Drift δ_t = mean (m̂_t − m_t)² of the RNN's own rollout against the teacher, mean per position "
                   "bucket (0 = on the teacher, ≈ 2 = unrelated):", ""]

@@ -81,13 +81,18 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if args.memory_size <= 0 or args.memory_size % tokens:
             raise ConfigError(f"--memory-size {args.memory_size} is not divisible by memory tokens K={tokens}")
         cfg.memory.width = args.memory_size // tokens
+    return apply_overrides(cfg, _set_overrides(args.set))
+
+
+def _set_overrides(items: list[str]) -> dict[str, str]:
+    """['a.b=1', ...] -> {'a.b': '1', ...}"""
     overrides = {}
-    for item in args.set:
+    for item in items:
         name, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects FIELD=VALUE, got '{item}'")
         overrides[name.strip()] = value.strip()
-    return apply_overrides(cfg, overrides)
+    return overrides
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -196,6 +201,41 @@ def _sample_png(args: argparse.Namespace, cfg, model, generator: torch.Generator
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Every (T, method, cell, seed) for the same budget, one after another; resumable; results.json/.md/plots."""
+    from smtrnn import compare
+
+    lengths = []
+    for item in compare.parse_list(args.lengths, "--lengths"):
+        if not item.isdigit() or int(item) < 1:
+            raise ConfigError(f"--lengths must be positive integers, got '{item}'")
+        lengths.append(int(item))
+    methods = compare.parse_list(args.methods, "--methods", list(compare.METHODS))
+    cells = compare.parse_list(args.cells, "--cells")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    budget = compare.parse_budget(args.budget) if args.budget else 0.0
+    if not budget and not args.steps:
+        raise ConfigError("compare needs --budget (wall-clock per run) or --steps")
+    file_data = load_config_file(args.config) if args.config else {}
+
+    def base() -> RunConfig:
+        cfg = make_preset(args.preset, args.task)
+        apply_overrides(cfg, flatten(file_data))
+        if args.data is not None:
+            if args.task not in DATA_TASKS:
+                raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{args.task}'")
+            cfg.task.params = cfg.task.params | {"path": args.data}
+        apply_overrides(cfg, _set_overrides(args.set) | {"train.device": args.device})
+        return cfg
+
+    report = compare.run_study(base, args.task, args.preset, lengths, methods, cells, args.seeds, budget,
+                               args.steps or 10**9, Path(args.out), resolve_device(args.device),
+                               eval_batches=args.eval_batches, log=lambda line: print(line, file=sys.stderr))
+    print(compare.markdown(report), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """SMT→DMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
     from smtrnn.demo import run_demo
@@ -239,6 +279,25 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("compare", help="SMT vs BPTT (and baselines) across lengths, cells and seeds, same budget")
+    p.add_argument("--task", default="retrieval")
+    p.add_argument("--data", help="text / pixels: the data path (see train --data)")
+    p.add_argument("--lengths", default="64,256", help="comma-separated sequence lengths")
+    p.add_argument("--methods", default="smt,smt+dmt,bptt",
+                   help="comma-separated, from: smt, smt+dmt, bptt, tbptt (truncated, 32 steps), gru-fused, "
+                        "lstm-fused, mingru (the last three are BPTT baselines with their own cell)")
+    p.add_argument("--cells", default="mlp", help="comma-separated cells for smt / smt+dmt / bptt / tbptt")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per combination (0, 1, ...)")
+    p.add_argument("--budget", help="wall-clock training time per run: 90, 90s, 10m, 1.5h")
+    p.add_argument("--steps", type=int, help="optimizer steps per run (with --budget: whichever ends first)")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--config", help="JSON or YAML file with (part of) the base config")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
+    p.add_argument("--eval-batches", type=int, default=8)
+    p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="SMT→DMT vs BPTT on an embedded long-range task, same wall-clock each")
     p.add_argument("--task", default="retrieval")

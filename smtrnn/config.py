@@ -16,7 +16,9 @@ from smtrnn.errors import ConfigError
 
 METHODS = ("smt", "bptt", "dmt", "smt+dmt")
 TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
-CELLS = ("transformer", "mlp", "gru", "lstm", "elman")
+SMT_CELLS = ("transformer", "mlp", "gru", "lstm", "elman")  # RMS-normalized memories: every method can train them
+BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
+CELLS = SMT_CELLS + BPTT_ONLY_CELLS
 SCHEDULES = ("constant", "cosine")
 
 
@@ -52,7 +54,7 @@ class TeacherConfig:
 class RNNConfig:
     cell: str = "mlp"
     hidden: int = 256  # MLP hidden width of the cell (transformer cell: its feed-forward is 4·D)
-    depth: int = 2  # hidden layers (mlp) or blocks (transformer); gru/lstm/elman are one layer
+    depth: int = 2  # hidden layers (mlp) or blocks (transformer); the other cells are one layer
     heads: int = 4  # transformer cell only
     embed: int = 64  # input-token embedding width E
     readout_hidden: int = 256
@@ -125,6 +127,7 @@ class TrainConfig:
     init: str = ""  # method dmt: the SMT run directory whose teacher and RNN DMT starts from
     log_every: int = 25
     eval_every: int = 0  # 0: evaluate only at the end
+    eval_every_seconds: float = 0.0  # > 0: also evaluate each time this much training time has passed
     save_every: int = 1000  # checkpoint every this many steps (0: only at the end)
     eval_batches: int = 4
     device: str = "auto"
@@ -241,6 +244,9 @@ def validate(cfg: RunConfig) -> None:
 
     _check(cfg.train.method in METHODS, f"unknown method '{cfg.train.method}'; choose from: {', '.join(METHODS)}")
     _check(cfg.rnn.cell in CELLS, f"unknown cell '{cfg.rnn.cell}'; choose from: {', '.join(CELLS)}")
+    _check(cfg.rnn.cell not in BPTT_ONLY_CELLS or cfg.train.method == "bptt",
+           f"cell '{cfg.rnn.cell}' is a BPTT baseline; method '{cfg.train.method}' needs a cell whose memories are "
+           f"RMS-normalized like the teacher's: one of {', '.join(SMT_CELLS)}")
     _check(cfg.optim.schedule in SCHEDULES,
            f"unknown optim.schedule '{cfg.optim.schedule}'; choose from: {', '.join(SCHEDULES)}")
     positive = {
@@ -290,8 +296,8 @@ def validate(cfg: RunConfig) -> None:
             continue
         _check(width % heads == 0 and (width // heads) % 2 == 0,
                f"{name}.heads={heads} must divide the width {width} into an even head size")
-    if cfg.rnn.cell == "lstm":
-        _check(cfg.memory.size % 2 == 0, f"the lstm cell splits the memory into h and c: memory size "
+    if cfg.rnn.cell in ("lstm", "lstm-fused"):
+        _check(cfg.memory.size % 2 == 0, f"the {cfg.rnn.cell} cell splits the memory into h and c: memory size "
                                          f"{cfg.memory.size} (tokens·width) must be even")
     task = make_task(cfg.task.name, **cfg.task.params)
     minimum = task.min_seq_len()

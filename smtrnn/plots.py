@@ -18,10 +18,10 @@ from smtrnn.errors import SmtrnnError
 
 def require_matplotlib() -> None:
     """Raise a one-line SmtrnnError when matplotlib is not installed."""
-    _pyplot()
+    pyplot()
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError as exc:
@@ -34,7 +34,7 @@ def _pyplot():
 
 def write_plots(result: dict, gradients: dict, out_dir: str | Path, title: str) -> list[Path]:
     """Write the diagnostic PNGs into out_dir (created if needed) -> their paths. `result` must hold "curves"."""
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves, written = result["curves"], []

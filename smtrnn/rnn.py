@@ -1,5 +1,6 @@
 """The recurrent network that SMT trains and that runs alone at inference: an update f(m, x) -> m' (a cell from
-`smtrnn.cells`), a readout g(m) -> logits, and a learned empty memory m_∅, the state before any input.
+`smtrnn.cells`, or a BPTT baseline from `smtrnn.baselines`), a readout g(m) -> logits, and a learned empty memory
+m_∅, the state before any input.
 
 With m_∅ the RNN needs no teacher to start: `rollout(x)` runs from scratch, O(1) time and memory per token.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 import torch
 
+from smtrnn.baselines import BASELINE_CELLS
 from smtrnn.cells import CELL_TYPES
 from smtrnn.config import MemoryConfig, RNNConfig
 from smtrnn.layers import rms_normalize
@@ -19,7 +21,7 @@ class RNN(nn.Module):
         super().__init__()
         self.tokens, self.width, self.size = memory.tokens, memory.width, memory.size
         self.embedding = nn.Embedding(vocab_size, cfg.embed)
-        self.cell = CELL_TYPES[cfg.cell](memory, cfg)
+        self.cell = (CELL_TYPES | BASELINE_CELLS)[cfg.cell](memory, cfg)
         self.empty_memory = nn.Parameter(torch.randn(memory.size))
         self.readout_net = nn.Sequential(
             nn.Linear(memory.size, cfg.readout_hidden), nn.GELU(), nn.Linear(cfg.readout_hidden, vocab_size)
@@ -41,10 +43,14 @@ class RNN(nn.Module):
     def rollout(self, x: Tensor, m0: Tensor | None = None, detach_every: int = 0) -> tuple[Tensor, Tensor]:
         """Run the RNN over x (B, T) from m0 (default m_∅) -> memories (B, T, Z), logits (B, T, V).
 
-        `detach_every` = k > 0 cuts the gradient path every k steps (truncated BPTT); 0 keeps the full graph.
+        `detach_every` = k > 0 cuts the gradient path every k steps (truncated BPTT); 0 keeps the full graph. A cell
+        with a whole-sequence path (the BPTT baselines of `smtrnn.baselines`) uses it when the graph is kept whole.
         """
         m = self.init_state(x.shape[0]) if m0 is None else m0
         embedded = self.embedding(x)  # (B, T, E), looked up once for all steps
+        if hasattr(self.cell, "sequence") and not detach_every:
+            memories = self.cell.sequence(embedded, m)  # (B, T, Z)
+            return memories, self.readout(memories)
         memories = []
         for t in range(x.shape[1]):
             m = self.cell(m, embedded[:, t])

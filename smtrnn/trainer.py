@@ -194,6 +194,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.show_progress else True,
                    desc=f"{cfg.method} {self.cfg.task.name}", dynamic_ncols=True)
+        next_timed_eval = cfg.eval_every_seconds  # learning curves against training time (evaluation not counted)
         while not self.done():
             start = time.perf_counter()
             metrics = self.train_step()
@@ -204,8 +205,11 @@ class Trainer:
                 self._log({"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics)
             if cfg.save_every and self.step % cfg.save_every == 0 and not self.done():
                 self.save()
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and not self.done():
+            timed = cfg.eval_every_seconds and self.elapsed >= next_timed_eval
+            if (cfg.eval_every and self.step % cfg.eval_every == 0 or timed) and not self.done():
                 self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": self.evaluate()})
+            if timed:
+                next_timed_eval = (self.elapsed // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
         bar.close()
         self.save()
         result = self.evaluate()
@@ -216,7 +220,8 @@ class Trainer:
 def _identity(cfg: RunConfig) -> dict:
     """The config fields a resumed run must share with the saved one (the budget and device may change)."""
     data = cfg.to_dict()
-    for name in ("steps", "max_seconds", "device", "eval_every", "eval_batches", "log_every", "save_every"):
+    for name in ("steps", "max_seconds", "device", "eval_every", "eval_every_seconds", "eval_batches", "log_every",
+                 "save_every"):
         data["train"].pop(name)
     return data
 

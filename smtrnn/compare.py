@@ -1,0 +1,241 @@
+"""`smtrnn compare`: the SMT-vs-BPTT study on one task, across sequence lengths, methods, cells and seeds.
+
+Every combination trains for the same budget (wall-clock seconds of training, or steps), one run after another so
+each has the whole machine, and is scored on the RNN alone from m_∅. A finished run leaves `result.json` in its
+directory and is skipped when the study is run again; an interrupted one resumes from its last checkpoint. The study
+writes `results.json` (every run, and a summary per (T, method, cell) with mean and spread over seeds),
+`results.md`, and — with matplotlib — `score_vs_length.png`, `learning_curves.png` and `drift.png`.
+
+Methods: the library's `smt`, `smt+dmt`, `bptt`, truncated `tbptt`, and the baselines a user would otherwise pick,
+trained by BPTT whatever `--cells` says: `gru-fused` and `lstm-fused` (torch.nn.GRU / LSTM, one fused call per
+sequence) and `mingru` (a linear-in-time recurrent network trained by parallel scan).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from smtrnn.checkpoint import METRICS_FILE, has_checkpoint
+from smtrnn.config import RunConfig, apply_overrides, validate
+from smtrnn.errors import ConfigError
+from smtrnn.evaluate import evaluate
+from smtrnn.trainer import Trainer
+
+RESULT_FILE = "result.json"
+TBPTT_TRUNCATION = 32
+
+# compare method -> config overrides; "cell" in the overrides marks a baseline whose cell is fixed.
+METHODS: dict[str, dict] = {
+    "smt": {"train.method": "smt"},
+    "smt+dmt": {"train.method": "smt+dmt"},
+    "bptt": {"train.method": "bptt"},
+    "tbptt": {"train.method": "bptt", "bptt.truncation": TBPTT_TRUNCATION},
+    "gru-fused": {"train.method": "bptt", "rnn.cell": "gru-fused"},
+    "lstm-fused": {"train.method": "bptt", "rnn.cell": "lstm-fused"},
+    "mingru": {"train.method": "bptt", "rnn.cell": "mingru"},
+}
+
+
+def parse_budget(text: str) -> float:
+    """'90' or '90s' -> 90.0 seconds; '10m' -> 600.0; '1.5h' -> 5400.0."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"--budget must be a positive duration such as 90, 90s, 10m or 1.5h, got '{text}'")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def parse_list(text: str, name: str, choices=None) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ConfigError(f"{name} is empty")
+    unknown = [item for item in items if choices is not None and item not in choices]
+    if unknown:
+        raise ConfigError(f"{name}: unknown '{unknown[0]}'; choose from: {', '.join(choices)}")
+    return items
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the study."""
+
+    length: int
+    method: str
+    cell: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"T{self.length}-{self.method}-{self.cell}-s{self.seed}"
+
+
+def plan(lengths: list[int], methods: list[str], cells: list[str], seeds: int) -> list[RunSpec]:
+    """Every (T, method, cell, seed); a baseline runs once per (T, seed), with its own cell."""
+    specs = []
+    for length in lengths:
+        for method in methods:
+            own_cell = METHODS[method].get("rnn.cell")
+            for cell in [own_cell] if own_cell else cells:
+                specs += [RunSpec(length, method, cell, seed) for seed in range(seeds)]
+    return specs
+
+
+def run_config(base: Callable[[], RunConfig], spec: RunSpec, budget_s: float, steps: int,
+               eval_points: int) -> RunConfig:
+    """The base config (preset + user overrides) for one run: its length, method, cell, seed and budget."""
+    cfg = base()
+    overrides = {"task.seq_len": spec.length, "rnn.cell": spec.cell, "train.seed": spec.seed, "train.steps": steps,
+                 "train.max_seconds": budget_s} | METHODS[spec.method]
+    apply_overrides(cfg, overrides)
+    if budget_s and eval_points:
+        cfg.train.eval_every_seconds = budget_s / eval_points
+    return cfg
+
+
+def learning_curve(run_dir: Path, key: str) -> list[tuple[float, float]]:
+    """(training seconds, score) at every evaluation the run logged."""
+    points = []
+    for line in (run_dir / METRICS_FILE).read_text().splitlines():
+        record = json.loads(line)
+        if "eval" in record and key in record["eval"]:
+            points.append((record["elapsed"], record["eval"][key]))
+    return points
+
+
+def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: int, log=print) -> dict:
+    """Train (or resume, or skip when finished) one run and return its row."""
+    done = run_dir / RESULT_FILE
+    if done.exists():
+        log(f"{spec.name}: finished earlier, skipped")
+        return json.loads(done.read_text())
+    log(f"{spec.name}: training ({'resuming' if has_checkpoint(run_dir) else 'new'})")
+    trainer = Trainer(cfg, run_dir, device, resume=has_checkpoint(run_dir), show_progress=False)
+    trainer.run()
+    result = evaluate(trainer.model, trainer.task, cfg.task.seq_len, eval_batches, cfg.optim.batch_size, curves=True)
+    key = score_key(cfg.task.name)
+    row = {"T": spec.length, "method": spec.method, "cell": spec.cell, "seed": spec.seed, "steps": trainer.step,
+           "train_seconds": trainer.elapsed, "score": result[key], "curve": learning_curve(run_dir, key),
+           "drift_curve": result["curves"].get("drift")} | {k: v for k, v in result.items() if k != "curves"}
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row) + "\n")
+    tmp.replace(done)
+    log(f"{spec.name}: {key} {row['score']:.4f} after {row['steps']} steps")
+    return row
+
+
+def score_key(task_name: str) -> str:
+    """Bits per token for the data tasks (lower is better), accuracy for the synthetic ones."""
+    from smtrnn.data import DATA_TASKS
+
+    return "rnn_bits_per_token" if task_name in DATA_TASKS else "rnn_accuracy"
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["T"], row["method"], row["cell"]), []).append(row)
+    out = []
+    for (length, method, cell), items in groups.items():  # the plan's order: T, then method, cell
+        scores = [r["score"] for r in items]
+        out.append({"T": length, "method": method, "cell": cell, "seeds": len(items),
+                    "mean": statistics.mean(scores), "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                    "min": min(scores), "max": max(scores),
+                    "teacher": _mean([r.get("teacher_accuracy") for r in items]),
+                    "drift_final": _mean([r.get("drift_final") for r in items]),
+                    "steps": statistics.mean(r["steps"] for r in items)})
+    return out
+
+
+def _mean(values: list) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.mean(present) if present else None
+
+
+def markdown(report: dict) -> str:
+    def fmt(v):
+        return "–" if v is None else f"{v:.3f}"
+
+    budget = f"{report['budget_s']:.0f} s of training" if report["budget_s"] else f"{report['steps']} steps"
+    lines = [f"Task `{report['task']}`, preset `{report['preset']}`, {budget} per run, runs one after another; "
+             f"score = {report['score']} of the RNN alone from m_∅ (mean ± std over seeds).", "",
+             "| T | method | cell | seeds | score | min–max | teacher acc | final drift | steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in report["summary"]:
+        lines.append(f"| {s['T']} | {s['method']} | {s['cell']} | {s['seeds']} | {s['mean']:.3f} ± {s['std']:.3f} | "
+                     f"{s['min']:.3f}–{s['max']:.3f} | {fmt(s['teacher'])} | {fmt(s['drift_final'])} | "
+                     f"{s['steps']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(report: dict, out: Path) -> list[Path]:
+    """score_vs_length.png, learning_curves.png, drift.png; [] without matplotlib."""
+    from smtrnn.errors import SmtrnnError
+    from smtrnn.plots import pyplot
+
+    try:
+        plt = pyplot()
+    except SmtrnnError:  # matplotlib is optional here: the JSON and markdown are the results
+        return []
+    written = []
+    series: dict[tuple, list] = {}
+    for s in report["summary"]:
+        series.setdefault((s["method"], s["cell"]), []).append((s["T"], s["mean"], s["std"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (method, cell), points in series.items():
+        xs, ys, es = zip(*sorted(points))
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{method} ({cell})")
+    ax.set(xscale="log", xlabel="sequence length T", ylabel=report["score"], title=f"{report['task']}: RNN alone")
+    ax.legend(fontsize=7)
+    written.append(_save(plt, fig, out / "score_vs_length.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in report["runs"]:
+        if row["curve"]:
+            xs, ys = zip(*row["curve"])
+            ax.plot(xs, ys, alpha=0.7, label=f"T{row['T']} {row['method']} ({row['cell']}) s{row['seed']}")
+    ax.set(xlabel="training seconds", ylabel=report["score"], title="learning curves (evaluation time excluded)")
+    ax.legend(fontsize=6)
+    written.append(_save(plt, fig, out / "learning_curves.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in report["runs"]:
+        if row.get("drift_curve"):
+            ax.plot(range(len(row["drift_curve"])), row["drift_curve"],
+                    label=f"T{row['T']} {row['method']} ({row['cell']}) s{row['seed']}")
+    ax.set(xlabel="position t", ylabel="drift δ_t", yscale="log", title="rollout drift against the teacher")
+    if ax.lines:
+        ax.legend(fontsize=6)
+    written.append(_save(plt, fig, out / "drift.png"))
+    return written
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_study(base: Callable[[], RunConfig], task: str, preset: str, lengths: list[int], methods: list[str],
+              cells: list[str], seeds: int, budget_s: float, steps: int, out: Path, device, eval_batches: int = 8,
+              eval_points: int = 8, log=print) -> dict:
+    """Run (or finish) the study into `out` and write its report; returns the report."""
+    specs = plan(lengths, methods, cells, seeds)
+    configs = [run_config(base, spec, budget_s, steps, eval_points) for spec in specs]
+    for cfg in configs:  # every run's config (task, length, cell, method) is checked before the first one trains
+        validate(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log) for spec, cfg in
+            zip(specs, configs)]
+    report = {"task": task, "preset": preset, "lengths": lengths, "methods": methods, "cells": cells,
+              "seeds": seeds, "budget_s": budget_s, "steps": steps, "score": score_key(task),
+              "summary": summarize(rows), "runs": rows}
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "results.md").write_text(markdown(report))
+    report["plots"] = [p.name for p in write_plots(report, out)]
+    return report
+
