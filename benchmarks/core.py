@@ -81,23 +81,27 @@ def quality_run(task: str, length: int, seed: int, budget: float, cell: str, wor
 
 
 def step_time(fn, repeats: int) -> float:
+    """Median seconds of fn() after one warm-up call; waits for the GPU where there is one."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     fn()  # warm-up
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def throughput(length: int, cell: str, batch: int, repeats: int) -> dict:
+def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:
     """Supervised transitions per second (B·T per optimizer step, forward + backward) for SMT and BPTT."""
     torch.manual_seed(0)
     cfg = small("retrieval")
     cfg.rnn.cell = cell
     task = make_task("retrieval")
-    x, y = task.sample(batch, length, torch.Generator().manual_seed(0))
-    model = Model(cfg, task.vocab_size)
+    x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
+    model = Model(cfg, task.vocab_size).to(device)
 
     def smt_joint():
         smt_loss(model, x, y, cfg.smt, rnn_active=True)[0].backward()
@@ -113,7 +117,7 @@ def throughput(length: int, cell: str, batch: int, repeats: int) -> dict:
     times = {name: step_time(fn, repeats) for name, fn in
              (("smt_full", smt_joint), ("smt_rnn_phase", smt_rnn_phase), ("bptt", bptt))}
     per_s = {f"{name}_transitions_per_s": batch * length / t for name, t in times.items()}
-    return {"T": length, "batch": batch, "cell": cell} | {f"{k}_step_s": v for k, v in times.items()} | per_s | {
+    return {"T": length, "batch": batch, "cell": cell, "device": device} | {f"{k}_step_s": v for k, v in times.items()} | per_s | {
         "ratio_smt_full_over_bptt": per_s["smt_full_transitions_per_s"] / per_s["bptt_transitions_per_s"],
         "ratio_smt_rnn_phase_over_bptt": per_s["smt_rnn_phase_transitions_per_s"] / per_s["bptt_transitions_per_s"],
     }
@@ -152,18 +156,25 @@ def quality_table(summary: list[dict]) -> list[str]:
     return lines
 
 
+def throughput_table(rows: list[dict]) -> list[str]:
+    where = rows[0].get("device", "cpu")
+    lines = [f"Supervised transitions per second (B·T per step, forward + backward, "
+             f"{'2 CPU threads' if where == 'cpu' else where}):", "",
+             "| T | batch | SMT full step | SMT RNN phase (teacher frozen) | BPTT | full / BPTT | RNN phase / BPTT |",
+             "|---|---|---|---|---|---|---|"]
+    for t in rows:
+        lines.append(f"| {t['T']} | {t['batch']} | {t['smt_full_transitions_per_s']:.0f} | "
+                     f"{t['smt_rnn_phase_transitions_per_s']:.0f} | {t['bptt_transitions_per_s']:.0f} | "
+                     f"{t['ratio_smt_full_over_bptt']:.2f} | {t['ratio_smt_rnn_phase_over_bptt']:.2f} |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     lines = [f"Budget {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, "
              f"{report['threads_per_run']} thread per run, all methods of a row group run at once; "
              f"{report['device']}, torch {report['torch']}.", "", *quality_table(report["summary"])]
     if report["throughput"]:
-        lines += ["", "Supervised transitions per second (B·T per step, forward + backward, 2 threads):", "",
-                  "| T | SMT full step | SMT RNN phase (teacher frozen) | BPTT | full / BPTT | RNN phase / BPTT |",
-                  "|---|---|---|---|---|---|"]
-        for t in report["throughput"]:
-            lines.append(f"| {t['T']} | {t['smt_full_transitions_per_s']:.0f} | "
-                         f"{t['smt_rnn_phase_transitions_per_s']:.0f} | {t['bptt_transitions_per_s']:.0f} | "
-                         f"{t['ratio_smt_full_over_bptt']:.2f} | {t['ratio_smt_rnn_phase_over_bptt']:.2f} |")
+        lines += ["", *throughput_table(report["throughput"])]
     return "\n".join(lines) + "\n"
 
 

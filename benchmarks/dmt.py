@@ -38,21 +38,21 @@ def parse_budgets(text: str) -> dict[int, float]:
     return {int(length): float(seconds) for length, seconds in pairs}
 
 
-def dmt_throughput(length: int, cell: str, batch: int, repeats: int) -> dict:
+def dmt_throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:
     """Optimizer-step time (forward + backward) of time-parallel DMT vs the sequential-graph variant, same model."""
     torch.manual_seed(0)
     cfg = small("retrieval")
     cfg.rnn.cell = cell
     task = make_task("retrieval")
-    x, y = task.sample(batch, length, torch.Generator().manual_seed(0))
-    model = Model(cfg, task.vocab_size)
+    x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
+    model = Model(cfg, task.vocab_size).to(device)
     model.teacher.requires_grad_(False)  # DMT trains the RNN only
 
     times = {
         "time_parallel": step_time(lambda: dmt_loss(model, x, y, cfg.dmt)[0].backward(), repeats),
         "sequential": step_time(lambda: dmt_sequential_loss(model, x, y, cfg.dmt)[0].backward(), repeats),
     }
-    return {"T": length, "batch": batch, "cell": cell, "label_every": cfg.dmt.label_every} | {
+    return {"T": length, "batch": batch, "cell": cell, "device": device, "label_every": cfg.dmt.label_every} | {
         f"{name}_step_s": t for name, t in times.items()} | {
         f"{name}_transitions_per_s": batch * length / t for name, t in times.items()} | {
         "ratio_time_parallel_over_sequential": times["sequential"] / times["time_parallel"]}
@@ -74,9 +74,11 @@ def drift_rows(rows: list[dict]) -> list[dict]:
 
 def markdown(report: dict) -> str:
     budgets = ", ".join(f"T = {t}: {s:.0f} s" for t, s in report["budgets_s"].items())
-    lines = [f"Training budget per run ({budgets}), cell `{report['cell']}`, {report['threads_per_run']} thread per "
-             f"run, the {len(report['methods'])} methods of a (task, T, seed) run at once; {report['device']}, "
-             f"torch {report['torch']}.", "", *quality_table(report["summary"])]
+    lines = []
+    if report["summary"]:
+        lines = [f"Training budget per run ({budgets}), cell `{report['cell']}`, {report['threads_per_run']} thread "
+                 f"per run, the {len(report['methods'])} methods of a (task, T, seed) run at once; "
+                 f"{report['device']}, torch {report['torch']}.", "", *quality_table(report["summary"])]
     if report["drift"]:
         lines += ["", "Drift δ_t = mean (m̂_t − m_t)² of the RNN's own rollout against the teacher, mean per position "
                   "bucket (0 = on the teacher, ≈ 2 = unrelated):", ""]
@@ -84,7 +86,8 @@ def markdown(report: dict) -> str:
             cells = " ".join(f"{b}: {v:.3f}" for b, v in d["drift"].items())
             lines.append(f"- {d['task']} T = {d['T']} {d['method']}: {cells}")
     if report["throughput"]:
-        lines += ["", "DMT optimizer-step time, forward + backward, 2 threads (sequential: graph kept through the "
+        where = report["device"] if report["throughput"][0].get("device", "cpu") != "cpu" else "2 threads"
+        lines += [*([""] if lines else [f"torch {report['torch']}.", ""]), f"DMT optimizer-step time, forward + backward, {where} (sequential: graph kept through the "
                   "rollout, MSE every `label_every` steps):", "",
                   "| T | batch | time-parallel step (s) | sequential step (s) | speed-up |", "|---|---|---|---|---|"]
         for t in report["throughput"]:
@@ -112,6 +115,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", default="dmt")
+    parser.add_argument("--device", default="cpu", help="device of the throughput measurement (quality runs: cpu)")
+    parser.add_argument("--skip-quality", action="store_true", help="throughput only")
     args = parser.parse_args()
     budgets = parse_budgets(args.budgets)
     lengths = [int(t) for t in args.lengths.split(",")]
@@ -127,10 +132,14 @@ def main() -> None:
               "command": " ".join(sys.argv)}
     out = Path(args.out)
     torch.set_num_threads(2)
-    report["throughput"] = [dmt_throughput(t, args.cell, batch, args.repeats)
+    if args.device != "cpu":
+        report["device"] = f"{args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else ''})"
+    report["throughput"] = [dmt_throughput(t, args.cell, batch, args.repeats, args.device)
                             for t in map(int, filter(None, args.throughput_lengths.split(",")))
                             for batch in map(int, args.throughput_batches.split(","))]
     write(report, out, args.name)
+    if args.skip_quality:
+        lengths = []
     with tempfile.TemporaryDirectory(prefix="smtrnn-dmt-") as work:
         for length in lengths:  # short lengths first: an interrupted study still covers them
             for task in args.tasks.split(","):
