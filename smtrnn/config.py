@@ -82,6 +82,9 @@ class SMTConfig:
     # After the warm-up, stop training the teacher (no decoder or uniformity loss, encoder without a graph).
     freeze_teacher_after_warmup: bool = False
     uniformity_samples: int = 512
+    # "all": every transition of every sequence in one pass (smtrnn); "one": the reference release's recipe, one
+    # transition per sequence per step from two prefix encodings (`smt_one_transition_loss`, for comparison).
+    transitions: str = "all"
 
 
 @dataclass
@@ -273,6 +276,11 @@ def validate(cfg: RunConfig) -> None:
     }
     for name, value in non_negative.items():
         _check(value >= 0, f"{name} must be >= 0, got {value}")
+    _check(cfg.smt.transitions in ("all", "one"), f"smt.transitions must be 'all' or 'one', got "
+                                                   f"{cfg.smt.transitions!r}")
+    _check(cfg.smt.transitions == "all" or not (cfg.smt.teacher_warmup or cfg.smt.freeze_teacher_after_warmup),
+           "smt.transitions='one' is the reference recipe, trained jointly: it takes no smt.teacher_warmup or "
+           "smt.freeze_teacher_after_warmup")
     _check(0 <= cfg.smt.teacher_warmup < 1, f"smt.teacher_warmup must be in [0, 1), got {cfg.smt.teacher_warmup}")
     _check(not (cfg.smt.freeze_teacher_after_warmup and cfg.smt.dyn_loss_updates_teacher),
            "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false (a frozen teacher takes no "

@@ -63,6 +63,37 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(n, length, width))
 
 
+    def step(self, x: Tensor, cache: KVCache, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        """One new position per sequence, x (N, 1, W), attending to itself and the cached keys/values (which it
+        extends in place): the causal forward of the whole prefix, at O(L) cost instead of O(L²)."""
+        n, _, width = x.shape
+        q, k, v = self.qkv(x).view(n, 1, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        cache.append(k, v)
+        out = F.scaled_dot_product_attention(q, cache.keys, cache.values)
+        return self.proj(out.transpose(1, 2).reshape(n, 1, width))
+
+
+class KVCache:
+    """The keys and values (N, H, L, head_dim) an attention layer has seen so far."""
+
+    def __init__(self):
+        self.keys: Tensor | None = None
+        self.values: Tensor | None = None
+
+    def append(self, k: Tensor, v: Tensor) -> None:
+        self.keys = k if self.keys is None else torch.cat([self.keys, k], dim=2)
+        self.values = v if self.values is None else torch.cat([self.values, v], dim=2)
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def nbytes(self) -> int:
+        return 0 if self.keys is None else 2 * self.keys.numel() * self.keys.element_size()
+
+
 class MLP(nn.Module):
     def __init__(self, width: int, hidden: int):
         super().__init__()
@@ -85,6 +116,10 @@ class Block(nn.Module):
         x = x + self.attn(self.norm1(x), causal, rotary)
         return x + self.mlp(self.norm2(x))
 
+    def step(self, x: Tensor, cache: KVCache, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        x = x + self.attn.step(self.norm1(x), cache, rotary)
+        return x + self.mlp(self.norm2(x))
+
 
 class Transformer(nn.Module):
     """A stack of blocks with a final norm. `rotary=True` gives relative positions inside attention."""
@@ -101,4 +136,15 @@ class Transformer(nn.Module):
             tables = rotary_tables(x.shape[1], x.shape[2] // self.heads, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, self.causal, tables)
+        return self.norm(x)
+
+    def step(self, x: Tensor, caches: list[KVCache]) -> Tensor:
+        """Causal only: the output at the next position, x (N, 1, W) -> (N, 1, W), one KVCache per block."""
+        tables = None
+        if self.rotary:
+            position = caches[0].length
+            cos, sin = rotary_tables(position + 1, x.shape[2] // self.heads, x.device, x.dtype)
+            tables = cos[position:], sin[position:]
+        for block, cache in zip(self.blocks, caches):
+            x = block.step(x, cache, tables)
         return self.norm(x)

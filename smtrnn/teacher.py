@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from smtrnn.config import MemoryConfig, TeacherConfig
-from smtrnn.layers import Transformer, rms_normalize
+from smtrnn.layers import KVCache, Transformer, rms_normalize
 from smtrnn.losses import masked_cross_entropy
 
 
@@ -32,8 +32,31 @@ class Encoder(nn.Module):
         if self.shift is not None:
             embedded = embedded + self.shift(F.pad(embedded, (0, 0, 1, 0))[:, :-1])
         h = self.transformer(embedded)
+        return self._memory(h)
+
+    def _memory(self, h: Tensor) -> Tensor:
         m = self.to_memory(h).unflatten(-1, (self.tokens, self.width))  # (B, T, K, D)
         return rms_normalize(m).flatten(-2)
+
+    def step(self, embedded: Tensor, cache: EncoderCache) -> Tensor:
+        """The next position's memory, embedded (B, W) -> m (B, Z), from a KV cache of the prefix (updated)."""
+        x = embedded[:, None]
+        if self.shift is not None:
+            previous = torch.zeros_like(x) if cache.previous is None else cache.previous
+            cache.previous = x
+            x = x + self.shift(previous)
+        return self._memory(self.transformer.step(x, cache.layers))[:, 0]
+
+
+class EncoderCache:
+    """What the encoder keeps to extend a prefix by one token: a KVCache per block and the last embedding."""
+
+    def __init__(self, depth: int):
+        self.layers = [KVCache() for _ in range(depth)]
+        self.previous: Tensor | None = None
+
+    def nbytes(self) -> int:
+        return sum(layer.nbytes() for layer in self.layers)
 
 
 class Decoder(nn.Module):
@@ -68,6 +91,15 @@ class Teacher(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """x (B, T) -> m (B, T, Z): m[:, t] summarizes x[:, :t+1]."""
         return self.encoder(self.embedding(x))
+
+    def new_cache(self) -> EncoderCache:
+        """An empty prefix for `encode_next`."""
+        return EncoderCache(len(self.encoder.transformer.blocks))
+
+    def encode_next(self, x: Tensor, cache: EncoderCache) -> Tensor:
+        """x (B,) the next token of each sequence -> its memory m_t (B, Z), extending `cache`: the teacher run
+        incrementally with a KV cache (O(t) per token) — equal to encode(prefix)[:, -1]."""
+        return self.encoder.step(self.embedding(x), cache)
 
     def decode(self, m: Tensor, x_future: Tensor) -> Tensor:
         """m (N, Z), x_future (N, F) -> logits (N, F+1, V)."""

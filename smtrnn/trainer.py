@@ -25,7 +25,7 @@ from smtrnn.dmt import dmt_loss, dmt_sequential_loss
 from smtrnn.errors import CheckpointError, SmtrnnError
 from smtrnn.evaluate import evaluate
 from smtrnn.model import Model
-from smtrnn.smt import smt_loss
+from smtrnn.smt import smt_loss, smt_one_transition_loss
 from smtrnn.tasks import make_task
 
 
@@ -97,6 +97,8 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
         return partial(bptt_loss, cfg=cfg.bptt)
     smt_share = {"smt": 1.0, "smt+dmt": 1.0 - cfg.dmt.fraction, "dmt": 0.0}[method]
     if progress < smt_share:
+        if cfg.smt.transitions == "one":
+            return partial(smt_one_transition_loss, cfg=cfg.smt)
         return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.teacher_warmup)
     return partial(dmt_loss if cfg.dmt.time_parallel else dmt_sequential_loss, cfg=cfg.dmt)
 

@@ -217,3 +217,21 @@ def test_decoder_positions_are_drawn_among_windows_that_hold_a_label(monkeypatch
     (positions,) = drawn
     assert positions.min() >= T - teacher.future_len
     assert positions.max() <= T - 1
+
+
+@pytest.mark.parametrize("token_shift", [True, False])
+def test_kv_cached_teacher_equals_encoding_the_prefix(token_shift):
+    """encode_next token by token, from an empty cache, gives every prefix's memory exactly as one causal pass."""
+    from smtrnn.presets import debug
+
+    cfg = debug("copy")
+    cfg.teacher.token_shift = token_shift
+    torch.manual_seed(0)
+    teacher = Model(cfg, 12).teacher
+    x = torch.randint(0, 12, (3, 9))
+    with torch.no_grad():
+        full = teacher.encode(x)
+        cache = teacher.new_cache()
+        stepped = torch.stack([teacher.encode_next(x[:, t], cache) for t in range(9)], dim=1)
+    assert torch.allclose(stepped, full, atol=1e-5)
+    assert cache.layers[0].length == 9 and cache.nbytes() > 0

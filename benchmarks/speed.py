@@ -1,0 +1,209 @@
+"""Speed benchmark: SMT's time-parallel training step and the RNN's O(1) inference, side by side in one run.
+
+1. throughput — supervised transitions per second (forward + backward of one optimizer step): the all-timestep SMT
+   step (B·T transitions), the reference release's one-transition recipe (`smt.transitions=one`, B transitions
+   from two prefix encodings) and BPTT (B·T), at T = 256 / 1024 / 4096;
+2. sequential depth — the same steps' seconds against T: BPTT grows with T step by step, SMT in one pass;
+3. inference — per-token latency and state memory against context length (256 … 8192), batch 1: the RNN alone
+   (one step + readout), the teacher re-encoding its whole context, and the teacher with a KV cache;
+4. limit — achieved FLOP/s of the SMT step (FLOPs counted by torch.utils.flop_counter) against this device's
+   measured dense fp32 matmul peak.
+
+    python benchmarks/speed.py                      # CPU, a few minutes
+    python benchmarks/speed.py --device cuda --name speed_gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from core import ROOT, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
+
+from smtrnn.bptt import bptt_loss  # noqa: E402
+from smtrnn.model import Model  # noqa: E402
+from smtrnn.presets import small  # noqa: E402
+from smtrnn.smt import smt_loss, smt_one_transition_loss  # noqa: E402
+from smtrnn.tasks import make_task  # noqa: E402
+
+
+def build(device: str):
+    torch.manual_seed(0)
+    cfg = small("retrieval")
+    task = make_task("retrieval")
+    return cfg, task, Model(cfg, task.vocab_size).to(device)
+
+
+def training_steps(lengths: list[int], batch: int, repeats: int, device: str) -> list[dict]:
+    cfg, task, model = build(device)
+    rows = []
+    for length in lengths:
+        x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
+        steps = {
+            "smt_all": (lambda: smt_loss(model, x, y, cfg.smt)[0].backward(), batch * length),
+            "smt_one": (lambda: smt_one_transition_loss(model, x, y, cfg.smt)[0].backward(), batch),
+            "bptt": (lambda: bptt_loss(model, x, y, cfg.bptt)[0].backward(), batch * length),
+        }
+        row = {"T": length, "batch": batch}
+        for name, (fn, transitions) in steps.items():
+            seconds = step_time(fn, repeats)
+            row |= {f"{name}_step_s": seconds, f"{name}_transitions_per_s": transitions / seconds}
+        row["ratio_smt_all_over_one"] = row["smt_all_transitions_per_s"] / row["smt_one_transitions_per_s"]
+        row["ratio_smt_all_over_bptt"] = row["smt_all_transitions_per_s"] / row["bptt_transitions_per_s"]
+        rows.append(row)
+        print(f"T={length}: SMT {row['smt_all_step_s']:.3f}s/step, one-transition {row['smt_one_step_s']:.3f}, "
+              f"BPTT {row['bptt_step_s']:.3f}", flush=True)
+    return rows
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _per_token(fn, tokens: int, device: str) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(tokens):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / tokens
+
+
+@torch.no_grad()
+def inference(contexts: list[int], tokens: int, device: str) -> list[dict]:
+    """Per-token seconds at each context length, batch 1; state bytes the method carries at that length."""
+    cfg, task, model = build(device)
+    rnn, teacher = model.rnn, model.teacher
+    longest = max(contexts) + tokens + 1
+    x = torch.randint(0, task.vocab_size, (1, longest), generator=torch.Generator().manual_seed(0)).to(device)
+    rows = []
+    state, cache, read = rnn.init_state(1), teacher.new_cache(), 0
+    for length in contexts:
+        for t in range(read, length):  # bring both incremental states to `length` tokens (not timed)
+            state = rnn.step(state, x[:, t])
+            teacher.encode_next(x[:, t], cache)
+        read = length
+        probe = {"m": state}
+
+        def rnn_token():
+            probe["m"] = rnn.step(probe["m"], x[:, length])
+            rnn.readout(probe["m"])
+
+        def reencode_token():
+            teacher.predict_next(teacher.encode(x[:, : length + 1])[:, -1])
+
+        def cached_token():  # one more token on a throw-away copy of the cache, so each call sees `length`
+            keys = [(layer.keys, layer.values) for layer in cache.layers]
+            previous = cache.previous
+            teacher.predict_next(teacher.encode_next(x[:, length], cache))
+            for layer, (k, v) in zip(cache.layers, keys):
+                layer.keys, layer.values = k, v
+            cache.previous = previous
+
+        row = {"context": length}
+        for name, fn, count in (("rnn", rnn_token, tokens), ("teacher_reencode", reencode_token, max(2, tokens // 8)),
+                                ("teacher_kv_cache", cached_token, tokens)):
+            fn()  # warm-up
+            row[f"{name}_s_per_token"] = _per_token(fn, count, device)
+        row |= {"rnn_state_bytes": state.numel() * state.element_size(), "teacher_kv_cache_bytes": cache.nbytes()}
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            reencode_token()
+            row["teacher_reencode_peak_bytes"] = torch.cuda.max_memory_allocated() - base
+        rows.append(row)
+        print(f"L={length}: RNN {row['rnn_s_per_token'] * 1e3:.3f} ms/token, re-encode "
+              f"{row['teacher_reencode_s_per_token'] * 1e3:.2f}, KV cache {row['teacher_kv_cache_s_per_token'] * 1e3:.2f}",
+              flush=True)
+    first = rows[0]
+    for row in rows:
+        row["rnn_latency_vs_shortest"] = row["rnn_s_per_token"] / first["rnn_s_per_token"]
+        row["reencode_over_rnn"] = row["teacher_reencode_s_per_token"] / row["rnn_s_per_token"]
+        row["kv_cache_over_rnn"] = row["teacher_kv_cache_s_per_token"] / row["rnn_s_per_token"]
+    return rows
+
+
+def limit(length: int, batch: int, repeats: int, device: str) -> dict:
+    """Achieved FLOP/s of the SMT step against the measured fp32 matmul peak of this device."""
+    cfg, task, model = build(device)
+    x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        smt_loss(model, x, y, cfg.smt)[0].backward()
+    flops = counter.get_total_flops()
+    seconds = step_time(lambda: smt_loss(model, x, y, cfg.smt)[0].backward(), repeats)
+    n = 8192 if device.startswith("cuda") else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    matmul = step_time(lambda: a @ b, repeats)
+    peak = 2 * n ** 3 / matmul
+    return {"T": length, "batch": batch, "smt_step_flops": flops, "smt_step_s": seconds,
+            "smt_flops_per_s": flops / seconds, "matmul_n": n, "matmul_peak_flops_per_s": peak,
+            "fraction_of_peak": flops / seconds / peak}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"{report['device']}, torch {report['torch']}, {report['threads']} threads; model: `small` preset "
+             "(MLP cell, Z = 128, width-64 teacher).", "",
+             "Training step, forward + backward (transitions/s = supervised transitions per second):", "",
+             "| T | SMT all-timestep (s/step) | one-transition (s/step) | BPTT (s/step) | SMT transitions/s | "
+             "one-transition tr./s | BPTT tr./s | SMT / one-transition | SMT / BPTT |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["training"]:
+        lines.append(f"| {r['T']} | {r['smt_all_step_s']:.4f} | {r['smt_one_step_s']:.4f} | {r['bptt_step_s']:.4f} | "
+                     f"{r['smt_all_transitions_per_s']:.0f} | {r['smt_one_transitions_per_s']:.0f} | "
+                     f"{r['bptt_transitions_per_s']:.0f} | {r['ratio_smt_all_over_one']:.1f}× | "
+                     f"{r['ratio_smt_all_over_bptt']:.2f}× |")
+    lines += ["", "Inference, batch 1, per generated token (ms) and state carried:", "",
+              "| context | RNN alone | teacher re-encoding | teacher + KV cache | RNN vs shortest context | "
+              "re-encode / RNN | KV cache / RNN | RNN state | KV cache |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["inference"]:
+        lines.append(f"| {r['context']} | {r['rnn_s_per_token'] * 1e3:.3f} | "
+                     f"{r['teacher_reencode_s_per_token'] * 1e3:.2f} | {r['teacher_kv_cache_s_per_token'] * 1e3:.3f} | "
+                     f"{r['rnn_latency_vs_shortest']:.2f}× | {r['reencode_over_rnn']:.1f}× | "
+                     f"{r['kv_cache_over_rnn']:.1f}× | {r['rnn_state_bytes']} B | "
+                     f"{r['teacher_kv_cache_bytes'] / 2 ** 20:.1f} MiB |")
+    lim = report["limit"]
+    lines += ["", f"SMT step at T = {lim['T']}, B = {lim['batch']}: {lim['smt_flops_per_s'] / 1e9:.1f} GFLOP/s "
+              f"achieved against a measured fp32 matmul peak of {lim['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
+              f"({lim['matmul_n']}² matmul): {100 * lim['fraction_of_peak']:.1f} % of peak."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--lengths", default="256,1024,4096")
+    parser.add_argument("--contexts", default="256,1024,4096,8192")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=64, help="timed tokens per context length")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", default="speed")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = args.device
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else (platform.processor() or platform.machine())
+    report = {"benchmark": "speed", "device": f"{device} ({name}, {os.cpu_count()} CPU cores)",
+              "torch": torch.__version__, "threads": args.threads, "command": " ".join(sys.argv),
+              "training": training_steps([int(t) for t in args.lengths.split(",")], args.batch, args.repeats, device),
+              "inference": inference([int(t) for t in args.contexts.split(",")], args.tokens, device),
+              "limit": limit(1024, args.batch, args.repeats, device)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
