@@ -1,21 +1,34 @@
-"""Checkpoints as plain data: a run directory holds
+"""Checkpoints as plain data. A run directory holds
 
-    config.json          the full RunConfig, the vocabulary size and the step (readable, editable)
-    model.safetensors    the weights
-    trainer_state.pt     optimizer state, step, elapsed time and RNG states: tensors and plain containers only,
-                         read back with `torch.load(weights_only=True)`, so no code is ever unpickled
+    config.json          the newest checkpoint: the full RunConfig, the vocabulary size and the step (readable)
+    model.safetensors    its weights
+    trainer_state.pt     its optimizer state, step, elapsed time, RNG states and skipped-step count: tensors and
+                         plain containers only, read back with `torch.load(weights_only=True)`, so no code is ever
+                         unpickled
+    checkpoints/step-00000100/   the last `train.keep_checkpoints` checkpoints, the same three files each
+    latest               one line naming the newest complete folder in checkpoints/
     metrics.jsonl        the training log
 
-Every file is written to a temporary name, flushed to disk and renamed, so a crash mid-save leaves the previous
-checkpoint whole.
+A save is crash-safe as a whole, not file by file: the three files are written and fsync'ed into
+checkpoints/step-N.tmp/, the folder is renamed to step-N, and only then is `latest` replaced (a temporary file,
+fsync, rename): that rename is the commit. The top-level files are then replaced one by one (hard links to the
+folder's files where the filesystem allows, config.json last) so that tools and people can read a run directory
+as before. A crash before the commit leaves the previous checkpoint in force; a crash after it, while the top
+level still shows the previous step, is noticed by the readers below, which then read checkpoints/<latest>.
+
+Readers (`read_config`, `load_weights`, `load_trainer_state`, `load_model`) resolve the newest checkpoint
+themselves (`checkpoint_dir`): the top level when its config.json is at the step `latest` names (or when there is
+no `latest`: a run directory written before this layout loads as it always did), else checkpoints/<latest>.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -30,39 +43,204 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"
 FORMAT = "smtrnn-checkpoint-1"
+_CHECKPOINT_FILES = (WEIGHTS_FILE, STATE_FILE, CONFIG_FILE)  # the order of every write: config.json completes one
+_STEP_DIR = re.compile(r"step-(\d{1,12})")
+_TMP = ".tmp"
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb+") as handle:
+def _fsync_dir(path: Path) -> None:
+    """Make the renames inside `path` durable (POSIX; where a folder cannot be opened this is a no-op)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, write: Callable[[Path], Any]) -> None:
+    write(path)
+    with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write to a temporary name, fsync, rename over `path`: readers see the old file or the new one, never half."""
+    tmp = path.with_name(path.name + _TMP)
+    _write_synced(tmp, write)
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _read_latest(run_dir: Path) -> str | None:
+    """The folder name `latest` holds, or None when there is no `latest` (no checkpoint yet, or the older layout)."""
+    path = run_dir / LATEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        name = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is unreadable: {exc}") from exc
+    if not _STEP_DIR.fullmatch(name):  # also keeps a crafted pointer from naming a path outside the run
+        raise CheckpointError(f"{path} is corrupt: it must name a {CHECKPOINTS_DIR}/step-N folder, got {name[:40]!r}")
+    return name
+
+
+def _top_level_step(run_dir: Path) -> int | None | str:
+    """The step of the top-level config.json; None when it is missing, "unreadable" when it cannot be parsed."""
+    try:
+        meta = json.loads((run_dir / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "unreadable"
+    return meta.get("step") if isinstance(meta, dict) else "unreadable"
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    """The folder whose config.json, model.safetensors and trainer_state.pt are the run's newest checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    name = _read_latest(run_dir)
+    if name is None:
+        return run_dir
+    top = _top_level_step(run_dir)
+    if top == "unreadable" or top == int(_STEP_DIR.fullmatch(name).group(1)):
+        return run_dir  # up to date (or damaged: read it, so that the damage is reported rather than hidden)
+    folder = run_dir / CHECKPOINTS_DIR / name  # a save was cut short while it replaced the top-level files
+    if not (folder / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{run_dir / LATEST_FILE} names {CHECKPOINTS_DIR}/{name}, which is missing or "
+                              "incomplete")
+    return folder
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / WEIGHTS_FILE).exists() or (Path(run_dir) / CONFIG_FILE).exists()
-
-
-def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_state: dict[str, Any]) -> None:
-    """Write weights, trainer state and config (config last: a run directory is complete once it exists)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    _atomic_write(run_dir / WEIGHTS_FILE, lambda p: save_file(weights, str(p), metadata={"format": FORMAT}))
-    _atomic_write(run_dir / STATE_FILE, lambda p: torch.save(trainer_state, p))
-    meta = {"format": FORMAT, "vocab_size": model.vocab_size, "step": trainer_state["step"], "config": cfg.to_dict()}
-    _atomic_write(run_dir / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return any((run_dir / name).exists() for name in (WEIGHTS_FILE, CONFIG_FILE, LATEST_FILE))
+
+
+def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_state: dict[str, Any],
+                    keep: int = 3) -> Path:
+    """Save weights, trainer state and config as checkpoints/step-N, commit it as `latest`, refresh the top level
+    and delete all but the newest `keep` checkpoints; returns the checkpoint's folder."""
+    run_dir = Path(run_dir)
+    root = run_dir / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    step = int(trainer_state["step"])
+    name = _step_dir_name(step)
+    folder = root / name
+    try:
+        latest = _read_latest(run_dir)
+    except CheckpointError:
+        latest = None  # a damaged pointer is replaced below
+    if latest == name and (folder / CONFIG_FILE).is_file():  # saved at this step already: nothing trained since
+        if _top_level_step(run_dir) != step:
+            _refresh_top_level(folder, run_dir)
+        return folder
+    _clear_abandoned(root, step, latest)
+    tmp = root / (name + _TMP)
+    tmp.mkdir()
+    weights = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
+    meta = {"format": FORMAT, "vocab_size": model.vocab_size, "step": step, "config": cfg.to_dict()}
+    _write_synced(tmp / WEIGHTS_FILE, lambda p: save_file(weights, str(p), metadata={"format": FORMAT}))
+    _write_synced(tmp / STATE_FILE, lambda p: torch.save(trainer_state, p))
+    _write_synced(tmp / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    _fsync_dir(tmp)
+    os.replace(tmp, folder)
+    _fsync_dir(root)
+    _atomic_write(run_dir / LATEST_FILE, lambda p: p.write_text(name + "\n"))  # the commit
+    _refresh_top_level(folder, run_dir)
+    _prune(root, keep, name)
+    return folder
+
+
+def _refresh_top_level(folder: Path, run_dir: Path) -> None:
+    """Replace each top-level file by the checkpoint's (config.json last): a hard link, or a copy where the
+    filesystem has none."""
+    for name in _CHECKPOINT_FILES:
+        tmp = run_dir / (name + _TMP)
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(folder / name, tmp)
+        except OSError:
+            _write_synced(tmp, lambda p: shutil.copyfile(folder / name, p))
+        os.replace(tmp, run_dir / name)
+    _fsync_dir(run_dir)
+
+
+def _step_dirs(root: Path) -> dict[int, Path]:
+    found = {}
+    for path in root.iterdir():
+        match = _STEP_DIR.fullmatch(path.name)
+        if match and path.is_dir():
+            found[int(match.group(1))] = path
+    return found
+
+
+def _remove(folder: Path) -> None:
+    """Rename, then delete: a deletion cut short leaves a *.tmp folder, never a partial step-N."""
+    doomed = folder.with_name(folder.name + _TMP)
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _clear_abandoned(root: Path, step: int, latest: str | None) -> None:
+    """Delete what interrupted saves left: *.tmp folders, and checkpoints at or past `step` that were never
+    committed (a run resumed from `latest` has abandoned them)."""
+    for path in root.iterdir():
+        if path.name.endswith(_TMP) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.endswith(_TMP):
+            path.unlink(missing_ok=True)
+    for number, path in _step_dirs(root).items():
+        if number >= step and path.name != latest:
+            _remove(path)
+
+
+def _prune(root: Path, keep: int, latest: str) -> None:
+    steps = sorted(_step_dirs(root).items())
+    for _, path in steps[: max(len(steps) - keep, 0)]:
+        if path.name != latest:
+            _remove(path)
+
+
+def trim_metrics(run_dir: str | Path, step: int) -> None:
+    """Drop the log records past `step`, and a last line cut short: what a run killed after its last checkpoint
+    wrote. A resumed run then logs those steps again, as if it had never stopped."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line)
+    if kept != lines:
+        _atomic_write(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
 
 
 def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
-    """Parse and validate a run directory's config.json -> (config, metadata)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not Path(run_dir).is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
+    """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata)."""
+    folder = checkpoint_dir(run_dir)
+    path = folder / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} holds no checkpoint ({CONFIG_FILE} missing)")
+        raise CheckpointError(f"{folder} holds no checkpoint ({CONFIG_FILE} missing)")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -86,10 +264,12 @@ def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
 
 
 def load_weights(run_dir: str | Path, model: Model) -> None:
-    """Load model.safetensors into `model`; a missing, corrupt or mismatched file is a CheckpointError."""
-    path = Path(run_dir) / WEIGHTS_FILE
+    """Load the newest checkpoint's model.safetensors into `model`; a missing, corrupt or mismatched file is a
+    CheckpointError."""
+    folder = checkpoint_dir(run_dir)
+    path = folder / WEIGHTS_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} holds no weights ({WEIGHTS_FILE} missing)")
+        raise CheckpointError(f"{folder} holds no weights ({WEIGHTS_FILE} missing)")
     try:
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -107,9 +287,12 @@ def load_weights(run_dir: str | Path, model: Model) -> None:
 
 
 def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / STATE_FILE
+    """The newest checkpoint's trainer state, unpickled with `weights_only=True`: a file that carries code (or
+    anything but tensors and plain containers) is refused before any of it runs."""
+    folder = checkpoint_dir(run_dir)
+    path = folder / STATE_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} holds no trainer state ({STATE_FILE} missing)")
+        raise CheckpointError(f"{folder} holds no trainer state ({STATE_FILE} missing)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses pickled code; any failure is a corrupt file to the user

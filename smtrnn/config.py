@@ -74,6 +74,9 @@ class SMTConfig:
     dynamics_weight: float = 0.1
     uniformity_weight: float = 0.001
     readout_weight: float = 1.0
+    # > 0: readout CE also on the RNN's one-step predictions g(f(m_{t-1}, x_t)), so the update learns to keep what
+    # the readout needs, not only to be close in MSE (the gradient still crosses one step only).
+    onestep_readout_weight: float = 0.0
     # Fraction of training in which only the teacher learns (decoder + uniformity), before the RNN terms start.
     teacher_warmup: float = 0.0
     # Whether the dynamics MSE sends gradient into the encoder through m_{t-1} and m_t (the paper's joint
@@ -98,6 +101,7 @@ class DMTConfig:
     label_every: int = 16  # sequential DMT only: MSE to the teacher every this many steps
     dynamics_weight: float = 1.0
     readout_weight: float = 1.0
+    onestep_readout_weight: float = 0.0  # > 0: readout CE on f(visited state, x_t) too, with gradient into f
 
 
 @dataclass
@@ -132,6 +136,10 @@ class TrainConfig:
     eval_every: int = 0  # 0: evaluate only at the end
     eval_every_seconds: float = 0.0  # > 0: also evaluate each time this much training time has passed
     save_every: int = 1000  # checkpoint every this many steps (0: only at the end)
+    keep_checkpoints: int = 3  # the newest this many checkpoints stay in <run>/checkpoints/
+    # A step whose loss or gradient is not finite stops training; up to this many such steps are skipped instead
+    # (no update, logged) before it does.
+    skip_nonfinite_steps: int = 0
     eval_batches: int = 4
     device: str = "auto"
 
@@ -268,6 +276,8 @@ def validate(cfg: RunConfig) -> None:
     non_negative = {
         "smt.decoder_weight": cfg.smt.decoder_weight, "smt.dynamics_weight": cfg.smt.dynamics_weight,
         "smt.uniformity_weight": cfg.smt.uniformity_weight, "smt.readout_weight": cfg.smt.readout_weight,
+        "smt.onestep_readout_weight": cfg.smt.onestep_readout_weight,
+        "dmt.onestep_readout_weight": cfg.dmt.onestep_readout_weight,
         "bptt.truncation": cfg.bptt.truncation, "optim.weight_decay": cfg.optim.weight_decay,
         "optim.grad_clip": cfg.optim.grad_clip, "train.max_seconds": cfg.train.max_seconds,
         "train.eval_every": cfg.train.eval_every, "train.save_every": cfg.train.save_every,
@@ -288,6 +298,11 @@ def validate(cfg: RunConfig) -> None:
     _check(0 < cfg.train.curriculum_fraction < 1,
            f"train.curriculum_fraction must be in (0, 1), got {cfg.train.curriculum_fraction}")
     _check(cfg.train.curriculum_start >= 0, f"train.curriculum_start must be >= 0, got {cfg.train.curriculum_start}")
+    _check(cfg.train.eval_every_seconds >= 0,
+           f"train.eval_every_seconds must be >= 0, got {cfg.train.eval_every_seconds}")
+    _check(cfg.train.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {cfg.train.keep_checkpoints}")
+    _check(cfg.train.skip_nonfinite_steps >= 0,
+           f"train.skip_nonfinite_steps must be >= 0, got {cfg.train.skip_nonfinite_steps}")
     _check(0 < cfg.dmt.fraction < 1, f"dmt.fraction must be in (0, 1), got {cfg.dmt.fraction}")
     _check(0 <= cfg.dmt.restart_fraction <= 1,
            f"dmt.restart_fraction must be in [0, 1], got {cfg.dmt.restart_fraction}")

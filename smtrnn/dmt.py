@@ -78,7 +78,12 @@ def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor
     dynamics = F.mse_loss(predicted, m)
     readout = masked_cross_entropy(rnn.readout(written), y)  # on the RNN's own memories, as at inference
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
-    return loss, {"dynamics": dynamics.item(), "readout": readout.item(), "loss": loss.item()}
+    metrics = {"dynamics": dynamics.item(), "readout": readout.item()}
+    if cfg.onestep_readout_weight:  # the readout of f(visited state, x_t), with its gradient into f
+        onestep = masked_cross_entropy(rnn.readout(predicted), y)
+        loss = loss + cfg.onestep_readout_weight * onestep
+        metrics["onestep_readout"] = onestep.item()
+    return loss, metrics | {"loss": loss.item()}
 
 
 def dmt_sequential_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:

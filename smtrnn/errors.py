@@ -1,4 +1,5 @@
-"""Errors that reach the user as one line on stderr and exit code 2 (see `smtrnn.cli`)."""
+"""Errors that reach the user as one line on stderr: exit code 2 for bad input (see `smtrnn.cli`), 1 for a
+training run that fails on its own."""
 
 
 class SmtrnnError(Exception):
@@ -15,3 +16,8 @@ class CheckpointError(SmtrnnError):
 
 class DataError(SmtrnnError):
     """Missing, empty, malformed or too-short data (text, token files, images)."""
+
+
+class TrainingError(SmtrnnError):
+    """Training cannot go on: a non-finite loss or gradient (beyond `train.skip_nonfinite_steps`). The run's last
+    checkpoint is left as it was; `smtrnn train` exits 1."""

@@ -102,6 +102,8 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
     rnn_score, teacher_score, onestep_score, readout_score = _Score(), _Score(), _Score(), _Score()
     positions = {name: _PositionScore(seq_len) for name in ("rnn", "onestep", "teacher")}
     drift_sum = torch.zeros(seq_len, dtype=torch.float64)
+    spread_sum = torch.zeros(seq_len, dtype=torch.float64)  # variance of teacher memories across sequences
+    labelled_at = torch.zeros(seq_len, dtype=torch.bool)
     first_batch = None
     for _ in range(batches):
         x, y = (t.to(device) for t in held_out.sample(batch_size, seq_len, generator))
@@ -121,6 +123,8 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
         onestep_score.add(onestep_logits, y)
         positions["onestep"].add(onestep_logits, y)
         drift_sum += (rolled - m).pow(2).mean(dim=(0, 2)).double().cpu()
+        spread_sum += m.var(dim=0, unbiased=False).mean(dim=-1).double().cpu()
+        labelled_at |= (y >= 0).any(dim=0).cpu()
         first_batch = first_batch or {"rnn": rolled, "teacher": m}
     result = {
         "rnn_accuracy": rnn_score.accuracy(),
@@ -146,6 +150,11 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
         "onestep_accuracy": onestep_score.accuracy(),
         "drift": {_bucket_name(a, b): float(drift[a:b].mean()) for a, b in drift_buckets(seq_len)},
         "drift_final": float(drift[-1]),
+        # where the answers are read: the drift there, and as a multiple of how much teacher memories differ
+        # between sequences at those positions (>= 1: the RNN's error is as large as the signal)
+        "drift_labelled": float(drift[labelled_at].mean()) if labelled_at.any() else 0.0,
+        "drift_relative": float((drift_sum / spread_sum.clamp_min(1e-12))[labelled_at].mean())
+        if labelled_at.any() else 0.0,
         "memory_effective_rank": effective_rank(teacher_memories.flatten(0, 1)),
         "memory_uniformity": float(uniformity(teacher_memories.reshape(-1, rnn.width), 512,
                                               generator=torch.Generator(device=device).manual_seed(0))),

@@ -46,6 +46,12 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
         readout = masked_cross_entropy(rnn.readout(m.detach()), y)
         loss = loss + cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
         metrics |= {"dynamics": dynamics.item(), "readout": readout.item()}
+        if cfg.onestep_readout_weight:  # trains f and g only: from stop-gradient teacher memories
+            if cfg.dyn_loss_updates_teacher:
+                predicted = rnn.step(previous.detach().reshape(-1, size), x.reshape(-1)).view(batch, length, size)
+            onestep = masked_cross_entropy(rnn.readout(predicted), y)
+            loss = loss + cfg.onestep_readout_weight * onestep
+            metrics["onestep_readout"] = onestep.item()
     metrics["loss"] = loss.item()
     return loss, metrics
 

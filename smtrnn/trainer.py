@@ -3,6 +3,12 @@ clipping, JSONL metrics, periodic evaluation of the RNN alone, checkpoints, and 
 
 Schedules follow *progress* = max(step / steps, elapsed / max_seconds), so a run bounded by wall-clock (the fair
 way to compare SMT with BPTT) still warms up, stages and anneals over its whole budget.
+
+Reliability: a resumed run restores the weights, the optimizer, the step, the elapsed time and both RNG streams, so
+with a step budget its losses on CPU are bit-identical to a run that never stopped. A step whose loss terms or
+gradients are not finite never reaches the optimizer: it stops the run (TrainingError, naming the step and the
+term) or, up to `train.skip_nonfinite_steps`, is skipped and logged. `request_stop()` (the CLI calls it on
+SIGINT/SIGTERM) ends the run after the current step with a checkpoint.
 """
 
 from __future__ import annotations
@@ -19,18 +25,17 @@ from tqdm.auto import tqdm
 
 from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, load_trainer_state, load_weights, read_config,
-                               save_checkpoint)
+                               save_checkpoint, trim_metrics)
 from smtrnn.config import TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
 from smtrnn.dmt import dmt_loss, dmt_sequential_loss
-from smtrnn.errors import CheckpointError, SmtrnnError
+from smtrnn.errors import CheckpointError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss, smt_one_transition_loss
 from smtrnn.tasks import make_task
 
-
-class TrainingError(SmtrnnError):
-    """Training cannot go on (a non-finite loss)."""
+LOSS_TERMS = ("decoder", "dynamics", "uniformity", "readout", "onestep_readout")  # as the loss functions name them
+_STATE_KEYS = ("optimizer", "step", "elapsed", "torch_rng", "data_rng")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,6 +116,8 @@ class Trainer:
         validate(cfg)
         self.cfg, self.out_dir, self.device = cfg, Path(out_dir), torch.device(device)
         self.show_progress = show_progress
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise CheckpointError(f"output path {self.out_dir} exists and is not a directory")
         if has_checkpoint(self.out_dir) and not resume:
             raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
@@ -120,6 +127,8 @@ class Trainer:
         self.model = Model(cfg, self.task.vocab_size).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg.optim)
         self.step, self.elapsed = 0, 0.0
+        self.skipped = 0  # non-finite steps skipped so far (train.skip_nonfinite_steps)
+        self.stop_requested = False
         if resume and has_checkpoint(self.out_dir):
             self._resume()
         elif cfg.train.init:
@@ -144,10 +153,21 @@ class Trainer:
             raise CheckpointError(f"{self.out_dir} was trained with a different config; resume with the same one")
         load_weights(self.out_dir, self.model)
         state = load_trainer_state(self.out_dir)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        torch.set_rng_state(state["torch_rng"])
-        self.data_generator.set_state(state["data_rng"])
+        if not isinstance(state, dict) or any(key not in state for key in _STATE_KEYS):
+            raise CheckpointError(f"{self.out_dir}: the trainer state lacks "
+                                  f"{[k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            self.skipped = int(state.get("skipped", 0))
+            torch.set_rng_state(state["torch_rng"])
+            self.data_generator.set_state(state["data_rng"])
+            if "cuda_rng" in state and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{self.out_dir}: the trainer state does not fit this run: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        trim_metrics(self.out_dir, self.step)
 
     def progress(self) -> float:
         budget = self.cfg.train.max_seconds
@@ -157,8 +177,13 @@ class Trainer:
     def done(self) -> bool:
         return self.progress() >= 1.0
 
+    def request_stop(self) -> None:
+        """End `run()` after the current step, with a checkpoint (safe to call from a signal handler)."""
+        self.stop_requested = True
+
     def train_step(self) -> dict:
-        """One optimizer step of the configured method; returns its metrics."""
+        """One optimizer step of the configured method; returns its metrics ("skipped": True when the step was not
+        finite and `train.skip_nonfinite_steps` let it pass without an update)."""
         cfg = self.cfg
         progress = self.progress()
         lr = learning_rate(cfg.optim, progress)
@@ -167,15 +192,36 @@ class Trainer:
         length = sequence_length(cfg, progress)
         x, y = (t.to(self.device) for t in self.task.sample(cfg.optim.batch_size, length, self.data_generator))
         loss, metrics = loss_function(cfg, progress)(self.model, x, y)
-        if not math.isfinite(metrics["loss"]):
-            terms = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            raise TrainingError(f"non-finite loss at step {self.step}: {terms}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip or float("inf"))
+        problem = _nonfinite_loss(metrics)
+        if problem is None:
+            loss.backward()
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            problem = None if torch.isfinite(grad_norm) else _nonfinite_gradient(self.model, metrics)
+        if problem is not None:
+            kind, details = problem
+            return self._nonfinite(f"non-finite {kind} at step {self.step + 1}: {details}", metrics)
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grads_with_norm_(params, cfg.optim.grad_clip, grad_norm)
         self.optimizer.step()
         self.step += 1
         return metrics | {"lr": lr, "grad_norm": float(grad_norm), "seq_len": length}
+
+    def _nonfinite(self, message: str, metrics: dict) -> dict:
+        """Skip the step (no update) while `train.skip_nonfinite_steps` allows, else stop; either way, log it."""
+        self.optimizer.zero_grad(set_to_none=True)
+        allowed = self.cfg.train.skip_nonfinite_steps
+        if self.skipped >= allowed:
+            if allowed:
+                message += f" (after skipping {allowed}, the most train.skip_nonfinite_steps allows)"
+            self._log({"step": self.step + 1, "elapsed": round(self.elapsed, 3), "nonfinite": message})
+            kept = "its last checkpoint is kept" if has_checkpoint(self.out_dir) else "no checkpoint was written"
+            raise TrainingError(f"{message}; {kept}")
+        self.skipped += 1
+        self.step += 1
+        self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "skipped": message})
+        return metrics | {"skipped": True}
 
     def evaluate(self) -> dict:
         cfg = self.cfg
@@ -183,52 +229,83 @@ class Trainer:
 
     def save(self) -> None:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed,
-                 "torch_rng": torch.get_rng_state(), "data_rng": self.data_generator.get_state()}
-        save_checkpoint(self.out_dir, self.cfg, self.model, state)
+                 "skipped": self.skipped, "torch_rng": torch.get_rng_state(),
+                 "data_rng": self.data_generator.get_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints)
 
     def _log(self, record: dict) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def run(self) -> dict:
-        """Train until the step or time budget is spent, save, and return the final evaluation."""
+    def run(self) -> dict | None:
+        """Train until the step or time budget is spent, save, and return the final evaluation; after
+        `request_stop()`, save at the end of the current step and return None."""
         cfg = self.cfg.train
         self.out_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.show_progress else True,
                    desc=f"{cfg.method} {self.cfg.task.name}", dynamic_ncols=True)
         next_timed_eval = cfg.eval_every_seconds  # learning curves against training time (evaluation not counted)
-        while not self.done():
+        while not self.done() and not self.stop_requested:
             start = time.perf_counter()
             metrics = self.train_step()
             self.elapsed += time.perf_counter() - start
             bar.update(1)
-            if self.step % cfg.log_every == 0 or self.done():
+            if (self.step % cfg.log_every == 0 or self.done()) and not metrics.get("skipped"):
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
                 self._log({"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics)
             if cfg.save_every and self.step % cfg.save_every == 0 and not self.done():
                 self.save()
             timed = cfg.eval_every_seconds and self.elapsed >= next_timed_eval
-            if (cfg.eval_every and self.step % cfg.eval_every == 0 or timed) and not self.done():
+            periodic = cfg.eval_every and self.step % cfg.eval_every == 0 or timed
+            if periodic and not self.done() and not self.stop_requested:
                 self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": self.evaluate()})
             if timed:
                 next_timed_eval = (self.elapsed // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
         bar.close()
         self.save()
+        if not self.done():
+            return None
         result = self.evaluate()
         self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": result})
         return result
 
 
+def _nonfinite_loss(metrics: dict) -> tuple[str, str] | None:
+    """('loss', 'dynamics=nan, readout=inf (finite: decoder=1.23)') when a loss term is not finite, else None."""
+    bad = [k for k in LOSS_TERMS if k in metrics and not math.isfinite(metrics[k])]
+    if not bad and math.isfinite(metrics["loss"]):
+        return None
+    terms = ", ".join(f"{k}={metrics[k]}" for k in bad) or f"the weighted sum {metrics['loss']}"
+    finite = ", ".join(f"{k}={metrics[k]:.4g}" for k in LOSS_TERMS if k in metrics and k not in bad)
+    return "loss", terms + (f" (finite: {finite})" if finite else "")
+
+
+def _nonfinite_gradient(model: Model, metrics: dict) -> tuple[str, str]:
+    """('gradient', 'in rnn.readout (2 tensors, first rnn.readout.net.0.weight); the loss terms were finite ...')."""
+    names = [name for name, p in model.named_parameters()
+             if p.grad is not None and not torch.isfinite(p.grad).all()]
+    modules = list(dict.fromkeys(".".join(name.split(".")[:2]) for name in names))
+    where = (f"in {', '.join(modules)} ({len(names)} tensors, first {names[0]})" if names
+             else "norm overflowed, though every entry is finite")
+    terms = ", ".join(f"{k}={metrics[k]:.4g}" for k in LOSS_TERMS if k in metrics)
+    return "gradient", f"{where}; the loss terms were finite ({terms})"
+
+
 def _identity(cfg: RunConfig) -> dict:
-    """The config fields a resumed run must share with the saved one (the budget and device may change)."""
+    """The config fields a resumed run must share with the saved one (the budget, device and reliability policy
+    may change)."""
     data = cfg.to_dict()
     for name in ("steps", "max_seconds", "device", "eval_every", "eval_every_seconds", "eval_batches", "log_every",
-                 "save_every"):
+                 "save_every", "keep_checkpoints", "skip_nonfinite_steps"):
         data["train"].pop(name)
     return data
 
 
 def train(cfg: RunConfig, out_dir: str | Path, device: torch.device | str = "cpu", resume: bool = False,
-          show_progress: bool = True) -> dict:
-    """Train a run described by `cfg` into `out_dir`; returns the final evaluation of the RNN alone."""
+          show_progress: bool = True) -> dict | None:
+    """Train a run described by `cfg` into `out_dir`; returns the final evaluation of the RNN alone (None when the
+    run was stopped early by `Trainer.request_stop`)."""
     return Trainer(cfg, out_dir, device, resume, show_progress).run()

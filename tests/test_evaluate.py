@@ -16,7 +16,8 @@ from support import debug_config, state_dicts_equal
 
 RNN_KEYS = {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens", "rnn_effective_rank"}
 TEACHER_KEYS = {"teacher_accuracy", "teacher_bits_per_token", "readout_on_teacher_accuracy", "onestep_accuracy",
-                "drift", "drift_final", "memory_effective_rank", "memory_uniformity"}
+                "drift", "drift_final", "drift_labelled", "drift_relative", "memory_effective_rank",
+                "memory_uniformity"}
 
 
 def build(method: str = "smt", task: str = "delayed_recall"):
@@ -111,8 +112,18 @@ def test_drift_is_zero_when_the_rnn_reproduces_the_teacher():
     with_rollout_replaced(model, lambda m: m)
     result = run_evaluate(model, task, seq_len)
     assert all(value == 0.0 for value in result["drift"].values())
-    assert result["drift_final"] == 0.0
+    assert result["drift_final"] == result["drift_labelled"] == result["drift_relative"] == 0.0
     assert result["rnn_accuracy"] == result["readout_on_teacher_accuracy"]
+
+
+def test_relative_drift_of_a_memory_swapped_between_sequences_is_two():
+    """The RNN writing another sequence's teacher memory (rolled by one in the batch): its error at a position is
+    E|m_a - m_b|² = 2·Var across sequences, so drift_relative is about 2 (up to sampling noise)."""
+    model, task, seq_len = build("smt")
+    with_rollout_replaced(model, lambda m: m.roll(1, dims=0))
+    result = evaluate(model, task, seq_len, 2, 64)
+    assert result["drift_relative"] == pytest.approx(2.0, rel=0.15)
+    assert result["drift_labelled"] > 0
 
 
 def test_drift_of_a_sign_flip_is_four_and_lands_in_its_bucket():

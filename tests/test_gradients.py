@@ -33,7 +33,8 @@ def build(method: str = "smt", task: str = "delayed_recall") -> tuple[Model, tor
 
 def only(term: str, **flags) -> SMTConfig:
     """An SMTConfig whose loss is the one named term (weight 1), the others weighted 0."""
-    weights = {name: 0.0 for name in ("decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight")}
+    weights = {name: 0.0 for name in ("decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight",
+                                      "onestep_readout_weight")}
     weights[f"{term}_weight"] = 1.0
     flags = {"freeze_teacher_after_warmup": False} | flags  # the teacher takes gradient unless a test freezes it
     return dataclasses.replace(SMTConfig(), **weights, **flags)
@@ -65,6 +66,26 @@ def test_dynamics_term_trains_the_cell_and_the_empty_memory(updates_teacher):
     assert without_grad(model.rnn.cell) == []
     assert grads(model.rnn)["empty_memory"] > 0
     assert with_grad(model.rnn.readout_net) == []  # the readout is not part of the dynamics
+
+
+def test_onestep_readout_term_trains_cell_and_readout_but_not_the_teacher():
+    """CE of g(f(m_{t-1}, x_t)): the gradient reaches the update f (one step) and g, never the teacher's memories."""
+    model, x, y = build()
+    backward(model, x, y, only("onestep_readout", dyn_loss_updates_teacher=True))
+    assert with_grad(model.rnn.cell) and with_grad(model.rnn.readout_net)
+    assert with_grad(model.teacher) == []
+
+
+def test_dmt_onestep_readout_trains_the_cell_through_the_step():
+    from smtrnn.config import DMTConfig
+    from smtrnn.dmt import dmt_loss
+
+    model, x, y = build()
+    for weight, reaches in ((0.0, False), (1.0, True)):
+        model.zero_grad(set_to_none=True)
+        cfg = DMTConfig(dynamics_weight=0.0, readout_weight=0.0, onestep_readout_weight=weight)
+        dmt_loss(model, x, y, cfg)[0].backward()
+        assert bool(with_grad(model.rnn.cell)) == reaches
 
 
 def test_dynamics_term_leaves_the_teacher_alone_without_the_flag():
