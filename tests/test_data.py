@@ -228,3 +228,14 @@ def test_bad_data_is_one_line_and_exit_2(argv, names, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("smtrnn: error:") and names in err and "\n" not in err
     assert not out.exists()
+
+
+def test_text_task_reads_a_local_huggingface_dataset(tmp_path, capsys):
+    datasets = pytest.importorskip("datasets")
+    rows = [f"story {i}: once upon a time there was a byte-level model number {i}. " * 2 for i in range(30)]
+    datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(tmp_path / "stories"))
+    out = tmp_path / "run"
+    assert main(["train", "--task", "text", "--data", f"hf:{tmp_path / 'stories'}", "--preset", "debug",
+                 "--steps", "2", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    task = make_task("text", path=f"hf:{tmp_path / 'stories'}")
+    assert task.vocab_size == 256 and len(task.documents()) + len(task.held_out().documents()) == 30
