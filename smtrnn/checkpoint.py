@@ -172,6 +172,8 @@ def _refresh_top_level(folder: Path, run_dir: Path) -> None:
     for name in _CHECKPOINT_FILES:
         tmp = run_dir / (name + _TMP)
         tmp.unlink(missing_ok=True)
+        if (run_dir / name).exists() and os.path.samefile(folder / name, run_dir / name):
+            continue  # linked already (renaming a link onto another link of the same file would do nothing)
         try:
             os.link(folder / name, tmp)
         except OSError:
@@ -192,7 +194,10 @@ def _step_dirs(root: Path) -> dict[int, Path]:
 def _remove(folder: Path) -> None:
     """Rename, then delete: a deletion cut short leaves a *.tmp folder, never a partial step-N."""
     doomed = folder.with_name(folder.name + _TMP)
-    os.replace(folder, doomed)
+    try:
+        os.replace(folder, doomed)
+    except OSError:  # tidying up only: never fail a save over it
+        return
     shutil.rmtree(doomed, ignore_errors=True)
 
 

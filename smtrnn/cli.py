@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,14 +18,14 @@ import torch
 from smtrnn.checkpoint import load_model, read_config
 from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
 from smtrnn.data import DATA_TASKS
-from smtrnn.errors import ConfigError, SmtrnnError
+from smtrnn.errors import ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate, evaluate_documents
 from smtrnn.gradients import gradient_curves
 from smtrnn.presets import make_preset
 from smtrnn.png import image_grid, write_png
 from smtrnn.sample import complete_images, continue_prompt
 from smtrnn.tasks import TaskError, make_task
-from smtrnn.trainer import resolve_device, train
+from smtrnn.trainer import Trainer, resolve_device
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,12 +98,60 @@ def _set_overrides(items: list[str]) -> dict[str, str]:
     return overrides
 
 
+class _SecondSignal(BaseException):
+    """A second SIGINT/SIGTERM: leave at once (a BaseException, so no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """While training: the first SIGINT or SIGTERM asks the trainer to stop after its current step (it then saves);
+    a second one raises _SecondSignal. Yields the names of the signals received; restores the handlers after."""
+    received: list[str] = []
+
+    def handle(signum, frame):
+        received.append(signal.Signals(signum).name)
+        if len(received) > 1:
+            raise _SecondSignal(signum)
+        trainer.request_stop()
+
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set from the main thread
+        yield received
+        return
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    """Exit 0 when the budget is spent, or after SIGINT/SIGTERM once the current step is saved; 1 when training
+    fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved)."""
     cfg = build_config(args)
     if cfg.train.steps <= 0:
         raise ConfigError(f"--steps must be > 0, got {cfg.train.steps}")
-    result = train(cfg, args.out, resolve_device(cfg.train.device), resume=args.resume,
-                   show_progress=not args.quiet)
+    trainer = Trainer(cfg, args.out, resolve_device(cfg.train.device), resume=args.resume,
+                      show_progress=not args.quiet)
+    try:
+        with _stop_on_signals(trainer) as received:
+            result = trainer.run()
+    except _SecondSignal as stop:
+        print(f"smtrnn: {signal.Signals(stop.signum).name} again: stopped at once after {trainer.step} steps, "
+              f"without saving; {args.out} keeps its last checkpoint", file=sys.stderr)
+        return 128 + stop.signum
+    except TrainingError as exc:
+        print(f"smtrnn: error: {exc}", file=sys.stderr)
+        return 1
+    if result is None:
+        cause = received[0] if received else "stop requested"
+        print(f"smtrnn: {cause}: stopped after step {trainer.step} of {cfg.train.steps} and saved {args.out}; "
+              "continue with --resume", file=sys.stderr)
+        return 0
     print(json.dumps(result, indent=2))
     return 0
 

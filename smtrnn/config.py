@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,6 +254,8 @@ def validate(cfg: RunConfig) -> None:
     """Every consistency rule of a run in one place; the first violation is a ConfigError naming the field."""
     from smtrnn.tasks import make_task
 
+    for name, value in flatten(cfg.to_dict()).items():
+        _check(not isinstance(value, float) or math.isfinite(value), f"{name} must be finite, got {value}")
     _check(cfg.train.method in METHODS, f"unknown method '{cfg.train.method}'; choose from: {', '.join(METHODS)}")
     _check(cfg.rnn.cell in CELLS, f"unknown cell '{cfg.rnn.cell}'; choose from: {', '.join(CELLS)}")
     _check(cfg.rnn.cell not in BPTT_ONLY_CELLS or cfg.train.method == "bptt",

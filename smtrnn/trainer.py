@@ -133,6 +133,9 @@ class Trainer:
             self._resume()
         elif cfg.train.init:
             self._start_from(cfg.train.init)
+        # Records past the starting step were written by a run killed after its last checkpoint (or, at step 0, by
+        # one that failed before its first): this run logs those steps afresh.
+        trim_metrics(self.out_dir, self.step)
 
     def _start_from(self, init_dir: str) -> None:
         """Load the teacher and RNN of a finished SMT run (the start of DMT); its architecture must match."""
@@ -167,7 +170,6 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{self.out_dir}: the trainer state does not fit this run: "
                                   f"{str(exc).splitlines()[0]}") from exc
-        trim_metrics(self.out_dir, self.step)
 
     def progress(self) -> float:
         budget = self.cfg.train.max_seconds
@@ -196,14 +198,16 @@ class Trainer:
         problem = _nonfinite_loss(metrics)
         if problem is None:
             loss.backward()
-            params = [p for p in self.model.parameters() if p.grad is not None]
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
             problem = None if torch.isfinite(grad_norm) else _nonfinite_gradient(self.model, metrics)
         if problem is not None:
             kind, details = problem
             return self._nonfinite(f"non-finite {kind} at step {self.step + 1}: {details}", metrics)
-        if cfg.optim.grad_clip:
-            torch.nn.utils.clip_grads_with_norm_(params, cfg.optim.grad_clip, grad_norm)
+        if cfg.optim.grad_clip:  # as clip_grad_norm_, whose in-place scaling would have hidden which grads broke
+            scale = (cfg.optim.grad_clip / (grad_norm + 1e-6)).clamp(max=1.0)
+            for grad in grads:
+                grad.mul_(scale)
         self.optimizer.step()
         self.step += 1
         return metrics | {"lr": lr, "grad_norm": float(grad_norm), "seq_len": length}
@@ -233,7 +237,11 @@ class Trainer:
                  "data_rng": self.data_generator.get_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints)
+        try:
+            save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints)
+        except OSError as exc:  # a full disk, lost permissions: the previous checkpoint is still whole
+            raise TrainingError(f"cannot save the checkpoint of step {self.step} in {self.out_dir}: "
+                                f"{exc.strerror or exc}; the previous checkpoint is kept") from exc
 
     def _log(self, record: dict) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -288,7 +296,7 @@ def _nonfinite_gradient(model: Model, metrics: dict) -> tuple[str, str]:
     names = [name for name, p in model.named_parameters()
              if p.grad is not None and not torch.isfinite(p.grad).all()]
     modules = list(dict.fromkeys(".".join(name.split(".")[:2]) for name in names))
-    where = (f"in {', '.join(modules)} ({len(names)} tensors, first {names[0]})" if names
+    where = (f"in {', '.join(modules)} ({len(names)} tensor{'s' * (len(names) > 1)}, first {names[0]})" if names
              else "norm overflowed, though every entry is finite")
     terms = ", ".join(f"{k}={metrics[k]:.4g}" for k in LOSS_TERMS if k in metrics)
     return "gradient", f"{where}; the loss terms were finite ({terms})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from smtrnn.checkpoint import load_trainer_state
 from smtrnn.config import OptimConfig, validate
@@ -64,3 +65,15 @@ def test_learning_rate_warms_up_then_follows_the_schedule():
     assert learning_rate(cosine, 0.1) == pytest.approx(1.0)
     assert learning_rate(cosine, 0.55) == pytest.approx(0.5)
     assert learning_rate(cosine, 1.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_gradients_are_clipped_to_grad_clip_and_the_raw_norm_is_logged(tmp_path):
+    cfg = debug_config("retrieval", "smt", steps=4, optim__grad_clip=0.01)
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    seen = []
+    original = trainer.optimizer.step
+    trainer.optimizer.step = lambda: (seen.append(float(torch.linalg.vector_norm(torch.stack(
+        [p.grad.norm() for p in trainer.model.parameters() if p.grad is not None])))), original())
+    metrics = trainer.train_step()
+    assert metrics["grad_norm"] > 0.01  # the raw norm, before clipping
+    assert seen == [pytest.approx(0.01, rel=1e-4)]
