@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from smtrnn import distributed
 from smtrnn.checkpoint import load_model, read_config
 from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
 from smtrnn.data import DATA_TASKS
@@ -131,12 +132,22 @@ def _stop_on_signals(trainer: Trainer):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Exit 0 when the budget is spent, or after SIGINT/SIGTERM once the current step is saved; 1 when training
-    fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved)."""
+    fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved).
+
+    Under torchrun (WORLD_SIZE > 1) every rank runs this; each joins the process group, and only rank 0 prints."""
     cfg = build_config(args)
     if cfg.train.steps <= 0:
         raise ConfigError(f"--steps must be > 0, got {cfg.train.steps}")
-    trainer = Trainer(cfg, args.out, resolve_device(cfg.train.device), resume=args.resume,
-                      show_progress=not args.quiet)
+    distributed.per_rank_batch(cfg.optim.batch_size, distributed.world_size())  # before joining the group
+    device = distributed.init(resolve_device(cfg.train.device))
+    try:
+        return _train(cfg, args, device)
+    finally:
+        distributed.shutdown()
+
+
+def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> int:
+    trainer = Trainer(cfg, args.out, device, resume=args.resume, show_progress=not args.quiet)
     try:
         with _stop_on_signals(trainer) as received:
             result = trainer.run()
@@ -144,9 +155,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"smtrnn: {signal.Signals(stop.signum).name} again: stopped at once after {trainer.step} steps, "
               f"without saving; {args.out} keeps its last checkpoint", file=sys.stderr)
         return 128 + stop.signum
-    except TrainingError as exc:
-        print(f"smtrnn: error: {exc}", file=sys.stderr)
+    except TrainingError as exc:  # every rank reaches the same verdict (see Trainer.train_step): rank 0 says it
+        if distributed.is_main():
+            print(f"smtrnn: error: {exc}", file=sys.stderr)
         return 1
+    if not distributed.is_main():
+        return 0
     if result is None:
         cause = received[0] if received else "stop requested"
         print(f"smtrnn: {cause}: stopped after step {trainer.step} of {cfg.train.steps} and saved {args.out}; "
@@ -366,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         return args.func(args)
     except (SmtrnnError, TaskError) as exc:
-        print(f"smtrnn: error: {exc}", file=sys.stderr)
+        if distributed.is_main() or not isinstance(exc, ConfigError):  # under torchrun every rank has the same
+            where = f" (rank {distributed.rank()})" if not distributed.is_main() else ""  # config: rank 0 says it
+            print(f"smtrnn: error{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("smtrnn: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ SMT_CELLS = ("transformer", "mlp", "gru", "lstm", "elman")  # RMS-normalized mem
 BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
 CELLS = SMT_CELLS + BPTT_ONLY_CELLS
 SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -143,6 +144,9 @@ class TrainConfig:
     skip_nonfinite_steps: int = 0
     eval_batches: int = 4
     device: str = "auto"
+    # "bf16": the losses run under CUDA autocast (fp32 master weights); CUDA only, a CPU run refuses it.
+    precision: str = "fp32"
+    compile: bool = False  # torch.compile the teacher's encoder/decoder and the RNN's cell/readout
 
 
 @dataclass
@@ -306,6 +310,8 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.train.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {cfg.train.keep_checkpoints}")
     _check(cfg.train.skip_nonfinite_steps >= 0,
            f"train.skip_nonfinite_steps must be >= 0, got {cfg.train.skip_nonfinite_steps}")
+    _check(cfg.train.precision in PRECISIONS,
+           f"unknown train.precision '{cfg.train.precision}'; choose from: {', '.join(PRECISIONS)}")
     _check(0 < cfg.dmt.fraction < 1, f"dmt.fraction must be in (0, 1), got {cfg.dmt.fraction}")
     _check(0 <= cfg.dmt.restart_fraction <= 1,
            f"dmt.restart_fraction must be in [0, 1], got {cfg.dmt.restart_fraction}")

@@ -9,6 +9,16 @@ with a step budget its losses on CPU are bit-identical to a run that never stopp
 gradients are not finite never reaches the optimizer: it stops the run (TrainingError, naming the step and the
 term) or, up to `train.skip_nonfinite_steps`, is skipped and logged. `request_stop()` (the CLI calls it on
 SIGINT/SIGTERM) ends the run after the current step with a checkpoint.
+
+Data parallel (under torchrun, see `smtrnn.distributed`): optim.batch_size is the global batch; each rank draws its
+share from its own data stream (seed + rank), the gradients are averaged across ranks before the update, and rank 0
+alone logs, evaluates and writes checkpoints. Progress (elapsed time, a stop request, a non-finite step) is agreed
+across ranks every step, so all ranks take the same steps and none waits for a collective another skipped.
+
+Precision: train.precision="bf16" runs the losses under CUDA autocast (bfloat16 matmuls, fp32 master weights and
+optimizer state; no loss scaling is needed with bf16's exponent range). train.compile compiles the teacher's
+encoder and decoder and the RNN's cell and readout in place (`nn.Module.compile`: the state_dict keys, hence the
+checkpoints, do not change).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -23,12 +34,13 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from smtrnn import distributed
 from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, load_trainer_state, load_weights, read_config,
                                save_checkpoint, trim_metrics)
 from smtrnn.config import TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
 from smtrnn.dmt import dmt_loss, dmt_sequential_loss
-from smtrnn.errors import CheckpointError, SmtrnnError, TrainingError
+from smtrnn.errors import CheckpointError, ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss, smt_one_transition_loss
@@ -116,6 +128,11 @@ class Trainer:
         validate(cfg)
         self.cfg, self.out_dir, self.device = cfg, Path(out_dir), torch.device(device)
         self.show_progress = show_progress
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.batch_size = distributed.per_rank_batch(cfg.optim.batch_size, self.world)
+        if cfg.train.precision == "bf16" and self.device.type != "cuda":
+            raise ConfigError(f"train.precision='bf16' runs under CUDA autocast; this run is on {self.device.type} "
+                              "(use fp32 there)")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise CheckpointError(f"output path {self.out_dir} exists and is not a directory")
         if has_checkpoint(self.out_dir) and not resume:
@@ -123,8 +140,10 @@ class Trainer:
                                   "or choose another --out")
         self.task = make_task(cfg.task.name, **cfg.task.params)
         torch.manual_seed(cfg.train.seed)
-        self.data_generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.model = Model(cfg, self.task.vocab_size).to(self.device)
+        self.data_generator = torch.Generator().manual_seed(cfg.train.seed + self.rank)
+        self.model = Model(cfg, self.task.vocab_size).to(self.device)  # the same weights on every rank
+        if self.world > 1:  # the losses' own sampling (decoder positions, ...) differs between ranks too
+            torch.manual_seed(cfg.train.seed + self.rank)
         self.optimizer = make_optimizer(self.model, cfg.optim)
         self.step, self.elapsed = 0, 0.0
         self.skipped = 0  # non-finite steps skipped so far (train.skip_nonfinite_steps)
@@ -133,9 +152,20 @@ class Trainer:
             self._resume()
         elif cfg.train.init:
             self._start_from(cfg.train.init)
+        distributed.broadcast_parameters(self.model)
+        if cfg.train.compile:
+            for module in self._compiled_modules():
+                module.compile()
         # Records past the starting step were written by a run killed after its last checkpoint (or, at step 0, by
         # one that failed before its first): this run logs those steps afresh.
-        trim_metrics(self.out_dir, self.step)
+        if distributed.is_main():
+            trim_metrics(self.out_dir, self.step)
+
+    def _compiled_modules(self) -> list[torch.nn.Module]:
+        """The modules whose forward the loss functions call (the losses call teacher.encode, rnn.step, ... rather
+        than model.forward)."""
+        teacher, rnn = self.model.teacher, self.model.rnn
+        return ([teacher.encoder, teacher.decoder] if teacher is not None else []) + [rnn.cell, rnn.readout_net]
 
     def _start_from(self, init_dir: str) -> None:
         """Load the teacher and RNN of a finished SMT run (the start of DMT); its architecture must match."""
@@ -159,6 +189,12 @@ class Trainer:
         if not isinstance(state, dict) or any(key not in state for key in _STATE_KEYS):
             raise CheckpointError(f"{self.out_dir}: the trainer state lacks "
                                   f"{[k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]}")
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world:
+            raise CheckpointError(f"{self.out_dir} was trained with world size {saved_world}, this run has world size "
+                                  f"{self.world}; resume with {saved_world} processes (the data streams are per rank)")
+        if self.world > 1:  # rank r continues its own streams
+            state = state | state["rank_rngs"][self.rank]
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
@@ -192,12 +228,17 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         length = sequence_length(cfg, progress)
-        x, y = (t.to(self.device) for t in self.task.sample(cfg.optim.batch_size, length, self.data_generator))
-        loss, metrics = loss_function(cfg, progress)(self.model, x, y)
+        x, y = (t.to(self.device) for t in self.task.sample(self.batch_size, length, self.data_generator))
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.train.precision == "bf16" else nullcontext()
+        with autocast:
+            loss, metrics = loss_function(cfg, progress)(self.model, x, y)
         self.optimizer.zero_grad(set_to_none=True)
         problem = _nonfinite_loss(metrics)
+        if distributed.any_rank(problem is not None, self.device) and problem is None:
+            problem = "loss", "on another rank"
         if problem is None:
             loss.backward()
+            distributed.average_gradients(list(self.model.parameters()))
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
             problem = None if torch.isfinite(grad_norm) else _nonfinite_gradient(self.model, metrics)
@@ -232,11 +273,17 @@ class Trainer:
         return evaluate(self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size)
 
     def save(self) -> None:
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed,
-                 "skipped": self.skipped, "torch_rng": torch.get_rng_state(),
-                 "data_rng": self.data_generator.get_state()}
+        """Write a checkpoint (rank 0; every rank calls this, to hand rank 0 its RNG states)."""
+        rngs = {"torch_rng": torch.get_rng_state(), "data_rng": self.data_generator.get_state()}
         if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+            rngs["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        rank_rngs = distributed.gather_objects(rngs)
+        if not distributed.is_main():
+            return
+        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed,
+                 "skipped": self.skipped, "world_size": self.world} | rngs
+        if self.world > 1:
+            state["rank_rngs"] = rank_rngs
         try:
             save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints)
         except OSError as exc:  # a full disk, lost permissions: the previous checkpoint is still whole
@@ -244,6 +291,8 @@ class Trainer:
                                 f"{exc.strerror or exc}; the previous checkpoint is kept") from exc
 
     def _log(self, record: dict) -> None:
+        if not distributed.is_main():
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -252,14 +301,18 @@ class Trainer:
         """Train until the step or time budget is spent, save, and return the final evaluation; after
         `request_stop()`, save at the end of the current step and return None."""
         cfg = self.cfg.train
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.show_progress else True,
+        main = distributed.is_main()
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.show_progress and main else True,
                    desc=f"{cfg.method} {self.cfg.task.name}", dynamic_ncols=True)
         next_timed_eval = cfg.eval_every_seconds  # learning curves against training time (evaluation not counted)
         while not self.done() and not self.stop_requested:
             start = time.perf_counter()
             metrics = self.train_step()
             self.elapsed += time.perf_counter() - start
+            self.elapsed, self.stop_requested = distributed.agree_progress(self.elapsed, self.stop_requested,
+                                                                           self.device)
             bar.update(1)
             if (self.step % cfg.log_every == 0 or self.done()) and not metrics.get("skipped"):
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}")
@@ -268,17 +321,18 @@ class Trainer:
                 self.save()
             timed = cfg.eval_every_seconds and self.elapsed >= next_timed_eval
             periodic = cfg.eval_every and self.step % cfg.eval_every == 0 or timed
-            if periodic and not self.done() and not self.stop_requested:
+            if periodic and not self.done() and not self.stop_requested and main:  # the others wait at the next step
                 self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": self.evaluate()})
             if timed:
                 next_timed_eval = (self.elapsed // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
         bar.close()
         self.save()
         if not self.done():
+            distributed.barrier()
             return None
-        result = self.evaluate()
+        result = self.evaluate() if main else None
         self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": result})
-        return result
+        return distributed.gather_objects(result)[0]  # rank 0's evaluation, on every rank
 
 
 def _nonfinite_loss(metrics: dict) -> tuple[str, str] | None:
@@ -307,7 +361,7 @@ def _identity(cfg: RunConfig) -> dict:
     may change)."""
     data = cfg.to_dict()
     for name in ("steps", "max_seconds", "device", "eval_every", "eval_every_seconds", "eval_batches", "log_every",
-                 "save_every", "keep_checkpoints", "skip_nonfinite_steps"):
+                 "save_every", "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile"):
         data["train"].pop(name)
     return data
 

@@ -1,0 +1,82 @@
+"""One-GPU check (about 3 minutes on one H100): SMT vs BPTT step throughput at T = 1024 and 4096, in fp32 and under
+bf16 autocast, and a short SMT training run with its losses. Prints ONE JSON object.
+
+    python benchmarks/gpu_check.py                 # CUDA: the full check
+    python benchmarks/gpu_check.py --tiny          # CPU, a few seconds: tiny sizes, so CI runs the script
+    python benchmarks/gpu_check.py --compile       # also torch.compile the training run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from core import throughput  # noqa: E402
+from smtrnn.presets import debug, small  # noqa: E402
+from smtrnn.trainer import Trainer  # noqa: E402
+
+
+def training_run(preset, steps: int, device: str, precision: str, compile_: bool) -> dict:
+    """An SMT run of `steps` steps on retrieval: its logged losses, steps per second and final evaluation."""
+    cfg = preset("retrieval")
+    cfg.train.method, cfg.train.steps, cfg.train.log_every, cfg.train.seed = "smt", steps, max(1, steps // 20), 0
+    cfg.train.device, cfg.train.precision, cfg.train.compile = device, precision, compile_
+    with tempfile.TemporaryDirectory(prefix="smtrnn-gpu-check-") as out:
+        trainer = Trainer(cfg, Path(out) / "run", device, show_progress=False)
+        start = time.perf_counter()
+        result = trainer.run()
+        seconds = time.perf_counter() - start
+        records = [json.loads(line) for line in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
+    return {"preset": preset.__name__, "task": "retrieval", "T": cfg.task.seq_len, "batch": cfg.optim.batch_size,
+            "steps": steps, "precision": precision, "compile": compile_, "seconds": seconds,
+            "train_seconds": trainer.elapsed, "steps_per_s": steps / trainer.elapsed,
+            "losses": [{"step": r["step"], "loss": r["loss"]} for r in records if "loss" in r],
+            "eval": result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="CPU, tiny sizes: seconds (CI)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training run's modules")
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available() and not args.tiny
+    device = "cuda" if cuda else "cpu"
+    if args.tiny:
+        torch.set_num_threads(1)
+        lengths, batch, repeats, precisions, preset, steps = (16, 32), 2, 1, ("fp32",), debug, 10
+    else:
+        lengths, batch, repeats, precisions, preset, steps = (1024, 4096), 16, 3, ("fp32", "bf16"), small, 300
+    start = time.perf_counter()
+    rows = []
+    for precision in precisions:
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        for length in lengths:
+            with autocast:
+                row = throughput(length, "mlp", batch, repeats, device)
+            rows.append(row | {"precision": precision})
+    training = training_run(preset, steps, device, "bf16" if cuda else "fp32", args.compile)
+    report = {
+        "benchmark": "gpu_check", "device": device,
+        "device_name": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "python": platform.python_version(), "tiny": args.tiny,
+        "throughput": rows, "training": training, "peak_gpu_memory_gb":
+            torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "seconds": time.perf_counter() - start, "command": " ".join(sys.argv),
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

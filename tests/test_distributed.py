@@ -1,0 +1,156 @@
+"""Data parallelism on CPU (gloo): averaged gradients equal the whole batch's, a torchrun run writes one run
+directory, a resume with another world size is refused; the precision flags; gpu_check's tiny mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from smtrnn import distributed
+from smtrnn.bptt import bptt_loss
+from smtrnn.checkpoint import load_trainer_state
+from smtrnn.cli import main
+from smtrnn.config import validate
+from smtrnn.errors import ConfigError
+from smtrnn.model import Model
+from smtrnn.smt import smt_loss
+from smtrnn.tasks import make_task
+from smtrnn.trainer import Trainer
+from support import debug_config
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with gloo is not available")
+ENV = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def test_the_global_batch_must_divide_among_the_ranks():
+    assert distributed.per_rank_batch(16, 2) == 8
+    with pytest.raises(ConfigError, match="optim.batch_size=15 must be divisible by the world size 2"):
+        distributed.per_rank_batch(15, 2)
+
+
+def _losses(cfg):
+    """Each method's loss as (model, x, y) -> scalar; SMT without its two sampled terms (decoder positions and
+    uniformity pairs are drawn at random, so they match the whole batch's only in expectation), the dynamics loss
+    reaching the encoder."""
+    cfg.smt.decoder_weight, cfg.smt.uniformity_weight, cfg.smt.dyn_loss_updates_teacher = 0.0, 0.0, True
+    cfg.smt.freeze_teacher_after_warmup = False
+    return {"bptt": lambda m, x, y: bptt_loss(m, x, y, cfg.bptt)[0],
+            "smt": lambda m, x, y: smt_loss(m, x, y, cfg.smt, rnn_active=True)[0]}
+
+
+def _gradients(method: str, x, y, rank: int | None = None, world: int = 1) -> dict:
+    """Gradients of the method's loss at the seed-0 init, on x, y (rank r of `world`: its slice of the batch)."""
+    cfg = debug_config("retrieval", method)
+    torch.manual_seed(0)
+    model = Model(cfg, make_task("retrieval", **cfg.task.params).vocab_size)
+    if rank is not None:
+        share = x.shape[0] // world
+        x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
+    _losses(cfg)[method](model, x, y).backward()
+    if rank is not None:
+        distributed.average_gradients(list(model.parameters()))
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def _rank_worker(rank: int, world: int, rendezvous: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
+    try:
+        cfg = debug_config("retrieval")
+        x, y = make_task("retrieval", **cfg.task.params).sample(8, cfg.task.seq_len, torch.Generator().manual_seed(1))
+        for method in ("bptt", "smt"):
+            averaged = _gradients(method, x, y, rank, world)
+            whole = _gradients(method, x, y)
+            alone = _gradients(method, x[:4] if rank == 0 else x[4:], y[:4] if rank == 0 else y[4:])
+            assert averaged.keys() == whole.keys() and len(whole) > 5, method
+            for name in whole:
+                torch.testing.assert_close(averaged[name], whole[name], rtol=1e-4, atol=1e-6, msg=f"{method} {name}")
+            # The check can fail: one rank's own half-batch gradient is not the whole batch's.
+            assert any(not torch.allclose(alone[n], whole[n], rtol=1e-3, atol=1e-5) for n in whole), method
+            if method == "smt":
+                assert any(n.startswith("teacher.encoder") for n in whole)  # the all-reduce covers the teacher too
+            everyone = distributed.gather_objects(averaged)
+            assert all(torch.equal(everyone[0][n], everyone[1][n]) for n in whole)  # every rank steps alike
+    finally:
+        dist.destroy_process_group()
+
+
+@needs_gloo
+def test_two_ranks_with_half_batches_average_to_the_whole_batch_gradient(tmp_path):
+    torch.multiprocessing.spawn(_rank_worker, args=(2, f"file://{tmp_path / 'rendezvous'}"), nprocs=2)
+
+
+def _torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
+               "-m", "smtrnn", *args]
+    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+
+
+@needs_gloo
+def test_torchrun_writes_one_run_from_rank_0_and_refuses_a_resume_on_another_world_size(tmp_path, capsys):
+    out = tmp_path / "run"
+    proc = _torchrun("train", "--preset", "debug", "--steps", "3", "--out", str(out), "--device", "cpu", "--quiet",
+                     "--set", "train.log_every=1", "--set", "train.save_every=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["labelled_tokens"] > 0  # one evaluation printed, by rank 0 alone
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "latest", "metrics.jsonl",
+                                                    "model.safetensors", "trainer_state.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]  # each step logged once, not once per rank
+    assert sum("eval" in r for r in records) == 1
+    state = load_trainer_state(out)
+    assert state["world_size"] == 2 and len(state["rank_rngs"]) == 2
+    assert not torch.equal(state["rank_rngs"][0]["data_rng"], state["rank_rngs"][1]["data_rng"])  # own streams
+
+    assert main(["train", "--resume", "--preset", "debug", "--steps", "4", "--out", str(out), "--device", "cpu",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "world size 2" in err and "world size 1" in err
+
+
+def test_precision_and_compile_validate():
+    cfg = debug_config()
+    cfg.train.precision = "fp16"
+    with pytest.raises(ConfigError, match="train.precision"):
+        validate(cfg)
+    cfg.train.precision, cfg.train.compile = "bf16", True
+    validate(cfg)
+
+
+def test_bf16_on_cpu_is_refused_in_one_line(tmp_path, capsys):
+    code = main(["train", "--preset", "debug", "--steps", "2", "--out", str(tmp_path / "run"), "--device", "cpu",
+                 "--quiet", "--set", "train.precision=bf16"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "bf16" in err and "cpu" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast and torch.compile are CUDA paths")
+def test_bf16_and_compile_train_on_cuda(tmp_path):
+    cfg = debug_config(steps=3)
+    cfg.train.precision, cfg.train.compile = "bf16", True
+    trainer = Trainer(cfg, tmp_path / "run", "cuda", show_progress=False)
+    trainer.run()
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # fp32 master weights
+    keys = set(trainer.model.state_dict())
+    assert not any("_orig_mod" in k for k in keys)  # compiled in place: checkpoints keep their names
+
+
+def test_gpu_check_tiny_prints_one_json():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny"], env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["device"] == "cpu" and len(report["throughput"]) == 2
+    assert all(row["bptt_transitions_per_s"] > 0 for row in report["throughput"])
+    assert len(report["training"]["losses"]) > 1 and report["training"]["eval"]["labelled_tokens"] > 0
