@@ -1,4 +1,4 @@
-"""The `smtrnn` command: train, eval, sample, and demo (SMT vs BPTT side by side on an embedded synthetic task).
+"""The `smtrnn` command: train, label, eval, sample, and demo (SMT vs BPTT side by side on an embedded synthetic task).
 
 The CLI alone picks the device. Any input problem ends with one line on stderr and exit code 2.
 """
@@ -22,6 +22,7 @@ from smtrnn.data import DATA_TASKS
 from smtrnn.errors import ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate, evaluate_documents
 from smtrnn.gradients import gradient_curves
+from smtrnn.labels import read_manifest, write_labels
 from smtrnn.presets import make_preset
 from smtrnn.png import image_grid, write_png
 from smtrnn.sample import complete_images, continue_prompt
@@ -39,8 +40,10 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                                   "modular_icl; text, pixels)")
     p.add_argument("--data", help="text: a text file or folder, a .npy/.bin token file or hf:NAME (default: the "
                                   "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits)")
-    p.add_argument("--method", help="smt, bptt, dmt (needs --init) or smt+dmt")
+    p.add_argument("--method", help="smt, bptt, dmt (needs --init), smt+dmt or labels (needs --labels)")
     p.add_argument("--init", help="method dmt: the SMT run directory to start from (its config is the base)")
+    p.add_argument("--labels", help="method labels: a label store written by `smtrnn label` (its teacher run's "
+                                    "config is the base; --cell and the RNN's sizes may differ)")
     p.add_argument("--cell", help="transformer, mlp, gru, lstm or elman")
     p.add_argument("--seq-len", type=int, help="sequence length T")
     p.add_argument("--steps", type=int, help="optimizer steps")
@@ -61,9 +64,14 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then config file, then explicit flags, then --set overrides."""
     task = args.task
     file_data = load_config_file(args.config) if args.config else {}
+    if args.init and args.labels:
+        raise ConfigError("--init (method dmt) and --labels (method labels) exclude each other")
     if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
         cfg, _ = read_config(args.init)
         cfg.train = TrainConfig(method="dmt", init=args.init, seed=cfg.train.seed)
+    elif args.labels:  # an RNN fit to stored labels: the labelling teacher run's config is the base
+        cfg = RunConfig.from_dict(read_manifest(args.labels)["config"])
+        cfg.train = TrainConfig(method="labels", labels=args.labels, seed=cfg.train.seed)
     else:
         if task is None:
             task = file_data.get("task", {}).get("name", "retrieval")
@@ -301,6 +309,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    """Write a trained teacher's memories for a fixed set of its task's sequences (resumable); print the manifest's
+    summary."""
+    manifest = write_labels(args.teacher, args.out, args.sequences, args.batch_size, args.dtype, args.seed,
+                            args.shard_sequences, resolve_device(args.device),
+                            log=None if args.quiet else lambda line: print(line, file=sys.stderr))
+    keys = ("teacher_hash", "task", "seq_len", "memory", "dtype", "sequences_written", "shapes")
+    print(json.dumps({"labels": str(args.out)} | {k: manifest[k] for k in keys}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """SMT→DMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
     from smtrnn.demo import run_demo
@@ -320,6 +339,19 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("label", help="write a trained teacher's memories m_t for a fixed set of sequences, to fit "
+                                     "RNNs to (train --method labels)")
+    p.add_argument("--teacher", required=True, help="a trained SMT (or DMT) run directory")
+    p.add_argument("--out", required=True, help="label directory (a store begun with the same arguments resumes)")
+    p.add_argument("--sequences", type=int, default=4096, help="sequences of the teacher run's task to label")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per teacher forward")
+    p.add_argument("--dtype", default="float16", help="float16 (default) or float32 memories")
+    p.add_argument("--seed", type=int, default=0, help="label seed: which sequences are drawn")
+    p.add_argument("--shard-sequences", type=int, default=1024, help="sequences per shard file")
+    p.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("eval", help="evaluate a run's RNN alone (and its teacher)")
     p.add_argument("run_dir")

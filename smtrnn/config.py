@@ -15,7 +15,7 @@ from typing import Any
 
 from smtrnn.errors import ConfigError
 
-METHODS = ("smt", "bptt", "dmt", "smt+dmt")
+METHODS = ("smt", "bptt", "dmt", "smt+dmt", "labels")  # labels: the RNN fit to a teacher's stored memories
 TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
 SMT_CELLS = ("transformer", "mlp", "gru", "lstm", "elman")  # RMS-normalized memories: every method can train them
 BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
@@ -134,6 +134,7 @@ class TrainConfig:
     curriculum_start: int = 0
     curriculum_fraction: float = 0.3
     init: str = ""  # method dmt: the SMT run directory whose teacher and RNN DMT starts from
+    labels: str = ""  # method labels: the label store (`smtrnn label`) the RNN is fit to
     log_every: int = 25
     eval_every: int = 0  # 0: evaluate only at the end
     eval_every_seconds: float = 0.0  # > 0: also evaluate each time this much training time has passed
@@ -318,6 +319,11 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.train.method != "dmt" or bool(cfg.train.init),
            "method dmt starts from a trained SMT run: pass --init DIR")
     _check(not cfg.train.init or cfg.train.method == "dmt", "train.init (--init) is only for method dmt")
+    _check(cfg.train.method != "labels" or bool(cfg.train.labels),
+           "method labels fits the RNN to stored teacher memories: pass --labels DIR (written by smtrnn label)")
+    _check(not cfg.train.labels or cfg.train.method == "labels", "train.labels (--labels) is only for method labels")
+    _check(cfg.train.method != "labels" or not cfg.train.curriculum_start,
+           "train.curriculum_start draws shorter sequences; method labels trains on the stored length only")
     _check(0 <= cfg.optim.warmup < 1, f"optim.warmup must be in [0, 1), got {cfg.optim.warmup}")
     for name in ("beta1", "beta2"):
         value = getattr(cfg.optim, name)

@@ -3,7 +3,8 @@
     loss = λ_dec · decoder CE  +  λ_dyn · MSE(f(m_{t-1}, x_t), m_t)  +  λ_unif · uniformity  +  λ_read · readout CE
 
 The dynamics term covers all t = 0..T-1, the first transition starting from the RNN's empty memory m_∅, and each
-transition is an independent regression example: no gradient crosses more than one step.
+transition is an independent regression example: no gradient crosses more than one step. `labels_loss` is the
+same RNN half on memories stored once by a trained teacher (`smtrnn.labels`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import Tensor
 from smtrnn.config import SMTConfig
 from smtrnn.losses import masked_cross_entropy, uniformity
 from smtrnn.model import Model
+from smtrnn.rnn import RNN
 
 
 def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
@@ -38,22 +40,39 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
         loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
         metrics = {"decoder": decoder.item(), "uniformity": unif.item()}
     if rnn_active:
-        batch, length, size = m.shape
         target = m if cfg.dyn_loss_updates_teacher else m.detach()
-        previous = torch.cat([rnn.init_state(batch)[:, None], target[:, :-1]], dim=1)  # m_∅, m_0..m_{T-2}
-        predicted = rnn.step(previous.reshape(-1, size), x.reshape(-1)).view(batch, length, size)
-        dynamics = F.mse_loss(predicted, target)
-        readout = masked_cross_entropy(rnn.readout(m.detach()), y)
-        loss = loss + cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
-        metrics |= {"dynamics": dynamics.item(), "readout": readout.item()}
-        if cfg.onestep_readout_weight:  # trains f and g only: from stop-gradient teacher memories
-            if cfg.dyn_loss_updates_teacher:
-                predicted = rnn.step(previous.detach().reshape(-1, size), x.reshape(-1)).view(batch, length, size)
-            onestep = masked_cross_entropy(rnn.readout(predicted), y)
-            loss = loss + cfg.onestep_readout_weight * onestep
-            metrics["onestep_readout"] = onestep.item()
+        rnn_loss, rnn_metrics = rnn_terms(rnn, x, y, target, cfg)
+        loss = loss + rnn_loss
+        metrics |= rnn_metrics
     metrics["loss"] = loss.item()
     return loss, metrics
+
+
+def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:
+    """The RNN's half of SMT on memories m (B, T, Z): λ_dyn · MSE(f(m_{t-1}, x_t), m_t) with m_{-1} = m_∅, plus
+    λ_read · readout CE on m (and the optional one-step readout CE). When m carries the teacher's graph, the
+    dynamics MSE trains the encoder too; the readout terms never do."""
+    batch, length, size = m.shape
+    previous = torch.cat([rnn.init_state(batch)[:, None], m[:, :-1]], dim=1)  # m_∅, m_0..m_{T-2}
+    predicted = rnn.step(previous.reshape(-1, size), x.reshape(-1)).view(batch, length, size)
+    dynamics = F.mse_loss(predicted, m)
+    readout = masked_cross_entropy(rnn.readout(m.detach()), y)
+    loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
+    metrics = {"dynamics": dynamics.item(), "readout": readout.item()}
+    if cfg.onestep_readout_weight:  # trains f and g only: from stop-gradient teacher memories
+        if m.requires_grad:
+            predicted = rnn.step(previous.detach().reshape(-1, size), x.reshape(-1)).view(batch, length, size)
+        onestep = masked_cross_entropy(rnn.readout(predicted), y)
+        loss = loss + cfg.onestep_readout_weight * onestep
+        metrics["onestep_readout"] = onestep.item()
+    return loss, metrics
+
+
+def labels_loss(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:
+    """x, y (B, T) and stored teacher memories m (B, T, Z) -> (scalar loss, metrics): SMT's RNN terms on labels
+    written once by `smtrnn.labels`, with no teacher in the model (label once, train many)."""
+    loss, metrics = rnn_terms(model.rnn, x, y, m, cfg)
+    return loss, metrics | {"loss": loss.item()}
 
 
 def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:

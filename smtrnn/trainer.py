@@ -42,8 +42,9 @@ from smtrnn.config import TEACHER_METHODS, OptimConfig, RunConfig, flatten, vali
 from smtrnn.dmt import dmt_loss, dmt_sequential_loss
 from smtrnn.errors import CheckpointError, ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
+from smtrnn.labels import load_labels
 from smtrnn.model import Model
-from smtrnn.smt import smt_loss, smt_one_transition_loss
+from smtrnn.smt import labels_loss, smt_loss, smt_one_transition_loss
 from smtrnn.tasks import make_task
 
 LOSS_TERMS = ("decoder", "dynamics", "uniformity", "readout", "onestep_readout")  # as the loss functions name them
@@ -104,7 +105,8 @@ def sequence_length(cfg: RunConfig, progress: float) -> int:
 
 
 def loss_function(cfg: RunConfig, progress: float) -> Callable:
-    """The method's loss at this point of training, bound to its config: (model, x, y) -> (loss, metrics).
+    """The method's loss at this point of training, bound to its config: (model, *batch) -> (loss, metrics), where
+    the batch is (x, y), or (x, y, m) for method labels.
 
     smt+dmt spends the first 1 - dmt.fraction of training on SMT (with its own warm-up inside that share) and the
     rest on DMT.
@@ -112,6 +114,8 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
     method = cfg.train.method
     if method == "bptt":
         return partial(bptt_loss, cfg=cfg.bptt)
+    if method == "labels":
+        return partial(labels_loss, cfg=cfg.smt)
     smt_share = {"smt": 1.0, "smt+dmt": 1.0 - cfg.dmt.fraction, "dmt": 0.0}[method]
     if progress < smt_share:
         if cfg.smt.transitions == "one":
@@ -138,7 +142,11 @@ class Trainer:
         if has_checkpoint(self.out_dir) and not resume:
             raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
-        self.task = make_task(cfg.task.name, **cfg.task.params)
+        self.task = make_task(cfg.task.name, **cfg.task.params)  # evaluation draws from task.held_out()
+        self.data = self.task  # what training batches come from: .sample(batch, length, generator) -> tensors
+        if cfg.train.method == "labels":
+            self.data = load_labels(cfg.train.labels)
+            self.data.check(cfg)
         torch.manual_seed(cfg.train.seed)
         self.data_generator = torch.Generator().manual_seed(cfg.train.seed + self.rank)
         self.model = Model(cfg, self.task.vocab_size).to(self.device)  # the same weights on every rank
@@ -228,10 +236,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         length = sequence_length(cfg, progress)
-        x, y = (t.to(self.device) for t in self.task.sample(self.batch_size, length, self.data_generator))
+        batch = [t.to(self.device) for t in self.data.sample(self.batch_size, length, self.data_generator)]
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.train.precision == "bf16" else nullcontext()
         with autocast:
-            loss, metrics = loss_function(cfg, progress)(self.model, x, y)
+            loss, metrics = loss_function(cfg, progress)(self.model, *batch)
         self.optimizer.zero_grad(set_to_none=True)
         problem = _nonfinite_loss(metrics)
         if distributed.any_rank(problem is not None, self.device) and problem is None:

@@ -1,0 +1,171 @@
+"""Label once, train many (`smtrnn.labels`, method labels): stored labels equal the teacher's forward, a store
+resumes shard by shard, mismatched stores and runs are refused in one line, and RNNs of different cells fit one
+label set with no teacher in the model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from smtrnn.checkpoint import load_model
+from smtrnn.cli import main
+from smtrnn.errors import CheckpointError
+from smtrnn.labels import MANIFEST, load_labels, write_labels
+from smtrnn.trainer import Trainer, train
+from support import debug_config
+
+SHARD = 8  # sequences per shard: 20 sequences make shards of 8, 8 and 4
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory) -> dict[str, Path]:
+    """Two briefly trained SMT runs of the same config, different seeds (do not modify)."""
+    runs = {}
+    for seed in (0, 1):
+        out = tmp_path_factory.mktemp("teacher") / f"seed{seed}"
+        train(debug_config(steps=6, train__seed=seed), out, show_progress=False)
+        runs[f"seed{seed}"] = out
+    return runs
+
+
+@pytest.fixture(scope="module")
+def store(teachers, tmp_path_factory) -> Path:
+    """A complete store of 20 sequences from teacher seed0 (do not modify: copy)."""
+    out = tmp_path_factory.mktemp("labels") / "store"
+    write_labels(teachers["seed0"], out, 20, batch_size=6, shard_sequences=SHARD)
+    return out
+
+
+def labels_config(store: Path, cell: str = "mlp", steps: int = 100):
+    cfg = load_labels(store).config()
+    cfg.train.method, cfg.train.labels, cfg.train.steps, cfg.train.log_every = "labels", str(store), steps, 1
+    cfg.train.device, cfg.rnn.cell = "cpu", cell
+    return cfg
+
+
+def shard_stats(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.glob("shard-*.safetensors"))}
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_labels_equal_a_fresh_teacher_forward(teachers, store):
+    labels = load_labels(store)
+    _, model = load_model(teachers["seed0"])
+    assert labels.m.dtype == torch.float16 and labels.m.shape == (20, 12, 32) and labels.x.shape == (20, 12)
+    with torch.no_grad():
+        fresh = model.teacher.encode(labels.x)
+    torch.testing.assert_close(labels.m.float(), fresh, atol=1e-2, rtol=1e-2)
+    assert not torch.equal(labels.x[:SHARD], labels.x[SHARD: 2 * SHARD])  # each shard draws its own sequences
+    manifest = json.loads((store / MANIFEST).read_text())
+    assert manifest["sequences_written"] == 20 and [s["sequences"] for s in manifest["shards"]] == [8, 8, 4]
+    assert manifest["shapes"]["m"] == [20, 12, 32] and manifest["task"]["name"] == "retrieval"
+
+
+def test_a_batch_holds_stored_sequences_with_their_memories(store):
+    labels = load_labels(store)
+    x, y, m = labels.sample(5, 12, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (5, 12) and m.shape == (5, 12, 32) and m.dtype == torch.float32
+    row = next(i for i in range(20) if torch.equal(labels.x[i], x[0]))
+    assert torch.equal(labels.m[row].float(), m[0]) and torch.equal(labels.y[row], y[0])
+
+
+def test_resume_skips_finished_shards_and_completes_a_partial_store(teachers, store, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(store, partial)
+    manifest = json.loads((partial / MANIFEST).read_text())
+    manifest["shards"] = manifest["shards"][:1]  # killed after the first shard's commit, midway through the second
+    (partial / MANIFEST).write_text(json.dumps(manifest))
+    (partial / "shard-00001.safetensors").write_bytes(b"half a shard")
+    (partial / "shard-00002.safetensors").unlink()
+    before = shard_stats(partial)
+    write_labels(teachers["seed0"], partial, 20, batch_size=6, shard_sequences=SHARD)
+    after = shard_stats(partial)
+    assert after["shard-00000.safetensors"] == before["shard-00000.safetensors"]  # skipped: same mtime, same bytes
+    assert {name: data for name, (_, data) in after.items()} == {n: d for n, (_, d) in shard_stats(store).items()}
+    write_labels(teachers["seed0"], partial, 20, batch_size=6, shard_sequences=SHARD)  # complete: writes nothing
+    assert shard_stats(partial) == after
+
+
+def test_a_store_of_another_teacher_is_refused(teachers, store, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    with pytest.raises(CheckpointError, match="teacher_hash"):
+        write_labels(teachers["seed1"], copy, 20, batch_size=6, shard_sequences=SHARD)
+    with pytest.raises(CheckpointError, match="sequences is 20, this call's is 30"):
+        write_labels(teachers["seed0"], copy, 30, batch_size=6, shard_sequences=SHARD)
+
+
+@pytest.mark.parametrize("field, value, named", [("memory.width", 8, "memory.width"),
+                                                 ("task.params", {"num_symbols": 5}, "task.params"),
+                                                 ("task.seq_len", 16, "task.seq_len")])
+def test_a_run_whose_task_or_memory_differs_from_the_labels_is_refused(store, tmp_path, field, value, named):
+    cfg = labels_config(store)
+    section, name = field.split(".")
+    setattr(getattr(cfg, section), name, value)
+    with pytest.raises(CheckpointError, match=named) as error:
+        Trainer(cfg, tmp_path / "run", show_progress=False)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("cell", ["mlp", "gru"])
+def test_training_from_labels_overfits_a_small_set_with_no_teacher(store, tmp_path, cell):
+    trainer = Trainer(labels_config(store, cell), tmp_path / cell, show_progress=False)
+    assert trainer.model.teacher is None
+    first = trainer.train_step()
+    for _ in range(99):
+        last = trainer.train_step()
+    assert last["dynamics"] < 0.3 * first["dynamics"], (first, last)
+    assert last["loss"] < 0.7 * first["loss"], (first, last)
+
+
+def test_cli_label_then_train_two_cells_from_one_label_set(capsys, teachers, tmp_path):
+    labels = tmp_path / "labels"
+    code, out, err = run_cli(capsys, "label", "--teacher", teachers["seed0"], "--out", labels, "--sequences", 12,
+                             "--batch-size", 4, "--device", "cpu", "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["shapes"]["m"] == [12, 12, 32]
+    for cell in ("transformer", "lstm"):
+        code, out, err = run_cli(capsys, "train", "--method", "labels", "--labels", labels, "--cell", cell, "--steps",
+                                 3, "--quiet", "--device", "cpu", "--out", tmp_path / cell)
+        assert code == 0, err
+        saved = json.loads((tmp_path / cell / "config.json").read_text())["config"]
+        assert saved["rnn"]["cell"] == cell and saved["train"]["labels"] == str(labels)
+        assert "rnn_accuracy" in json.loads(out)
+
+
+def test_bad_label_inputs_exit_2_with_one_line(capsys, teachers, store, tmp_path):
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(store, corrupt)
+    (corrupt / MANIFEST).write_text("{not json")
+    train_args = ["train", "--quiet", "--device", "cpu", "--steps", 2]
+    cases = {
+        "does not exist": train_args + ["--method", "labels", "--labels", tmp_path / "missing", "--out", tmp_path / "a"],
+        "is corrupt": train_args + ["--method", "labels", "--labels", corrupt, "--out", tmp_path / "b"],
+        "only for method labels": train_args + ["--method", "smt", "--labels", store, "--out", tmp_path / "c"],
+        "pass --labels": train_args + ["--preset", "debug", "--method", "labels", "--out", tmp_path / "d"],
+        "memory.width": train_args + ["--method", "labels", "--labels", store, "--memory-size", 64,
+                                      "--out", tmp_path / "e"],
+        "no teacher": ["label", "--teacher", _bptt_run(tmp_path), "--out", tmp_path / "f", "--device", "cpu"],
+        "unknown label dtype": ["label", "--teacher", teachers["seed0"], "--out", tmp_path / "g", "--dtype", "int8",
+                                "--device", "cpu"],
+    }
+    for named, argv in cases.items():
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and named in err, (named, err)
+    for folder in "abcdefg":
+        assert not (tmp_path / folder).exists() or not any((tmp_path / folder).iterdir()), folder
+
+
+def _bptt_run(tmp_path: Path) -> Path:
+    out = tmp_path / "bptt"
+    train(debug_config(method="bptt", steps=1), out, show_progress=False)
+    return out
