@@ -94,14 +94,28 @@ def step_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:
-    """Supervised transitions per second (B·T per optimizer step, forward + backward) for SMT and BPTT."""
+def small_model(cell: str, length: int, batch: int, device: str = "cpu"):
+    """The `small` preset's model on retrieval with one fixed batch: (cfg, model, x, y) for step timings."""
     torch.manual_seed(0)
     cfg = small("retrieval")
     cfg.rnn.cell = cell
     task = make_task("retrieval")
     x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
-    model = Model(cfg, task.vocab_size).to(device)
+    return cfg, Model(cfg, task.vocab_size).to(device), x, y
+
+
+def save_report(report: dict, out: str | Path, name: str, markdown_fn) -> None:
+    """NAME.json and NAME.md (from markdown_fn(report)) in out; the markdown is printed too."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown_fn(report))
+    print(markdown_fn(report))
+
+
+def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:
+    """Supervised transitions per second (B·T per optimizer step, forward + backward) for SMT and BPTT."""
+    cfg, model, x, y = small_model(cell, length, batch, device)
 
     def smt_joint():
         smt_loss(model, x, y, cfg.smt, rnn_active=True)[0].backward()
@@ -208,11 +222,7 @@ def main() -> None:
               "torch": torch.__version__, "python": platform.python_version(), "budget_s": args.budget,
               "cell": args.cell, "threads_per_run": args.threads, "summary": summarize(rows), "runs": rows,
               "throughput": speed, "command": " ".join(sys.argv)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    save_report(report, args.out, args.name, markdown)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,9 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, quality_run, quality_table, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
+from core import ROOT, quality_run, quality_table, small_model, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from smtrnn.dmt import dmt_loss, dmt_sequential_loss  # noqa: E402
-from smtrnn.model import Model  # noqa: E402
-from smtrnn.presets import small  # noqa: E402
-from smtrnn.tasks import make_task  # noqa: E402
 
 METHODS = ["smt", "smt+dmt", "bptt"]
 
@@ -40,12 +37,7 @@ def parse_budgets(text: str) -> dict[int, float]:
 
 def dmt_throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:
     """Optimizer-step time (forward + backward) of time-parallel DMT vs the sequential-graph variant, same model."""
-    torch.manual_seed(0)
-    cfg = small("retrieval")
-    cfg.rnn.cell = cell
-    task = make_task("retrieval")
-    x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
-    model = Model(cfg, task.vocab_size).to(device)
+    cfg, model, x, y = small_model(cell, length, batch, device)
     model.teacher.requires_grad_(False)  # DMT trains the RNN only
 
     times = {

@@ -15,7 +15,6 @@ report adds the least-squares slope of RSS over the samples after it: a leak sho
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -26,8 +25,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core import ROOT, save_report  # noqa: E402  (benchmarks/ is on sys.path when run; core puts the repo on it)
 
 from smtrnn.checkpoint import CHECKPOINTS_DIR  # noqa: E402
 from smtrnn.presets import debug  # noqa: E402
@@ -134,11 +132,7 @@ def main() -> None:
                                              f"{os.cpu_count()} CPU cores)",
               "torch": torch.__version__, "python": platform.python_version(), "threads": args.threads,
               "command": " ".join(sys.argv), "soak": soak(args.steps, args.every, args.task, args.method)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    save_report(report, args.out, args.name, markdown)
 
 
 if __name__ == "__main__":

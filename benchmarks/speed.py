@@ -16,17 +16,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from core import ROOT, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
+from core import ROOT, save_report, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from smtrnn.bptt import bptt_loss  # noqa: E402
 from smtrnn.model import Model  # noqa: E402
@@ -198,11 +196,7 @@ def main() -> None:
               "training": training_steps([int(t) for t in args.lengths.split(",")], args.batch, args.repeats, device),
               "inference": inference([int(t) for t in args.contexts.split(",")], args.tokens, device),
               "limit": limit(1024, args.batch, args.repeats, device)}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    save_report(report, args.out, args.name, markdown)
 
 
 if __name__ == "__main__":
