@@ -70,7 +70,8 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        return f"T{self.length}-{self.method}-{self.cell}-s{self.seed}"
+        cell = "" if self.cell == self.method else f"-{self.cell}"  # a baseline's cell is its method
+        return f"T{self.length}-{self.method}{cell}-s{self.seed}"
 
 
 def plan(lengths: list[int], methods: list[str], cells: list[str], seeds: int) -> list[RunSpec]:
