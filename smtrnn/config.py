@@ -15,7 +15,8 @@ from typing import Any
 
 from smtrnn.errors import ConfigError
 
-METHODS = ("smt", "bptt", "dmt", "smt+dmt", "labels")  # labels: the RNN fit to a teacher's stored memories
+METHODS = ("smt", "bptt", "dmt", "smt+dmt", "labels", "labels+dmt")  # labels: the RNN fit to stored teacher memories
+LABEL_METHODS = ("labels", "labels+dmt")  # labels+dmt: then DMT, relabelling visited states from the same store
 TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
 SMT_CELLS = ("transformer", "mlp", "gru", "lstm", "elman")  # RMS-normalized memories: every method can train them
 BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
@@ -319,10 +320,11 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.train.method != "dmt" or bool(cfg.train.init),
            "method dmt starts from a trained SMT run: pass --init DIR")
     _check(not cfg.train.init or cfg.train.method == "dmt", "train.init (--init) is only for method dmt")
-    _check(cfg.train.method != "labels" or bool(cfg.train.labels),
+    _check(cfg.train.method not in LABEL_METHODS or bool(cfg.train.labels),
            "method labels fits the RNN to stored teacher memories: pass --labels DIR (written by smtrnn label)")
-    _check(not cfg.train.labels or cfg.train.method == "labels", "train.labels (--labels) is only for method labels")
-    _check(cfg.train.method != "labels" or not cfg.train.curriculum_start,
+    _check(not cfg.train.labels or cfg.train.method in LABEL_METHODS,
+           "train.labels (--labels) is only for methods labels and labels+dmt")
+    _check(cfg.train.method not in LABEL_METHODS or not cfg.train.curriculum_start,
            "train.curriculum_start draws shorter sequences; method labels trains on the stored length only")
     _check(0 <= cfg.optim.warmup < 1, f"optim.warmup must be in [0, 1), got {cfg.optim.warmup}")
     for name in ("beta1", "beta2"):

@@ -67,12 +67,16 @@ def predict_from_visited(model: Model, x: Tensor, visited: Tensor, k: int) -> Te
     return state.view(batch, length, size)
 
 
-def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
+def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, memories: Tensor | None = None) -> tuple[Tensor, dict]:
     """Time-parallel DMT on x, y (B, T) -> (loss, metrics): a graph-free rollout, then one batched regression of
-    f(visited state, x_t) onto the teacher's m_t for all t, and readout CE on the RNN's own memories."""
-    teacher, rnn = model.teacher, model.rnn
-    with torch.no_grad():
-        m = teacher.encode(x)  # (B, T, Z), the labels
+    f(visited state, x_t) onto the teacher's m_t for all t, and readout CE on the RNN's own memories.
+
+    `memories` (B, T, Z): the teacher's memories of x when they are stored labels (then no teacher is needed)."""
+    rnn = model.rnn
+    if memories is None:
+        with torch.no_grad():
+            memories = model.teacher.encode(x)
+    m = memories.detach()  # (B, T, Z), the labels
     visited, written = visited_states(model, x, m, cfg.restart_fraction)
     predicted = predict_from_visited(model, x, visited, cfg.grad_through_rollout_steps)
     dynamics = F.mse_loss(predicted, m)
@@ -84,6 +88,11 @@ def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor
         loss = loss + cfg.onestep_readout_weight * onestep
         metrics["onestep_readout"] = onestep.item()
     return loss, metrics | {"loss": loss.item()}
+
+
+def dmt_loss_on_labels(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
+    """DMT against stored teacher memories m (B, T, Z) of x (`smtrnn label`): the labels+dmt method."""
+    return dmt_loss(model, x, y, cfg, memories=m)
 
 
 def dmt_sequential_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:

@@ -38,8 +38,8 @@ from smtrnn import distributed
 from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, load_trainer_state, load_weights, read_config,
                                save_checkpoint, trim_metrics)
-from smtrnn.config import TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
-from smtrnn.dmt import dmt_loss, dmt_sequential_loss
+from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
+from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_sequential_loss
 from smtrnn.errors import CheckpointError, ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
 from smtrnn.labels import load_labels
@@ -106,16 +106,18 @@ def sequence_length(cfg: RunConfig, progress: float) -> int:
 
 def loss_function(cfg: RunConfig, progress: float) -> Callable:
     """The method's loss at this point of training, bound to its config: (model, *batch) -> (loss, metrics), where
-    the batch is (x, y), or (x, y, m) for method labels.
+    the batch is (x, y), or (x, y, m) for the label methods.
 
     smt+dmt spends the first 1 - dmt.fraction of training on SMT (with its own warm-up inside that share) and the
-    rest on DMT.
+    rest on DMT; labels+dmt likewise fits the stored labels first, then runs DMT against the same stored memories.
     """
     method = cfg.train.method
     if method == "bptt":
         return partial(bptt_loss, cfg=cfg.bptt)
-    if method == "labels":
-        return partial(labels_loss, cfg=cfg.smt)
+    if method in LABEL_METHODS:
+        if method == "labels" or progress < 1.0 - cfg.dmt.fraction:
+            return partial(labels_loss, cfg=cfg.smt)
+        return partial(dmt_loss_on_labels, cfg=cfg.dmt)
     smt_share = {"smt": 1.0, "smt+dmt": 1.0 - cfg.dmt.fraction, "dmt": 0.0}[method]
     if progress < smt_share:
         if cfg.smt.transitions == "one":
@@ -144,7 +146,7 @@ class Trainer:
                                   "or choose another --out")
         self.task = make_task(cfg.task.name, **cfg.task.params)  # evaluation draws from task.held_out()
         self.data = self.task  # what training batches come from: .sample(batch, length, generator) -> tensors
-        if cfg.train.method == "labels":
+        if cfg.train.method in LABEL_METHODS:
             self.data = load_labels(cfg.train.labels)
             self.data.check(cfg)
         torch.manual_seed(cfg.train.seed)

@@ -150,7 +150,7 @@ def test_bad_label_inputs_exit_2_with_one_line(capsys, teachers, store, tmp_path
     cases = {
         "does not exist": train_args + ["--method", "labels", "--labels", tmp_path / "missing", "--out", tmp_path / "a"],
         "is corrupt": train_args + ["--method", "labels", "--labels", corrupt, "--out", tmp_path / "b"],
-        "only for method labels": train_args + ["--method", "smt", "--labels", store, "--out", tmp_path / "c"],
+        "only for methods labels and labels+dmt": train_args + ["--method", "smt", "--labels", store, "--out", tmp_path / "c"],
         "pass --labels": train_args + ["--preset", "debug", "--method", "labels", "--out", tmp_path / "d"],
         "memory.width": train_args + ["--method", "labels", "--labels", store, "--memory-size", 64,
                                       "--out", tmp_path / "e"],
@@ -169,3 +169,20 @@ def _bptt_run(tmp_path: Path) -> Path:
     out = tmp_path / "bptt"
     train(debug_config(method="bptt", steps=1), out, show_progress=False)
     return out
+
+
+def test_labels_then_dmt_switches_to_dmt_on_the_stored_memories(store, tmp_path, capsys):
+    """labels+dmt: the labels loss first, DMT against the stored memories in the last dmt.fraction, no teacher."""
+    from smtrnn.dmt import dmt_loss_on_labels
+    from smtrnn.smt import labels_loss
+    from smtrnn.trainer import loss_function
+
+    cfg = labels_config(store, "mlp")
+    cfg.train.method = "labels+dmt"
+    assert loss_function(cfg, 0.0).func is labels_loss
+    assert loss_function(cfg, 1.0 - cfg.dmt.fraction).func is dmt_loss_on_labels
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    assert trainer.model.teacher is None
+    trainer.progress = lambda: 0.99  # in the DMT share
+    metrics = trainer.train_step()
+    assert {"dynamics", "readout"} <= set(metrics) and "decoder" not in metrics
