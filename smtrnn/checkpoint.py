@@ -71,7 +71,7 @@ def _write_synced(path: Path, write: Callable[[Path], Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     """Write to a temporary name, fsync, rename over `path`: readers see the old file or the new one, never half."""
     tmp = path.with_name(path.name + _TMP)
     _write_synced(tmp, write)
@@ -160,7 +160,7 @@ def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_s
     _fsync_dir(tmp)
     os.replace(tmp, folder)
     _fsync_dir(root)
-    _atomic_write(run_dir / LATEST_FILE, lambda p: p.write_text(name + "\n"))  # the commit
+    atomic_write(run_dir / LATEST_FILE, lambda p: p.write_text(name + "\n"))  # the commit
     _refresh_top_level(folder, run_dir)
     _prune(root, keep, name)
     return folder
@@ -237,7 +237,15 @@ def trim_metrics(run_dir: str | Path, step: int) -> None:
         if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
             kept.append(line)
     if kept != lines:
-        _atomic_write(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
+        atomic_write(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in path; unparsable text is a one-line CheckpointError naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0]}") from exc
 
 
 def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
@@ -246,10 +254,7 @@ def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{folder} holds no checkpoint ({CONFIG_FILE} missing)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt: {exc}") from exc
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path} is not an smtrnn checkpoint config")
     if not isinstance(meta["config"], dict):

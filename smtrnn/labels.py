@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from smtrnn.checkpoint import WEIGHTS_FILE, _atomic_write, checkpoint_dir, load_model, read_config
+from smtrnn.checkpoint import WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json
 from smtrnn.config import TEACHER_METHODS, RunConfig
 from smtrnn.errors import CheckpointError, ConfigError
 from smtrnn.tasks import make_task
@@ -98,7 +98,7 @@ def write_labels(teacher_run_dir: str | Path, out_dir: str | Path, sequences: in
         with torch.no_grad():
             m = torch.cat([teacher.encode(xb.to(device)).to("cpu", DTYPES[dtype]) for xb in x.split(batch_size)])
         tensors = {"x": x.to(torch.int32), "y": y.to(torch.int32), "m": m.contiguous()}
-        _atomic_write(out_dir / name, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+        atomic_write(out_dir / name, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
         manifest["shards"].append({"file": name, "sequences": count, "bytes": (out_dir / name).stat().st_size})
         _commit(out_dir, manifest)
         if log:
@@ -113,7 +113,7 @@ def _commit(out_dir: Path, manifest: dict) -> None:
     size = manifest["memory"]["tokens"] * manifest["memory"]["width"]
     manifest["shapes"] = {"x": [manifest["sequences_written"], manifest["seq_len"]],
                           "m": [manifest["sequences_written"], manifest["seq_len"], size]}
-    _atomic_write(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    atomic_write(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
 def _shard_whole(out_dir: Path, shard: dict) -> bool:
@@ -141,10 +141,7 @@ def read_manifest(labels_dir: str | Path) -> dict:
         raise CheckpointError(f"label directory {labels_dir} does not exist")
     if not path.is_file():
         raise CheckpointError(f"{labels_dir} is not a label store ({MANIFEST} missing)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0]}") from exc
+    manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an smtrnn label manifest")
     if manifest.get("version") != VERSION:
