@@ -22,7 +22,7 @@ from smtrnn.data import DATA_TASKS
 from smtrnn.errors import ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate, evaluate_documents
 from smtrnn.gradients import gradient_curves
-from smtrnn.labels import read_manifest, write_labels
+from smtrnn.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.presets import make_preset
 from smtrnn.png import image_grid, write_png
 from smtrnn.sample import complete_images, continue_prompt
@@ -310,12 +310,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    """Write a trained teacher's memories for a fixed set of its task's sequences (resumable); print the manifest's
-    summary."""
-    manifest = write_labels(args.teacher, args.out, args.sequences, args.batch_size, args.dtype, args.seed,
-                            args.shard_sequences, resolve_device(args.device),
-                            log=None if args.quiet else lambda line: print(line, file=sys.stderr))
-    keys = ("teacher_hash", "task", "seq_len", "memory", "dtype", "sequences_written", "shapes")
+    """Write a trained teacher's memories for a seeded set of its task's sequences, or with --data for every position
+    of a dataset split (resumable); print the manifest's summary."""
+    log = None if args.quiet else lambda line: print(line, file=sys.stderr)
+    device = resolve_device(args.device)
+    if args.data is None:
+        if args.split != "train":
+            raise ConfigError("--split chooses the split of --data; sampled labels come from the training split")
+        sequences = 4096 if args.sequences is None else args.sequences
+        seed = 0 if args.seed is None else args.seed
+        manifest = write_labels(args.teacher, args.out, sequences, args.batch_size, args.dtype, seed,
+                                args.shard_sequences, device, log=log)
+    else:
+        if args.sequences is not None or args.seed is not None:
+            raise ConfigError("--data labels every position of the data: --sequences and --seed do not apply")
+        manifest = write_dataset_labels(args.teacher, args.out, args.data or None, args.split, args.batch_size,
+                                        args.dtype, args.shard_sequences, device, log=log)
+    keys = ("source", "teacher_hash", "task", "data", "seq_len", "memory", "dtype", "sequences_written", "shapes")
     print(json.dumps({"labels": str(args.out)} | {k: manifest[k] for k in keys}))
     return 0
 
@@ -340,14 +351,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("label", help="write a trained teacher's memories m_t for a fixed set of sequences, to fit "
-                                     "RNNs to (train --method labels)")
+    p = sub.add_parser("label", help="write a trained teacher's memories m_t for a seeded set of sequences, or for "
+                                     "every position of a dataset (--data), to fit RNNs to (train --method labels)")
     p.add_argument("--teacher", required=True, help="a trained SMT (or DMT) run directory")
     p.add_argument("--out", required=True, help="label directory (a store begun with the same arguments resumes)")
-    p.add_argument("--sequences", type=int, default=4096, help="sequences of the teacher run's task to label")
+    p.add_argument("--data", nargs="?", const="", default=None,
+                   help="label every position of a text/pixels dataset: PATH (same vocabulary as the teacher), or "
+                        "no value for the teacher run's own data")
+    p.add_argument("--split", default="train", help="with --data: train (default) or valid")
+    p.add_argument("--sequences", type=int, help="sampled labels: sequences of the teacher run's task (default 4096)")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per teacher forward")
     p.add_argument("--dtype", default="float16", help="float16 (default) or float32 memories")
-    p.add_argument("--seed", type=int, default=0, help="label seed: which sequences are drawn")
+    p.add_argument("--seed", type=int, help="sampled labels: which sequences are drawn (default 0)")
     p.add_argument("--shard-sequences", type=int, default=1024, help="sequences per shard file")
     p.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
     p.add_argument("--device", default="auto")

@@ -12,15 +12,18 @@ train on them unchanged.
   — never two images. With `start_token` (default) x = [START, p_0..p_{T-2}] and y = p_0..p_{T-1}: every pixel is
   predicted, so bits per pixel cover the whole image. Without it x = p_0..p_{T-1}, y = p_1..p_{T-1}, -1.
 
-`held_out()` gives the same task on its validation split; evaluation always draws from it.
+`held_out()` gives the same task on its validation split; evaluation always draws from it. `windows(T)` cuts a
+whole split into sequences of length T that cover every position (for `smtrnn label --data`), and `fingerprint()`
+identifies the split's contents.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional
 
 import torch
 from torch import Tensor
@@ -29,6 +32,24 @@ from smtrnn.errors import DataError
 from smtrnn.tasks import NO_TARGET, Task, TaskError
 
 SPLITS = ("train", "valid")
+_HASH_CHUNK = 1 << 22  # tokens hashed per step: a memory-mapped corpus is never read whole
+
+
+@dataclass(frozen=True)
+class Windows:
+    """A whole split as `count` sequences of length T covering every position; `read(a, b)` -> x, y (b - a, T) long
+    for sequences a..b-1."""
+
+    count: int
+    read: Callable[[int, int], tuple[Tensor, Tensor]]
+
+
+def _sha256(values: Tensor) -> str:
+    """Hex digest of a 1-D integer tensor's values (as int64, so the storage dtype does not matter)."""
+    digest = hashlib.sha256()
+    for start in range(0, values.numel(), _HASH_CHUNK):
+        digest.update(values[start: start + _HASH_CHUNK].to(torch.int64).numpy().tobytes())
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=8)
@@ -79,6 +100,14 @@ class _DataTask(Task):
     def min_seq_len(self) -> int:
         return 2
 
+    def windows(self, seq_len: int) -> Windows:
+        """This split cut into sequences of length seq_len that together hold every position once or more."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        """What identifies this split's data: its split, size and a sha256 of its contents."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Text(_DataTask):
@@ -117,6 +146,24 @@ class Text(_DataTask):
 
     def max_seq_len(self) -> int:
         return self._flat().numel() - 1  # a window needs T + 1 tokens
+
+    def windows(self, seq_len: int) -> Windows:
+        """Consecutive windows x = w[s:s+T], y = w[s+1:s+T+1] at s = 0, T, 2T, ... of the concatenated split; a tail
+        shorter than T is covered by one last window ending at the final token (it overlaps its neighbour)."""
+        self.check_seq_len(seq_len)
+        flat = self._flat()
+        last = flat.numel() - 1 - seq_len  # the latest start with a target for every position
+
+        def read(a: int, b: int) -> tuple[Tensor, Tensor]:
+            rows = torch.stack([flat[s: s + seq_len + 1].to(torch.long)
+                                for s in (min(i * seq_len, last) for i in range(a, b))])
+            return rows[:, :-1], rows[:, 1:]
+
+        return Windows(-(-(flat.numel() - 1) // seq_len), read)
+
+    def fingerprint(self) -> dict:
+        flat = self._flat()
+        return {"split": self.split, "tokens": flat.numel(), "sha256": _sha256(flat)}
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         flat = self._flat()  # may be a memory-mapped token file: slice it, never index it whole
@@ -187,11 +234,29 @@ class Pixels(_DataTask):
         x, y = self.sequences(self.images().pixels, self.max_seq_len())
         return list(zip(x, y))
 
+    def windows(self, seq_len: int) -> Windows:
+        """One sequence per image: its first seq_len pixels (as in training)."""
+        self.check_seq_len(seq_len)
+        pixels = self.images().pixels
+        return Windows(len(pixels), lambda a, b: self.sequences(pixels[a:b], seq_len))
+
+    def fingerprint(self) -> dict:
+        images = self.images()
+        return {"split": self.split, "images": len(images), "levels": images.levels,
+                "sha256": _sha256(images.pixels.flatten())}
+
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         images = self.images()
         pick = torch.randint(0, len(images), (batch_size,), generator=generator)
         x, y = self.sequences(images.pixels[pick], seq_len)
         return x.to(generator.device), y.to(generator.device)
+
+
+def forget_loaded() -> None:
+    """Drop the data this process has loaded (it is cached per task parameters), so the next use reads the files as
+    they are now: labelling a dataset fingerprints what is on disk, not an earlier read."""
+    for cached in (_text_splits, _image_splits, _concatenated):
+        cached.cache_clear()
 
 
 DATA_TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Text, Pixels)}

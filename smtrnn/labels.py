@@ -3,14 +3,22 @@ cells, sizes, seeds) can be fit to them with no teacher in the loop (`smtrnn tra
 
 A label store is a directory of
 
-    manifest.json             format/version, the teacher's config and its hash, task identity, T, Z, dtype,
+    manifest.json             format/version, the teacher's config and its hash, what was labelled, T, Z, dtype,
                               the shards written so far (the manifest is the commit: a shard it lists is whole)
     shard-00000.safetensors   x, y (S, T) int32 and m (S, T, Z) float16 or float32, S <= shard_sequences
 
-The sequences are the teacher run's own task (training split), drawn shard by shard from a generator seeded by the
-label seed and the shard's index: a store is reproducible and a shard can be rewritten alone. Writing is resumable:
-`write_labels` into a directory it began skips the shards the manifest lists and writes the rest. Every file is
-written to a temporary name and renamed into place.
+Two sources of sequences:
+- `write_labels` (source "sampled"): N sequences of the teacher run's own task (training split), drawn shard by shard
+  from a generator seeded by the label seed and the shard's index, so a store is reproducible and a shard can be
+  rewritten alone. Works for every task, synthetic ones included.
+- `write_dataset_labels` (source "dataset", `smtrnn label --data`): every position of a text or pixels split — its
+  own data or another file of the same vocabulary — cut into windows of T (`Task.windows`); the manifest names the
+  data by path, size and sha256.
+
+Writing is resumable: a call into a directory the same arguments began skips the shards the manifest lists and
+writes the rest; any other store there is refused naming the field that differs. Every file is written to a
+temporary name and renamed into place. Reading (`load_labels`) memory-maps the shards: a batch reads only its rows,
+so a store may be far larger than memory.
 """
 
 from __future__ import annotations
@@ -18,43 +26,51 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 from smtrnn.checkpoint import WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json
 from smtrnn.config import TEACHER_METHODS, RunConfig
-from smtrnn.errors import CheckpointError, ConfigError
-from smtrnn.tasks import make_task
+from smtrnn.errors import CheckpointError, ConfigError, DataError
+from smtrnn.tasks import Task, make_task
 
-FORMAT, VERSION = "smtrnn-labels", 1
+FORMAT, VERSION = "smtrnn-labels", 2
+READABLE_VERSIONS = (1, 2)  # version 1: sampled stores, teacher hash over the whole weights file
 MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
+SPLITS = ("train", "valid")
+_NUMPY = {"I32": np.int32, "F16": np.float16, "F32": np.float32}
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
 _SEED_STRIDE = 1_000_003  # shard i of label seed s draws from seed s·stride + i: distinct streams for i < stride
 # The fields that make two stores (or a store and a resumed write) the same labels.
-_IDENTITY = ("teacher_hash", "task", "seq_len", "memory", "vocab_size", "sequences", "shard_sequences", "seed",
-             "dtype")
+_IDENTITY = ("source", "teacher_hash", "task", "data", "seq_len", "memory", "vocab_size", "sequences",
+             "shard_sequences", "seed", "dtype")
 
 
 def teacher_hash(run_dir: str | Path) -> str:
-    """sha256 of the run's task, memory and teacher config and of its weights file: labels depend on nothing else."""
+    """sha256 of the run's task, memory and teacher config and of its teacher's tensors (names, dtypes, shapes,
+    bytes): labels depend on nothing else, so retraining only the RNN keeps the hash."""
     cfg, _ = read_config(run_dir)
-    digest = hashlib.sha256(json.dumps(_teacher_identity(cfg), sort_keys=True).encode())
-    with open(checkpoint_dir(run_dir) / WEIGHTS_FILE, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _teacher_identity(cfg: RunConfig) -> dict[str, Any]:
     data = cfg.to_dict()
-    return {name: data[name] for name in ("task", "memory", "teacher")}
+    digest = hashlib.sha256(json.dumps({k: data[k] for k in ("task", "memory", "teacher")}, sort_keys=True).encode())
+    path = checkpoint_dir(run_dir) / WEIGHTS_FILE
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            for name in sorted(k for k in weights.keys() if k.startswith("teacher.")):
+                tensor = weights.get_tensor(name)
+                digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} is missing or corrupt: {str(exc).splitlines()[0]}") from exc
+    return digest.hexdigest()
 
 
 def write_labels(teacher_run_dir: str | Path, out_dir: str | Path, sequences: int, batch_size: int = 64,
@@ -62,47 +78,105 @@ def write_labels(teacher_run_dir: str | Path, out_dir: str | Path, sequences: in
                  device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> dict:
     """Encode `sequences` training sequences of the teacher run's task with its frozen teacher into `out_dir`;
     returns the manifest. Resumes a store this call's arguments began; any other store there is refused."""
+    _check_arguments(out_dir, sequences, batch_size, shard_sequences, dtype)
+    cfg, teacher, vocab = _load_teacher(teacher_run_dir, device)
+    task = make_task(cfg.task.name, **cfg.task.params)
+
+    def draw(index: int, start: int, count: int) -> tuple[Tensor, Tensor]:
+        return task.sample(count, cfg.task.seq_len, torch.Generator().manual_seed(seed * _SEED_STRIDE + index))
+
+    manifest = _manifest(teacher_run_dir, cfg, vocab, "sampled", None, sequences, shard_sequences, seed, dtype)
+    return _write(Path(out_dir), manifest, teacher, draw, batch_size, device, log)
+
+
+def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data: Optional[str] = None,
+                         split: str = "train", batch_size: int = 64, dtype: str = "float16",
+                         shard_sequences: int = 1024, device: torch.device | str = "cpu",
+                         log: Callable[[str], None] | None = None) -> dict:
+    """Encode every position of a text or pixels split with the run's frozen teacher into `out_dir`, in windows of
+    the run's T (`Task.windows`); `data` replaces the run's data path (None: the run's own data). Returns the
+    manifest; resumes like `write_labels`."""
+    from smtrnn.data import DATA_TASKS, forget_loaded
+
+    _check_arguments(out_dir, 1, batch_size, shard_sequences, dtype)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; choose from: {', '.join(SPLITS)}")
+    cfg, teacher, vocab = _load_teacher(teacher_run_dir, device)
+    if cfg.task.name not in DATA_TASKS:
+        raise ConfigError(f"--data labels a dataset, but {teacher_run_dir} was trained on the generated task "
+                          f"'{cfg.task.name}' (use --sequences)")
+    if data is not None:
+        cfg.task.params = cfg.task.params | {"path": data}
+    forget_loaded()  # the fingerprint and the windows must be of the files as they are now
+    task: Task = make_task(cfg.task.name, **cfg.task.params)
+    if task.vocab_size != vocab:
+        raise DataError(f"{data} has a vocabulary of {task.vocab_size}, the teacher's is {vocab}")
+    task = task if split == "train" else task.held_out()
+    windows = task.windows(cfg.task.seq_len)
+    identity = {"path": cfg.task.params.get("path")} | task.fingerprint()
+    manifest = _manifest(teacher_run_dir, cfg, vocab, "dataset", identity, windows.count, shard_sequences, None,
+                         dtype)
+    return _write(Path(out_dir), manifest, teacher, lambda index, start, count: windows.read(start, start + count),
+                  batch_size, device, log)
+
+
+def _check_arguments(out_dir: str | Path, sequences: int, batch_size: int, shard_sequences: int, dtype: str) -> None:
     if sequences < 1 or batch_size < 1 or shard_sequences < 1:
         raise ConfigError(f"sequences, batch size and shard size must be >= 1, got {sequences}, {batch_size}, "
                           f"{shard_sequences}")
     if dtype not in DTYPES:
         raise ConfigError(f"unknown label dtype '{dtype}'; choose from: {', '.join(DTYPES)}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise CheckpointError(f"output path {out_dir} exists and is not a directory")
-    cfg, model = load_model(teacher_run_dir, device)
+
+
+def _load_teacher(run_dir: str | Path, device: torch.device | str) -> tuple[RunConfig, torch.nn.Module, int]:
+    """(config, the frozen teacher in eval mode, its vocabulary) of a trained run; a run without one is refused."""
+    cfg, model = load_model(run_dir, device)
     if cfg.train.method not in TEACHER_METHODS or model.teacher is None:
-        raise CheckpointError(f"{teacher_run_dir} is a {cfg.train.method} run: it has no teacher to label with")
-    task = make_task(cfg.task.name, **cfg.task.params)
-    manifest = {
-        "format": FORMAT, "version": VERSION, "teacher_hash": teacher_hash(teacher_run_dir),
-        "teacher_run": str(teacher_run_dir), "task": {"name": cfg.task.name, "params": cfg.task.params},
+        raise CheckpointError(f"{run_dir} is a {cfg.train.method} run: it has no teacher to label with")
+    return cfg, model.teacher.eval(), model.vocab_size
+
+
+def _manifest(run_dir: str | Path, cfg: RunConfig, vocab: int, source: str, data: Optional[dict], sequences: int,
+              shard_sequences: int, seed: Optional[int], dtype: str) -> dict:
+    return {
+        "format": FORMAT, "version": VERSION, "source": source, "teacher_hash": teacher_hash(run_dir),
+        "teacher_run": str(run_dir), "task": {"name": cfg.task.name, "params": cfg.task.params}, "data": data,
         "seq_len": cfg.task.seq_len, "memory": {"tokens": cfg.memory.tokens, "width": cfg.memory.width},
-        "vocab_size": task.vocab_size, "sequences": sequences, "shard_sequences": shard_sequences, "seed": seed,
+        "vocab_size": vocab, "sequences": sequences, "shard_sequences": shard_sequences, "seed": seed,
         "dtype": dtype, "config": cfg.to_dict(), "shards": [], "sequences_written": 0,
     }
+
+
+def _write(out_dir: Path, manifest: dict, teacher: torch.nn.Module, draw: Callable[[int, int, int], tuple],
+           batch_size: int, device: torch.device | str, log: Callable[[str], None] | None) -> dict:
+    """Write (or finish) the store: shard i holds sequences draw(i, start, count) and their teacher memories."""
     if (out_dir / MANIFEST).exists():
         previous = read_manifest(out_dir)
+        if previous["version"] != VERSION:
+            raise CheckpointError(f"{out_dir} holds labels of format version {previous['version']}; this smtrnn "
+                                  f"writes version {VERSION}: choose another --out")
         _require_same(previous, manifest, f"{out_dir} holds other labels", "choose another --out")
         manifest["shards"] = [s for s in previous["shards"] if _shard_whole(out_dir, s)]
     out_dir.mkdir(parents=True, exist_ok=True)
     done = {s["file"] for s in manifest["shards"]}
-    teacher = model.teacher.eval()
-    for index, start in enumerate(range(0, sequences, shard_sequences)):
+    total, per_shard = manifest["sequences"], manifest["shard_sequences"]
+    for index, start in enumerate(range(0, total, per_shard)):
         name = f"shard-{index:05d}.safetensors"
         if name in done:
             continue
-        count = min(shard_sequences, sequences - start)
-        generator = torch.Generator().manual_seed(seed * _SEED_STRIDE + index)
-        x, y = task.sample(count, cfg.task.seq_len, generator)
+        count = min(per_shard, total - start)
+        x, y = draw(index, start, count)
         with torch.no_grad():
-            m = torch.cat([teacher.encode(xb.to(device)).to("cpu", DTYPES[dtype]) for xb in x.split(batch_size)])
+            m = torch.cat([teacher.encode(xb.to(device)).to("cpu", DTYPES[manifest["dtype"]])
+                           for xb in x.split(batch_size)])
         tensors = {"x": x.to(torch.int32), "y": y.to(torch.int32), "m": m.contiguous()}
         atomic_write(out_dir / name, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
         manifest["shards"].append({"file": name, "sequences": count, "bytes": (out_dir / name).stat().st_size})
         _commit(out_dir, manifest)
         if log:
-            log(f"{name}: {count} sequences ({manifest['sequences_written']} of {sequences})")
+            log(f"{name}: {count} sequences ({manifest['sequences_written']} of {total})")
     _commit(out_dir, manifest)
     return manifest
 
@@ -130,7 +204,7 @@ def _require_same(ours: dict, theirs: dict, what: str, hint: str) -> None:
 
 def _short(value: Any) -> str:
     text = json.dumps(value, sort_keys=True)
-    return text[:12] + "…" if isinstance(value, str) and len(value) > 12 else text
+    return text[:40] + "…" if len(text) > 40 else text
 
 
 def read_manifest(labels_dir: str | Path) -> dict:
@@ -144,9 +218,11 @@ def read_manifest(labels_dir: str | Path) -> dict:
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an smtrnn label manifest")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path} has label format version {manifest.get('version')!r}; this smtrnn reads "
-                              f"version {VERSION}")
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
+    if manifest["version"] == 1:  # sampled stores only, written before datasets could be labelled
+        manifest = {"source": "sampled", "data": None} | manifest
     missing = [k for k in _IDENTITY + ("config", "shards") if k not in manifest]
     if missing or not isinstance(manifest["shards"], list) or manifest["dtype"] not in DTYPES:
         raise CheckpointError(f"{path} is corrupt: missing or invalid fields {missing or ['shards/dtype']}")
@@ -154,17 +230,31 @@ def read_manifest(labels_dir: str | Path) -> dict:
 
 
 @dataclass
-class LabelStore:
-    """A complete label store in memory: x, y (N, T) long and m (N, T, Z) as stored; draws batches like a Task."""
+class _Shard:
+    """One shard's arrays, memory-mapped (read-only views of one map of the file)."""
 
-    directory: Path
-    manifest: dict
-    x: Tensor
-    y: Tensor
-    m: Tensor
+    x: np.ndarray  # (S, T) int32
+    y: np.ndarray  # (S, T) int32
+    m: np.ndarray  # (S, T, Z) float16 or float32
+
+
+class LabelStore:
+    """A complete label store, memory-mapped: `read(a, b)` and `rows(index)` return stored sequences with their
+    memories, `sample` draws batches like a Task. Only the rows asked for are read from disk."""
+
+    def __init__(self, directory: Path, manifest: dict, shards: list[_Shard]):
+        self.directory, self.manifest, self._shards = directory, manifest, shards
+        self._ends = torch.tensor([len(s.x) for s in shards]).cumsum(0)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    @property
+    def seq_len(self) -> int:
+        return self.manifest["seq_len"]
 
     def config(self) -> RunConfig:
-        """The teacher run's config, the base of a run trained from these labels."""
+        """The teacher run's config (with the labelled data's path), the base of a run trained from these labels."""
         return RunConfig.from_dict(self.manifest["config"])
 
     def check(self, cfg: RunConfig, where: str = "--labels") -> None:
@@ -179,40 +269,80 @@ class LabelStore:
                 raise CheckpointError(f"{where} {self.directory} holds labels for {name}={value!r}, this run "
                                       f"has {name}={ours[name]!r}")
 
+    def rows(self, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Stored sequences `index` (B,) -> x, y (B, T) long and m (B, T, Z) as stored, in the order asked."""
+        index = index.to(torch.long)
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
+            raise IndexError(f"label rows must lie in [0, {len(self)}), got {index.min()}..{index.max()}")
+        shard_of = torch.bucketize(index, self._ends, right=True)
+        xs, ys, ms, order = [], [], [], []
+        for s in shard_of.unique().tolist():
+            picked = (shard_of == s).nonzero().flatten()
+            local = (index[picked] - (int(self._ends[s - 1]) if s else 0)).numpy()
+            shard = self._shards[s]
+            xs.append(torch.from_numpy(shard.x[local]))
+            ys.append(torch.from_numpy(shard.y[local]))
+            ms.append(torch.from_numpy(shard.m[local]))
+            order.append(picked)
+        back = torch.cat(order).argsort() if order else torch.zeros(0, dtype=torch.long)
+        size = self.manifest["memory"]["tokens"] * self.manifest["memory"]["width"]
+        x = torch.cat(xs)[back] if xs else torch.zeros(0, self.seq_len, dtype=torch.int32)
+        y = torch.cat(ys)[back] if ys else torch.zeros(0, self.seq_len, dtype=torch.int32)
+        m = torch.cat(ms)[back] if ms else torch.zeros(0, self.seq_len, size, dtype=DTYPES[self.manifest["dtype"]])
+        return x.long(), y.long(), m
+
+    def read(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Stored sequences start..stop-1 (see `rows`)."""
+        return self.rows(torch.arange(start, stop))
+
     def sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """A batch of stored sequences drawn with replacement: x, y (B, T) long, m (B, T, Z) float32."""
-        if seq_len != self.x.shape[1]:
-            raise ConfigError(f"the labels hold sequences of length {self.x.shape[1]}, asked for {seq_len}")
-        pick = torch.randint(0, self.x.shape[0], (batch_size,), generator=generator)
-        return self.x[pick], self.y[pick], self.m[pick].float()
+        if seq_len != self.seq_len:
+            raise ConfigError(f"the labels hold sequences of length {self.seq_len}, asked for {seq_len}")
+        x, y, m = self.rows(torch.randint(0, len(self), (batch_size,), generator=generator))
+        return x, y, m.float()
 
 
 def load_labels(labels_dir: str | Path) -> LabelStore:
-    """Read and check a complete label store (every shard the manifest promises, with the manifest's shapes)."""
+    """Open and check a complete label store (every shard the manifest promises, whole, with the manifest's shapes
+    and dtypes); the shards are memory-mapped, not read."""
     labels_dir = Path(labels_dir)
     manifest = read_manifest(labels_dir)
     if manifest.get("sequences_written") != manifest["sequences"]:
         raise CheckpointError(f"{labels_dir} is incomplete ({manifest.get('sequences_written')} of "
                               f"{manifest['sequences']} sequences); run smtrnn label again to finish it")
     size = manifest["memory"]["tokens"] * manifest["memory"]["width"]
-    xs, ys, ms = [], [], []
+    shards = []
     for shard in manifest["shards"]:
         if not _SHARD_NAME.fullmatch(str(shard.get("file"))):  # also keeps a crafted manifest inside the store
             raise CheckpointError(f"{labels_dir / MANIFEST} is corrupt: shard name {str(shard.get('file'))[:40]!r}")
-        path = labels_dir / shard["file"]
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path} is missing or corrupt: {str(exc).splitlines()[0]}") from exc
         n, length = shard["sequences"], manifest["seq_len"]
-        shapes = {"x": (n, length), "y": (n, length), "m": (n, length, size)}
-        for key, shape in shapes.items():
-            if key not in tensors or tuple(tensors[key].shape) != shape:
-                got = tuple(tensors[key].shape) if key in tensors else "missing"
-                raise CheckpointError(f"{path}: {key} has shape {got}, the manifest says {shape}")
-        if tensors["m"].dtype != DTYPES[manifest["dtype"]]:
-            raise CheckpointError(f"{path}: m is {tensors['m'].dtype}, the manifest says {manifest['dtype']}")
-        xs.append(tensors["x"].long())
-        ys.append(tensors["y"].long())
-        ms.append(tensors["m"])
-    return LabelStore(labels_dir, manifest, torch.cat(xs), torch.cat(ys), torch.cat(ms))
+        expected = {"x": ((n, length), "I32"), "y": ((n, length), "I32"),
+                    "m": ((n, length, size), "F16" if manifest["dtype"] == "float16" else "F32")}
+        shards.append(_map_shard(labels_dir / shard["file"], expected))
+    if not shards:
+        raise CheckpointError(f"{labels_dir / MANIFEST} is corrupt: it lists no shards")
+    return LabelStore(labels_dir, manifest, shards)
+
+
+def _map_shard(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]) -> _Shard:
+    """Check a shard with safetensors' own reader (a truncated or corrupt file is refused) and against the
+    manifest's shapes and dtypes, then memory-map its arrays."""
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass  # validates the header and that the tensors cover the file exactly
+        with open(path, "rb") as handle:
+            length = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(length))
+        whole = np.memmap(path, dtype=np.uint8, mode="r")
+    except (SafetensorError, OSError, ValueError, struct.error) as exc:
+        raise CheckpointError(f"{path} is missing or corrupt: {str(exc).splitlines()[0]}") from exc
+    arrays = {}
+    for key, (shape, dtype) in expected.items():
+        entry = header.get(key)
+        got = (tuple(entry["shape"]), entry["dtype"]) if isinstance(entry, dict) else ("missing", "")
+        if got != (shape, dtype):
+            raise CheckpointError(f"{path}: {key} has shape {got[0]} {got[1]}, the manifest says {shape} {dtype}")
+        begin, end = (8 + length + offset for offset in entry["data_offsets"])
+        arrays[key] = whole[begin:end].view(_NUMPY[dtype]).reshape(shape)
+    return _Shard(**arrays)

@@ -60,11 +60,12 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def test_labels_equal_a_fresh_teacher_forward(teachers, store):
     labels = load_labels(store)
     _, model = load_model(teachers["seed0"])
-    assert labels.m.dtype == torch.float16 and labels.m.shape == (20, 12, 32) and labels.x.shape == (20, 12)
+    x, _, m = labels.read(0, len(labels))
+    assert m.dtype == torch.float16 and m.shape == (20, 12, 32) and x.shape == (20, 12)
     with torch.no_grad():
-        fresh = model.teacher.encode(labels.x)
-    torch.testing.assert_close(labels.m.float(), fresh, atol=1e-2, rtol=1e-2)
-    assert not torch.equal(labels.x[:SHARD], labels.x[SHARD: 2 * SHARD])  # each shard draws its own sequences
+        fresh = model.teacher.encode(x)
+    torch.testing.assert_close(m.float(), fresh, atol=1e-2, rtol=1e-2)
+    assert not torch.equal(x[:SHARD], x[SHARD: 2 * SHARD])  # each shard draws its own sequences
     manifest = json.loads((store / MANIFEST).read_text())
     assert manifest["sequences_written"] == 20 and [s["sequences"] for s in manifest["shards"]] == [8, 8, 4]
     assert manifest["shapes"]["m"] == [20, 12, 32] and manifest["task"]["name"] == "retrieval"
@@ -74,8 +75,19 @@ def test_a_batch_holds_stored_sequences_with_their_memories(store):
     labels = load_labels(store)
     x, y, m = labels.sample(5, 12, torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (5, 12) and m.shape == (5, 12, 32) and m.dtype == torch.float32
-    row = next(i for i in range(20) if torch.equal(labels.x[i], x[0]))
-    assert torch.equal(labels.m[row].float(), m[0]) and torch.equal(labels.y[row], y[0])
+    all_x, all_y, all_m = labels.read(0, len(labels))
+    row = next(i for i in range(20) if torch.equal(all_x[i], x[0]))
+    assert torch.equal(all_m[row].float(), m[0]) and torch.equal(all_y[row], y[0])
+
+
+def test_rows_across_shards_come_back_in_the_order_asked(store):
+    labels = load_labels(store)
+    x, y, m = labels.read(0, len(labels))
+    index = torch.tensor([19, 0, 8, 7, 8, 15, 3])  # shards 2, 0, 1, 0, 1, 1, 0; a repeat
+    rx, ry, rm = labels.rows(index)
+    assert torch.equal(rx, x[index]) and torch.equal(ry, y[index]) and torch.equal(rm, m[index])
+    with pytest.raises(IndexError):
+        labels.rows(torch.tensor([20]))
 
 
 def test_resume_skips_finished_shards_and_completes_a_partial_store(teachers, store, tmp_path):
