@@ -1,11 +1,13 @@
-"""Data parallelism under torchrun: every rank trains the same model on its own share of the batch, and the
-gradients are averaged across ranks before each optimizer step.
+"""Data parallelism under torchrun: every rank trains the same model on its own share of the batch, and
+DistributedDataParallel averages the gradients across ranks during backward (bucketed all-reduces overlapping the
+backward pass). With equal per-rank batches and losses that are means over the batch, the result is the gradient of
+the whole batch (tests/test_distributed.py checks it).
 
-Why not DistributedDataParallel: DDP hooks `model.forward`, and our loss functions never call it; they call the
-parts (`model.teacher.encode`, `model.rnn.step`, `model.rnn.readout`, ...), which DDP's forward hooks would not see.
-`average_gradients` does what DDP's reducer does, explicitly: after `backward()`, one all-reduce of every gradient
-(flattened into one buffer), divided by the world size. With equal per-rank batches and losses that are means over
-the batch, the result is the gradient of the whole batch (tests/test_distributed.py checks it).
+DDP hooks a module's forward, but the loss functions call the model's parts (`teacher.encode`, `rnn.step`,
+`rnn.readout`, ...), never `model.forward`. `Objective` makes the training loss itself the forward of a module that
+holds the model, and that module is what DDP wraps: every training step passes through DDP's forward. Which
+parameters receive gradients depends on the method and on the training progress (the teacher alone during SMT's
+warm-up, the RNN alone in DMT), so for the methods with a teacher DDP looks for unused parameters on every step.
 
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK (and the rendezvous address); without them, or with WORLD_SIZE=1,
 every helper here is a no-op and a run is the single-process run it always was.
@@ -76,32 +78,27 @@ def per_rank_batch(batch_size: int, world: int) -> int:
     return batch_size // world
 
 
-def broadcast_parameters(module: nn.Module) -> None:
-    """Make every rank start from rank 0's weights (and buffers), as DDP does at construction."""
+class Objective(nn.Module):
+    """`Objective(model)(loss_fn, *batch)` is `loss_fn(model, *batch)`: a training loss as a module's forward, so
+    DistributedDataParallel sees every step. It holds the model; checkpoints save the model itself."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, loss_fn, *batch):
+        return loss_fn(self.model, *batch)
+
+
+def data_parallel(model: nn.Module, device: torch.device, find_unused: bool) -> nn.Module:
+    """The module a training step calls: `Objective(model)`, wrapped in DistributedDataParallel when there are
+    several ranks (which also broadcasts rank 0's weights and buffers to every rank, once, here). `find_unused`:
+    some steps leave parameters without a gradient (a teacher's methods); DDP then searches the graph each step."""
+    objective = Objective(model)
     if not active():
-        return
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        dist.broadcast(tensor.data, src=0)
-
-
-def average_gradients(params: list[nn.Parameter]) -> None:
-    """Replace each .grad by its mean over ranks: one all-reduce of all gradients flattened into one buffer.
-
-    Only parameters that have a gradient take part: which ones do is decided by the method and the training
-    progress, which every rank shares (the trainer keeps progress in step across ranks), so all ranks pass the
-    same list in the same order. Non-finite entries stay non-finite in the sum, so every rank sees the same
-    verdict on the averaged gradient.
-    """
-    if not active():
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    for grad, chunk in zip(grads, flat.split([g.numel() for g in grads])):
-        grad.copy_(chunk.view_as(grad))
+        return objective
+    return nn.parallel.DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None,
+                                               find_unused_parameters=find_unused)
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

@@ -162,10 +162,11 @@ class Trainer:
             self._resume()
         elif cfg.train.init:
             self._start_from(cfg.train.init)
-        distributed.broadcast_parameters(self.model)
         if cfg.train.compile:
             for module in self._compiled_modules():
                 module.compile()
+        # DDP over the ranks, if several; with a teacher, some steps leave parameters without a gradient
+        self.step_module = distributed.data_parallel(self.model, self.device, self.model.teacher is not None)
         # Records past the starting step were written by a run killed after its last checkpoint (or, at step 0, by
         # one that failed before its first): this run logs those steps afresh.
         if distributed.is_main():
@@ -241,14 +242,13 @@ class Trainer:
         batch = [t.to(self.device) for t in self.data.sample(self.batch_size, length, self.data_generator)]
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.train.precision == "bf16" else nullcontext()
         with autocast:
-            loss, metrics = loss_function(cfg, progress)(self.model, *batch)
+            loss, metrics = self.step_module(loss_function(cfg, progress), *batch)
         self.optimizer.zero_grad(set_to_none=True)
         problem = _nonfinite_loss(metrics)
         if distributed.any_rank(problem is not None, self.device) and problem is None:
             problem = "loss", "on another rank"
         if problem is None:
-            loss.backward()
-            distributed.average_gradients(list(self.model.parameters()))
+            loss.backward()  # under DDP: the gradients arrive averaged over the ranks
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
             problem = None if torch.isfinite(grad_norm) else _nonfinite_gradient(self.model, metrics)

@@ -1,10 +1,12 @@
-"""Data parallelism on CPU (gloo): averaged gradients equal the whole batch's, a torchrun run writes one run
-directory, a resume with another world size is refused; the precision flags; gpu_check's tiny mode."""
+"""Data parallelism on CPU (gloo): gradients averaged by DistributedDataParallel equal the whole batch's (also
+across steps that use different parameters, and after a step that skipped its backward), a torchrun run writes one
+run directory, a resume with another world size is refused; the precision flags; gpu_check's tiny mode."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,24 +42,34 @@ def test_the_global_batch_must_divide_among_the_ranks():
 def _losses(cfg):
     """Each method's loss as (model, x, y) -> scalar; SMT without its two sampled terms (decoder positions and
     uniformity pairs are drawn at random, so they match the whole batch's only in expectation), the dynamics loss
-    reaching the encoder."""
+    reaching the encoder; and a teacher-only loss, as in SMT's warm-up, where the RNN's parameters get no gradient."""
     cfg.smt.decoder_weight, cfg.smt.uniformity_weight, cfg.smt.dyn_loss_updates_teacher = 0.0, 0.0, True
     cfg.smt.freeze_teacher_after_warmup = False
     return {"bptt": lambda m, x, y: bptt_loss(m, x, y, cfg.bptt)[0],
-            "smt": lambda m, x, y: smt_loss(m, x, y, cfg.smt, rnn_active=True)[0]}
+            "smt": lambda m, x, y: smt_loss(m, x, y, cfg.smt, rnn_active=True)[0],
+            "smt-warmup": lambda m, x, y: m.teacher.encode(x)[..., :3].sum(-1).mean()}
 
 
-def _gradients(method: str, x, y, rank: int | None = None, world: int = 1) -> dict:
-    """Gradients of the method's loss at the seed-0 init, on x, y (rank r of `world`: its slice of the batch)."""
-    cfg = debug_config("retrieval", method)
+def _model(cfg) -> Model:
     torch.manual_seed(0)
-    model = Model(cfg, make_task("retrieval", **cfg.task.params).vocab_size)
+    return Model(cfg, make_task("retrieval", **cfg.task.params).vocab_size)
+
+
+def _gradients(method: str, x, y, rank: int | None = None, world: int = 1, skip_first: bool = False) -> dict:
+    """Gradients of the method's loss at the seed-0 init, on x, y; with a rank, through DistributedDataParallel on
+    that rank's slice of the batch (after a forward whose backward was skipped, when `skip_first`)."""
+    cfg = debug_config("retrieval", method.split("-")[0])
+    loss = _losses(cfg)[method]
+    model = _model(cfg)
+    step = distributed.Objective(model)
     if rank is not None:
         share = x.shape[0] // world
         x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
-    _losses(cfg)[method](model, x, y).backward()
-    if rank is not None:
-        distributed.average_gradients(list(model.parameters()))
+        step = distributed.data_parallel(model, torch.device("cpu"), find_unused=method.startswith("smt"))
+        assert isinstance(step, torch.nn.parallel.DistributedDataParallel)
+        if skip_first:
+            step(loss, x, y)  # a step every rank skips (a non-finite loss somewhere): no backward
+    step(loss, x, y).backward()
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
@@ -67,8 +79,8 @@ def _rank_worker(rank: int, world: int, rendezvous: str) -> None:
     try:
         cfg = debug_config("retrieval")
         x, y = make_task("retrieval", **cfg.task.params).sample(8, cfg.task.seq_len, torch.Generator().manual_seed(1))
-        for method in ("bptt", "smt"):
-            averaged = _gradients(method, x, y, rank, world)
+        for method, skip_first in (("bptt", False), ("smt", False), ("smt-warmup", False), ("smt", True)):
+            averaged = _gradients(method, x, y, rank, world, skip_first)
             whole = _gradients(method, x, y)
             alone = _gradients(method, x[:4] if rank == 0 else x[4:], y[:4] if rank == 0 else y[4:])
             assert averaged.keys() == whole.keys() and len(whole) > 5, method
@@ -76,8 +88,10 @@ def _rank_worker(rank: int, world: int, rendezvous: str) -> None:
                 torch.testing.assert_close(averaged[name], whole[name], rtol=1e-4, atol=1e-6, msg=f"{method} {name}")
             # The check can fail: one rank's own half-batch gradient is not the whole batch's.
             assert any(not torch.allclose(alone[n], whole[n], rtol=1e-3, atol=1e-5) for n in whole), method
-            if method == "smt":
+            if method.startswith("smt"):
                 assert any(n.startswith("teacher.encoder") for n in whole)  # the all-reduce covers the teacher too
+            if method == "smt-warmup":  # unused on every rank: left without a gradient, as in one process
+                assert not any(n.startswith("rnn.") for n in averaged)
             everyone = distributed.gather_objects(averaged)
             assert all(torch.equal(everyone[0][n], everyone[1][n]) for n in whole)  # every rank steps alike
     finally:
@@ -118,6 +132,41 @@ def test_torchrun_writes_one_run_from_rank_0_and_refuses_a_resume_on_another_wor
     assert len(err.splitlines()) == 1 and "world size 2" in err and "world size 1" in err
 
 
+@needs_gloo
+@pytest.mark.parametrize("method", ["bptt", "smt+dmt"])
+def test_torchrun_trains_every_method(tmp_path, method):
+    """BPTT (every parameter used every step) and SMT then DMT (the teacher left unused once DMT starts) under DDP."""
+    out = tmp_path / "run"
+    proc = _torchrun("train", "--preset", "debug", "--method", method, "--steps", "4", "--out", str(out),
+                     "--device", "cpu", "--quiet", "--set", "train.log_every=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile on CPU generates C++ (needs a compiler)")
+def test_compile_trains_like_eager_on_cpu(tmp_path):
+    """train.compile=true compiles the teacher's and the RNN's modules in place (inductor's C++ backend on CPU): the
+    same losses as eager to float tolerance, graphs actually compiled, checkpoint names unchanged."""
+    from torch._dynamo.utils import counters
+
+    losses = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        cfg = debug_config(steps=3)
+        cfg.train.compile = compiled
+        trainer = Trainer(cfg, tmp_path / f"compiled-{compiled}", show_progress=False)
+        losses[compiled] = [trainer.train_step()["loss"] for _ in range(3)]
+        assert (counters["stats"]["unique_graphs"] > 0) == compiled
+    torch.testing.assert_close(losses[True], losses[False], rtol=1e-4, atol=1e-5)
+    trainer.save()
+    assert not any("_orig_mod" in k for k in trainer.model.state_dict())
+    assert load_trainer_state(tmp_path / "compiled-True")["step"] == 3
+
+
 def test_precision_and_compile_validate():
     cfg = debug_config()
     cfg.train.precision = "fp16"
@@ -154,3 +203,12 @@ def test_gpu_check_tiny_prints_one_json():
     assert report["device"] == "cpu" and len(report["throughput"]) == 2
     assert all(row["bptt_transitions_per_s"] > 0 for row in report["throughput"])
     assert len(report["training"]["losses"]) > 1 and report["training"]["eval"]["labelled_tokens"] > 0
+    assert report["training"]["steps"] == report["training"]["max_steps"] == 10
+
+
+def test_gpu_check_training_stops_at_the_budget():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--budget", "0.01"],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    training = json.loads(proc.stdout)["training"]
+    assert 1 <= training["steps"] < training["max_steps"]
