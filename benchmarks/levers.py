@@ -30,7 +30,7 @@ VARIANTS = {
     "uniformity 0.03": ["--method", "smt+dmt", "--set", "smt.uniformity_weight=0.03"],
     "uniformity 0.3": ["--method", "smt+dmt", "--set", "smt.uniformity_weight=0.3"],
     "dynamics 1.0": ["--method", "smt+dmt", "--set", "smt.dynamics_weight=1.0"],
-    "DMT half, 4-step grad": ["--method", "smt+dmt", "--set", "dmt.fraction=0.5", "--set",
+    "DMT half + 4-step grad": ["--method", "smt+dmt", "--set", "dmt.fraction=0.5", "--set",
                               "dmt.grad_through_rollout_steps=4"],
     "staged": ["--method", "smt+dmt", "--preset", "staged"],
     "bptt": ["--method", "bptt"],
