@@ -6,7 +6,7 @@ the spread of teacher memories, effective rank of the memories).
 Runs go through the public CLI, two at a time, one thread each (see benchmarks/core.py); the report is rewritten
 after every pair. Writes benchmarks/results/levers.json and levers.md.
 
-    python benchmarks/levers.py                                        # about 30 minutes on 2 cores
+    python benchmarks/levers.py                                        # about 35 minutes on 2 cores
     python benchmarks/levers.py --tasks delayed_recall --budget 20 --variants paper,bptt    # quick look
 """
 
@@ -24,7 +24,7 @@ import torch
 
 from core import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-# name -> CLI arguments of the training run (the small preset, cell mlp)
+# name -> CLI arguments of the training run (the small preset, cell mlp unless the variant names another)
 VARIANTS = {
     "paper": ["--method", "smt+dmt"],
     "uniformity 0.03": ["--method", "smt+dmt", "--set", "smt.uniformity_weight=0.03"],
@@ -33,6 +33,8 @@ VARIANTS = {
     "DMT half + 4-step grad": ["--method", "smt+dmt", "--set", "dmt.fraction=0.5", "--set",
                               "dmt.grad_through_rollout_steps=4"],
     "staged": ["--method", "smt+dmt", "--preset", "staged"],
+    # the paper's cell: a Transformer over K memory slots and the input token (Z = 128 as 4 tokens of 32)
+    "transformer cell K=4": ["--method", "smt+dmt", "--cell", "transformer", "--memory-tokens", "4"],
     "bptt": ["--method", "bptt"],
 }
 
@@ -62,14 +64,15 @@ def markdown(report: dict) -> str:
     def num(row, key):
         return f"{row[key]:.3f}" if isinstance(row.get(key), (int, float)) else "–"
 
-    lines = [f"T = {report['T']}, {report['budget_s']:.0f} s of training per run, cell `mlp`, seed {report['seed']}, "
+    lines = [f"T = {report['T']}, {report['budget_s']:.0f} s of training per run, seed {report['seed']}, "
              f"two runs at a time, 1 thread each; {report['device']}, torch {report['torch']}. Drift/spread: drift at "
              f"labelled positions over the spread of teacher memories between sequences there (below 1: the rollout "
              f"stays nearer its own sequence's memory than sequences are to each other).", "",
-             "| task | variant | RNN-alone acc | teacher acc | one-step acc | drift/spread | teacher memory eff. rank | steps |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| task | variant | cell | RNN-alone acc | teacher acc | one-step acc | drift/spread | "
+             "teacher memory eff. rank | steps |", "|---|---|---|---|---|---|---|---|---|"]
     for row in report["runs"]:
-        lines.append(f"| {row['task']} | {row['variant']} | {num(row, 'rnn_accuracy')} | "
+        cell = row["args"][row["args"].index("--cell") + 1] if "--cell" in row["args"] else "mlp"
+        lines.append(f"| {row['task']} | {row['variant']} | {cell} | {num(row, 'rnn_accuracy')} | "
                      f"{num(row, 'teacher_accuracy')} | {num(row, 'onestep_accuracy')} | {num(row, 'drift_relative')} "
                      f"| {num(row, 'memory_effective_rank')} | {row['steps']} |")
     return "\n".join(lines) + "\n"
