@@ -33,6 +33,10 @@ VARIANTS = {
     "DMT half + 4-step grad": ["--method", "smt+dmt", "--set", "dmt.fraction=0.5", "--set",
                               "dmt.grad_through_rollout_steps=4"],
     "staged": ["--method", "smt+dmt", "--preset", "staged"],
+    # a predictive-state horizon that covers the tasks' dependencies (lag 16; copy: 32 steps from a symbol to its
+    # output) instead of the small preset's Tf = 4, jointly and with the staged schedule
+    "Tf=40": ["--method", "smt+dmt", "--set", "teacher.future_len=40"],
+    "Tf=40 staged": ["--method", "smt+dmt", "--preset", "staged", "--set", "teacher.future_len=40"],
     # the paper's cell: a Transformer over K memory slots and the input token (Z = 128 as 4 tokens of 32)
     "transformer cell K=4": ["--method", "smt+dmt", "--cell", "transformer", "--memory-tokens", "4"],
     "bptt": ["--method", "bptt"],
