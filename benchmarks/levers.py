@@ -37,6 +37,9 @@ VARIANTS = {
     # output) instead of the small preset's Tf = 4, jointly and with the staged schedule
     "Tf=40": ["--method", "smt+dmt", "--set", "teacher.future_len=40"],
     "Tf=40 staged": ["--method", "smt+dmt", "--preset", "staged", "--set", "teacher.future_len=40"],
+    # ... and with an update that can fit the longer-lived memories: a wider MLP cell (hidden 1024, not 256)
+    "Tf=40 wide cell": ["--method", "smt+dmt", "--set", "teacher.future_len=40", "--set", "rnn.hidden=1024"],
+    "Tf=20 wide cell": ["--method", "smt+dmt", "--set", "teacher.future_len=20", "--set", "rnn.hidden=1024"],
     # the paper's cell: a Transformer over K memory slots and the input token (Z = 128 as 4 tokens of 32)
     "transformer cell K=4": ["--method", "smt+dmt", "--cell", "transformer", "--memory-tokens", "4"],
     "bptt": ["--method", "bptt"],
