@@ -55,3 +55,10 @@ def test_stored_tables_are_regenerated_from_their_json():
     for name, markdown in generators.items():
         report = json.loads((results / f"{name}.json").read_text())
         assert markdown(report) == (results / f"{name}.md").read_text(), name
+
+
+def test_every_levers_variant_can_be_chosen_on_the_command_line():
+    """`--variants` is split at commas: a variant whose name holds one could never be run."""
+    variants = load_benchmark("levers").VARIANTS
+    assert variants and all("," not in name for name in variants)
+    assert all(args[args.index("--method") + 1] in ("smt+dmt", "bptt") for args in variants.values())
