@@ -40,6 +40,10 @@ VARIANTS = {
     # ... and with an update that can fit the longer-lived memories: a wider MLP cell (hidden 1024, not 256)
     "Tf=40 wide cell": ["--method", "smt+dmt", "--set", "teacher.future_len=40", "--set", "rnn.hidden=1024"],
     "Tf=20 wide cell": ["--method", "smt+dmt", "--set", "teacher.future_len=20", "--set", "rnn.hidden=1024"],
+    # ... with half the budget on DMT (once the teacher is ready), or with the paper's cell over 8 slots of 16
+    "Tf=20 DMT half": ["--method", "smt+dmt", "--set", "teacher.future_len=20", "--set", "dmt.fraction=0.5"],
+    "Tf=20 transformer cell K=8": ["--method", "smt+dmt", "--set", "teacher.future_len=20", "--cell", "transformer",
+                                   "--memory-tokens", "8"],
     # the paper's cell: a Transformer over K memory slots and the input token (Z = 128 as 4 tokens of 32)
     "transformer cell K=4": ["--method", "smt+dmt", "--cell", "transformer", "--memory-tokens", "4"],
     "bptt": ["--method", "bptt"],

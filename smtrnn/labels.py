@@ -105,8 +105,8 @@ def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data:
     if cfg.task.name not in DATA_TASKS:
         raise ConfigError(f"--data labels a dataset, but {teacher_run_dir} was trained on the generated task "
                           f"'{cfg.task.name}' (use --sequences)")
-    if data is not None:
-        cfg.task.params = cfg.task.params | {"path": data}
+    if data is not None:  # stored absolute, so runs trained from the store find the data from any directory
+        cfg.task.params = cfg.task.params | {"path": data if data.startswith("hf:") else str(Path(data).resolve())}
     forget_loaded()  # the fingerprint and the windows must be of the files as they are now
     task: Task = make_task(cfg.task.name, **cfg.task.params)
     if task.vocab_size != vocab:

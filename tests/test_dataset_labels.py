@@ -116,9 +116,10 @@ def test_the_valid_split_labels_the_held_out_documents(text_teacher, corpus, tmp
     assert torch.equal(x, held_out.windows(12).read(0, 1)[0])
 
 
-def test_another_data_file_of_the_same_vocabulary_is_labelled_and_recorded(text_teacher, tmp_path):
-    other = write_corpus(tmp_path / "other", documents=4, repeat=5)
-    manifest = write_dataset_labels(text_teacher, tmp_path / "labels", data=str(other))
+def test_another_data_file_of_the_same_vocabulary_is_labelled_and_recorded(text_teacher, tmp_path, monkeypatch):
+    other = write_corpus(tmp_path / "other", documents=4, repeat=5).resolve()
+    monkeypatch.chdir(tmp_path)
+    manifest = write_dataset_labels(text_teacher, tmp_path / "labels", data="other")  # relative: stored absolute
     store = load_labels(tmp_path / "labels")
     assert manifest["data"]["path"] == str(other) and store.config().task.params["path"] == str(other)
     assert len(store) == make_task("text", path=str(other)).windows(12).count
