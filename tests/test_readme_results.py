@@ -52,7 +52,7 @@ def test_stored_tables_are_regenerated_from_their_json():
                   "dataset_labels": load_benchmark("dataset_labels").markdown,
                   **{name: load_benchmark("levers").markdown
                      for name in ("levers", "levers_cells", "levers_horizon", "levers_horizon_480", "levers_wide_480",
-                                  "levers_next_480")}}
+                                  "levers_next_480", "levers_staged_480")}}
     for name, markdown in generators.items():
         report = json.loads((results / f"{name}.json").read_text())
         assert markdown(report) == (results / f"{name}.md").read_text(), name
