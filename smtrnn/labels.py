@@ -39,6 +39,7 @@ from torch import Tensor
 
 from smtrnn.checkpoint import WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json
 from smtrnn.config import TEACHER_METHODS, RunConfig
+from smtrnn.data import DATA_TASKS, SPLITS, forget_loaded
 from smtrnn.errors import CheckpointError, ConfigError, DataError
 from smtrnn.tasks import Task, make_task
 
@@ -46,7 +47,6 @@ FORMAT, VERSION = "smtrnn-labels", 2
 READABLE_VERSIONS = (1, 2)  # version 1: sampled stores, teacher hash over the whole weights file
 MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
-SPLITS = ("train", "valid")
 _NUMPY = {"I32": np.int32, "F16": np.float16, "F32": np.float32}
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
 _SEED_STRIDE = 1_000_003  # shard i of label seed s draws from seed s·stride + i: distinct streams for i < stride
@@ -96,8 +96,6 @@ def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data:
     """Encode every position of a text or pixels split with the run's frozen teacher into `out_dir`, in windows of
     the run's T (`Task.windows`); `data` replaces the run's data path (None: the run's own data). Returns the
     manifest; resumes like `write_labels`."""
-    from smtrnn.data import DATA_TASKS, forget_loaded
-
     _check_arguments(out_dir, 1, batch_size, shard_sequences, dtype)
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose from: {', '.join(SPLITS)}")
@@ -274,21 +272,16 @@ class LabelStore:
         index = index.to(torch.long)
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
             raise IndexError(f"label rows must lie in [0, {len(self)}), got {index.min()}..{index.max()}")
+        size = self.manifest["memory"]["tokens"] * self.manifest["memory"]["width"]
+        x = torch.empty(len(index), self.seq_len, dtype=torch.int32)
+        y = torch.empty_like(x)
+        m = torch.empty(len(index), self.seq_len, size, dtype=DTYPES[self.manifest["dtype"]])
         shard_of = torch.bucketize(index, self._ends, right=True)
-        xs, ys, ms, order = [], [], [], []
-        for s in shard_of.unique().tolist():
+        for s in shard_of.unique().tolist():  # one fancy-indexed read per shard touched
             picked = (shard_of == s).nonzero().flatten()
             local = (index[picked] - (int(self._ends[s - 1]) if s else 0)).numpy()
             shard = self._shards[s]
-            xs.append(torch.from_numpy(shard.x[local]))
-            ys.append(torch.from_numpy(shard.y[local]))
-            ms.append(torch.from_numpy(shard.m[local]))
-            order.append(picked)
-        back = torch.cat(order).argsort() if order else torch.zeros(0, dtype=torch.long)
-        size = self.manifest["memory"]["tokens"] * self.manifest["memory"]["width"]
-        x = torch.cat(xs)[back] if xs else torch.zeros(0, self.seq_len, dtype=torch.int32)
-        y = torch.cat(ys)[back] if ys else torch.zeros(0, self.seq_len, dtype=torch.int32)
-        m = torch.cat(ms)[back] if ms else torch.zeros(0, self.seq_len, size, dtype=DTYPES[self.manifest["dtype"]])
+            x[picked], y[picked], m[picked] = (torch.from_numpy(a[local]) for a in (shard.x, shard.y, shard.m))
         return x.long(), y.long(), m
 
     def read(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor]:
