@@ -51,6 +51,10 @@ class TeacherConfig:
     future_len: int = 16  # Tf: targets y_t..y_{t+Tf-1} predicted from m_t
     decoder_positions: int = 16  # positions per sequence the decoder is trained on each step
     token_shift: bool = True  # the encoder adds a projection of the previous token's embedding at each position
+    # Horizon without shortcuts (p in [0, 1)): in training, each teacher-forced future input of the decoder is
+    # replaced by a learned blank with probability p, so a long horizon Tf cannot be predicted from the future
+    # inputs themselves and the memory has to carry the information.
+    future_input_dropout: float = 0.0
 
 
 @dataclass
@@ -88,6 +92,18 @@ class SMTConfig:
     # After the warm-up, stop training the teacher (no decoder or uniformity loss, encoder without a graph).
     freeze_teacher_after_warmup: bool = False
     uniformity_samples: int = 512
+    # Noise channel (σ >= 0, memories have unit RMS per float): in training only, the decoder and the RNN's readout
+    # read m_t + σ·ε, ε ~ N(0, 1). What the future needs must then sit in the memory with margins wider than σ, so an
+    # RNN whose rollout stays within σ of the teacher still reads the right answer. The dynamics targets stay clean.
+    memory_noise: float = 0.0
+    # Memory dropout (p in [0, 1)): in training only, the decoder and readout read memories with a fraction p of
+    # the floats zeroed (and the rest scaled by 1/(1-p)): what the future needs is spread over many directions.
+    memory_dropout: float = 0.0
+    # Contraction (σ >= 0): the dynamics regression starts from perturbed memories, f(norm(m_{t-1} + σ·ε), x_t) -> m_t,
+    # so the update learns to pull nearby states back onto the teacher's trajectory. σ decays linearly to
+    # σ·dynamics_input_noise_final over the SMT share when dynamics_input_noise_final < 1.
+    dynamics_input_noise: float = 0.0
+    dynamics_input_noise_final: float = 1.0
     # "all": every transition of every sequence in one pass (smtrnn); "one": the reference release's recipe, one
     # transition per sequence per step from two prefix encodings (`smt_one_transition_loss`, for comparison).
     transitions: str = "all"
@@ -300,6 +316,20 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.smt.transitions == "all" or not (cfg.smt.teacher_warmup or cfg.smt.freeze_teacher_after_warmup),
            "smt.transitions='one' is the reference recipe, trained jointly: it takes no smt.teacher_warmup or "
            "smt.freeze_teacher_after_warmup")
+    for name in ("memory_noise", "dynamics_input_noise"):
+        value = getattr(cfg.smt, name)
+        _check(value >= 0, f"smt.{name} must be >= 0 (a noise std in units of the memories' RMS), got {value}")
+    for name, value in (("smt.memory_dropout", cfg.smt.memory_dropout),
+                        ("teacher.future_input_dropout", cfg.teacher.future_input_dropout)):
+        _check(0 <= value < 1, f"{name} must be in [0, 1), got {value}")
+    _check(0 <= cfg.smt.dynamics_input_noise_final <= 1,
+           f"smt.dynamics_input_noise_final must be in [0, 1] (a fraction of smt.dynamics_input_noise), got "
+           f"{cfg.smt.dynamics_input_noise_final}")
+    levers = [name for name in ("memory_noise", "memory_dropout", "dynamics_input_noise")
+              if getattr(cfg.smt, name)]
+    _check(cfg.smt.transitions == "all" or not levers,
+           f"smt.transitions='one' is the reference recipe, kept for comparison: it takes no smt.{levers[0]}"
+           if levers else "")
     _check(0 <= cfg.smt.teacher_warmup < 1, f"smt.teacher_warmup must be in [0, 1), got {cfg.smt.teacher_warmup}")
     _check(not (cfg.smt.freeze_teacher_after_warmup and cfg.smt.dyn_loss_updates_teacher),
            "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false (a frozen teacher takes no "

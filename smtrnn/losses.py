@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from smtrnn.layers import rms_normalize
+
 
 def masked_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean CE over entries with target >= 0: logits (..., V), targets (...). Zero, still attached to the graph,
@@ -38,3 +40,26 @@ def uniformity(memory_tokens: Tensor, samples: int, temperature: float = 2.0, ge
     z = F.normalize(memory_tokens, dim=-1)
     sq_dist = torch.pdist(z).pow(2)
     return torch.logsumexp(-temperature * sq_dist, dim=0) - math.log(sq_dist.numel())
+
+
+def memory_channel(m: Tensor, noise: float, dropout: float) -> Tensor:
+    """What the decoder and readout read in training: m (..., Z) with Gaussian noise of std `noise` added and a
+    fraction `dropout` of the floats zeroed (the rest scaled by 1/(1-dropout)); m itself when both are 0.
+
+    A reader that must work through this channel needs the information spread with margins wider than the channel's
+    perturbation — the margin an RNN's rollout, which never equals the teacher's memories exactly, relies on.
+    """
+    if noise:
+        m = m + noise * torch.randn_like(m)
+    if dropout:
+        m = F.dropout(m, dropout, training=True)
+    return m
+
+
+def perturb_on_sphere(m: Tensor, sigma: float, tokens: int) -> Tensor:
+    """m (..., Z) plus Gaussian noise of std sigma, each of the K memory tokens RMS-normalized again: a nearby
+    memory of the same kind, from which a contractive update should return to the trajectory."""
+    if not sigma:
+        return m
+    noisy = (m + sigma * torch.randn_like(m)).unflatten(-1, (tokens, -1))
+    return rms_normalize(noisy).flatten(-2)

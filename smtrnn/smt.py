@@ -14,20 +14,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from smtrnn.config import SMTConfig
-from smtrnn.losses import masked_cross_entropy, uniformity
+from smtrnn.losses import masked_cross_entropy, memory_channel, perturb_on_sphere, uniformity
 from smtrnn.model import Model
 from smtrnn.rnn import RNN
 
 
+def dynamics_input_sigma(cfg: SMTConfig, smt_progress: float) -> float:
+    """The contraction lever's σ at this point of the SMT share (0..1): linear from σ to σ·final."""
+    decay = 1.0 + (cfg.dynamics_input_noise_final - 1.0) * min(max(smt_progress, 0.0), 1.0)
+    return cfg.dynamics_input_noise * decay
+
+
 def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
-             rnn_active: bool = True) -> tuple[Tensor, dict]:
+             rnn_active: bool = True, smt_progress: float = 0.0) -> tuple[Tensor, dict]:
     """x, y (B, T) -> (scalar loss, metrics).
 
     `rnn_active=False` is the teacher warm-up of the staged schedule: decoder and uniformity only, no RNN cost.
     Once the RNN is active, `cfg.freeze_teacher_after_warmup` stops the teacher's own losses and runs the encoder
     without a graph: the RNN then regresses onto fixed targets, at a fraction of the cost of a joint step.
     With `cfg.dyn_loss_updates_teacher` the dynamics MSE also trains the encoder through m_{t-1} and m_t (the
-    paper's joint training); without it the RNN regresses onto stop-gradient memories.
+    paper's joint training); without it the RNN regresses onto stop-gradient memories. `smt_progress` (0..1 over
+    the SMT share) sets the σ of `cfg.dynamics_input_noise`.
     """
     teacher, rnn = model.teacher, model.rnn
     teacher_learns = not (rnn_active and cfg.freeze_teacher_after_warmup)
@@ -35,28 +42,32 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
         m = teacher.encode(x)  # (B, T, Z)
     loss, metrics = m.new_zeros(()), {}
     if teacher_learns:
-        decoder = teacher.decoder_loss(m, x, y)
+        decoder = teacher.decoder_loss(memory_channel(m, cfg.memory_noise, cfg.memory_dropout), x, y)
         unif = uniformity(m.reshape(-1, rnn.width), cfg.uniformity_samples)
         loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
         metrics = {"decoder": decoder.item(), "uniformity": unif.item()}
     if rnn_active:
         target = m if cfg.dyn_loss_updates_teacher else m.detach()
-        rnn_loss, rnn_metrics = rnn_terms(rnn, x, y, target, cfg)
+        rnn_loss, rnn_metrics = rnn_terms(rnn, x, y, target, cfg, dynamics_input_sigma(cfg, smt_progress))
         loss = loss + rnn_loss
         metrics |= rnn_metrics
     metrics["loss"] = loss.item()
     return loss, metrics
 
 
-def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:
+def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
+              input_sigma: float = 0.0) -> tuple[Tensor, dict]:
     """The RNN's half of SMT on memories m (B, T, Z): λ_dyn · MSE(f(m_{t-1}, x_t), m_t) with m_{-1} = m_∅, plus
-    λ_read · readout CE on m (and the optional one-step readout CE). When m carries the teacher's graph, the
-    dynamics MSE trains the encoder too; the readout terms never do."""
+    λ_read · readout CE on m read through the memory channel (and the optional one-step readout CE). When m
+    carries the teacher's graph, the dynamics MSE trains the encoder too; the readout terms never do.
+    `input_sigma` > 0: each transition starts from a perturbed m_{t-1} (the contraction lever), m_∅ included."""
     batch, length, size = m.shape
     previous = torch.cat([rnn.init_state(batch)[:, None], m[:, :-1]], dim=1)  # m_∅, m_0..m_{T-2}
+    previous = perturb_on_sphere(previous, input_sigma, rnn.tokens)
     predicted = rnn.step(previous.reshape(-1, size), x.reshape(-1)).view(batch, length, size)
     dynamics = F.mse_loss(predicted, m)
-    readout = masked_cross_entropy(rnn.readout(m.detach()), y)
+    read = memory_channel(m.detach(), cfg.memory_noise, cfg.memory_dropout)
+    readout = masked_cross_entropy(rnn.readout(read), y)
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
     metrics = {"dynamics": dynamics.item(), "readout": readout.item()}
     if cfg.onestep_readout_weight:  # trains f and g only: from stop-gradient teacher memories
@@ -68,10 +79,11 @@ def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig) -> tupl
     return loss, metrics
 
 
-def labels_loss(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:
+def labels_loss(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
+                smt_progress: float = 0.0) -> tuple[Tensor, dict]:
     """x, y (B, T) and stored teacher memories m (B, T, Z) -> (scalar loss, metrics): SMT's RNN terms on labels
     written once by `smtrnn.labels`, with no teacher in the model (label once, train many)."""
-    loss, metrics = rnn_terms(model.rnn, x, y, m, cfg)
+    loss, metrics = rnn_terms(model.rnn, x, y, m, cfg, dynamics_input_sigma(cfg, smt_progress))
     return loss, metrics | {"loss": loss.item()}
 
 

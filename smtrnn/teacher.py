@@ -84,7 +84,10 @@ class Teacher(nn.Module):
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
         self.future_len, self.decoder_positions = cfg.future_len, cfg.decoder_positions
+        self.future_input_dropout = cfg.future_input_dropout
         self.embedding = nn.Embedding(vocab_size, cfg.width)
+        # the learned blank that replaces a dropped future input (only when the option is on: old checkpoints load)
+        self.blank = nn.Parameter(torch.zeros(cfg.width)) if cfg.future_input_dropout else None
         self.encoder = Encoder(memory, cfg)
         self.decoder = Decoder(memory, cfg, vocab_size)
 
@@ -122,7 +125,11 @@ class Teacher(nn.Module):
         x_pad = F.pad(x, (0, window), value=0)
         x_future = x_pad[:, idx[:, 1:]]  # (B, T, Tf-1)
         rows = torch.arange(batch, device=x.device)[:, None]
-        logits = self.decode(m[rows, t].flatten(0, 1), x_future[rows, t].flatten(0, 1))  # (B·P, Tf, V)
+        future = self.embedding(x_future[rows, t].flatten(0, 1))  # (B·P, Tf-1, W)
+        if self.blank is not None:  # the horizon without shortcuts: the memory must carry what a blank hides
+            dropped = torch.rand(future.shape[:-1], device=x.device) < self.future_input_dropout
+            future = torch.where(dropped[..., None], self.blank.to(future.dtype), future)
+        logits = self.decoder(m[rows, t].flatten(0, 1), future)  # (B·P, Tf, V)
         targets = y_win[rows, t].flatten(0, 1)
         return masked_cross_entropy(logits, targets)
 

@@ -115,14 +115,16 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
     if method == "bptt":
         return partial(bptt_loss, cfg=cfg.bptt)
     if method in LABEL_METHODS:
-        if method == "labels" or progress < 1.0 - cfg.dmt.fraction:
-            return partial(labels_loss, cfg=cfg.smt)
+        share = 1.0 if method == "labels" else 1.0 - cfg.dmt.fraction
+        if progress < share:
+            return partial(labels_loss, cfg=cfg.smt, smt_progress=progress / share)
         return partial(dmt_loss_on_labels, cfg=cfg.dmt)
     smt_share = {"smt": 1.0, "smt+dmt": 1.0 - cfg.dmt.fraction, "dmt": 0.0}[method]
     if progress < smt_share:
         if cfg.smt.transitions == "one":
             return partial(smt_one_transition_loss, cfg=cfg.smt)
-        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.teacher_warmup)
+        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.teacher_warmup,
+                       smt_progress=progress / smt_share)
     return partial(dmt_loss if cfg.dmt.time_parallel else dmt_sequential_loss, cfg=cfg.dmt)
 
 

@@ -1,0 +1,322 @@
+"""Long-range benchmark: SMT→DMT with the `long` recipe against BPTT on the same RNN and the fused baselines, on
+retrieval (T = 256, 1024), delayed_recall (lag 16) and copy (T = 256), the same training wall-clock per method,
+scored on the RNN alone from m_∅; plus single-seed lever screens and a budget-scaling series.
+
+Runs live in `smtrnn compare`'s resumable run store (WORK/runs/NAME: checkpoints, metrics.jsonl, result.json): a
+finished run is skipped when the study is started again and an interrupted one resumes from its last checkpoint.
+Runs go two at a time, one thread each, as separate processes; the pairs are formed in plan order, which puts an
+SMT→DMT run beside the BPTT run of the same task, length and seed, so both see the same machine load. The report
+(benchmarks/results/long_range.json, .md and plots) is rewritten after every finished run, with the diagnostics
+(`smtrnn.diagnostics`) of every SMT→DMT run.
+
+    python benchmarks/long_range.py                       # the whole plan (several hours on 2 cores)
+    python benchmarks/long_range.py --groups retrieval-256 # one group
+    python benchmarks/long_range.py --scale 0.02 --work /tmp/lr --out /tmp/lr-results   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One run: a compare method on a task at length T, from a preset with overrides, for `budget` seconds."""
+
+    group: str
+    task: str
+    length: int
+    method: str
+    preset: str
+    seed: int
+    budget: float
+    overrides: tuple = ()  # ((field, value), ...)
+    variant: str = ""  # a lever screen's name for its overrides
+
+    @property
+    def name(self) -> str:
+        variant = f"-{self.variant.replace(' ', '_').replace('=', '')}" if self.variant else ""
+        return (f"{self.group}-{self.method.replace('+', '_')}-{self.preset}{variant}-"
+                f"{self.budget:.0f}s-s{self.seed}")
+
+
+# The confirmation plan. Each group: (task, T, budget in seconds). SMT→DMT and BPTT on the same cell and preset
+# (`long`), 3 seeds each; the fused GRU and minGRU with small's Z = 128 (a hidden size of 16 would handicap them).
+GROUPS = {
+    "retrieval-256": ("retrieval", 256, 600.0),
+    "delayed_recall-256": ("delayed_recall", 256, 600.0),
+    "copy-256": ("copy", 256, 600.0),
+    "retrieval-1024": ("retrieval", 1024, 900.0),
+}
+SEEDS = 3
+# Lever screens: retrieval T = 256, 300 s, seed 0, smt+dmt; the name says the effect.
+LEVERS = {
+    "small (Z=128, no noise)": ("small", ()),
+    "Z=16, no noise": ("small", (("memory.width", 16),)),
+    "long (Z=16, noise 0.2)": ("long", ()),
+    "long + noise 0.4": ("long", (("smt.memory_noise", 0.4),)),
+    "long + memory dropout 0.2": ("long", (("smt.memory_dropout", 0.2),)),
+    "long + contraction 0.1": ("long", (("smt.dynamics_input_noise", 0.1),)),
+    "long + contraction 0.3 decaying": ("long", (("smt.dynamics_input_noise", 0.3),
+                                                 ("smt.dynamics_input_noise_final", 0.0))),
+    "long + DMT half": ("long", (("dmt.fraction", 0.5),)),
+    "long + DMT 1/8": ("long", (("dmt.fraction", 0.125),)),
+    "long + Tf=16, future dropout 0.5": ("long", (("teacher.future_len", 16),
+                                                  ("teacher.future_input_dropout", 0.5))),
+    "long + transformer cell K=4": ("long", (("rnn.cell", "transformer"), ("memory.tokens", 4),
+                                             ("memory.width", 4))),
+}
+BUDGETS = (120.0, 300.0)  # budget scaling on retrieval T = 256, seed 0, beside the 600 s runs of the plan
+
+
+def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: bool) -> list[Spec]:
+    """Plan order = priority: each group's SMT→DMT / BPTT pairs seed by seed, then its fused baselines; then the
+    lever screens and the budget series."""
+    specs: list[Spec] = []
+    for group in groups:
+        task, length, budget = GROUPS[group]
+        for seed in range(seeds):
+            specs += [Spec(group, task, length, "smt+dmt", "long", seed, budget * scale),
+                      Spec(group, task, length, "bptt", "long", seed, budget * scale)]
+        specs += [Spec(group, task, length, method, "small", 0, budget * scale) for method in ("gru-fused", "mingru")]
+    if levers:
+        specs += [Spec("levers-retrieval-256", "retrieval", 256, "smt+dmt", preset, 0, 300.0 * scale,
+                       overrides, variant) for variant, (preset, overrides) in LEVERS.items()]
+    if budgets:
+        for budget in BUDGETS:
+            specs += [Spec("budget-retrieval-256", "retrieval", 256, method, "long", 0, budget * scale)
+                      for method in ("smt+dmt", "bptt")]
+    return specs
+
+
+def run_worker(spec: Spec, work: Path) -> None:
+    """Train (or resume, or skip) one run in this process, through `smtrnn.compare`'s run store."""
+    import torch
+
+    from smtrnn import compare
+    from smtrnn.config import apply_overrides
+    from smtrnn.presets import make_preset
+
+    torch.set_num_threads(1)
+
+    def base():
+        return apply_overrides(make_preset(spec.preset, spec.task), dict(spec.overrides))
+
+    cell = base().rnn.cell
+    run = compare.RunSpec(spec.length, spec.method, compare.METHODS[spec.method].get("rnn.cell", cell), spec.seed)
+    cfg = compare.run_config(base, run, spec.budget, 10**9, eval_points=8)
+    compare.run_one(cfg, run, work / "runs" / spec.name, "cpu", eval_batches=8,
+                    log=lambda line: print(line, flush=True))
+
+
+def diagnose(spec: Spec, work: Path) -> dict:
+    """The failure diagnostics of a finished SMT→DMT run (cached next to its result)."""
+    cached = work / "runs" / spec.name / "diagnostics.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    import torch
+
+    from smtrnn.checkpoint import load_model
+    from smtrnn.diagnostics import diagnostics
+    from smtrnn.tasks import make_task
+
+    torch.set_num_threads(2)
+    cfg, model = load_model(work / "runs" / spec.name, "cpu")
+    result = diagnostics(model, make_task(cfg.task.name, **cfg.task.params), cfg.task.seq_len, batch_size=64)
+    cached.write_text(json.dumps(result) + "\n")
+    return result
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["group"], row["method"], row["preset"], row["variant"], row["budget"]), []).append(row)
+    out = []
+    for (group, method, preset, variant, budget), items in groups.items():
+        scores = [r["score"] for r in items]
+        teacher = [r["teacher_accuracy"] for r in items if r.get("teacher_accuracy") is not None]
+        drift = [r["drift_final"] for r in items if r.get("drift_final") is not None]
+        out.append({"group": group, "method": method, "preset": preset, "variant": variant, "budget_s": budget,
+                    "seeds": len(items), "mean": statistics.mean(scores),
+                    "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "scores": scores,
+                    "teacher": statistics.mean(teacher) if teacher else None,
+                    "drift_final": statistics.mean(drift) if drift else None,
+                    "steps": statistics.mean(r["steps"] for r in items)})
+    return out
+
+
+def markdown(report: dict) -> str:
+    def num(value):
+        return "–" if value is None else f"{value:.3f}"
+
+    lines = [f"RNN alone from m_∅, accuracy on held-out sequences ({report['eval_sequences']} per run); the same "
+             f"training wall-clock per method, two runs at a time with 1 thread each; {report['device']}, torch "
+             f"{report['torch']}. SMT→DMT and BPTT use the same cell and preset (`long`); the fused GRU and minGRU use "
+             "`small` (hidden 128). Teacher and final drift are for SMT→DMT runs.", "",
+             "| group | method | preset / variant | budget | seeds | RNN alone (mean ± std) | per seed | teacher | "
+             "final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in report["summary"]:
+        name = s["variant"] or s["preset"]
+        lines.append(f"| {s['group']} | {s['method']} | {name} | {s['budget_s']:.0f} s | {s['seeds']} | "
+                     f"{s['mean']:.3f} ± {s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | "
+                     f"{num(s['teacher'])} | {num(s['drift_final'])} | {s['steps']:.0f} |")
+    diag = [r for r in report["runs"] if r.get("diagnostics")]
+    if diag:
+        lines += ["", "Diagnostics of the SMT→DMT runs (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
+                  "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
+                  "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a fitted linear probe for the symbol "
+                  "the task needs, from teacher memories / the RNN's rollout (chance in brackets).", "",
+                  "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
+                  "probe: teacher / rollout |", "|---|---|---|---|---|"]
+        for r in diag:
+            d = r["diagnostics"]
+            probe = d.get("probe")
+            probe_text = (f"{probe['teacher']:.3f} / {probe['rollout']:.3f} ({probe['chance']:.3f})" if probe
+                          else "–")
+            lines.append(f"| {r['name']} | {r['score']:.3f} | {d['markov_gap']['mean']:.3f}, "
+                         f"{d['markov_gap']['worst']:.3f} at t={d['markov_gap']['worst_position']} | "
+                         f"{d['growth']['median']:.3f}, {d['growth']['max']:.3f} | {probe_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(report: dict, out: Path) -> None:
+    """long_range_curves.png (accuracy against training time per run of the confirmation groups) and
+    long_range_diagnostics.png (the three diagnostics of the adopted recipe's runs)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    confirm = [r for r in report["runs"] if r["group"] in GROUPS]
+    groups = list(dict.fromkeys(r["group"] for r in confirm))
+    if groups:
+        fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), squeeze=False)
+        colors = {"smt+dmt": "C0", "bptt": "C1", "gru-fused": "C2", "mingru": "C3"}
+        for ax, group in zip(axes[0], groups):
+            for r in confirm:
+                if r["group"] == group and r["curve"]:
+                    xs, ys = zip(*r["curve"])
+                    ax.plot(xs, ys, marker=".", color=colors.get(r["method"]), alpha=0.8,
+                            label=f"{r['method']} s{r['seed']}")
+            ax.set(title=group, xlabel="training seconds", ylabel="RNN-alone accuracy", ylim=(0, 1.02))
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / "long_range_curves.png", dpi=100)
+        plt.close(fig)
+    diag = [r for r in confirm if r.get("diagnostics")]
+    if diag:
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+        for r in diag:
+            d, label = r["diagnostics"], f"{r['group']} s{r['seed']}"
+            axes[0].plot(d["markov_gap"]["by_position"], label=label)
+            axes[1].plot(d["growth"]["positions"], d["growth"]["by_position"], label=label)
+            if d.get("probe"):
+                axes[2].plot(d["probe"]["positions"], d["probe"]["teacher_by_position"], label=f"{label} teacher")
+                axes[2].plot(d["probe"]["positions"], d["probe"]["rollout_by_position"], "--",
+                             label=f"{label} rollout")
+        axes[0].set(title="Markov gap (one-step MSE / spread)", xlabel="position t", yscale="log")
+        axes[1].set(title="perturbation growth per step", xlabel="position t")
+        axes[1].axhline(1.0, color="k", lw=0.5)
+        axes[2].set(title="probe accuracy for the needed symbol", xlabel="position t", ylim=(0, 1.02))
+        for ax in axes:
+            ax.legend(fontsize=5)
+        fig.tight_layout()
+        fig.savefig(out / "long_range_diagnostics.png", dpi=100)
+        plt.close(fig)
+
+
+def collect(specs: list[Spec], work: Path, args, with_diagnostics: bool) -> dict:
+    import torch
+
+    rows = []
+    for spec in specs:
+        done = work / "runs" / spec.name / "result.json"
+        if not done.exists():
+            continue
+        row = json.loads(done.read_text()) | asdict(spec) | {"name": spec.name}
+        row["overrides"] = dict(spec.overrides)
+        if with_diagnostics and spec.method == "smt+dmt" and spec.group in GROUPS:
+            row["diagnostics"] = diagnose(spec, work)
+        rows.append(row)
+    report = {"benchmark": "long_range", "device": f"cpu ({platform.processor() or platform.machine()}, "
+                                                   f"{os.cpu_count()} cores)",
+              "torch": torch.__version__, "python": platform.python_version(), "command": " ".join(sys.argv),
+              "eval_sequences": 8 * 32, "planned": [s.name for s in specs], "finished": len(rows),
+              "summary": summarize(rows), "runs": rows}
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", default=",".join(GROUPS))
+    parser.add_argument("--seeds", type=int, default=SEEDS)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every budget (0.02: a quick look)")
+    parser.add_argument("--no-levers", action="store_true")
+    parser.add_argument("--no-budgets", action="store_true")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "long_range"), help="the resumable run store")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--name", default="long_range")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from finished runs")
+    parser.add_argument("--no-diagnostics", action="store_true", help="leave the diagnostics out of the report")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one run, as a JSON Spec
+    args = parser.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    if args.worker:
+        data = json.loads(args.worker)
+        run_worker(Spec(**data | {"overrides": tuple(tuple(o) for o in data["overrides"])}), work)
+        return
+    groups = [g for g in args.groups.split(",") if g]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group {unknown[0]}; choose from {', '.join(GROUPS)}")
+    specs = plan(groups, args.seeds, args.scale, not args.no_levers, not args.no_budgets)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def report(with_diagnostics: bool) -> None:
+        rep = collect(specs, work, args, with_diagnostics)
+        (out / f"{args.name}.json").write_text(json.dumps(rep, indent=1) + "\n")
+        (out / f"{args.name}.md").write_text(markdown(rep))
+        write_plots(rep, out)
+
+    if args.report_only:
+        report(not args.no_diagnostics)
+        print((out / f"{args.name}.md").read_text())
+        return
+    pending = [s for s in specs if not (work / "runs" / s.name / "result.json").exists()]
+    running: list[tuple[Spec, subprocess.Popen, float]] = []
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            spec = pending.pop(0)
+            argv = [sys.executable, __file__, "--worker", json.dumps(asdict(spec)), "--work", str(work)]
+            print(f"start {spec.name}", flush=True)
+            running.append((spec, subprocess.Popen(argv, env=env), time.time()))
+        time.sleep(2)
+        for item in list(running):
+            spec, proc, started = item
+            if proc.poll() is not None:
+                running.remove(item)
+                print(f"end {spec.name}: exit {proc.returncode} after {time.time() - started:.0f} s", flush=True)
+                if not running or not pending:  # report between pairs, not while a neighbour trains
+                    report(False)
+    report(not args.no_diagnostics)
+    print((out / f"{args.name}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
