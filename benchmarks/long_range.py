@@ -75,8 +75,8 @@ LEVERS = {
     "long + DMT 1/8": ("long", (("dmt.fraction", 0.125),)),
     "long + Tf=16, future dropout 0.5": ("long", (("teacher.future_len", 16),
                                                   ("teacher.future_input_dropout", 0.5))),
-    "long + transformer cell K=4": ("long", (("rnn.cell", "transformer"), ("memory.tokens", 4),
-                                             ("memory.width", 4))),
+    "long + transformer cell K=2": ("long", (("rnn.cell", "transformer"), ("memory.tokens", 2),
+                                             ("memory.width", 8), ("rnn.heads", 2))),
 }
 BUDGETS = (120.0, 300.0)  # budget scaling on retrieval T = 256, seed 0, beside the 600 s runs of the plan
 

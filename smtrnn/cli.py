@@ -19,6 +19,7 @@ from smtrnn import distributed
 from smtrnn.checkpoint import load_model, read_config
 from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
 from smtrnn.data import DATA_TASKS
+from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate, evaluate_documents
 from smtrnn.gradients import gradient_curves
@@ -53,7 +54,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-tokens", type=int, help="K, memory tokens")
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (must be divisible by K)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--preset", default="small", help="small (default), staged (SMT with the staged schedule) or debug")
+    p.add_argument("--preset", default="small", help="small (default), long (the long-range recipe), staged (SMT with the staged schedule) "
+                        "or debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable)")
@@ -90,7 +92,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         cfg.task.params = cfg.task.params | {"path": args.data}
     if args.memory_size is not None:
         tokens = cfg.memory.tokens
-        if args.memory_size <= 0 or args.memory_size % tokens:
+        if args.memory_size <= 0:
+            raise ConfigError(f"--memory-size must be a positive multiple of memory tokens K={tokens}, got "
+                              f"{args.memory_size}")
+        if args.memory_size % tokens:
             raise ConfigError(f"--memory-size {args.memory_size} is not divisible by memory tokens K={tokens}")
         cfg.memory.width = args.memory_size // tokens
     return apply_overrides(cfg, _set_overrides(args.set))
@@ -192,11 +197,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"--plots {args.plots} exists and is not a directory")
     cfg, model = load_model(args.run_dir, resolve_device(args.device))
     task = make_task(cfg.task.name, **cfg.task.params)
+    if args.probe and model.teacher is None:
+        raise ConfigError("--probe compares teacher memories with the RNN's rollout; this run has no teacher (BPTT)")
+    if args.probe:
+        task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
     result = evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size, curves=plots is not None)
+    if model.teacher is not None and not args.no_diagnostics:
+        result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
     if plots is not None:
         gradients = gradient_curves(model, task, cfg.task.seq_len, cfg.optim.batch_size)
         title = f"{Path(args.run_dir).name}: {cfg.train.method}, {cfg.task.name} T={cfg.task.seq_len}"
         paths = plots.write_plots(result, gradients, args.plots, title)
+        if "diagnostics" in result:
+            paths += plots.write_diagnostic_plots(result["diagnostics"], args.plots, title)
         data = {"run": str(args.run_dir), "method": cfg.train.method, "eval": result, "gradient_norms": gradients}
         (Path(args.plots) / "diagnostics.json").write_text(json.dumps(data) + "\n")
         print(f"wrote {', '.join(p.name for p in paths)} and diagnostics.json to {args.plots}", file=sys.stderr)
@@ -374,6 +387,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--max-tokens", type=int, default=100_000,
                    help="text/pixels: score at most this many held-out tokens over whole documents (0: all)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="SMT runs: leave out the failure diagnostics (Markov gap, error growth, information probe)")
+    p.add_argument("--probe", action="store_true",
+                   help="require the information probe (refused for tasks without a needed symbol, or without a "
+                        "teacher)")
     p.add_argument("--plots", metavar="DIR", help="also write diagnostic PNGs (drift, collapse, accuracy by "
                                                   "position, gradient norms) and their data to DIR; needs matplotlib")
     p.add_argument("--device", default="auto")

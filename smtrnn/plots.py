@@ -6,7 +6,8 @@ From the curves of `evaluate(..., curves=True)` and `gradient_curves`:
 - collapse.png: normalized singular spectra of teacher and RNN memories (a collapsed memory is one spike), with
   effective rank and uniformity;
 - accuracy.png: accuracy per position bucket — RNN alone (rollout), one-step on teacher memories, teacher;
-- gradients.png: ‖∂L/∂m_t‖ against t for SMT and BPTT on this RNN.
+- gradients.png: ‖∂L/∂m_t‖ against t for SMT and BPTT on this RNN;
+- markov_gap.png, growth.png, probe.png: the failure diagnostics of `smtrnn.diagnostics` (SMT runs).
 """
 
 from __future__ import annotations
@@ -80,4 +81,47 @@ def write_plots(result: dict, gradients: dict, out_dir: str | Path, title: str) 
            title="gradient reaching each memory")
     ax.legend(fontsize=8)
     save(fig, "gradients.png")
+    return written
+
+
+def write_diagnostic_plots(diag: dict, out_dir: str | Path, title: str) -> list[Path]:
+    """markov_gap.png, growth.png and (when the task defines a needed symbol) probe.png from `diagnostics(...)`."""
+    plt = pyplot()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig, name: str) -> None:
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        written.append(out / name)
+
+    gap = diag["markov_gap"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(gap["by_position"], label="one-step MSE of f on teacher memories / spread")
+    ax.plot(gap["teacher_update_by_position"], alpha=0.6, label="teacher update ‖m_t − m_{t-1}‖² / spread")
+    ax.set(xlabel="position t", yscale="log", title=f"Markov gap (mean {gap['mean']:.3g})")
+    ax.legend(fontsize=8)
+    save(fig, "markov_gap.png")
+
+    growth = diag["growth"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(growth["positions"], growth["by_position"], marker="o")
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.set(xlabel="position t", ylabel=f"per-step growth over {growth['steps']} steps",
+           title="perturbation growth along the teacher's trajectory (> 1 amplifies drift)")
+    save(fig, "growth.png")
+
+    if diag.get("probe"):
+        probe = diag["probe"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name in ("teacher", "rollout"):
+            values = [float("nan") if v is None else v for v in probe[f"{name}_by_position"]]
+            ax.plot(probe["positions"], values, label=f"{name} memories ({probe[name]:.3f})")
+        ax.axhline(probe["chance"], color="k", lw=0.5, ls="--", label=f"chance {probe['chance']:.3f}")
+        ax.set(xlabel="position t", ylabel="probe accuracy", ylim=(0, 1.05), title="is the needed symbol decodable?")
+        ax.legend(fontsize=8)
+        save(fig, "probe.png")
     return written

@@ -83,16 +83,23 @@ LONG_MEMORY_SIZE = {
 LONG_MEMORY_NOISE = 0.2  # std of the noise channel, in units of the memories' RMS per float
 
 
-def long(task: str = "retrieval") -> RunConfig:
-    """`small` with the long-range recipe: memory size per task (LONG_MEMORY_SIZE) and a noise channel of std 0.2
-    on the memories the decoder and the RNN's readout read in training (smt.memory_noise). delayed_recall's
-    predictive horizon covers its lag (Tf = lag + 4), so m_t holds every symbol still to be recalled."""
-    cfg = small(task)
-    cfg.memory.width = LONG_MEMORY_SIZE.get(task, cfg.memory.size) // cfg.memory.tokens
+def with_long_range_recipe(cfg: RunConfig) -> RunConfig:
+    """The long-range recipe on a config (in place): the memory sized to its task (LONG_MEMORY_SIZE, K = 1) and a
+    noise channel of std 0.2 on the memories the decoder and the RNN's readout read in training
+    (smt.memory_noise). delayed_recall's predictive horizon covers its lag (Tf = lag + 4), so m_t holds every symbol
+    still to be recalled."""
+    task = cfg.task.name
+    if task in LONG_MEMORY_SIZE:
+        cfg.memory.tokens, cfg.memory.width = 1, LONG_MEMORY_SIZE[task]
     cfg.smt.memory_noise = LONG_MEMORY_NOISE
     if task == "delayed_recall":
-        cfg.teacher.future_len = make_task(task).lag + 4
+        cfg.teacher.future_len = make_task(task, **cfg.task.params).lag + 4
     return cfg
+
+
+def long(task: str = "retrieval") -> RunConfig:
+    """`small` with the long-range recipe (`with_long_range_recipe`)."""
+    return with_long_range_recipe(small(task))
 
 
 PRESETS: dict[str, Callable[[str], RunConfig]] = {"debug": debug, "small": small, "long": long, "staged": staged}

@@ -78,6 +78,12 @@ class Task(ABC):
         self.check_seq_len(seq_len)
         return self._sample(batch_size, seq_len, generator)
 
+    def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
+        """(B, T): the symbol a memory written at t must hold for a later target, -1 where none is defined yet —
+        what an information probe looks for. Tasks without one such symbol raise a TaskError."""
+        raise TaskError(f"task '{self.name}' defines no single symbol its memories must hold; the information "
+                        "probe runs on retrieval, delayed_recall and copy")
+
     def describe(self) -> dict:
         """The parameters as a plain dict: ``make_task(task.name, **task.describe())`` rebuilds the task."""
         return dataclasses.asdict(self)
@@ -156,6 +162,12 @@ class Retrieval(Task):
         y[:, -1] = x[rows, marker_at + 1]
         return x, y
 
+    def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
+        """The needle, from the step that reads it (right after the marker) to the query."""
+        needle_at = (x == self.marker).int().argmax(dim=1) + 1  # (B,)
+        t = torch.arange(x.shape[1], device=x.device)
+        return torch.where(t[None] >= needle_at[:, None], y[:, -1:], NO_TARGET)
+
 
 @dataclass(frozen=True)
 class Copy(Task):
@@ -211,6 +223,17 @@ class Copy(Task):
         y[:, length + 1:2 * length + 1] = string
         return x, y
 
+    def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
+        """The string symbol to come: at t, the next target after t whose symbol has been read (-1 once the copy is
+        written, and before s_0 is read)."""
+        length = int((x[0] == self.sep).int().argmax())
+        t = torch.arange(x.shape[1], device=x.device)
+        # the next target after t is s_i with i = max(t - length, 0); s_i is read at position i
+        index = (t - length).clamp_min(0)
+        defined = (index < length) & (index <= t)
+        symbols = x[:, index.clamp_max(length - 1)]
+        return torch.where(defined[None], symbols, NO_TARGET)
+
 
 @dataclass(frozen=True)
 class DelayedRecall(Task):
@@ -245,6 +268,12 @@ class DelayedRecall(Task):
         y = _no_targets(batch_size, seq_len, generator)
         y[:, self.lag:] = x[:, :-self.lag]
         return x, y
+
+    def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
+        """The oldest symbol still to be recalled: x_{t-lag+1}, the target of step t+1."""
+        needed = torch.full_like(x, NO_TARGET)
+        needed[:, self.lag - 1:] = x[:, : x.shape[1] - self.lag + 1]
+        return needed
 
 
 @dataclass(frozen=True)

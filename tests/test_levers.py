@@ -1,0 +1,244 @@
+"""The long-range levers: each option changes what its name says (noise only where and when it is named, gradient
+routing unchanged, memory size respected), bad values are refused naming the field, and the `long` recipe trains
+and evaluates at the debug sizes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from smtrnn.cli import main
+from smtrnn.config import validate
+from smtrnn.errors import ConfigError
+from smtrnn.evaluate import evaluate
+from smtrnn.losses import memory_channel, perturb_on_sphere
+from smtrnn.model import Model
+from smtrnn.presets import LONG_MEMORY_SIZE, long, make_preset, with_long_range_recipe
+from smtrnn.smt import dynamics_input_sigma, smt_loss
+from smtrnn.tasks import make_task
+from smtrnn.trainer import Trainer
+from support import debug_config, state_dicts_equal
+
+
+def build(cfg):
+    task = make_task(cfg.task.name, **cfg.task.params)
+    torch.manual_seed(0)
+    return Model(cfg, task.vocab_size), task
+
+
+def batch(task, length, size=8, seed=0):
+    return task.sample(size, length, torch.Generator().manual_seed(seed))
+
+
+# --- the memory channel ---------------------------------------------------------------------------------------
+
+def test_memory_channel_adds_noise_of_the_named_std_and_is_the_identity_at_zero():
+    m = torch.randn(64, 32, 16)
+    assert memory_channel(m, 0.0, 0.0) is m
+    torch.manual_seed(0)
+    noise = memory_channel(m, 0.2, 0.0) - m
+    assert abs(float(noise.std()) - 0.2) < 0.01 and abs(float(noise.mean())) < 0.01
+
+
+def test_memory_dropout_zeroes_the_named_fraction_and_rescales_the_rest():
+    m = torch.ones(200, 100)
+    torch.manual_seed(0)
+    out = memory_channel(m, 0.0, 0.25)
+    assert abs(float((out == 0).float().mean()) - 0.25) < 0.01
+    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / 0.75))
+
+
+def _decoder_and_readout_inputs(model, monkeypatch):
+    """Record what the decoder and the readout are given during smt_loss."""
+    seen = {"decoder": [], "readout": []}
+    decoder_forward, readout = model.teacher.decoder.forward, model.rnn.readout
+
+    def record_decoder(m, future):
+        seen["decoder"].append(m.detach().clone())
+        return decoder_forward(m, future)
+
+    def record_readout(m):
+        seen["readout"].append(m.detach().clone())
+        return readout(m)
+
+    monkeypatch.setattr(model.teacher.decoder, "forward", record_decoder)
+    monkeypatch.setattr(model.rnn, "readout", record_readout)
+    return seen
+
+
+def test_memory_noise_reaches_the_decoder_and_readout_but_not_the_dynamics_targets(monkeypatch):
+    cfg = debug_config("retrieval", smt__memory_noise=0.3, smt__freeze_teacher_after_warmup=False)
+    model, task = build(cfg)
+    x, y = batch(task, cfg.task.seq_len)
+    with torch.no_grad():
+        m = model.teacher.encode(x)
+    seen = _decoder_and_readout_inputs(model, monkeypatch)
+    torch.manual_seed(1)
+    _, noisy = smt_loss(model, x, y, cfg.smt)
+    read = seen["readout"][0]
+    assert abs(float((read - m).std()) - 0.3) < 0.03  # the readout reads m + 0.3·ε
+    # the decoder decodes noisy memories too: none is within 0.1 RMS of a clean teacher memory
+    decoded = seen["decoder"][0]
+    nearest = torch.cdist(decoded, m.flatten(0, 1)).min(dim=1).values / decoded.shape[-1] ** 0.5
+    assert float(nearest.min()) > 0.1
+    cfg.smt.memory_noise = 0.0
+    torch.manual_seed(1)
+    _, clean = smt_loss(model, x, y, cfg.smt)
+    assert noisy["dynamics"] == pytest.approx(clean["dynamics"], rel=1e-6)  # the dynamics MSE is untouched
+    assert noisy["readout"] != pytest.approx(clean["readout"], rel=1e-3)
+
+
+def test_memory_noise_is_absent_at_evaluation():
+    """The same weights score the same whatever the training noise was: the channel exists only in training."""
+    cfg = debug_config("retrieval")
+    model, task = build(cfg)
+    noisy_cfg = debug_config("retrieval", smt__memory_noise=0.5, smt__memory_dropout=0.5)
+    noisy_model, _ = build(noisy_cfg)
+    noisy_model.load_state_dict(model.state_dict())
+    a = evaluate(model, task, cfg.task.seq_len, 2, 8)
+    b = evaluate(noisy_model, task, cfg.task.seq_len, 2, 8)
+    assert a == b
+
+
+def test_memory_noise_keeps_the_gradient_routing_of_the_schedule():
+    """With the noise on and dyn_loss_updates_teacher off, the RNN terms still send no gradient into the encoder."""
+    cfg = debug_config("retrieval", smt__memory_noise=0.2, smt__dyn_loss_updates_teacher=False,
+                       smt__decoder_weight=0.0, smt__uniformity_weight=0.0)
+    model, task = build(cfg)
+    x, y = batch(task, cfg.task.seq_len)
+    loss, _ = smt_loss(model, x, y, cfg.smt)
+    loss.backward()
+    encoder = [p.grad for p in model.teacher.encoder.parameters()]
+    assert all(g is None or not g.abs().sum() for g in encoder)
+    assert model.rnn.cell.net[0].weight.grad.abs().sum() > 0
+
+
+# --- contraction: perturbed dynamics inputs ----------------------------------------------------------------------
+
+def test_perturb_on_sphere_moves_by_about_sigma_and_stays_rms_normalized():
+    m = torch.nn.functional.normalize(torch.randn(512, 2, 16), dim=-1).flatten(-2) * 4.0  # K = 2 tokens of 16
+    torch.manual_seed(0)
+    out = perturb_on_sphere(m, 0.1, tokens=2)
+    rms = out.unflatten(-1, (2, 16)).pow(2).mean(-1)
+    assert torch.allclose(rms, torch.ones_like(rms), atol=1e-4)
+    assert 0.05 < float((out - m).pow(2).mean().sqrt()) < 0.2
+    assert perturb_on_sphere(m, 0.0, tokens=2) is m
+
+
+def test_dynamics_input_noise_perturbs_the_update_inputs_with_its_schedule(monkeypatch):
+    cfg = debug_config("retrieval", smt__dynamics_input_noise=0.3, smt__dynamics_input_noise_final=0.0)
+    assert dynamics_input_sigma(cfg.smt, 0.0) == pytest.approx(0.3)
+    assert dynamics_input_sigma(cfg.smt, 0.5) == pytest.approx(0.15)
+    assert dynamics_input_sigma(cfg.smt, 1.0) == pytest.approx(0.0)
+    model, task = build(cfg)
+    x, y = batch(task, cfg.task.seq_len)
+    with torch.no_grad():
+        m = model.teacher.encode(x)
+    previous = torch.cat([model.rnn.init_state(x.shape[0])[:, None], m[:, :-1]], dim=1).flatten(0, 1).detach()
+    inputs = []
+    step = model.rnn.step
+    monkeypatch.setattr(model.rnn, "step", lambda state, tokens: inputs.append(state.detach()) or step(state, tokens))
+    for progress, expected in ((0.0, 0.3), (1.0, 0.0)):
+        inputs.clear()
+        smt_loss(model, x, y, cfg.smt, smt_progress=progress)
+        moved = float((inputs[0] - previous).pow(2).mean().sqrt())
+        assert (moved > 0.1) if expected else (moved < 1e-5)
+
+
+# --- the horizon without shortcuts --------------------------------------------------------------------------
+
+def test_future_input_dropout_replaces_that_fraction_of_future_inputs_by_a_learned_blank(monkeypatch):
+    cfg = debug_config("delayed_recall", teacher__future_len=12, teacher__decoder_positions=32,
+                       teacher__future_input_dropout=0.5, smt__freeze_teacher_after_warmup=False)
+    model, task = build(cfg)
+    x, y = batch(task, cfg.task.seq_len, size=16)
+    futures = []
+    forward = model.teacher.decoder.forward
+    monkeypatch.setattr(model.teacher.decoder, "forward", lambda m, f: futures.append(f.detach()) or forward(m, f))
+    loss, _ = smt_loss(model, x, y, cfg.smt)
+    blank = model.teacher.blank.detach()
+    is_blank = (futures[0] == blank).all(-1)
+    assert 0.4 < float(is_blank.float().mean()) < 0.6
+    loss.backward()
+    assert model.teacher.blank.grad.abs().sum() > 0
+
+
+def test_without_future_dropout_the_teacher_has_no_blank_so_older_checkpoints_load():
+    model, _ = build(debug_config("retrieval"))
+    assert model.teacher.blank is None
+    assert not any("blank" in name for name in model.state_dict())
+
+
+# --- memory size and the long recipe ----------------------------------------------------------------------------
+
+def test_long_preset_sizes_the_memory_per_task_and_turns_the_noise_channel_on():
+    for task, size in LONG_MEMORY_SIZE.items():
+        cfg = long(task)
+        assert cfg.memory.size == size and cfg.smt.memory_noise > 0
+        model, _ = build(cfg)
+        assert model.rnn.init_state(1).shape == (1, size)
+        assert model.teacher.encode(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, size)
+    assert long("copy").memory.size == make_preset("small", "copy").memory.size  # a task not named keeps Z = 128
+    assert long("delayed_recall").teacher.future_len == make_task("delayed_recall").lag + 4
+
+
+def test_the_long_recipe_trains_and_evaluates_at_debug_sizes(tmp_path):
+    cfg = with_long_range_recipe(debug_config("retrieval", "smt+dmt", steps=20))
+    cfg.rnn.hidden = 32
+    validate(cfg)
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    result = trainer.run()
+    assert trainer.model.rnn.size == LONG_MEMORY_SIZE["retrieval"]
+    assert 0.0 <= result["rnn_accuracy"] <= 1.0 and math.isfinite(result["drift_final"])
+
+
+def test_noise_changes_training_so_runs_differ(tmp_path):
+    """Two runs differing only in smt.memory_noise end with different weights (the option is not ignored)."""
+    weights = []
+    for i, noise in enumerate((0.0, 0.3)):
+        trainer = Trainer(debug_config("retrieval", steps=4, smt__memory_noise=noise), tmp_path / f"r{i}",
+                          show_progress=False)
+        trainer.run()
+        weights.append(trainer.model.state_dict())
+    assert not state_dicts_equal(*weights)
+
+
+# --- bad values ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, words", [
+    ("smt.memory_noise", -0.1, "smt.memory_noise must be >= 0"),
+    ("smt.dynamics_input_noise", -1, "smt.dynamics_input_noise must be >= 0"),
+    ("smt.memory_dropout", 1.0, "smt.memory_dropout must be in [0, 1)"),
+    ("teacher.future_input_dropout", -0.5, "teacher.future_input_dropout must be in [0, 1)"),
+    ("smt.dynamics_input_noise_final", 2, "smt.dynamics_input_noise_final must be in [0, 1]"),
+])
+def test_out_of_range_lever_values_are_refused_naming_the_field(field, value, words, capsys, tmp_path):
+    code = main(["train", "--preset", "debug", "--steps", "1", "--quiet", "--device", "cpu", "--set",
+                 f"{field}={value}", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and words in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_levers_are_refused_with_the_one_transition_reference_recipe():
+    cfg = debug_config("retrieval", smt__transitions="one", smt__memory_noise=0.1, smt__teacher_warmup=0.0,
+                       smt__freeze_teacher_after_warmup=False, smt__dyn_loss_updates_teacher=True)
+    with pytest.raises(ConfigError, match="smt.memory_noise"):
+        validate(cfg)
+
+
+def test_memory_size_zero_names_the_allowed_values(capsys, tmp_path):
+    code = main(["train", "--preset", "debug", "--memory-size", "0", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "positive multiple of memory tokens" in err
+
+
+def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
+    code = main(["train", "--preset", "long", "--task", "retrieval", "--seq-len", "16", "--steps", "2", "--quiet",
+                 "--device", "cpu", "--batch-size", "4", "--out", str(tmp_path / "run")])
+    assert code == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
