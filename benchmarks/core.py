@@ -58,15 +58,15 @@ METHODS = {
 
 
 def quality_run(task: str, length: int, seed: int, budget: float, cell: str, work: Path, threads: int,
-                methods: list[str], eval_args: list[str] = ()) -> list[dict]:
+                methods: list[str], eval_args: list[str] = (), train_args: list[str] = ()) -> list[dict]:
     """All methods side by side for one (task, T, seed); returns one row per method. The run directories stay in
-    `work`, named TASK-TT-sSEED-METHOD."""
+    `work`, named TASK-TT-sSEED-METHOD. `train_args` are added to every training command (e.g. a preset)."""
     procs = {}
     for method in methods:
         out = work / f"{task}-T{length}-s{seed}-{method}"
         procs[method] = (out, run_cli(["train", "--task", task, *METHODS[method], "--cell", cell, "--seq-len",
                                        str(length), "--steps", "1000000", "--budget", str(budget), "--seed", str(seed),
-                                       "--out", str(out), "--quiet", "--device", "cpu"], threads))
+                                       "--out", str(out), "--quiet", "--device", "cpu", *train_args], threads))
     rows = []
     for method, (out, proc) in procs.items():
         finish(proc)

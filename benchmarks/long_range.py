@@ -61,39 +61,44 @@ GROUPS = {
     "retrieval-1024": ("retrieval", 1024, 900.0),
 }
 SEEDS = 3
-# Lever screens: retrieval T = 256, 300 s, seed 0, smt+dmt; the name says the effect.
+# Lever screens: retrieval T = 256, 300 s, seed 0; name -> (method, preset, overrides); the name says the effect.
 LEVERS = {
-    "small (Z=128, no noise)": ("small", ()),
-    "Z=16, no noise": ("small", (("memory.width", 16),)),
-    "long (Z=16, noise 0.2)": ("long", ()),
-    "long + noise 0.4": ("long", (("smt.memory_noise", 0.4),)),
-    "long + memory dropout 0.2": ("long", (("smt.memory_dropout", 0.2),)),
-    "long + contraction 0.1": ("long", (("smt.dynamics_input_noise", 0.1),)),
-    "long + contraction 0.3 decaying": ("long", (("smt.dynamics_input_noise", 0.3),
-                                                 ("smt.dynamics_input_noise_final", 0.0))),
-    "long + DMT half": ("long", (("dmt.fraction", 0.5),)),
-    "long + DMT 1/8": ("long", (("dmt.fraction", 0.125),)),
-    "long + Tf=16, future dropout 0.5": ("long", (("teacher.future_len", 16),
-                                                  ("teacher.future_input_dropout", 0.5))),
-    "long + transformer cell K=2": ("long", (("rnn.cell", "transformer"), ("memory.tokens", 2),
-                                             ("memory.width", 8), ("rnn.heads", 2))),
+    "small (Z=128, no noise)": ("smt+dmt", "small", ()),
+    "Z=16, no noise": ("smt+dmt", "small", (("memory.width", 16),)),
+    "long (Z=16, noise 0.2)": ("smt+dmt", "long", ()),
+    "long + noise 0.4": ("smt+dmt", "long", (("smt.memory_noise", 0.4),)),
+    "long + memory dropout 0.2": ("smt+dmt", "long", (("smt.memory_dropout", 0.2),)),
+    "long + contraction 0.1": ("smt+dmt", "long", (("smt.dynamics_input_noise", 0.1),)),
+    "long + contraction 0.3 decaying": ("smt+dmt", "long", (("smt.dynamics_input_noise", 0.3),
+                                                            ("smt.dynamics_input_noise_final", 0.0))),
+    "long + DMT half": ("smt+dmt", "long", (("dmt.fraction", 0.5),)),
+    "long + DMT 1/8": ("smt+dmt", "long", (("dmt.fraction", 0.125),)),
+    "long + Tf=16, future dropout 0.5": ("smt+dmt", "long", (("teacher.future_len", 16),
+                                                             ("teacher.future_input_dropout", 0.5))),
+    "long + transformer cell K=2": ("smt+dmt", "long", (("rnn.cell", "transformer"), ("memory.tokens", 2),
+                                                        ("memory.width", 8), ("rnn.heads", 2))),
+    # is the memory size a lever of BPTT too? the same cell by BPTT at small's Z = 128 and at long's Z = 16
+    "bptt, small (Z=128)": ("bptt", "small", ()),
+    "bptt, long (Z=16)": ("bptt", "long", ()),
 }
 BUDGETS = (120.0, 300.0)  # budget scaling on retrieval T = 256, seed 0, beside the 600 s runs of the plan
 
 
 def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: bool) -> list[Spec]:
-    """Plan order = priority: each group's SMT→DMT / BPTT pairs seed by seed, then its fused baselines; then the
-    lever screens and the budget series."""
+    """Plan order = priority: each group's SMT→DMT / BPTT pairs seed by seed; the lever screens; the fused
+    baselines of every group; the budget series."""
     specs: list[Spec] = []
     for group in groups:
         task, length, budget = GROUPS[group]
         for seed in range(seeds):
             specs += [Spec(group, task, length, "smt+dmt", "long", seed, budget * scale),
                       Spec(group, task, length, "bptt", "long", seed, budget * scale)]
-        specs += [Spec(group, task, length, method, "small", 0, budget * scale) for method in ("gru-fused", "mingru")]
     if levers:
-        specs += [Spec("levers-retrieval-256", "retrieval", 256, "smt+dmt", preset, 0, 300.0 * scale,
-                       overrides, variant) for variant, (preset, overrides) in LEVERS.items()]
+        specs += [Spec("levers-retrieval-256", "retrieval", 256, method, preset, 0, 300.0 * scale, overrides, variant)
+                  for variant, (method, preset, overrides) in LEVERS.items()]
+    for group in groups:
+        task, length, budget = GROUPS[group]
+        specs += [Spec(group, task, length, method, "small", 0, budget * scale) for method in ("gru-fused", "mingru")]
     if budgets:
         for budget in BUDGETS:
             specs += [Spec("budget-retrieval-256", "retrieval", 256, method, "long", 0, budget * scale)

@@ -348,8 +348,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """SMT→DMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
     from smtrnn.demo import run_demo
 
+    if not args.budget > 0:
+        raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")
+    make_preset(args.preset, args.task)  # an unknown preset or task: one line before anything trains
+
     run_demo(args.task, args.seq_len, args.budget, Path(args.out) if args.out else None, resolve_device(args.device),
-             args.seed)
+             args.seed, args.preset)
     return 0
 
 
@@ -421,7 +425,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="seeds per combination (0, 1, ...)")
     p.add_argument("--budget", help="wall-clock training time per run: 90, 90s, 10m, 1.5h")
     p.add_argument("--steps", type=int, help="optimizer steps per run (with --budget: whichever ends first)")
-    p.add_argument("--preset", default="small")
+    p.add_argument("--preset", default="long", help="the base config of every run: long (default), small, staged, "
+                                                    "debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) the base config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
     p.add_argument("--eval-batches", type=int, default=8)
@@ -435,6 +440,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=100.0, help="training seconds per method")
     p.add_argument("--out", help="directory for the two runs (default: a new temporary directory)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="long", help="long (default: the long-range recipe), small, staged or debug")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from smtrnn.presets import small
+from smtrnn.presets import make_preset
 from smtrnn.trainer import Trainer
 
 COLUMNS = ("method", "steps", "seconds", "rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy",
@@ -17,17 +17,19 @@ COLUMNS = ("method", "steps", "seconds", "rnn_accuracy", "rnn_bits_per_token", "
 
 
 def run_demo(task: str, seq_len: int, budget: float, out: Path | None, device: torch.device,
-             seed: int = 0) -> list[dict]:
+             seed: int = 0, preset: str = "long") -> list[dict]:
+    """Both methods from the same preset (default `long`, the long-range recipe) for `budget` training seconds."""
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="smtrnn-demo-"))
     rows = []
     for method in ("smt+dmt", "bptt"):
-        cfg = small(task)
+        cfg = make_preset(preset, task)
         cfg.task.seq_len, cfg.train.method, cfg.train.seed = seq_len, method, seed
         cfg.train.steps, cfg.train.max_seconds = 1_000_000, budget
         trainer = Trainer(cfg, out / method.replace("+", "-"), device)
         result = trainer.run()
         rows.append({"method": method, "steps": trainer.step, "seconds": trainer.elapsed} | result)
-    print(f"\n{task}, T = {seq_len}, {budget:g} s of training per method on {device}; runs in {out}\n")
+    print(f"\n{task}, T = {seq_len}, preset {preset}, {budget:g} s of training per method on {device}; "
+          f"runs in {out}\n")
     print(format_table(rows))
     return rows
 

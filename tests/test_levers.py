@@ -242,3 +242,22 @@ def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
     assert code == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
+
+
+def test_demo_and_compare_use_the_long_recipe(capsys, tmp_path):
+    from smtrnn.cli import make_parser
+
+    assert make_parser().parse_args(["compare", "--out", str(tmp_path)]).preset == "long"
+    assert main(["demo", "--budget", "0.2", "--seq-len", "8", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    for run in ("smt-dmt", "bptt"):
+        config = json.loads((tmp_path / "demo" / run / "config.json").read_text())["config"]
+        assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
+
+
+@pytest.mark.parametrize("argv, words", [(["--budget", "0"], "--budget must be a positive"),
+                                         (["--preset", "bogus"], "unknown preset 'bogus'")])
+def test_demo_bad_budget_or_preset_is_one_line_exit_2(argv, words, capsys, tmp_path):
+    assert main(["demo", *argv, "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and not (tmp_path / "demo").exists()
