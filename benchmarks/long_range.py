@@ -144,6 +144,31 @@ def diagnose(spec: Spec, work: Path) -> dict:
     return result
 
 
+GENERALIZATION_LENGTHS = (512, 1024)  # the retrieval-256 runs are also scored at these lengths
+
+
+def generalize(spec: Spec, work: Path) -> dict:
+    """RNN-alone (and teacher) accuracy of a finished run at longer sequences than it trained on (cached)."""
+    cached = work / "runs" / spec.name / "lengths.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    import torch
+
+    from smtrnn.checkpoint import load_model
+    from smtrnn.evaluate import evaluate
+    from smtrnn.tasks import make_task
+
+    torch.set_num_threads(2)
+    cfg, model = load_model(work / "runs" / spec.name, "cpu")
+    task = make_task(cfg.task.name, **cfg.task.params)
+    result = {}
+    for length in GENERALIZATION_LENGTHS:
+        scores = evaluate(model, task, length, 4, 32)
+        result[str(length)] = {"rnn": scores["rnn_accuracy"], "teacher": scores.get("teacher_accuracy")}
+    cached.write_text(json.dumps(result) + "\n")
+    return result
+
+
 def summarize(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -177,11 +202,22 @@ def markdown(report: dict) -> str:
         lines.append(f"| {s['group']} | {s['method']} | {name} | {s['budget_s']:.0f} s | {s['seeds']} | "
                      f"{s['mean']:.3f} ± {s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | "
                      f"{num(s['teacher'])} | {num(s['drift_final'])} | {s['steps']:.0f} |")
+    longer = [r for r in report["runs"] if r.get("generalization")]
+    if longer:
+        lines += ["", "Trained at T = 256, scored at longer T (4 batches of 32; RNN alone / teacher):", "",
+                  "| run | " + " | ".join(f"T = {n}" for n in GENERALIZATION_LENGTHS) + " |",
+                  "|---|" + "---|" * len(GENERALIZATION_LENGTHS)]
+        for r in longer:
+            cells = []
+            for n in GENERALIZATION_LENGTHS:
+                g = r["generalization"][str(n)]
+                cells.append(f"{g['rnn']:.3f}" + (f" / {g['teacher']:.3f}" if g["teacher"] is not None else ""))
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     diag = [r for r in report["runs"] if r.get("diagnostics")]
     if diag:
         lines += ["", "Diagnostics of the SMT→DMT runs (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
                   "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
-                  "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a fitted linear probe for the symbol "
+                  "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
                   "the task needs, from teacher memories / the RNN's rollout (chance in brackets).", "",
                   "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
                   "probe: teacher / rollout |", "|---|---|---|---|---|"]
@@ -222,11 +258,11 @@ def write_plots(report: dict, out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / "long_range_curves.png", dpi=100)
         plt.close(fig)
-    diag = [r for r in confirm if r.get("diagnostics")]
+    diag = [r for r in report["runs"] if r.get("diagnostics")]
     if diag:
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
         for r in diag:
-            d, label = r["diagnostics"], f"{r['group']} s{r['seed']}"
+            d, label = r["diagnostics"], f"{r['group']} {r['variant'] or r['preset']} s{r['seed']}"
             axes[0].plot(d["markov_gap"]["by_position"], label=label)
             axes[1].plot(d["growth"]["positions"], d["growth"]["by_position"], label=label)
             if d.get("probe"):
@@ -254,8 +290,10 @@ def collect(specs: list[Spec], work: Path, args, with_diagnostics: bool) -> dict
             continue
         row = json.loads(done.read_text()) | asdict(spec) | {"name": spec.name}
         row["overrides"] = dict(spec.overrides)
-        if with_diagnostics and spec.method == "smt+dmt" and spec.group in GROUPS:
+        if with_diagnostics and spec.method == "smt+dmt":
             row["diagnostics"] = diagnose(spec, work)
+        if with_diagnostics and spec.group == "retrieval-256":
+            row["generalization"] = generalize(spec, work)
         rows.append(row)
     report = {"benchmark": "long_range", "device": f"cpu ({platform.processor() or platform.machine()}, "
                                                    f"{os.cpu_count()} cores)",

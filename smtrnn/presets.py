@@ -65,7 +65,7 @@ def small(task: str = "retrieval") -> RunConfig:
 
 def staged(task: str = "retrieval") -> RunConfig:
     """`small` with the staged SMT schedule: the teacher learns alone for the first 60 %, then is frozen while the
-    RNN regresses onto its stop-gradient memories (the recipe of the small trials in FINDINGS)."""
+    RNN regresses onto its stop-gradient memories (the recipe of small trials with a bare-bones teacher)."""
     cfg = small(task)
     cfg.smt = SMTConfig(dynamics_weight=1.0, teacher_warmup=0.6, dyn_loss_updates_teacher=False,
                         freeze_teacher_after_warmup=True)
