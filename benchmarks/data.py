@@ -38,8 +38,8 @@ TEXT_PROMPT = "def main():\n    "
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Preset `{report.get('preset', 'small')}`, budget {report['budget_s']:.0f} s of training per run, cell "
-             f"`{report['cell']}`, methods of a dataset "
+    budget = (f"Preset `{report['preset']}`, budget" if "preset" in report else "Budget")  # older reports: small
+    lines = [f"{budget} {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, methods of a dataset "
              f"side by side, 1 thread each; held-out scores over whole documents / images (text: the first "
              f"{report['max_tokens']} held-out bytes); {report['device']}, torch {report['torch']}.", "",
              "| data | T | method | RNN alone (bits/unit) | teacher (bits/unit) | RNN / teacher | RNN-alone acc | "

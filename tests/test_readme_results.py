@@ -34,6 +34,7 @@ def load_benchmark(name: str):
     sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmark scripts import their shared `core` module
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -63,3 +64,42 @@ def test_every_levers_variant_can_be_chosen_on_the_command_line():
     variants = load_benchmark("levers").VARIANTS
     assert variants and all("," not in name for name in variants)
     assert all(args[args.index("--method") + 1] in ("smt+dmt", "bptt") for args in variants.values())
+
+
+def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates():
+    from smtrnn.config import apply_overrides, validate
+    from smtrnn.presets import make_preset
+
+    bench = load_benchmark("long_range")
+    specs = bench.plan(list(bench.GROUPS), 3, 1.0, levers=True, budgets=True)
+    assert len({s.name for s in specs}) == len(specs)  # every run has its own directory
+    confirm = [s for s in specs if s.group in bench.GROUPS and s.method in ("smt+dmt", "bptt")]
+    for smt, bptt in zip(confirm[::2], confirm[1::2]):  # side by side: same task, length, seed and budget
+        assert (smt.method, bptt.method) == ("smt+dmt", "bptt")
+        assert (smt.group, smt.seed, smt.budget) == (bptt.group, bptt.seed, bptt.budget)
+    for spec in specs:
+        cfg = apply_overrides(make_preset(spec.preset, spec.task), dict(spec.overrides))
+        cfg.task.seq_len = spec.length
+        validate(cfg)
+
+
+def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
+    """A tiny plan end to end: every run finishes in the run store, a second invocation trains nothing, and the
+    report holds every run with diagnostics for SMT→DMT."""
+    import json
+    import subprocess
+    import sys
+
+    argv = [sys.executable, str(ROOT / "benchmarks" / "long_range.py"), "--groups", "retrieval-256", "--seeds", "1",
+            "--scale", "0.003", "--no-levers", "--no-budgets", "--work", str(tmp_path / "work"), "--out",
+            str(tmp_path / "out")]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "long_range.json").read_text())
+    assert report["finished"] == len(report["planned"]) == 4
+    smt = [r for r in report["runs"] if r["method"] == "smt+dmt"]
+    assert smt and {"markov_gap", "growth", "probe"} <= set(smt[0]["diagnostics"])
+    assert set(smt[0]["generalization"]) == {"512", "1024"}
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and "start" not in second.stdout  # nothing left to train
+    assert load_benchmark("long_range").markdown(report) == (tmp_path / "out" / "long_range.md").read_text()
