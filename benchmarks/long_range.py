@@ -130,46 +130,41 @@ def run_worker(spec: Spec, work: Path) -> None:
                     log=lambda line: print(line, flush=True))
 
 
-def diagnose(spec: Spec, work: Path) -> dict:
-    """The failure diagnostics of a finished SMT→DMT run (cached next to its result)."""
-    cached = work / "runs" / spec.name / "diagnostics.json"
+def measured(spec: Spec, work: Path, filename: str, measure) -> dict:
+    """measure(cfg, model, task) of a finished run, cached as `filename` in its directory."""
+    cached = work / "runs" / spec.name / filename
     if cached.exists():
         return json.loads(cached.read_text())
     import torch
 
     from smtrnn.checkpoint import load_model
-    from smtrnn.diagnostics import diagnostics
     from smtrnn.tasks import make_task
 
     torch.set_num_threads(2)
     cfg, model = load_model(work / "runs" / spec.name, "cpu")
-    result = diagnostics(model, make_task(cfg.task.name, **cfg.task.params), cfg.task.seq_len, batch_size=64)
+    result = measure(cfg, model, make_task(cfg.task.name, **cfg.task.params))
     cached.write_text(json.dumps(result) + "\n")
     return result
+
+
+def diagnose(cfg, model, task) -> dict:
+    """The failure diagnostics of an SMT→DMT run (`smtrnn.diagnostics`) at its training length."""
+    from smtrnn.diagnostics import diagnostics
+
+    return diagnostics(model, task, cfg.task.seq_len)
 
 
 GENERALIZATION_LENGTHS = (512, 1024)  # the retrieval-256 runs are also scored at these lengths
 
 
-def generalize(spec: Spec, work: Path) -> dict:
-    """RNN-alone (and teacher) accuracy of a finished run at longer sequences than it trained on (cached)."""
-    cached = work / "runs" / spec.name / "lengths.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
-    import torch
-
-    from smtrnn.checkpoint import load_model
+def generalize(cfg, model, task) -> dict:
+    """RNN-alone (and teacher) accuracy at longer sequences than the run trained on."""
     from smtrnn.evaluate import evaluate
-    from smtrnn.tasks import make_task
 
-    torch.set_num_threads(2)
-    cfg, model = load_model(work / "runs" / spec.name, "cpu")
-    task = make_task(cfg.task.name, **cfg.task.params)
     result = {}
     for length in GENERALIZATION_LENGTHS:
         scores = evaluate(model, task, length, 4, 32)
         result[str(length)] = {"rnn": scores["rnn_accuracy"], "teacher": scores.get("teacher_accuracy")}
-    cached.write_text(json.dumps(result) + "\n")
     return result
 
 
@@ -295,9 +290,9 @@ def collect(specs: list[Spec], work: Path, args, with_diagnostics: bool) -> dict
         row = json.loads(done.read_text()) | asdict(spec) | {"name": spec.name}
         row["overrides"] = dict(spec.overrides)
         if with_diagnostics and spec.method == "smt+dmt":
-            row["diagnostics"] = diagnose(spec, work)
+            row["diagnostics"] = measured(spec, work, "diagnostics.json", diagnose)
         if with_diagnostics and spec.group == "retrieval-256":
-            row["generalization"] = generalize(spec, work)
+            row["generalization"] = measured(spec, work, "lengths.json", generalize)
         rows.append(row)
     report = {"benchmark": "long_range", "device": f"cpu ({platform.processor() or platform.machine()}, "
                                                    f"{os.cpu_count()} cores)",
