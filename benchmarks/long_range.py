@@ -76,6 +76,7 @@ LEVERS = {
     "long + contraction 0.3 decaying": ("smt+dmt", "long", (("smt.dynamics_input_noise", 0.3),
                                                             ("smt.dynamics_input_noise_final", 0.0))),
     "long + DMT half": ("smt+dmt", "long", (("dmt.fraction", 0.5),)),
+    "long + DMT half, teacher learning": ("smt+dmt", "long", (("dmt.fraction", 0.5), ("dmt.teacher_learns", True))),
     "long + Tf=16, future dropout 0.5": ("smt+dmt", "long", (("teacher.future_len", 16),
                                                              ("teacher.future_input_dropout", 0.5))),
     "long + transformer cell K=2": ("smt+dmt", "long", (("rnn.cell", "transformer"), ("memory.tokens", 2),

@@ -121,6 +121,9 @@ class DMTConfig:
     dynamics_weight: float = 1.0
     readout_weight: float = 1.0
     onestep_readout_weight: float = 0.0  # > 0: readout CE on f(visited state, x_t) too, with gradient into f
+    # DMT with the teacher still learning: each DMT step also takes the SMT objective on the same batch, so the
+    # teacher's memories keep moving toward states the RNN can reach while DMT relabels the ones it visits.
+    teacher_learns: bool = False
 
 
 @dataclass
@@ -345,6 +348,10 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.train.precision in PRECISIONS,
            f"unknown train.precision '{cfg.train.precision}'; choose from: {', '.join(PRECISIONS)}")
     _check(0 < cfg.dmt.fraction < 1, f"dmt.fraction must be in (0, 1), got {cfg.dmt.fraction}")
+    _check(not cfg.dmt.teacher_learns or cfg.train.method in ("smt+dmt", "dmt"),
+           f"dmt.teacher_learns trains the teacher during DMT: methods smt+dmt or dmt, not {cfg.train.method}")
+    _check(not cfg.dmt.teacher_learns or cfg.dmt.time_parallel,
+           "dmt.teacher_learns runs with the time-parallel DMT step (dmt.time_parallel=true)")
     _check(0 <= cfg.dmt.restart_fraction <= 1,
            f"dmt.restart_fraction must be in [0, 1], got {cfg.dmt.restart_fraction}")
     _check(cfg.train.method != "dmt" or bool(cfg.train.init),

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from smtrnn.config import DMTConfig
+from smtrnn.config import DMTConfig, SMTConfig
 from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model
+from smtrnn.smt import smt_loss
 
 
 @torch.no_grad()
@@ -88,6 +89,17 @@ def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, memories: Tenso
         loss = loss + cfg.onestep_readout_weight * onestep
         metrics["onestep_readout"] = onestep.item()
     return loss, metrics | {"loss": loss.item()}
+
+
+def dmt_with_teacher_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig,
+                          smt_cfg: SMTConfig) -> tuple[Tensor, dict]:
+    """DMT while the teacher keeps learning (`dmt.teacher_learns`): the SMT objective on x, y (B, T) plus the
+    time-parallel DMT loss on the same batch, relabelled by the teacher's current memories -> (loss, metrics).
+    The DMT terms are reported as dmt_dynamics and dmt_readout."""
+    smt, smt_metrics = smt_loss(model, x, y, smt_cfg, smt_progress=1.0)
+    dmt, dmt_metrics = dmt_loss(model, x, y, cfg)
+    loss = smt + dmt
+    return loss, smt_metrics | {f"dmt_{k}": v for k, v in dmt_metrics.items() if k != "loss"} | {"loss": loss.item()}
 
 
 def dmt_loss_on_labels(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:

@@ -39,7 +39,7 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, load_trainer_state, load_weights, read_config,
                                save_checkpoint, trim_metrics)
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
-from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_sequential_loss
+from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_sequential_loss, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
 from smtrnn.labels import load_labels
@@ -47,7 +47,8 @@ from smtrnn.model import Model
 from smtrnn.smt import labels_loss, smt_loss, smt_one_transition_loss
 from smtrnn.tasks import make_task
 
-LOSS_TERMS = ("decoder", "dynamics", "uniformity", "readout", "onestep_readout")  # as the loss functions name them
+LOSS_TERMS = ("decoder", "dynamics", "uniformity", "readout", "onestep_readout", "dmt_dynamics",
+              "dmt_readout")  # as the loss functions name them
 _STATE_KEYS = ("optimizer", "step", "elapsed", "torch_rng", "data_rng")
 
 
@@ -125,6 +126,8 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
             return partial(smt_one_transition_loss, cfg=cfg.smt)
         return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.teacher_warmup,
                        smt_progress=progress / smt_share)
+    if cfg.dmt.teacher_learns:
+        return partial(dmt_with_teacher_loss, cfg=cfg.dmt, smt_cfg=cfg.smt)
     return partial(dmt_loss if cfg.dmt.time_parallel else dmt_sequential_loss, cfg=cfg.dmt)
 
 

@@ -261,3 +261,29 @@ def test_demo_bad_budget_or_preset_is_one_line_exit_2(argv, words, capsys, tmp_p
     assert main(["demo", *argv, "--out", str(tmp_path / "demo")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err and not (tmp_path / "demo").exists()
+
+
+# --- DMT with the teacher still learning -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("teacher_learns", [False, True])
+def test_dmt_teacher_learns_routes_gradient_into_the_teacher_only_when_set(teacher_learns):
+    from smtrnn.trainer import loss_function
+
+    cfg = debug_config("retrieval", "smt+dmt", dmt__teacher_learns=teacher_learns,
+                       smt__freeze_teacher_after_warmup=False)
+    validate(cfg)
+    model, task = build(cfg)
+    x, y = batch(task, cfg.task.seq_len)
+    loss, metrics = loss_function(cfg, progress=0.9)(model, x, y)  # inside the DMT share
+    loss.backward()
+    teacher_grads = [p.grad for p in model.teacher.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in teacher_grads) == teacher_learns
+    assert model.rnn.cell.net[0].weight.grad.abs().sum() > 0
+    assert ("dmt_dynamics" in metrics and "decoder" in metrics) == teacher_learns
+
+
+def test_dmt_teacher_learns_needs_a_teacher_and_the_time_parallel_step():
+    with pytest.raises(ConfigError, match="dmt.teacher_learns"):
+        validate(debug_config("retrieval", "bptt", dmt__teacher_learns=True))
+    with pytest.raises(ConfigError, match="time-parallel"):
+        validate(debug_config("retrieval", "smt+dmt", dmt__teacher_learns=True, dmt__time_parallel=False))
