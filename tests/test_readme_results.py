@@ -67,6 +67,7 @@ def test_every_levers_variant_can_be_chosen_on_the_command_line():
 
 
 def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates():
+    from smtrnn import compare
     from smtrnn.config import apply_overrides, validate
     from smtrnn.presets import make_preset
 
@@ -78,7 +79,7 @@ def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates(
         assert (smt.method, bptt.method) == ("smt+dmt", "bptt")
         assert (smt.group, smt.seed, smt.budget) == (bptt.group, bptt.seed, bptt.budget)
     for spec in specs:
-        cfg = apply_overrides(make_preset(spec.preset, spec.task), dict(spec.overrides))
+        cfg = apply_overrides(make_preset(spec.preset, spec.task), dict(spec.overrides) | compare.METHODS[spec.method])
         cfg.task.seq_len = spec.length
         validate(cfg)
 
