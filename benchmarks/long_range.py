@@ -89,8 +89,8 @@ BUDGETS = (120.0, 300.0)  # budget scaling on retrieval T = 256, seed 0, beside 
 
 
 def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: bool) -> list[Spec]:
-    """Plan order = priority: each group's SMT→DMT / BPTT pairs seed by seed; the lever screens; the fused
-    baselines of every group; the budget series."""
+    """Plan order = priority: each group's SMT→DMT / BPTT pairs seed by seed; the fused baselines of the longest
+    group (where they decide the claim); the lever screens; the other groups' fused baselines; the budget series."""
     specs: list[Spec] = []
     for group in groups:
         task, length, budget = GROUPS[group]
@@ -98,12 +98,15 @@ def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: boo
             for variant, overrides in ({"": ()} | GROUP_VARIANTS.get(group, {})).items():
                 specs += [Spec(group, task, length, method, "long", seed, budget * scale, overrides, variant)
                           for method in ("smt+dmt", "bptt")]
+    fused = []
+    for group in sorted(groups, key=lambda g: -GROUPS[g][1]):  # longest first; a stable sort keeps the given order
+        task, length, budget = GROUPS[group]
+        fused += [Spec(group, task, length, method, "small", 0, budget * scale) for method in ("gru-fused", "mingru")]
+    specs += fused[:2]
     if levers:
         specs += [Spec("levers-retrieval-256", "retrieval", 256, method, preset, 0, 300.0 * scale, overrides, variant)
                   for variant, (method, preset, overrides) in LEVERS.items()]
-    for group in groups:
-        task, length, budget = GROUPS[group]
-        specs += [Spec(group, task, length, method, "small", 0, budget * scale) for method in ("gru-fused", "mingru")]
+    specs += fused[2:]
     if budgets:
         for budget in BUDGETS:
             specs += [Spec("budget-retrieval-256", "retrieval", 256, method, "long", 0, budget * scale)
