@@ -53,10 +53,11 @@ def markdown(report: dict) -> str:
                      f"{held['rnn_accuracy']:.3f} | {row['steps']} |")
     curves = [row for row in report["runs"] if row.get("held_out_curve")]
     if curves:
+        points = len(curves[0]["held_out_curve"])
         lines += ["", "Held-out bits/unit against training time (sampled validation windows of T; BPTT's training "
                   "bits are its last logged training CE):", "",
-                  "| data | method | " + " | ".join(f"≈{(i + 1) * report['budget_s'] / len(curves[0]['held_out_curve']):.0f} s"
-                                                    for i in range(len(curves[0]["held_out_curve"]))) +
+                  "| data | method | " + " | ".join(f"≈{(i + 1) * report['budget_s'] / points:.0f} s"
+                                                    for i in range(points)) +
                   " | best → end | overfits | BPTT train bits |",
                   "|---|---|" + "---|" * (len(curves[0]["held_out_curve"]) + 3)]
         for row in curves:

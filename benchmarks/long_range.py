@@ -222,7 +222,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     diag = [r for r in report["runs"] if r.get("diagnostics")]
     if diag:
-        lines += ["", "Diagnostics of the SMT→DMT runs (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
+        lines += ["", "Diagnostics of the SMT→DMT runs (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on "
+                  "teacher "
                   "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
                   "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
                   "the task needs, from teacher memories / the RNN's rollout (chance in brackets).", "",

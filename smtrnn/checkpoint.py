@@ -131,6 +131,14 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     return any((run_dir / name).exists() for name in (WEIGHTS_FILE, CONFIG_FILE, LATEST_FILE))
 
 
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether a directory holds any trace of a training run: a checkpoint, a metrics log, a checkpoints folder or a
+    `latest` pointer (a run killed before its first checkpoint leaves only its log). Training into such a directory
+    must resume it, never start over it."""
+    run_dir = Path(run_dir)
+    return has_checkpoint(run_dir) or any((run_dir / name).exists() for name in (METRICS_FILE, CHECKPOINTS_DIR))
+
+
 def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_state: dict[str, Any],
                     keep: int = 3) -> Path:
     """Save weights, trainer state and config as checkpoints/step-N, commit it as `latest`, refresh the top level

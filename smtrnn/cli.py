@@ -54,8 +54,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-tokens", type=int, help="K, memory tokens")
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (must be divisible by K)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--preset", default="small", help="small (default), long (the long-range recipe), staged (SMT with the staged schedule) "
-                        "or debug")
+    p.add_argument("--preset", default="small",
+                   help="small (default), long (the long-range recipe), staged (SMT with the staged schedule) or debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable)")
@@ -98,7 +98,18 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if args.memory_size % tokens:
             raise ConfigError(f"--memory-size {args.memory_size} is not divisible by memory tokens K={tokens}")
         cfg.memory.width = args.memory_size // tokens
-    return apply_overrides(cfg, _set_overrides(args.set))
+    return apply_set(cfg, args.set)
+
+
+def apply_set(cfg: RunConfig, items: list[str], extra: dict | None = None) -> RunConfig:
+    """Apply --set FIELD=VALUE items (and `extra` fields) to cfg. `task.params` merges key by key into the params
+    already there, so a path given by --data (or a preset's task parameters) survives `--set task.params=...`."""
+    overrides = _set_overrides(items) | (extra or {})
+    if "task.params" in overrides:
+        before = dict(cfg.task.params)
+        apply_overrides(cfg, {"task.params": overrides.pop("task.params")})
+        cfg.task.params = before | cfg.task.params
+    return apply_overrides(cfg, overrides)
 
 
 def _set_overrides(items: list[str]) -> dict[str, str]:
@@ -148,6 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved).
 
     Under torchrun (WORLD_SIZE > 1) every rank runs this; each joins the process group, and only rank 0 prints."""
+    if not str(args.out).strip():
+        raise ConfigError("--out must name a run directory, got an empty path")
     cfg = build_config(args)
     if cfg.train.steps <= 0:
         raise ConfigError(f"--steps must be > 0, got {cfg.train.steps}")
@@ -241,8 +254,8 @@ def parse_tokens(text: str, vocab_size: int) -> list[int]:
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.length < 0:
         raise ConfigError(f"--length must be >= 0, got {args.length}")
-    if args.temperature < 0:
-        raise ConfigError(f"--temperature must be >= 0, got {args.temperature}")
+    if not args.temperature >= 0 or args.temperature == float("inf"):  # NaN fails the first test
+        raise ConfigError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if sum(a is not None for a in (args.prompt, args.text, args.png)) != 1:
         raise ConfigError("sample needs exactly one of --prompt TOKENS, --text STRING (text runs) or --png FILE "
                           "(pixels runs)")
@@ -312,7 +325,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if args.task not in DATA_TASKS:
                 raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{args.task}'")
             cfg.task.params = cfg.task.params | {"path": args.data}
-        apply_overrides(cfg, _set_overrides(args.set) | {"train.device": args.device})
+        apply_set(cfg, args.set, {"train.device": args.device})
         return cfg
 
     report = compare.run_study(base, args.task, args.preset, lengths, methods, cells, args.seeds, budget,

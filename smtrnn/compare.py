@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from smtrnn.checkpoint import METRICS_FILE, has_checkpoint
+from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run
 from smtrnn.config import RunConfig, apply_overrides, validate
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
@@ -114,7 +114,7 @@ def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: 
         log(f"{spec.name}: finished earlier, skipped")
         return json.loads(done.read_text())
     log(f"{spec.name}: training ({'resuming' if has_checkpoint(run_dir) else 'new'})")
-    trainer = Trainer(cfg, run_dir, device, resume=has_checkpoint(run_dir), show_progress=False)
+    trainer = Trainer(cfg, run_dir, device, resume=holds_run(run_dir), show_progress=False)
     trainer.run()
     result = evaluate(trainer.model, trainer.task, cfg.task.seq_len, eval_batches, cfg.optim.batch_size, curves=True)
     key = score_key(cfg.task.name)

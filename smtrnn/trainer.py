@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from smtrnn import distributed
 from smtrnn.bptt import bptt_loss
-from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, load_trainer_state, load_weights, read_config,
+from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, holds_run, load_trainer_state, load_weights, read_config,
                                save_checkpoint, trim_metrics)
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_sequential_loss, dmt_with_teacher_loss
@@ -146,9 +146,12 @@ class Trainer:
                               "(use fp32 there)")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise CheckpointError(f"output path {self.out_dir} exists and is not a directory")
-        if has_checkpoint(self.out_dir) and not resume:
+        if holds_run(self.out_dir) and not resume:
             raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
+        if resume and not holds_run(self.out_dir):
+            raise CheckpointError(f"--resume: {self.out_dir} holds no run to continue (no checkpoint or metrics "
+                                  "log); drop --resume to start one there")
         self.task = make_task(cfg.task.name, **cfg.task.params)  # evaluation draws from task.held_out()
         self.data = self.task  # what training batches come from: .sample(batch, length, generator) -> tensors
         if cfg.train.method in LABEL_METHODS:

@@ -1,0 +1,106 @@
+"""No run destroys data already on disk or silently trains on the wrong data: any trace of a run makes a directory
+one (`train` without `--resume` refuses it, untouched), `--resume` needs a run to continue, `--set task.params`
+merges into the path `--data` gave, and a few inputs that used to pass are refused in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smtrnn.checkpoint import CHECKPOINTS_DIR, METRICS_FILE, holds_run
+from smtrnn.cli import build_config, main, make_parser
+from support import snapshot
+
+TRAIN = ["train", "--preset", "debug", "--task", "retrieval", "--steps", "2", "--quiet", "--device", "cpu"]
+
+
+def one_line_exit_2(capsys, argv, *words):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("smtrnn: error:") and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_directory_with_only_a_metrics_log_is_a_run_and_is_not_emptied(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / METRICS_FILE).write_text('{"step": 1, "loss": 2.0}\n')
+    assert holds_run(run)
+    before = tree(run)
+    one_line_exit_2(capsys, [*TRAIN, "--out", run], str(run), "--resume")
+    assert tree(run) == before
+
+
+def test_a_directory_with_only_checkpoint_folders_is_a_run_and_keeps_them(capsys, tmp_path):
+    run = tmp_path / "run"
+    (run / CHECKPOINTS_DIR / "step-00000005").mkdir(parents=True)
+    (run / CHECKPOINTS_DIR / "step-00000005" / "model.safetensors").write_bytes(b"weights of another run")
+    (run / CHECKPOINTS_DIR / "notes.txt").write_text("keep me")
+    before = tree(run)
+    one_line_exit_2(capsys, [*TRAIN, "--out", run], "already holds a run")
+    assert tree(run) == before
+
+
+def test_an_empty_or_unrelated_directory_is_not_a_run(tmp_path):
+    (tmp_path / "data.txt").write_text("x")
+    assert not holds_run(tmp_path) and not holds_run(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_resume_needs_a_run_to_continue(capsys, tmp_path, make):
+    run = tmp_path / "run"
+    if make == "empty":
+        run.mkdir()
+    one_line_exit_2(capsys, [*TRAIN, "--resume", "--out", run], "--resume", "holds no run")
+    assert not (run / METRICS_FILE).exists()
+
+
+def test_resume_continues_a_run_killed_before_its_first_checkpoint(capsys, tmp_path):
+    """A log and nothing else (killed before the first save): --resume starts it over from step 0."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / METRICS_FILE).write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    assert main([*TRAIN, "--resume", "--set", "train.log_every=1", "--out", str(run)]) == 0
+    logged = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 2]  # two steps and the final evaluation, logged afresh
+    assert logged[0]["loss"] != 2.0
+
+
+def test_an_empty_out_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_exit_2(capsys, [*TRAIN, "--out", ""], "--out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_sample_temperature_must_be_finite_and_non_negative(capsys, smt_run, value):
+    run_dir, _ = smt_run
+    before = snapshot(run_dir)
+    one_line_exit_2(capsys, ["sample", run_dir, "--prompt", "1,2", "--temperature", value, "--device", "cpu"],
+                    "--temperature")
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.parametrize("order", ["data first", "set first"])
+def test_set_task_params_merges_into_the_path_from_data(tmp_path, order):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello world\n" * 200)
+    data = ["--data", str(corpus)]
+    setting = ["--set", 'task.params={"max_bytes": 1000}']
+    argv = ["train", "--task", "text", "--out", str(tmp_path / "run"),
+            *(data + setting if order == "data first" else setting + data)]
+    cfg = build_config(make_parser().parse_args(argv))
+    assert cfg.task.params == {"path": str(corpus), "max_bytes": 1000}
+
+
+def test_set_task_params_keeps_a_presets_other_task_parameters():
+    cfg = build_config(make_parser().parse_args(["train", "--preset", "debug", "--task", "delayed_recall", "--out",
+                                                 "x", "--set", 'task.params={"lag": 3}']))
+    assert cfg.task.params == {"num_symbols": 4, "lag": 3}
