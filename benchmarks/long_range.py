@@ -240,6 +240,21 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline(report: dict) -> str:
+    """The confirmation groups only: RNN alone per method, mean ± std over seeds and the per-seed scores."""
+    lines = ["| task, T (budget) | method | seeds | RNN alone | per seed | best during training |",
+             "|---|---|---|---|---|---|"]
+    order = ["smt+dmt", "bptt", "gru-fused", "mingru"]
+    rows = sorted((s for s in report["summary"] if s["group"] in GROUPS),
+                  key=lambda s: (list(GROUPS).index(s["group"]), s["variant"], order.index(s["method"])))
+    for s in rows:
+        if s["group"] in GROUPS:
+            name = s["method"] + (f" ({s['variant']})" if s["variant"] else "")
+            lines.append(f"| {s['group']} ({s['budget_s']:.0f} s) | {name} | {s['seeds']} | {s['mean']:.3f} ± "
+                         f"{s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | {s['best_during']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_plots(report: dict, out: Path) -> None:
     """long_range_curves.png (accuracy against training time per run of the confirmation groups) and
     long_range_diagnostics.png (the three diagnostics of the adopted recipe's runs)."""
@@ -342,6 +357,7 @@ def main() -> None:
         rep = collect(specs, work, args, with_diagnostics)
         (out / f"{args.name}.json").write_text(json.dumps(rep, indent=1) + "\n")
         (out / f"{args.name}.md").write_text(markdown(rep))
+        (out / f"{args.name}_headline.md").write_text(headline(rep))
         write_plots(rep, out)
 
     if args.report_only:
