@@ -228,15 +228,18 @@ def markdown(report: dict) -> str:
                   "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
                   "the task needs, from teacher memories / the RNN's rollout (chance in brackets).", "",
                   "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
-                  "probe: teacher / rollout |", "|---|---|---|---|---|"]
+                  "finite growth, RMS 0.2 over 32 steps (median, max) | probe: teacher / rollout |",
+                  "|---|---|---|---|---|---|"]
         for r in diag:
             d = r["diagnostics"]
             probe = d.get("probe")
+            finite = (f"{d['growth_finite']['median']:.3f}, {d['growth_finite']['max']:.3f}"
+                      if "growth_finite" in d else "–")
             probe_text = (f"{probe['teacher']:.3f} / {probe['rollout']:.3f} ({probe['chance']:.3f})" if probe
                           else "–")
             lines.append(f"| {r['name']} | {r['score']:.3f} | {d['markov_gap']['mean']:.3f}, "
                          f"{d['markov_gap']['worst']:.3f} at t={d['markov_gap']['worst_position']} | "
-                         f"{d['growth']['median']:.3f}, {d['growth']['max']:.3f} | {probe_text} |")
+                         f"{d['growth']['median']:.3f}, {d['growth']['max']:.3f} | {finite} | {probe_text} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,9 @@ Three measurements, each by position t along held-out sequences:
   spread shows where the teacher writes.
 - **Error growth**: how a small perturbation of m_t grows over k RNN steps from the teacher's memory, by finite
   differences (per-step factor (‖Δ_k‖ / ‖Δ_0‖)^(1/k), in the tangent space of the memory sphere). Above 1 the update
-  amplifies drift: a near-perfect one-step fit still leaves the teacher's trajectory.
+  amplifies drift: a near-perfect one-step fit still leaves the teacher's trajectory. `growth_finite` does the same
+  with a perturbation of RMS 0.2 per float carried 32 steps: below 1 a rollout that has left the teacher by that much
+  comes back; the local factor alone cannot say so.
 - **Information probe**: whether the symbol the targets need (retrieval: the needle; delayed_recall: x_{t-lag+1};
   copy: the string symbol to come; `Task.needed_symbol`) is decodable by a small fitted MLP probe from teacher
   memories and from the RNN's own rollout. The probe is fitted on one set of sequences and scored on another.
@@ -27,6 +29,7 @@ from smtrnn.model import Model
 from smtrnn.tasks import Task, TaskError
 
 DIAGNOSTICS_SEED = 2_000_003  # its own held-out stream, apart from training and evaluation
+FINITE_PERTURBATION = 0.2  # RMS per float of the finite perturbation (the `long` preset's noise channel)
 
 
 def markov_gap(model: Model, x: Tensor, m: Tensor) -> dict:
@@ -151,8 +154,13 @@ def diagnostics(model: Model, task: Task, seq_len: int, batch_size: int = 128, s
     x, y = (t.to(device) for t in task.held_out().sample(batch_size, seq_len, torch.Generator().manual_seed(seed)))
     chunks = [(model.teacher.encode(xc), model.rnn.rollout(xc)[0]) for xc in x.split(32)]  # bounded attention memory
     m, rolled = torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+    # the local regime (a tiny perturbation, 8 steps) and a finite one: a perturbation the size of the noise
+    # channel (RMS 0.2 per float) carried 32 steps, which says whether a rollout that has left the teacher comes back
+    finite_steps = min(4 * growth_steps, seq_len - 1)
     result = {"markov_gap": markov_gap(model, x, m),
-              "growth": error_growth(model, x, m, steps=min(growth_steps, seq_len - 1))}
+              "growth": error_growth(model, x, m, steps=min(growth_steps, seq_len - 1)),
+              "growth_finite": error_growth(model, x, m, steps=finite_steps,
+                                            epsilon=FINITE_PERTURBATION * m.shape[-1] ** 0.5)}
     try:
         result["probe"] = information_probe(model, task, x, y, m, rolled, fit=batch_size // 2)
     except ConfigError:

@@ -44,10 +44,11 @@ def sphere(*shape):
 # --- error growth ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("factor", [0.5, 2.0])
-def test_error_growth_measures_the_per_step_factor_of_a_linear_update(factor):
+@pytest.mark.parametrize("epsilon", [1e-3, 0.5])  # the local and the finite perturbation
+def test_error_growth_measures_the_per_step_factor_of_a_linear_update(factor, epsilon):
     x = torch.zeros(16, 40, dtype=torch.long)
     m = sphere(16, 40, 8)
-    growth = error_growth(toy(factor), x, m, steps=6)
+    growth = error_growth(toy(factor), x, m, steps=6, epsilon=epsilon)
     assert growth["median"] == pytest.approx(factor, rel=1e-3) and growth["max"] == pytest.approx(factor, rel=1e-3)
     assert len(growth["positions"]) == len(growth["by_position"]) > 1
 
@@ -123,7 +124,8 @@ def test_a_task_without_a_needed_symbol_says_so():
 def test_diagnostics_of_a_trained_smt_run(smt_run):
     _, trainer = smt_run
     result = diagnostics(trainer.model, trainer.task, trainer.cfg.task.seq_len, batch_size=16)
-    assert set(result) == {"markov_gap", "growth", "probe"}
+    assert set(result) == {"markov_gap", "growth", "growth_finite", "probe"}
+    assert result["growth_finite"]["epsilon"] > result["growth"]["epsilon"]
     assert len(result["markov_gap"]["by_position"]) == trainer.cfg.task.seq_len
     assert 0 <= result["probe"]["teacher"] <= 1 and 0 <= result["probe"]["rollout"] <= 1
     assert result["growth"]["median"] > 0
