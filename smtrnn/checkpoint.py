@@ -67,8 +67,16 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_synced(path: Path, write: Callable[[Path], Any]) -> None:
     write(path)
+    # safetensors creates its files 0600; every file of a run gets the usual mode (0644 under a 022 umask)
+    os.chmod(path, 0o666 & ~_umask())
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:

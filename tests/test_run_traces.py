@@ -104,3 +104,15 @@ def test_set_task_params_keeps_a_presets_other_task_parameters():
     cfg = build_config(make_parser().parse_args(["train", "--preset", "debug", "--task", "delayed_recall", "--out",
                                                  "x", "--set", 'task.params={"lag": 3}']))
     assert cfg.task.params == {"num_symbols": 4, "lag": 3}
+
+
+def test_every_file_of_a_run_has_the_usual_mode(smt_run):
+    """safetensors writes 0600; the weights must be as readable as the config beside them."""
+    import os
+    import stat
+
+    run_dir, _ = smt_run
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [p for p in Path(run_dir).rglob("*") if p.is_file()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
