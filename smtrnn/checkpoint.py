@@ -119,6 +119,8 @@ def _top_level_step(run_dir: Path) -> int | None | str:
 def checkpoint_dir(run_dir: str | Path) -> Path:
     """The folder whose config.json, model.safetensors and trainer_state.pt are the run's newest checkpoint."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
     name = _read_latest(run_dir)

@@ -253,6 +253,8 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a nested JSON or YAML config file (a partial RunConfig)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; pass a JSON or YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     text = path.read_text()

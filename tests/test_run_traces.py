@@ -116,3 +116,9 @@ def test_every_file_of_a_run_has_the_usual_mode(smt_run):
     os.umask(umask)
     for path in [p for p in Path(run_dir).rglob("*") if p.is_file()]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_a_directory_as_config_and_a_file_as_run_are_named_as_such(capsys, tmp_path):
+    one_line_exit_2(capsys, [*TRAIN, "--config", tmp_path, "--out", tmp_path / "run"], "is a directory")
+    (tmp_path / "notes.txt").write_text("x")
+    one_line_exit_2(capsys, ["eval", tmp_path / "notes.txt", "--device", "cpu"], "is a file, not a run directory")
