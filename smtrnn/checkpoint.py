@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -323,7 +324,10 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder} holds no trainer state ({STATE_FILE} missing)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses pickled code; any failure is a corrupt file to the user
+    except pickle.UnpicklingError as exc:  # torch's message suggests weights_only=False: never to be followed here
+        raise CheckpointError(f"{path} is unsafe: it holds objects other than tensors and plain containers "
+                              "(pickled code?); refused unread") from exc
+    except Exception as exc:  # any other failure is a corrupt file to the user
         raise CheckpointError(f"{path} is corrupt or unsafe: {str(exc).splitlines()[0]}") from exc
 
 
