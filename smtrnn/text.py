@@ -208,9 +208,16 @@ def _read_sidecar(path: Path) -> dict:
 
 def _map_npy(path: Path, dtype: Optional[str]) -> np.ndarray:
     try:
+        with open(path, "rb") as handle:
+            header = handle.read(6)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if header != b"\x93NUMPY":  # numpy would read a text file as pickled data and suggest unpickling it
+        raise DataError(f"{path}: not a .npy file (no NumPy header); a raw token file is named .bin")
+    try:
         ids = np.load(path, mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({e})") from None
+        raise DataError(f"{path}: not a readable .npy array ({str(e).split('. If you trust')[0]})") from None
     if not isinstance(ids, np.ndarray):
         raise DataError(f"{path}: holds an archive, not a single .npy array")
     if ids.ndim != 1:

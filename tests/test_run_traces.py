@@ -122,3 +122,12 @@ def test_a_directory_as_config_and_a_file_as_run_are_named_as_such(capsys, tmp_p
     one_line_exit_2(capsys, [*TRAIN, "--config", tmp_path, "--out", tmp_path / "run"], "is a directory")
     (tmp_path / "notes.txt").write_text("x")
     one_line_exit_2(capsys, ["eval", tmp_path / "notes.txt", "--device", "cpu"], "is a file, not a run directory")
+
+
+def test_a_text_file_named_npy_is_refused_without_numpys_unpickling_hint(capsys, tmp_path):
+    fake = tmp_path / "tokens.npy"
+    fake.write_text("hello world\n" * 50)
+    code = main(["train", "--task", "text", "--data", str(fake), "--steps", "1", "--quiet", "--device", "cpu",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not a .npy file" in err and "allow_pickle" not in err
