@@ -325,8 +325,8 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message suggests weights_only=False: never to be followed here
-        raise CheckpointError(f"{path} is unsafe: it holds objects other than tensors and plain containers "
-                              "(pickled code?); refused unread") from exc
+        raise CheckpointError(f"{path} is corrupt or unsafe: not a file of tensors and plain containers (damaged, "
+                              "or pickled code); refused unread") from exc
     except Exception as exc:  # any other failure is a corrupt file to the user
         raise CheckpointError(f"{path} is corrupt or unsafe: {str(exc).splitlines()[0]}") from exc
 

@@ -468,6 +468,22 @@ def main(argv: list[str] | None = None) -> int:
             where = f" (rank {distributed.rank()})" if not distributed.is_main() else ""  # config: rank 0 says it
             print(f"smtrnn: error{where}: {exc}", file=sys.stderr)
         return 2
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        print(f"smtrnn: error: out of memory: {_first_line(exc)} (a smaller --seq-len, --batch-size or "
+              "--memory-size fits)", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+            raise
+        print(f"smtrnn: error: out of memory: {_first_line(exc)} (a smaller --seq-len, --batch-size or "
+              "--memory-size fits)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("smtrnn: interrupted", file=sys.stderr)
         return 130
+
+
+def _first_line(exc: BaseException) -> str:
+    """The allocator's own words, without its source location: 'you tried to allocate N bytes'."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split("DefaultCPUAllocator: ")[-1][:200]

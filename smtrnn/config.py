@@ -229,7 +229,7 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
         if isinstance(current, kind):
             try:
                 converted = kind(value)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}") from exc
             if kind is int and isinstance(value, float) and value != converted:
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -257,7 +257,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a directory; pass a JSON or YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from exc
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -344,6 +347,7 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.train.curriculum_start >= 0, f"train.curriculum_start must be >= 0, got {cfg.train.curriculum_start}")
     _check(cfg.train.eval_every_seconds >= 0,
            f"train.eval_every_seconds must be >= 0, got {cfg.train.eval_every_seconds}")
+    _check(0 <= cfg.train.seed < 2**63, f"train.seed must be in [0, 2^63), got {cfg.train.seed}")
     _check(cfg.train.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {cfg.train.keep_checkpoints}")
     _check(cfg.train.skip_nonfinite_steps >= 0,
            f"train.skip_nonfinite_steps must be >= 0, got {cfg.train.skip_nonfinite_steps}")

@@ -131,3 +131,21 @@ def test_a_text_file_named_npy_is_refused_without_numpys_unpickling_hint(capsys,
                  "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "not a .npy file" in err and "allow_pickle" not in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--seed", str(2**64)], "train.seed must be in [0, 2^63)"),
+    (["--seq-len", str(10**13)], "out of memory"),
+    (["--memory-size", str(10**12)], "out of memory"),
+])
+def test_sizes_that_cannot_be_allocated_and_seeds_out_of_range_are_one_line(capsys, tmp_path, argv, words):
+    one_line_exit_2(capsys, [*TRAIN, *argv, "--out", tmp_path / "run"], words)
+    assert not holds_run(tmp_path / "run")
+
+
+@pytest.mark.parametrize("content, words", [(b'{"train": {"steps": 1e400}}', "train.steps must be int"),
+                                            (b"\xff\xfe{}", "not UTF-8")])
+def test_config_files_with_overflowing_numbers_or_other_encodings_are_one_line(capsys, tmp_path, content, words):
+    config = tmp_path / "config.json"
+    config.write_bytes(content)
+    one_line_exit_2(capsys, [*TRAIN, "--config", config, "--out", tmp_path / "run"], words)
