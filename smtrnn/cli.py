@@ -468,6 +468,10 @@ def main(argv: list[str] | None = None) -> int:
             where = f" (rank {distributed.rank()})" if not distributed.is_main() else ""  # config: rank 0 says it
             print(f"smtrnn: error{where}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an output path under a file, a read-only or full disk, no permission
+        where = exc.filename or "a file"
+        print(f"smtrnn: error: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except (MemoryError, torch.OutOfMemoryError) as exc:
         print(f"smtrnn: error: out of memory: {_first_line(exc)} (a smaller --seq-len, --batch-size or "
               "--memory-size fits)", file=sys.stderr)

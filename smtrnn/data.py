@@ -85,7 +85,9 @@ class _DataTask(Task):
     split: str
 
     def _check_split(self) -> None:
-        if self.split not in SPLITS:
+        if self.path is not None and not isinstance(self.path, str):
+            raise TaskError(f"task '{self.name}': path must be a string, got {self.path!r}")
+        if not isinstance(self.split, str) or self.split not in SPLITS:
             raise TaskError(f"task '{self.name}': split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if not 0.0 < self.valid_fraction < 1.0:
             raise TaskError(f"task '{self.name}': valid_fraction must lie in (0, 1), got {self.valid_fraction}")

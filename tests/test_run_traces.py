@@ -149,3 +149,16 @@ def test_config_files_with_overflowing_numbers_or_other_encodings_are_one_line(c
     config = tmp_path / "config.json"
     config.write_bytes(content)
     one_line_exit_2(capsys, [*TRAIN, "--config", config, "--out", tmp_path / "run"], words)
+
+
+@pytest.mark.parametrize("command", [[*TRAIN, "--out"], ["demo", "--budget", "0.1", "--seq-len", "8", "--out"]])
+def test_an_output_path_under_a_regular_file_is_one_line(capsys, tmp_path, command):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    one_line_exit_2(capsys, [*command, blocker / "run"], "cannot use", "Not a directory")
+    assert blocker.read_text() == "keep"
+
+
+def test_a_data_path_that_is_not_a_string_is_one_line(capsys, tmp_path):
+    one_line_exit_2(capsys, ["train", "--task", "text", "--set", 'task.params={"path": 5}', "--out", tmp_path / "r"],
+                    "path must be a string")
