@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from smtrnn import distributed
 from smtrnn.bptt import bptt_loss
-from smtrnn.checkpoint import (METRICS_FILE, has_checkpoint, holds_run, load_trainer_state, load_weights, read_config,
-                               save_checkpoint, trim_metrics)
+from smtrnn.checkpoint import (METRICS_FILE, damage, has_checkpoint, holds_run, load_trainer_state, load_weights,
+                               read_config, save_checkpoint, trim_metrics)
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_sequential_loss, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SmtrnnError, TrainingError
@@ -298,6 +298,10 @@ class Trainer:
         rank_rngs = distributed.gather_objects(rngs)
         if not distributed.is_main():
             return
+        problem = damage(self.model)
+        if problem:  # a destructive update: the previous checkpoint stays the run's last good state
+            kept = "the previous checkpoint is kept" if has_checkpoint(self.out_dir) else "no checkpoint was written"
+            raise TrainingError(f"after step {self.step} {problem}; not saved, {kept}")
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed,
                  "skipped": self.skipped, "world_size": self.world} | rngs
         if self.world > 1:

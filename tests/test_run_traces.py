@@ -162,3 +162,24 @@ def test_an_output_path_under_a_regular_file_is_one_line(capsys, tmp_path, comma
 def test_a_data_path_that_is_not_a_string_is_one_line(capsys, tmp_path):
     one_line_exit_2(capsys, ["train", "--task", "text", "--set", 'task.params={"path": 5}', "--out", tmp_path / "r"],
                     "path must be a string")
+
+
+def test_a_destructive_update_is_never_checkpointed(capsys, tmp_path):
+    """lr 1e30: step 1's loss and gradients are finite, the update leaves weights near 1e27; they are not saved."""
+    run = tmp_path / "run"
+    assert main([*TRAIN[:5], "--steps", "1", "--lr", "1e30", "--quiet", "--device", "cpu", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not finite" in err and "not saved" in err
+    assert not (run / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("scale, words", [(float("nan"), "non-finite weights"), (1e27, "not finite")])
+def test_eval_and_sample_of_damaged_weights_are_one_line(capsys, smt_run_copy, scale, words):
+    from safetensors.torch import load_file, save_file
+
+    for path in smt_run_copy.rglob("model.safetensors"):
+        weights = {k: v * scale for k, v in load_file(str(path)).items()}
+        path.unlink()
+        save_file(weights, str(path), metadata={"format": "smtrnn-checkpoint-1"})
+    one_line_exit_2(capsys, ["eval", smt_run_copy, "--device", "cpu"], words, "damaged")
+    one_line_exit_2(capsys, ["sample", smt_run_copy, "--prompt", "1", "--device", "cpu"], words)
