@@ -268,13 +268,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if cfg.task.name != "text" or model.vocab_size != 256:
             raise ConfigError(f"--text needs a byte-level text run; {args.run_dir} is a '{cfg.task.name}' run with "
                               f"vocabulary {model.vocab_size}")
-        tokens = list(args.text.encode("utf-8"))
+        # the bytes as given: argv that is not valid UTF-8 arrives surrogate-escaped, and a byte-level model reads
+        # any bytes
+        tokens = list(args.text.encode("utf-8", errors="surrogateescape"))
     else:
         tokens = parse_tokens(args.prompt, model.vocab_size)
     prompt = torch.tensor([tokens], dtype=torch.long, device=device)
     out = continue_prompt(model.rnn, prompt, args.length, args.temperature, generator)[0].tolist()
     if args.text is not None:
-        print(args.text + bytes(out).decode("utf-8", errors="replace"))
+        print(bytes(tokens + out).decode("utf-8", errors="replace"))
     else:
         print(" ".join(str(t) for t in out))
     return 0

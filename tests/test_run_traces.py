@@ -183,3 +183,13 @@ def test_eval_and_sample_of_damaged_weights_are_one_line(capsys, smt_run_copy, s
         save_file(weights, str(path), metadata={"format": "smtrnn-checkpoint-1"})
     one_line_exit_2(capsys, ["eval", smt_run_copy, "--device", "cpu"], words, "damaged")
     one_line_exit_2(capsys, ["sample", smt_run_copy, "--prompt", "1", "--device", "cpu"], words)
+
+
+def test_sample_text_takes_a_prompt_that_is_not_valid_utf8_as_its_bytes(capsys, tmp_path):
+    run = tmp_path / "text"
+    assert main(["train", "--preset", "debug", "--task", "text", "--steps", "2", "--quiet", "--device", "cpu",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    prompt = b"\xff\xfe abc".decode("utf-8", errors="surrogateescape")  # how such argv reaches Python
+    assert main(["sample", str(run), "--text", prompt, "--length", "3", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("\ufffd\ufffd abc")
