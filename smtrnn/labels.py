@@ -224,7 +224,27 @@ def read_manifest(labels_dir: str | Path) -> dict:
     missing = [k for k in _IDENTITY + ("config", "shards") if k not in manifest]
     if missing or not isinstance(manifest["shards"], list) or manifest["dtype"] not in DTYPES:
         raise CheckpointError(f"{path} is corrupt: missing or invalid fields {missing or ['shards/dtype']}")
+    wrong = _wrong_types(manifest)
+    if wrong:
+        raise CheckpointError(f"{path} is corrupt: {wrong}")
     return manifest
+
+
+def _wrong_types(manifest: dict) -> str | None:
+    """The first manifest field whose type or range is not what smtrnn writes, or None."""
+    def count(value, minimum=0):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+    checks = [("sequences", count(manifest["sequences"])), ("seq_len", count(manifest["seq_len"], 1)),
+              ("vocab_size", count(manifest["vocab_size"], 1)), ("config", isinstance(manifest["config"], dict)),
+              ("memory", isinstance(manifest["memory"], dict)
+               and all(count(manifest["memory"].get(k), 1) for k in ("tokens", "width"))),
+              ("task", isinstance(manifest["task"], dict) and isinstance(manifest["task"].get("name"), str)
+               and isinstance(manifest["task"].get("params", {}), dict)),
+              ("shards", all(isinstance(shard, dict) and isinstance(shard.get("file"), str)
+                             and count(shard.get("sequences")) for shard in manifest["shards"]))]
+    bad = [name for name, ok in checks if not ok]
+    return f"field {bad[0]!r} has the wrong type or range" if bad else None
 
 
 @dataclass
@@ -313,9 +333,19 @@ def load_labels(labels_dir: str | Path) -> LabelStore:
         expected = {"x": ((n, length), "I32"), "y": ((n, length), "I32"),
                     "m": ((n, length, size), "F16" if manifest["dtype"] == "float16" else "F32")}
         shards.append(_map_shard(labels_dir / shard["file"], expected))
+        _check_token_ids(labels_dir / shard["file"], shards[-1], manifest["vocab_size"])
     if not shards:
         raise CheckpointError(f"{labels_dir / MANIFEST} is corrupt: it lists no shards")
     return LabelStore(labels_dir, manifest, shards)
+
+
+def _check_token_ids(path: Path, shard: _Shard, vocab_size: int) -> None:
+    """Inputs must lie in [0, V) and targets in [0, V) or be -1: a tampered shard is refused when opened, not
+    when an embedding lookup fails mid-training."""
+    if shard.x.size and (int(shard.x.min()) < 0 or int(shard.x.max()) >= vocab_size):
+        raise CheckpointError(f"{path}: input token ids outside [0, {vocab_size}) (the store's vocabulary)")
+    if shard.y.size and (int(shard.y.min()) < -1 or int(shard.y.max()) >= vocab_size):
+        raise CheckpointError(f"{path}: target ids outside [-1, {vocab_size}) (the store's vocabulary)")
 
 
 def _map_shard(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]) -> _Shard:

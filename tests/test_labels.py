@@ -198,3 +198,38 @@ def test_labels_then_dmt_switches_to_dmt_on_the_stored_memories(store, tmp_path,
     trainer.progress = lambda: 0.99  # in the DMT share
     metrics = trainer.train_step()
     assert {"dynamics", "readout"} <= set(metrics) and "decoder" not in metrics
+
+
+@pytest.mark.parametrize("tamper, words", [
+    (lambda m: m.update(shards=[5]), "'shards'"),
+    (lambda m: m.pop("sequences"), "missing or invalid fields ['sequences']"),
+    (lambda m: m.update(seq_len="12"), "'seq_len'"),
+    (lambda m: m.update(memory={"tokens": 2, "width": "x"}), "'memory'"),
+    (lambda m: m.update(task=["retrieval"]), "'task'"),
+])
+def test_a_tampered_manifest_is_one_line_naming_the_field(store, tmp_path, capsys, tamper, words):
+    import shutil
+
+    copy = Path(shutil.copytree(store, tmp_path / "store"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    tamper(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code = main(["train", "--labels", str(copy), "--steps", "1", "--quiet", "--device", "cpu", "--out",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+
+
+def test_token_ids_outside_the_vocabulary_in_a_shard_are_refused_when_opened(store, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    copy = Path(shutil.copytree(store, tmp_path / "store"))
+    shard = sorted(copy.glob("*.safetensors"))[0]
+    tensors = load_file(str(shard))
+    tensors["x"][0, 0] = 10_000
+    shard.unlink()
+    save_file(tensors, str(shard), metadata={"format": "smtrnn-labels"})
+    with pytest.raises(CheckpointError, match="outside"):
+        load_labels(copy)
