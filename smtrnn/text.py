@@ -285,6 +285,8 @@ def load_hf_text(
             data = datasets.load_dataset(name, split=split, **load_kwargs)
     except FileNotFoundError as e:
         raise DataError(f"{name}: dataset not found ({e})") from None
+    except RuntimeError as e:  # e.g. a folder holding a dataset script, which datasets no longer runs
+        raise DataError(f"{name}: datasets cannot load it: {str(e).splitlines()[0]}") from None
     columns = data.column_names
     if columns is not None and column not in columns:
         raise DataError(f"{name}: no column '{column}'; columns are {columns}")

@@ -193,3 +193,12 @@ def test_sample_text_takes_a_prompt_that_is_not_valid_utf8_as_its_bytes(capsys, 
     prompt = b"\xff\xfe abc".decode("utf-8", errors="surrogateescape")  # how such argv reaches Python
     assert main(["sample", str(run), "--text", prompt, "--length", "3", "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("\ufffd\ufffd abc")
+
+
+def test_an_hf_folder_with_a_dataset_script_is_one_line(capsys, tmp_path):
+    pytest.importorskip("datasets")
+    folder = tmp_path / "scripted"
+    folder.mkdir()
+    (folder / "scripted.py").write_text("import datasets\n")
+    one_line_exit_2(capsys, ["train", "--task", "text", "--data", f"hf:{folder}", "--steps", "1", "--quiet",
+                             "--device", "cpu", "--out", tmp_path / "run"], "datasets cannot load it")
