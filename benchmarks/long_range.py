@@ -85,6 +85,8 @@ LEVERS = {
     "bptt, small (Z=128)": ("bptt", "small", ()),
     "bptt, long (Z=16)": ("bptt", "long", ()),
 }
+# Lever screens given more seeds after the first (seed 0) screen singled them out.
+LEVER_SEEDS = {"long + contraction 0.3 decaying": (1, 2)}
 BUDGETS = (120.0, 300.0)  # budget scaling on retrieval T = 256, seed 0, beside the 600 s runs of the plan
 
 
@@ -106,6 +108,10 @@ def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: boo
     if levers:
         specs += [Spec("levers-retrieval-256", "retrieval", 256, method, preset, 0, 300.0 * scale, overrides, variant)
                   for variant, (method, preset, overrides) in LEVERS.items()]
+        for variant, seeds_more in LEVER_SEEDS.items():
+            method, preset, overrides = LEVERS[variant]
+            specs += [Spec("levers-retrieval-256", "retrieval", 256, method, preset, seed, 300.0 * scale, overrides,
+                           variant) for seed in seeds_more]
     specs += fused[2:]
     if budgets:
         for budget in BUDGETS:
