@@ -55,7 +55,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (must be divisible by K)")
     p.add_argument("--seed", type=int)
     p.add_argument("--preset", default="small",
-                   help="small (default), long (the long-range recipe), staged (SMT with the staged schedule) or debug")
+                   help="small (default), long (the long-range recipe), contractive, staged or debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable)")

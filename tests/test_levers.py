@@ -287,3 +287,12 @@ def test_dmt_teacher_learns_needs_a_teacher_and_the_time_parallel_step():
         validate(debug_config("retrieval", "bptt", dmt__teacher_learns=True))
     with pytest.raises(ConfigError, match="time-parallel"):
         validate(debug_config("retrieval", "smt+dmt", dmt__teacher_learns=True, dmt__time_parallel=False))
+
+
+def test_contractive_preset_is_long_with_the_contraction_lever():
+    from smtrnn.presets import contractive
+
+    cfg, base = contractive("retrieval"), long("retrieval")
+    assert (cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final) == (0.3, 0.0)
+    cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final = 0.0, 1.0
+    assert cfg == base
