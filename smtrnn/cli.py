@@ -440,8 +440,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="seeds per combination (0, 1, ...)")
     p.add_argument("--budget", help="wall-clock training time per run: 90, 90s, 10m, 1.5h")
     p.add_argument("--steps", type=int, help="optimizer steps per run (with --budget: whichever ends first)")
-    p.add_argument("--preset", default="long", help="the base config of every run: long (default), small, staged, "
-                                                    "debug")
+    p.add_argument("--preset", default="long", help="the base config of every run: long (default), contractive, "
+                                                    "small, staged, debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) the base config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
     p.add_argument("--eval-batches", type=int, default=8)
@@ -455,7 +455,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=100.0, help="training seconds per method")
     p.add_argument("--out", help="directory for the two runs (default: a new temporary directory)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="long", help="long (default: the long-range recipe), small, staged or debug")
+    p.add_argument("--preset", default="long",
+                   help="long (default: the long-range recipe), contractive, small, staged or debug")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -474,12 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         where = exc.filename or "a file"
         print(f"smtrnn: error: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    except (MemoryError, torch.OutOfMemoryError) as exc:
-        print(f"smtrnn: error: out of memory: {_first_line(exc)} (a smaller --seq-len, --batch-size or "
-              "--memory-size fits)", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError and the CPU allocator's are RuntimeErrors
+        if isinstance(exc, RuntimeError) and not any(w in str(exc) for w in ("can't allocate memory", "out of memory")):
             raise
         print(f"smtrnn: error: out of memory: {_first_line(exc)} (a smaller --seq-len, --batch-size or "
               "--memory-size fits)", file=sys.stderr)
