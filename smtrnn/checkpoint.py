@@ -23,6 +23,7 @@ no `latest`: a run directory written before this layout loads as it always did),
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -33,7 +34,8 @@ from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from smtrnn.config import RunConfig, validate
 from smtrnn.errors import CheckpointError, ConfigError
@@ -64,6 +66,25 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """The one place a checkpoint's or a label shard's bytes reach the disk. Serializers write to memory first, so
+    a full disk, a file-size limit or a read-only filesystem is an OSError naming its cause here (torch.save and
+    safetensors would report it as an opaque RuntimeError or SafetensorError)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def safetensors_file(tensors: dict[str, torch.Tensor], format_name: str) -> Callable[[Path], None]:
+    """A writer for `atomic_write`/`_write_synced`: the tensors as a safetensors file with its format tag."""
+    return lambda path: write_bytes(path, safetensors_bytes(tensors, metadata={"format": format_name}))
+
+
+def _torch_file(obj: Any) -> Callable[[Path], None]:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return lambda path: write_bytes(path, buffer.getvalue())
 
 
 def _write_synced(path: Path, write: Callable[[Path], Any]) -> None:
@@ -112,7 +133,7 @@ def _top_level_step(run_dir: Path) -> int | None | str:
         meta = json.loads((run_dir / CONFIG_FILE).read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
         return "unreadable"
     return meta.get("step") if isinstance(meta, dict) else "unreadable"
 
@@ -173,9 +194,9 @@ def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_s
     tmp.mkdir()
     weights = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     meta = {"format": FORMAT, "vocab_size": model.vocab_size, "step": step, "config": cfg.to_dict()}
-    _write_synced(tmp / WEIGHTS_FILE, lambda p: save_file(weights, str(p), metadata={"format": FORMAT}))
-    _write_synced(tmp / STATE_FILE, lambda p: torch.save(trainer_state, p))
-    _write_synced(tmp / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    _write_synced(tmp / WEIGHTS_FILE, safetensors_file(weights, FORMAT))
+    _write_synced(tmp / STATE_FILE, _torch_file(trainer_state))
+    _write_synced(tmp / CONFIG_FILE, lambda p: write_bytes(p, (json.dumps(meta, indent=2) + "\n").encode()))
     _fsync_dir(tmp)
     os.replace(tmp, folder)
     _fsync_dir(root)
@@ -263,7 +284,7 @@ def read_json(path: Path) -> Any:
     """The JSON in path; unparsable text is a one-line CheckpointError naming the file."""
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0]}") from exc
 
 

@@ -20,7 +20,7 @@ from smtrnn.checkpoint import load_model, read_config
 from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
 from smtrnn.data import DATA_TASKS
 from smtrnn.diagnostics import diagnostics
-from smtrnn.errors import ConfigError, SmtrnnError, TrainingError
+from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate, evaluate_documents
 from smtrnn.gradients import gradient_curves
 from smtrnn.labels import read_manifest, write_dataset_labels, write_labels
@@ -184,7 +184,7 @@ def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> in
     except TrainingError as exc:  # every rank reaches the same verdict (see Trainer.train_step): rank 0 says it
         if distributed.is_main():
             print(f"smtrnn: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, SaveError) else 1
     if not distributed.is_main():
         return 0
     if result is None:

@@ -212,7 +212,7 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
         if isinstance(value, str):
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 raise ConfigError(f"{name} must be a JSON object, got {value!r}") from exc
         if not isinstance(value, dict):
             raise ConfigError(f"{name} must be a mapping, got {value!r}")

@@ -1,5 +1,5 @@
-"""Errors that reach the user as one line on stderr: exit code 2 for bad input (see `smtrnn.cli`), 1 for a
-training run that fails on its own."""
+"""Errors that reach the user as one line on stderr: exit code 2 for bad input and for a resource the command
+cannot have (disk space, permission, memory; see `smtrnn.cli`), 1 for a training run that fails on its own."""
 
 
 class SmtrnnError(Exception):
@@ -21,3 +21,8 @@ class DataError(SmtrnnError):
 class TrainingError(SmtrnnError):
     """Training cannot go on: a non-finite loss or gradient (beyond `train.skip_nonfinite_steps`). The run's last
     checkpoint is left as it was; `smtrnn train` exits 1."""
+
+
+class SaveError(TrainingError):
+    """A checkpoint cannot be written (a full disk, a file-size limit, a read-only filesystem, no permission); the
+    previous checkpoint is left whole. A resource problem, not the run's own: `smtrnn train` exits 2."""

@@ -34,10 +34,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
-from smtrnn.checkpoint import WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json
+from smtrnn.checkpoint import (WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json,
+                               safetensors_file)
 from smtrnn.config import TEACHER_METHODS, RunConfig
 from smtrnn.data import DATA_TASKS, SPLITS, forget_loaded
 from smtrnn.errors import CheckpointError, ConfigError, DataError
@@ -170,7 +170,7 @@ def _write(out_dir: Path, manifest: dict, teacher: torch.nn.Module, draw: Callab
             m = torch.cat([teacher.encode(xb.to(device)).to("cpu", DTYPES[manifest["dtype"]])
                            for xb in x.split(batch_size)])
         tensors = {"x": x.to(torch.int32), "y": y.to(torch.int32), "m": m.contiguous()}
-        atomic_write(out_dir / name, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+        atomic_write(out_dir / name, safetensors_file(tensors, FORMAT))
         manifest["shards"].append({"file": name, "sequences": count, "bytes": (out_dir / name).stat().st_size})
         _commit(out_dir, manifest)
         if log:
@@ -358,7 +358,7 @@ def _map_shard(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]) -> 
             length = struct.unpack("<Q", handle.read(8))[0]
             header = json.loads(handle.read(length))
         whole = np.memmap(path, dtype=np.uint8, mode="r")
-    except (SafetensorError, OSError, ValueError, struct.error) as exc:
+    except (SafetensorError, OSError, ValueError, struct.error, RecursionError) as exc:
         raise CheckpointError(f"{path} is missing or corrupt: {str(exc).splitlines()[0]}") from exc
     arrays = {}
     for key, (shape, dtype) in expected.items():

@@ -40,7 +40,7 @@ from smtrnn.checkpoint import (METRICS_FILE, damage, has_checkpoint, holds_run, 
                                read_config, save_checkpoint, trim_metrics)
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_sequential_loss, dmt_with_teacher_loss
-from smtrnn.errors import CheckpointError, ConfigError, SmtrnnError, TrainingError
+from smtrnn.errors import CheckpointError, ConfigError, SaveError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
 from smtrnn.labels import load_labels
 from smtrnn.model import Model
@@ -309,7 +309,7 @@ class Trainer:
         try:
             save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints)
         except OSError as exc:  # a full disk, lost permissions: the previous checkpoint is still whole
-            raise TrainingError(f"cannot save the checkpoint of step {self.step} in {self.out_dir}: "
+            raise SaveError(f"cannot save the checkpoint of step {self.step} in {self.out_dir}: "
                                 f"{exc.strerror or exc}; the previous checkpoint is kept") from exc
 
     def _log(self, record: dict) -> None:

@@ -6,6 +6,7 @@ and the task generators and data loaders keep their contracts on arbitrary input
 from __future__ import annotations
 
 import copy
+import errno
 import gzip
 import itertools
 import json
@@ -170,19 +171,53 @@ def test_a_save_cut_short_at_any_point_leaves_a_whole_checkpoint(smt_run, tmp_pa
     assert seen == sorted(seen) and seen[0] == 6 and seen[-1] == 7  # old until the commit, new from then on
 
 
-def test_a_failed_weights_write_keeps_the_previous_checkpoint(smt_run_copy, smt_run, monkeypatch):
-    def disk_full(weights, path, metadata=None):
-        Path(path).write_bytes(b"half a file")
-        raise OSError(28, "No space left on device")
+@pytest.mark.parametrize("errno_, words", [(errno.ENOSPC, "No space left on device"),
+                                            (errno.EROFS, "Read-only file system"),
+                                            (errno.EACCES, "Permission denied")])
+def test_a_failed_write_on_the_save_path_keeps_the_previous_checkpoint(errno_, words, smt_run_copy, smt_run,
+                                                                       monkeypatch):
+    """Whichever of the three files the write fails on, the run keeps its step-6 checkpoint, byte for byte."""
+    real = checkpoint.write_bytes
+    before = {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file() and p.name != METRICS_FILE}
+    for failing in range(3):  # model.safetensors, trainer_state.pt, config.json
+        calls = []
 
-    monkeypatch.setattr(checkpoint, "save_file", disk_full)
-    trainer = Trainer(debug_config("retrieval", "smt", steps=8), smt_run_copy, resume=True, show_progress=False)
-    trainer.train_step()
-    with pytest.raises(TrainingError, match="cannot save the checkpoint of step 7 .*: No space left on device; the "
-                                            "previous checkpoint is kept"):
-        trainer.save()
-    assert state_dicts_equal(load_model(smt_run_copy)[1].state_dict(), smt_run[1].model.state_dict())
-    assert load_trainer_state(smt_run_copy)["step"] == 6
+        def fails(path, data):
+            calls.append(path)
+            if len(calls) - 1 == failing:
+                Path(path).write_bytes(data[: len(data) // 2])
+                raise OSError(errno_, os.strerror(errno_), str(path))
+            real(path, data)
+
+        monkeypatch.setattr(checkpoint, "write_bytes", fails)
+        trainer = Trainer(debug_config("retrieval", "smt", steps=8), smt_run_copy, resume=True, show_progress=False)
+        trainer.train_step()
+        with pytest.raises(TrainingError, match=f"cannot save the checkpoint of step 7 .*: {words}; the previous "
+                                                "checkpoint is kept"):
+            trainer.save()
+        assert state_dicts_equal(load_model(smt_run_copy)[1].state_dict(), smt_run[1].model.state_dict())
+        assert load_trainer_state(smt_run_copy)["step"] == 6
+        assert {p: p.read_bytes() for p in before} == before  # nothing of the old checkpoint changed
+
+
+def test_a_file_size_limit_on_the_save_path_is_one_line_and_keeps_the_run(smt_run_copy):
+    """A real resource limit, not a patch: the process may write no file over 20 kB (RLIMIT_FSIZE, the limit a
+    full disk shares its error path with), so the first checkpoint after resuming cannot be written."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit is then EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    before = {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file() and p.name != METRICS_FILE}
+    argv = [sys.executable, "-m", "smtrnn", *map(str, TRAIN_RUN), "--steps", "9", "--resume", "--out", smt_run_copy]
+    proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=limit, timeout=300,
+                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = one_line(proc.stderr)
+    assert line.startswith("smtrnn: error: ") and "File too large" in line and "previous checkpoint is kept" in line
+    assert {p: p.read_bytes() for p in before} == before
+    assert read_config(smt_run_copy)[1]["step"] == 6
 
 
 # --- exact resume after SIGKILL -------------------------------------------------------------------------------
@@ -539,6 +574,11 @@ BAD_INPUT = {
                                       ["latest", "step-00000099", "missing"]),
     "latest points outside the run": (lambda t, r: ["eval", _run_with(r, _set_latest("../../etc"))],
                                       ["latest", "corrupt"]),
+    "config.json nested too deeply": (
+        lambda t, r: ["eval", _run_with(r, lambda d: _write(d / CONFIG_FILE, '{"x": ' * 100_000 + "1" + "}" * 100_000))],
+        [CONFIG_FILE, "corrupt", "recursion"]),
+    "config file nested too deeply": (lambda t, r: [*TRAIN, "--config", _write(t / "deep.json", "[" * 100_000)],
+                                      ["deep.json", "not valid"]),
     "config.json truncated": (lambda t, r: ["eval", _run_with(r, lambda d: _write(d / CONFIG_FILE, '{"form'))],
                               [CONFIG_FILE, "corrupt"]),
     "config names an unknown task": (
@@ -570,7 +610,9 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragments, smt_run_copy, tmp_pat
         argv += ["--out", str(tmp_path / "out")]
     if argv[0] in ("eval", "sample"):
         argv += ["--device", "cpu"]
+    before = {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file()}
     code, stdout, err = run_cli(capsys, *argv)
+    assert {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file()} == before  # nothing changed
     assert code == 2, (stdout, err)
     line = one_line(err)
     assert line.startswith("smtrnn: error: ")
