@@ -54,7 +54,10 @@ def write_png(path: str | Path, pixels: Tensor) -> None:
     """
     path = Path(path)
     data = encode_png(pixels)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from smtrnn.checkpoint import CHECKPOINTS_DIR, METRICS_FILE, holds_run
 from smtrnn.cli import build_config, main, make_parser
@@ -157,6 +158,16 @@ def test_an_output_path_under_a_regular_file_is_one_line(capsys, tmp_path, comma
     blocker.write_text("keep")
     one_line_exit_2(capsys, [*command, blocker / "run"], "cannot use", "Not a directory")
     assert blocker.read_text() == "keep"
+
+
+def test_a_png_path_under_a_regular_file_is_named_itself(capsys, tmp_path):
+    from smtrnn.png import write_png
+
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    with pytest.raises(OSError) as caught:
+        write_png(blocker / "x.png", torch.zeros(2, 2, dtype=torch.uint8))
+    assert caught.value.filename == str(blocker / "x.png") and blocker.read_text() == "keep"
 
 
 def test_a_data_path_that_is_not_a_string_is_one_line(capsys, tmp_path):
