@@ -72,8 +72,13 @@ def write_bytes(path: Path, data: bytes) -> None:
     """The one place a checkpoint's or a label shard's bytes reach the disk. Serializers write to memory first, so
     a full disk, a file-size limit or a read-only filesystem is an OSError naming its cause here (torch.save and
     safetensors would report it as an opaque RuntimeError or SafetensorError)."""
-    with open(path, "wb") as handle:
-        handle.write(data)
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write names no file; this one does
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def safetensors_file(tensors: dict[str, torch.Tensor], format_name: str) -> Callable[[Path], None]:
@@ -104,7 +109,11 @@ def _umask() -> int:
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     """Write to a temporary name, fsync, rename over `path`: readers see the old file or the new one, never half."""
     tmp = path.with_name(path.name + _TMP)
-    _write_synced(tmp, write)
+    try:
+        _write_synced(tmp, write)
+    except OSError as exc:  # a full disk: free what was written, and name the file asked for
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 

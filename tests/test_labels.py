@@ -107,6 +107,35 @@ def test_resume_skips_finished_shards_and_completes_a_partial_store(teachers, st
     assert shard_stats(partial) == after
 
 
+def test_a_full_disk_while_labelling_is_one_line_and_the_store_resumes(teachers, store, tmp_path, capsys,
+                                                                       monkeypatch):
+    """The second shard's write fails as a full disk does (no file named by the write itself): one line naming the
+    shard, exit 2, no partial shard left behind; the next run completes the store as a fresh one would."""
+    import errno
+
+    import smtrnn.checkpoint as checkpoint
+
+    real, writes = checkpoint.write_bytes, []
+
+    def full_on_second_shard(path, data):
+        writes.append(path)
+        if Path(path).name.startswith("shard-00001"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_bytes", full_on_second_shard)
+    out = tmp_path / "labels"
+    argv = ["label", "--teacher", teachers["seed0"], "--out", out, "--sequences", 20, "--batch-size", 6,
+            "--shard-sequences", SHARD, "--quiet", "--device", "cpu"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"smtrnn: error: cannot use {out / 'shard-00001.safetensors'}: No space left on device")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000.safetensors"]
+    monkeypatch.setattr(checkpoint, "write_bytes", real)
+    assert run_cli(capsys, *argv)[0] == 0
+    assert {n: d for n, (_, d) in shard_stats(out).items()} == {n: d for n, (_, d) in shard_stats(store).items()}
+
+
 def test_a_store_of_another_teacher_is_refused(teachers, store, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(store, copy)
