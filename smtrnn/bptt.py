@@ -16,4 +16,4 @@ def bptt_loss(model: Model, x: Tensor, y: Tensor, cfg: BPTTConfig) -> tuple[Tens
     """
     _, logits = model.rnn.rollout(x, detach_every=cfg.truncation)
     loss = masked_cross_entropy(logits, y)
-    return loss, {"readout": loss.item(), "loss": loss.item()}
+    return loss, {"readout": loss.detach(), "loss": loss.detach()}

@@ -83,12 +83,12 @@ def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, memories: Tenso
     dynamics = F.mse_loss(predicted, m)
     readout = masked_cross_entropy(rnn.readout(written), y)  # on the RNN's own memories, as at inference
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
-    metrics = {"dynamics": dynamics.item(), "readout": readout.item()}
+    metrics = {"dynamics": dynamics.detach(), "readout": readout.detach()}
     if cfg.onestep_readout_weight:  # the readout of f(visited state, x_t), with its gradient into f
         onestep = masked_cross_entropy(rnn.readout(predicted), y)
         loss = loss + cfg.onestep_readout_weight * onestep
-        metrics["onestep_readout"] = onestep.item()
-    return loss, metrics | {"loss": loss.item()}
+        metrics["onestep_readout"] = onestep.detach()
+    return loss, metrics | {"loss": loss.detach()}
 
 
 def dmt_with_teacher_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig,
@@ -99,7 +99,8 @@ def dmt_with_teacher_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig,
     smt, smt_metrics = smt_loss(model, x, y, smt_cfg, smt_progress=1.0)
     dmt, dmt_metrics = dmt_loss(model, x, y, cfg)
     loss = smt + dmt
-    return loss, smt_metrics | {f"dmt_{k}": v for k, v in dmt_metrics.items() if k != "loss"} | {"loss": loss.item()}
+    dmt_terms = {f"dmt_{k}": v for k, v in dmt_metrics.items() if k != "loss"}
+    return loss, smt_metrics | dmt_terms | {"loss": loss.detach()}
 
 
 def dmt_loss_on_labels(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
@@ -118,4 +119,4 @@ def dmt_sequential_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> t
     dynamics = F.mse_loss(rolled[:, labelled], m[:, labelled])
     readout = masked_cross_entropy(rnn.readout(rolled.detach()), y)
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
-    return loss, {"dynamics": dynamics.item(), "readout": readout.item(), "loss": loss.item()}
+    return loss, {"dynamics": dynamics.detach(), "readout": readout.detach(), "loss": loss.detach()}

@@ -27,7 +27,8 @@ def dynamics_input_sigma(cfg: SMTConfig, smt_progress: float) -> float:
 
 def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
              rnn_active: bool = True, smt_progress: float = 0.0) -> tuple[Tensor, dict]:
-    """x, y (B, T) -> (scalar loss, metrics).
+    """x, y (B, T) -> (scalar loss, metrics). Like every objective, the metrics are detached 0-d tensors, so a step
+    makes no host sync of its own; the trainer reads them all at once (`Trainer.train_step`).
 
     `rnn_active=False` is the teacher warm-up of the staged schedule: decoder and uniformity only, no RNN cost.
     Once the RNN is active, `cfg.freeze_teacher_after_warmup` stops the teacher's own losses and runs the encoder
@@ -45,13 +46,13 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
         decoder = teacher.decoder_loss(memory_channel(m, cfg.memory_noise, cfg.memory_dropout), x, y)
         unif = uniformity(m.reshape(-1, rnn.width), cfg.uniformity_samples)
         loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
-        metrics = {"decoder": decoder.item(), "uniformity": unif.item()}
+        metrics = {"decoder": decoder.detach(), "uniformity": unif.detach()}
     if rnn_active:
         target = m if cfg.dyn_loss_updates_teacher else m.detach()
         rnn_loss, rnn_metrics = rnn_terms(rnn, x, y, target, cfg, dynamics_input_sigma(cfg, smt_progress))
         loss = loss + rnn_loss
         metrics |= rnn_metrics
-    metrics["loss"] = loss.item()
+    metrics["loss"] = loss.detach()
     return loss, metrics
 
 
@@ -69,13 +70,13 @@ def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
     read = memory_channel(m.detach(), cfg.memory_noise, cfg.memory_dropout)
     readout = masked_cross_entropy(rnn.readout(read), y)
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
-    metrics = {"dynamics": dynamics.item(), "readout": readout.item()}
+    metrics = {"dynamics": dynamics.detach(), "readout": readout.detach()}
     if cfg.onestep_readout_weight:  # trains f and g only: from stop-gradient teacher memories
         if m.requires_grad:
             predicted = rnn.step(previous.detach().reshape(-1, size), x.reshape(-1)).view(batch, length, size)
         onestep = masked_cross_entropy(rnn.readout(predicted), y)
         loss = loss + cfg.onestep_readout_weight * onestep
-        metrics["onestep_readout"] = onestep.item()
+        metrics["onestep_readout"] = onestep.detach()
     return loss, metrics
 
 
@@ -84,7 +85,7 @@ def labels_loss(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
     """x, y (B, T) and stored teacher memories m (B, T, Z) -> (scalar loss, metrics): SMT's RNN terms on labels
     written once by `smtrnn.labels`, with no teacher in the model (label once, train many)."""
     loss, metrics = rnn_terms(model.rnn, x, y, m, cfg, dynamics_input_sigma(cfg, smt_progress))
-    return loss, metrics | {"loss": loss.item()}
+    return loss, metrics | {"loss": loss.detach()}
 
 
 def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:
@@ -108,5 +109,5 @@ def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig) 
     readout = masked_cross_entropy(rnn.readout(m_next.detach()), y[:, t + 1])
     loss = (cfg.decoder_weight * decoder + cfg.uniformity_weight * unif + cfg.dynamics_weight * dynamics
             + cfg.readout_weight * readout)
-    return loss, {"decoder": decoder.item(), "uniformity": unif.item(), "dynamics": dynamics.item(),
-                  "readout": readout.item(), "loss": loss.item()}
+    return loss, {"decoder": decoder.detach(), "uniformity": unif.detach(), "dynamics": dynamics.detach(),
+                  "readout": readout.detach(), "loss": loss.detach()}

@@ -47,6 +47,10 @@ from smtrnn.model import Model
 from smtrnn.smt import labels_loss, smt_loss, smt_one_transition_loss
 from smtrnn.tasks import make_task
 
+# The fields of a training-log record that depend on the machine's speed, not on the run: a resumed or repeated run
+# logs everything else bit for bit. transitions_per_s = supervised transitions (B·T per step, over all ranks; B for
+# smt.transitions='one') per second of training since the previous record.
+TIMING_FIELDS = ("elapsed", "transitions_per_s")
 LOSS_TERMS = ("decoder", "dynamics", "uniformity", "readout", "onestep_readout", "dmt_dynamics",
               "dmt_readout")  # as the loss functions name them
 _STATE_KEYS = ("optimizer", "step", "elapsed", "torch_rng", "data_rng")
@@ -249,17 +253,21 @@ class Trainer:
         length = sequence_length(cfg, progress)
         batch = [t.to(self.device) for t in self.data.sample(self.batch_size, length, self.data_generator)]
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.train.precision == "bf16" else nullcontext()
+        objective = loss_function(cfg, progress)
         with autocast:
-            loss, metrics = self.step_module(loss_function(cfg, progress), *batch)
+            loss, terms = self.step_module(objective, *batch)
         self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # a non-finite loss only makes non-finite gradients; under DDP they arrive averaged
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        # the step's one host sync: every loss term and the gradient norm in one transfer, read as floats
+        values = torch.stack([*(t.detach().float() for t in terms.values()), grad_norm.detach().float()]).tolist()
+        metrics = dict(zip(terms, values[:-1]))
         problem = _nonfinite_loss(metrics)
+        if problem is None and not math.isfinite(values[-1]):
+            problem = _nonfinite_gradient(self.model, metrics)
         if distributed.any_rank(problem is not None, self.device) and problem is None:
             problem = "loss", "on another rank"
-        if problem is None:
-            loss.backward()  # under DDP: the gradients arrive averaged over the ranks
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-            problem = None if torch.isfinite(grad_norm) else _nonfinite_gradient(self.model, metrics)
         if problem is not None:
             kind, details = problem
             return self._nonfinite(f"non-finite {kind} at step {self.step + 1}: {details}", metrics)
@@ -269,7 +277,9 @@ class Trainer:
                 grad.mul_(scale)
         self.optimizer.step()
         self.step += 1
-        return metrics | {"lr": lr, "grad_norm": float(grad_norm), "seq_len": length}
+        per_sequence = 1 if objective.func is smt_one_transition_loss else length  # supervised transitions
+        return metrics | {"lr": lr, "grad_norm": values[-1], "seq_len": length,
+                          "transitions": self.batch_size * self.world * per_sequence}
 
     def _nonfinite(self, message: str, metrics: dict) -> dict:
         """Skip the step (no update) while `train.skip_nonfinite_steps` allows, else stop; either way, log it."""
@@ -329,6 +339,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.show_progress and main else True,
                    desc=f"{cfg.method} {self.cfg.task.name}", dynamic_ncols=True)
         next_timed_eval = cfg.eval_every_seconds  # learning curves against training time (evaluation not counted)
+        since = {"elapsed": self.elapsed, "transitions": 0}  # since the last log record: the throughput's window
         while not self.done() and not self.stop_requested:
             start = time.perf_counter()
             metrics = self.train_step()
@@ -336,9 +347,14 @@ class Trainer:
             self.elapsed, self.stop_requested = distributed.agree_progress(self.elapsed, self.stop_requested,
                                                                            self.device)
             bar.update(1)
+            since["transitions"] += metrics.pop("transitions", 0)
             if (self.step % cfg.log_every == 0 or self.done()) and not metrics.get("skipped"):
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-                self._log({"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics)
+                window = self.elapsed - since["elapsed"]
+                rate = round(since["transitions"] / window) if window > 0 else None
+                since = {"elapsed": self.elapsed, "transitions": 0}
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", transitions_per_s=rate)
+                self._log({"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics
+                          | {"transitions_per_s": rate})
             if cfg.save_every and self.step % cfg.save_every == 0 and not self.done():
                 self.save()
             timed = cfg.eval_every_seconds and self.elapsed >= next_timed_eval

@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from smtrnn.checkpoint import METRICS_FILE, WEIGHTS_FILE
-from smtrnn.trainer import train
+from smtrnn.trainer import TIMING_FIELDS, train
 from support import debug_config, state_dicts_equal
 
 STEPS = 10
@@ -21,7 +21,7 @@ def run(out: Path, method: str, seed: int) -> tuple[list[dict], dict]:
     cfg = debug_config("retrieval", method, steps=STEPS, train__seed=seed, train__eval_every=5)
     train(cfg, out, show_progress=False)
     records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
-    losses = [{k: v for k, v in r.items() if k not in ("elapsed", "eval")} for r in records if "eval" not in r]
+    losses = [{k: v for k, v in r.items() if k not in (*TIMING_FIELDS, "eval")} for r in records if "eval" not in r]
     return losses, load_file(str(out / WEIGHTS_FILE))
 
 

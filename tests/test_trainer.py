@@ -77,3 +77,67 @@ def test_gradients_are_clipped_to_grad_clip_and_the_raw_norm_is_logged(tmp_path)
     metrics = trainer.train_step()
     assert metrics["grad_norm"] > 0.01  # the raw norm, before clipping
     assert seen == [pytest.approx(0.01, rel=1e-4)]
+
+
+HOST_READS = ("item", "tolist", "__float__", "__bool__", "__int__", "__index__")
+
+
+def _count_host_reads(monkeypatch) -> list[str]:
+    """Every read of a tensor's value by the host (a device sync on an accelerator) made by smtrnn's own code."""
+    import sys
+
+    calls = []
+    for name in HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if "/smtrnn/" in caller.replace("\\", "/"):
+                calls.append(f"{_name} in {caller.rsplit('/', 1)[-1]}:{sys._getframe(1).f_lineno}")
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["smt", "smt+dmt", "bptt", "dmt"])
+def test_a_training_step_reads_the_device_once(method, tmp_path, monkeypatch):
+    """The objectives return detached tensors; the step reads every loss term and the gradient norm in one
+    transfer (which is also the finiteness check) and nowhere else, whichever phase (SMT, then DMT) it is in."""
+    cfg = debug_config("retrieval", method, steps=12)
+    if method == "dmt":
+        cfg.train.method, cfg.dmt.fraction = "smt+dmt", 0.99  # DMT from the second step on
+    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
+    trainer.train_step()  # the first step builds lazy state (optimizer moments)
+    calls = _count_host_reads(monkeypatch)
+    for _ in range(10):
+        metrics = trainer.train_step()
+    assert len(calls) == 10, calls
+    assert all(isinstance(v, float) for k, v in metrics.items() if k in ("loss", "grad_norm", "readout"))
+    assert metrics["transitions"] == cfg.optim.batch_size * metrics["seq_len"]
+
+
+def test_objectives_return_detached_scalar_tensors():
+    from smtrnn.bptt import bptt_loss
+    from smtrnn.dmt import dmt_loss
+    from smtrnn.model import Model
+    from smtrnn.smt import smt_loss
+    from smtrnn.tasks import make_task
+
+    cfg = debug_config("retrieval")
+    task = make_task(cfg.task.name, **cfg.task.params)
+    model = Model(cfg, task.vocab_size)
+    x, y = task.sample(4, cfg.task.seq_len, torch.Generator().manual_seed(0))
+    for loss, metrics in (smt_loss(model, x, y, cfg.smt), dmt_loss(model, x, y, cfg.dmt),
+                          bptt_loss(model, x, y, cfg.bptt)):
+        assert loss.requires_grad and metrics
+        assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in metrics.values())
+        assert torch.equal(metrics["loss"], loss.detach())
+
+
+def test_the_log_reports_supervised_transitions_per_second(tmp_path):
+    cfg = debug_config("retrieval", "smt", steps=4)
+    Trainer(cfg, tmp_path / "run", show_progress=False).run()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["transitions_per_s"] for r in logged if "loss" in r]
+    assert len(rates) == 4 and all(isinstance(r, int) and r > 0 for r in rates)
