@@ -314,9 +314,9 @@ def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
     try:
         cfg = RunConfig.from_dict(meta["config"])
         validate(cfg)
+        task_vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
-    task_vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     if task_vocab != vocab:
         raise CheckpointError(f"{path}: vocab_size {vocab} does not match task '{cfg.task.name}' ({task_vocab})")
     return cfg, meta

@@ -17,7 +17,8 @@ import torch
 
 from smtrnn import distributed
 from smtrnn.checkpoint import load_model, read_config
-from smtrnn.config import RunConfig, TrainConfig, apply_overrides, flatten, load_config_file
+from smtrnn.config import (RunConfig, TrainConfig, apply_overrides, describe_fields, field_docs, flatten,
+                           load_config_file, upgrade)
 from smtrnn.data import DATA_TASKS
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError
@@ -36,30 +37,38 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+# The train command's short flags, each the alias of one config field: its type and help come from the field
+# (`config.field_docs`), so a flag never drifts from the field it sets. --task, --init and --labels also choose the
+# base config (a preset for the task, the SMT run DMT continues, the labelling teacher's run).
+FLAG_FIELDS = {
+    "--task": "task.name", "--method": "train.method", "--init": "train.init", "--labels": "train.labels",
+    "--cell": "rnn.cell", "--seq-len": "task.seq_len", "--steps": "train.steps", "--budget": "train.max_seconds",
+    "--batch-size": "optim.batch_size", "--lr": "optim.lr", "--memory-tokens": "memory.tokens",
+    "--seed": "train.seed", "--device": "train.device",
+}
+
+
+def _add_field_flags(p: argparse.ArgumentParser) -> None:
+    defaults = RunConfig()
+    for flag, name in FLAG_FIELDS.items():
+        section, field_name = name.split(".")
+        kind = type(getattr(getattr(defaults, section), field_name))
+        doc = field_docs(type(getattr(defaults, section))).get(field_name, "")
+        p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=kind if kind in (int, float) else str,
+                       help=f"{name}: {doc}".replace("%", "%%"))
+
+
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", help="task name (retrieval, copy, delayed_recall, assoc_recall, stack, parity, "
-                                  "modular_icl; text, pixels)")
+    _add_field_flags(p)
     p.add_argument("--data", help="text: a text file or folder, a .npy/.bin token file or hf:NAME (default: the "
                                   "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits)")
-    p.add_argument("--method", help="smt, bptt, dmt (needs --init), smt+dmt or labels (needs --labels)")
-    p.add_argument("--init", help="method dmt: the SMT run directory to start from (its config is the base)")
-    p.add_argument("--labels", help="method labels: a label store written by `smtrnn label` (its teacher run's "
-                                    "config is the base; --cell and the RNN's sizes may differ)")
-    p.add_argument("--cell", help="transformer, mlp, gru, lstm or elman")
-    p.add_argument("--seq-len", type=int, help="sequence length T")
-    p.add_argument("--steps", type=int, help="optimizer steps")
-    p.add_argument("--budget", type=float, help="wall-clock budget in seconds (stops at steps or budget)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--memory-tokens", type=int, help="K, memory tokens")
-    p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (must be divisible by K)")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (sets memory.width = Z / K)")
     p.add_argument("--preset", default="small",
                    help="small (default), long (the long-range recipe), contractive, staged or debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable)")
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
+                   help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable; the fields "
+                        "are listed below)")
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -78,13 +87,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if task is None:
             task = file_data.get("task", {}).get("name", "retrieval")
         cfg = make_preset(args.preset, task)
-    apply_overrides(cfg, flatten(file_data))
-    flags = {
-        "task.name": args.task, "train.method": args.method, "rnn.cell": args.cell, "task.seq_len": args.seq_len,
-        "train.steps": args.steps, "train.max_seconds": args.budget, "optim.batch_size": args.batch_size,
-        "optim.lr": args.lr, "memory.tokens": args.memory_tokens, "train.seed": args.seed,
-        "train.device": args.device,
-    }
+    apply_overrides(cfg, upgrade(flatten(file_data)))
+    flags = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in FLAG_FIELDS.items()
+             if flag not in ("--init", "--labels")}  # those two chose the base config above
     apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
     if args.data is not None:
         if cfg.task.name not in DATA_TASKS:
@@ -376,7 +381,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="smtrnn", description="Train nonlinear RNNs without backpropagation through time.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train an RNN by SMT, DMT, SMT then DMT, or BPTT")
+    p = sub.add_parser("train", help="train an RNN by SMT, DMT, SMT then DMT, or BPTT",
+                       description="Train a run: a preset, then --config, then the flags, then --set.",
+                       epilog="config fields (--set FIELD=VALUE; defaults of the plain RunConfig, presets change "
+                              "some):\n" + describe_fields().replace("%", "%%"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_arguments(p)
     p.add_argument("--out", required=True, help="run directory (refused if it already holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

@@ -24,6 +24,7 @@ from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run
 from smtrnn.config import RunConfig, apply_overrides, validate
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
+from smtrnn.tasks import build_task
 from smtrnn.trainer import Trainer
 
 RESULT_FILE = "result.json"
@@ -229,6 +230,7 @@ def run_study(base: Callable[[], RunConfig], task: str, preset: str, lengths: li
     configs = [run_config(base, spec, budget_s, steps, eval_points) for spec in specs]
     for cfg in configs:  # every run's config (task, length, cell, method) is checked before the first one trains
         validate(cfg)
+        build_task(cfg)
     out.mkdir(parents=True, exist_ok=True)
     rows = [run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log) for spec, cfg in
             zip(specs, configs)]

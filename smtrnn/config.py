@@ -1,173 +1,382 @@
-"""Run configuration: one small dataclass per component, composed into `RunConfig`, validated in one place.
+"""Run configuration: one small dataclass per component, composed into `RunConfig`.
 
-Shared sizes (memory tokens K, memory width D, hence Z = K·D) live in `MemoryConfig` and nowhere else; the
-vocabulary V comes from the task.
+Each field carries its documentation as a string right under it (`field_docs` reads them; `smtrnn train --help`
+lists them). Choices are `Literal` types. Each section checks its own fields (`check`, also run on construction);
+the rules that tie sections together live in `validate`, which does no I/O (the task and its data are checked where
+the task is built, `smtrnn.tasks.build_task`). Shared sizes (memory tokens K, memory width D, hence Z = K·D) live in
+`MemoryConfig` and nowhere else; the vocabulary V comes from the task.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from smtrnn.errors import ConfigError
 
-METHODS = ("smt", "bptt", "dmt", "smt+dmt", "labels", "labels+dmt")  # labels: the RNN fit to stored teacher memories
+Method = Literal["smt", "bptt", "dmt", "smt+dmt", "labels", "labels+dmt"]
+Cell = Literal["transformer", "mlp", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
+Schedule = Literal["joint", "joint-detached", "staged"]
+Transitions = Literal["all", "one"]
+LRSchedule = Literal["constant", "cosine"]
+Precision = Literal["fp32", "bf16"]
+
+METHODS = get_args(Method)  # labels: the RNN fit to stored teacher memories
 LABEL_METHODS = ("labels", "labels+dmt")  # labels+dmt: then DMT, relabelling visited states from the same store
 TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
-SMT_CELLS = ("transformer", "mlp", "gru", "lstm", "elman")  # RMS-normalized memories: every method can train them
-BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
-CELLS = SMT_CELLS + BPTT_ONLY_CELLS
-SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "bf16")
+CELLS = get_args(Cell)
+SMT_CELLS = CELLS[:5]  # RMS-normalized memories: every method can train them
+BPTT_ONLY_CELLS = CELLS[5:]  # the plain baselines of smtrnn.baselines
+SMT_SCHEDULES = get_args(Schedule)
+SCHEDULES = get_args(LRSchedule)
+PRECISIONS = get_args(Precision)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _choice(section: str, name: str, value: Any, choices: tuple) -> None:
+    _check(value in choices, f"unknown {section}.{name} {value!r}; choose from: {', '.join(choices)}")
+
+
+class _Section:
+    """A config section: `check()` holds its per-field rules and runs on construction too."""
+
+    SECTION = ""
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            _check(not isinstance(value, float) or math.isfinite(value),
+                   f"{self.SECTION}.{item.name} must be finite, got {value}")
+
+    def _at_least(self, bound: float, *names: str, strict: bool = False) -> None:
+        for name in names:
+            value = getattr(self, name)
+            ok = value > bound if strict else value >= bound
+            _check(ok, f"{self.SECTION}.{name} must be {'>' if strict else '>='} {bound:g}, got {value}")
+
+    def _fraction(self, name: str, low_open: bool = False, high_open: bool = True) -> None:
+        value = getattr(self, name)
+        ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
+        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+        _check(ok, f"{self.SECTION}.{name} must be in {interval}, got {value}")
 
 
 @dataclass
-class TaskConfig:
+class TaskConfig(_Section):
+    SECTION = "task"
     name: str = "retrieval"
-    seq_len: int = 64  # T
-    params: dict[str, Any] = field(default_factory=dict)  # task-specific, e.g. {"lag": 16}
+    """The task (see `smtrnn.tasks`): retrieval, copy, delayed_recall, assoc_recall, stack, parity, modular_icl,
+    text, pixels."""
+    seq_len: int = 64
+    """T, the training sequence length."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Task-specific parameters, e.g. {"lag": 16}; text and pixels take their data path here."""
+
+    def check(self) -> None:
+        super().check()
+        self._at_least(0, "seq_len", strict=True)
 
 
 @dataclass
-class MemoryConfig:
-    tokens: int = 1  # K
-    width: int = 128  # D
+class MemoryConfig(_Section):
+    SECTION = "memory"
+    tokens: int = 1
+    """K, memory tokens (each RMS-normalized on its own)."""
+    width: int = 128
+    """D, floats per memory token; the memory holds Z = K·D floats."""
 
     @property
     def size(self) -> int:  # Z
         return self.tokens * self.width
 
+    def check(self) -> None:
+        super().check()
+        self._at_least(0, "tokens", "width", strict=True)
+
 
 @dataclass
-class TeacherConfig:
+class TeacherConfig(_Section):
+    SECTION = "teacher"
     width: int = 128
+    """The encoder's and decoder's model width."""
     depth: int = 2
+    """Causal encoder layers."""
     heads: int = 4
+    """Attention heads (must divide the width into an even head size)."""
     decoder_depth: int = 2
-    future_len: int = 16  # Tf: targets y_t..y_{t+Tf-1} predicted from m_t
-    decoder_positions: int = 16  # positions per sequence the decoder is trained on each step
-    token_shift: bool = True  # the encoder adds a projection of the previous token's embedding at each position
-    # Horizon without shortcuts (p in [0, 1)): in training, each teacher-forced future input of the decoder is
-    # replaced by a learned blank with probability p, so a long horizon Tf cannot be predicted from the future
-    # inputs themselves and the memory has to carry the information.
+    """Decoder layers."""
+    future_len: int = 16
+    """Tf: the targets y_t..y_{t+Tf-1} the decoder predicts from m_t."""
+    decoder_positions: int = 16
+    """Positions per sequence the decoder is trained on each step."""
+    token_shift: bool = True
+    """The encoder adds a projection of the previous token's embedding at each position."""
     future_input_dropout: float = 0.0
+    """Horizon without shortcuts (p in [0, 1)): in training, each teacher-forced future input of the decoder is
+    replaced by a learned blank with probability p, so a long horizon cannot be predicted from the future inputs
+    themselves and the memory has to carry the information."""
+
+    def check(self) -> None:
+        super().check()
+        self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", "decoder_positions", strict=True)
+        self._fraction("future_input_dropout")
+        _check(self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0,
+               f"teacher.heads={self.heads} must divide the width {self.width} into an even head size")
 
 
 @dataclass
-class RNNConfig:
-    cell: str = "mlp"
-    hidden: int = 256  # MLP hidden width of the cell (transformer cell: its feed-forward is 4·D)
-    depth: int = 2  # hidden layers (mlp) or blocks (transformer); the other cells are one layer
-    heads: int = 4  # transformer cell only
-    embed: int = 64  # input-token embedding width E
+class RNNConfig(_Section):
+    SECTION = "rnn"
+    cell: Cell = "mlp"
+    """The update f: transformer, mlp, gru, lstm, elman (RMS-normalized memories, every method), or the BPTT-only
+    baselines gru-fused, lstm-fused, mingru."""
+    hidden: int = 256
+    """MLP hidden width of the cell (transformer cell: its feed-forward is 4·D)."""
+    depth: int = 2
+    """Hidden layers (mlp) or blocks (transformer); the other cells are one layer."""
+    heads: int = 4
+    """Attention heads of the transformer cell over the K memory tokens."""
+    embed: int = 64
+    """E, the input-token embedding width."""
     readout_hidden: int = 256
+    """Hidden width of the readout g."""
+
+    def check(self) -> None:
+        super().check()
+        _choice("rnn", "cell", self.cell, CELLS)
+        self._at_least(0, "hidden", "depth", "heads", "embed", "readout_hidden", strict=True)
 
 
 @dataclass
-class SMTConfig:
-    """Weights and gradient routing of the SMT objective.
+class SMTConfig(_Section):
+    """Weights, schedule and levers of the SMT objective.
 
     The defaults are the paper's joint training (weights 1.0 / 0.1 / 0.001, teacher and RNN from step 0, the
     dynamics loss reaching the encoder): the core benchmark shows it ahead of the staged schedule for the RNN alone.
-    The staged schedule (the `staged` preset) is teacher_warmup=0.6, dyn_loss_updates_teacher=false,
-    freeze_teacher_after_warmup=true, dynamics_weight=1.0.
+    The `staged` preset is schedule='staged', warmup=0.6, dynamics_weight=1.0.
     """
 
+    SECTION = "smt"
     decoder_weight: float = 1.0
+    """λ_dec, the decoder's cross-entropy (the predictive-state objective)."""
     dynamics_weight: float = 0.1
+    """λ_dyn, the one-step regression MSE(f(m_{t-1}, x_t), m_t)."""
     uniformity_weight: float = 0.001
+    """λ_unif, the uniformity term that keeps memories spread on the sphere."""
     readout_weight: float = 1.0
-    # > 0: readout CE also on the RNN's one-step predictions g(f(m_{t-1}, x_t)), so the update learns to keep what
-    # the readout needs, not only to be close in MSE (the gradient still crosses one step only).
+    """λ_read, the readout's cross-entropy on teacher memories."""
     onestep_readout_weight: float = 0.0
-    # Fraction of training in which only the teacher learns (decoder + uniformity), before the RNN terms start.
-    teacher_warmup: float = 0.0
-    # Whether the dynamics MSE sends gradient into the encoder through m_{t-1} and m_t (the paper's joint
-    # training) or only trains the RNN on stop-gradient teacher memories.
-    dyn_loss_updates_teacher: bool = True
-    # After the warm-up, stop training the teacher (no decoder or uniformity loss, encoder without a graph).
-    freeze_teacher_after_warmup: bool = False
+    """> 0: readout CE also on the RNN's one-step predictions g(f(m_{t-1}, x_t)), so the update learns to keep what
+    the readout needs, not only to be close in MSE (the gradient still crosses one step only)."""
+    schedule: Schedule = "joint"
+    """How teacher and RNN share training. joint: both from the start (after `warmup`), the dynamics MSE also
+    training the encoder through m_{t-1} and m_t (the paper); joint-detached: the same, with the RNN regressing onto
+    stop-gradient memories; staged: the teacher alone for `warmup`, then frozen (no decoder or uniformity loss, the
+    encoder without a graph) while the RNN fits it."""
+    warmup: float = 0.0
+    """Fraction of the SMT share in which only the teacher learns (decoder + uniformity), in [0, 1); staged needs
+    > 0."""
     uniformity_samples: int = 512
-    # Noise channel (σ >= 0, memories have unit RMS per float): in training only, the decoder and the RNN's readout
-    # read m_t + σ·ε, ε ~ N(0, 1). What the future needs must then sit in the memory with margins wider than σ, so an
-    # RNN whose rollout stays within σ of the teacher still reads the right answer. The dynamics targets stay clean.
+    """Memory tokens sampled per step for the uniformity term."""
     memory_noise: float = 0.0
-    # Memory dropout (p in [0, 1)): in training only, the decoder and readout read memories with a fraction p of
-    # the floats zeroed (and the rest scaled by 1/(1-p)): what the future needs is spread over many directions.
+    """Noise channel (σ >= 0, memories have unit RMS per float): in training only, the decoder and the RNN's readout
+    read m_t + σ·ε, ε ~ N(0, 1), so what the future needs sits in the memory with margins wider than σ and an RNN
+    whose rollout stays within σ of the teacher still reads the right answer. The dynamics targets stay clean."""
     memory_dropout: float = 0.0
-    # Contraction (σ >= 0): the dynamics regression starts from perturbed memories, f(norm(m_{t-1} + σ·ε), x_t) -> m_t,
-    # so the update learns to pull nearby states back onto the teacher's trajectory. σ decays linearly to
-    # σ·dynamics_input_noise_final over the SMT share when dynamics_input_noise_final < 1.
+    """Memory dropout (p in [0, 1)): in training only, the decoder and readout read memories with a fraction p of
+    the floats zeroed (the rest scaled by 1/(1-p)): what the future needs is spread over many directions."""
     dynamics_input_noise: float = 0.0
+    """Contraction (σ >= 0): the dynamics regression starts from perturbed memories, f(norm(m_{t-1} + σ·ε), x_t) ->
+    m_t, so the update learns to pull nearby states back onto the teacher's trajectory."""
     dynamics_input_noise_final: float = 1.0
-    # "all": every transition of every sequence in one pass (smtrnn); "one": the reference release's recipe, one
-    # transition per sequence per step from two prefix encodings (`smt_one_transition_loss`, for comparison).
-    transitions: str = "all"
+    """The contraction σ at the end of the SMT share, as a fraction of `dynamics_input_noise` (linear decay)."""
+    transitions: Transitions = "all"
+    """all: every transition of every sequence in one pass (smtrnn); one: the reference release's recipe, one
+    transition per sequence per step from two prefix encodings (`smt_one_transition_loss`, for comparison)."""
+
+    @property
+    def teacher_frozen_after_warmup(self) -> bool:
+        return self.schedule == "staged"
+
+    @property
+    def dynamics_trains_teacher(self) -> bool:
+        return self.schedule == "joint"
+
+    def check(self) -> None:
+        super().check()
+        self._at_least(0, "decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight",
+                       "onestep_readout_weight")
+        self._at_least(0, "uniformity_samples", strict=True)
+        _choice("smt", "schedule", self.schedule, SMT_SCHEDULES)
+        _choice("smt", "transitions", self.transitions, get_args(Transitions))
+        self._fraction("warmup")
+        _check(self.schedule != "staged" or self.warmup > 0,
+               "smt.schedule='staged' trains the teacher alone first: it needs smt.warmup > 0")
+        for name in ("memory_noise", "dynamics_input_noise"):
+            value = getattr(self, name)
+            _check(value >= 0, f"smt.{name} must be >= 0 (a noise std in units of the memories' RMS), got {value}")
+        self._fraction("memory_dropout")
+        _check(0 <= self.dynamics_input_noise_final <= 1,
+               f"smt.dynamics_input_noise_final must be in [0, 1] (a fraction of smt.dynamics_input_noise), got "
+               f"{self.dynamics_input_noise_final}")
+        _check(self.transitions == "all" or (self.schedule == "joint" and not self.warmup),
+               "smt.transitions='one' is the reference recipe, trained jointly: it takes smt.schedule='joint' "
+               "and no smt.warmup")
+        levers = [name for name in ("memory_noise", "memory_dropout", "dynamics_input_noise") if getattr(self, name)]
+        _check(self.transitions == "all" or not levers,
+               f"smt.transitions='one' is the reference recipe, kept for comparison: it takes no smt.{levers[0]}"
+               if levers else "")
 
 
 @dataclass
-class DMTConfig:
+class DMTConfig(_Section):
     """DAgger Memory Training (see `smtrnn.dmt`)."""
 
-    fraction: float = 0.25  # smt+dmt: the last fraction of training is DMT
-    restart_fraction: float = 0.5  # sequences that follow the teacher up to a random offset, then the RNN
-    grad_through_rollout_steps: int = 0  # k > 0: each target is reached by k+1 steps with gradient through all
-    time_parallel: bool = True  # false: the paper's sequential DMT (graph through the rollout)
-    label_every: int = 16  # sequential DMT only: MSE to the teacher every this many steps
+    SECTION = "dmt"
+    fraction: float = 0.25
+    """smt+dmt: the last fraction of training is DMT, in (0, 1)."""
+    restart_fraction: float = 0.5
+    """Sequences that follow the teacher up to a random offset, then the RNN."""
+    grad_through_rollout_steps: int = 0
+    """k > 0: each target is reached by k+1 steps with gradient through all of them."""
+    time_parallel: bool = True
+    """false: the paper's sequential DMT (graph through the rollout)."""
+    label_every: int = 16
+    """Sequential DMT only: MSE to the teacher every this many steps."""
     dynamics_weight: float = 1.0
+    """Weight of the regression of f(visited state, x_t) onto the teacher's m_t."""
     readout_weight: float = 1.0
-    onestep_readout_weight: float = 0.0  # > 0: readout CE on f(visited state, x_t) too, with gradient into f
-    # DMT with the teacher still learning: each DMT step also takes the SMT objective on the same batch, so the
-    # teacher's memories keep moving toward states the RNN can reach while DMT relabels the ones it visits.
+    """Weight of the readout CE on the RNN's own memories."""
+    onestep_readout_weight: float = 0.0
+    """> 0: readout CE on f(visited state, x_t) too, with gradient into f."""
     teacher_learns: bool = False
+    """DMT with the teacher still learning: each DMT step also takes the SMT objective on the same batch, so the
+    teacher's memories keep moving toward states the RNN can reach while DMT relabels the ones it visits."""
+
+    def check(self) -> None:
+        super().check()
+        self._fraction("fraction", low_open=True)
+        self._fraction("restart_fraction", high_open=False)
+        self._at_least(0, "grad_through_rollout_steps", "dynamics_weight", "readout_weight", "onestep_readout_weight")
+        self._at_least(0, "label_every", strict=True)
+        _check(not self.teacher_learns or self.time_parallel,
+               "dmt.teacher_learns runs with the time-parallel DMT step (dmt.time_parallel=true)")
 
 
 @dataclass
-class BPTTConfig:
-    truncation: int = 0  # 0: full BPTT; k > 0: the state is detached every k steps (truncated BPTT)
+class BPTTConfig(_Section):
+    SECTION = "bptt"
+    truncation: int = 0
+    """0: full BPTT; k > 0: the state is detached every k steps (truncated BPTT)."""
+
+    def check(self) -> None:
+        super().check()
+        self._at_least(0, "truncation")
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(_Section):
+    SECTION = "optim"
     lr: float = 1e-3
+    """AdamW's peak learning rate."""
     weight_decay: float = 0.01
+    """AdamW's decoupled weight decay."""
     beta1: float = 0.9
+    """AdamW's β1, in [0, 1)."""
     beta2: float = 0.95
-    warmup: float = 0.02  # fraction of training with linear learning-rate warm-up
-    schedule: str = "constant"
+    """AdamW's β2, in [0, 1)."""
+    warmup: float = 0.02
+    """Fraction of training with a linear learning-rate warm-up, in [0, 1)."""
+    schedule: LRSchedule = "constant"
+    """The learning rate after warm-up: constant or cosine (to 0)."""
     grad_clip: float = 1.0
+    """The global gradient-norm bound (0: none)."""
     batch_size: int = 32
+    """The global batch (sequences per step, over all ranks)."""
+
+    def check(self) -> None:
+        super().check()
+        self._at_least(0, "lr", "batch_size", strict=True)
+        self._at_least(0, "weight_decay", "grad_clip")
+        _choice("optim", "schedule", self.schedule, SCHEDULES)
+        for name in ("warmup", "beta1", "beta2"):
+            self._fraction(name)
 
 
 @dataclass
-class TrainConfig:
-    method: str = "smt"
+class TrainConfig(_Section):
+    SECTION = "train"
+    method: Method = "smt"
+    """smt, bptt, dmt (continues an SMT run: `init`), smt+dmt, labels or labels+dmt (fit to a label store: `labels`)."""
     steps: int = 1000
-    max_seconds: float = 0.0  # > 0: stop at this wall-clock budget too; schedules then follow elapsed time
+    """Optimizer steps."""
+    max_seconds: float = 0.0
+    """> 0: stop at this wall-clock budget too; the schedules then follow elapsed time."""
     seed: int = 0
-    # Length curriculum: > 0 trains on sequences of this length first, doubling up to task.seq_len in equal stages
-    # over the first `curriculum_fraction` of training (0, or a start >= task.seq_len: always task.seq_len).
+    """Seeds the weights, the data stream and the losses' sampling; in [0, 2^63)."""
     curriculum_start: int = 0
+    """Length curriculum: > 0 trains on sequences of this length first, doubling up to task.seq_len in equal stages
+    over the first `curriculum_fraction` of training (0, or a start >= task.seq_len: always task.seq_len)."""
     curriculum_fraction: float = 0.3
-    init: str = ""  # method dmt: the SMT run directory whose teacher and RNN DMT starts from
-    labels: str = ""  # method labels: the label store (`smtrnn label`) the RNN is fit to
+    """The share of training the length curriculum takes, in (0, 1)."""
+    init: str = ""
+    """Method dmt: the SMT run directory whose teacher and RNN DMT starts from."""
+    labels: str = ""
+    """Methods labels, labels+dmt: the label store (`smtrnn label`) the RNN is fit to."""
     log_every: int = 25
-    eval_every: int = 0  # 0: evaluate only at the end
-    eval_every_seconds: float = 0.0  # > 0: also evaluate each time this much training time has passed
-    save_every: int = 1000  # checkpoint every this many steps (0: only at the end)
-    keep_checkpoints: int = 3  # the newest this many checkpoints stay in <run>/checkpoints/
-    # A step whose loss or gradient is not finite stops training; up to this many such steps are skipped instead
-    # (no update, logged) before it does.
+    """Write a training-log record every this many steps."""
+    eval_every: int = 0
+    """Evaluate every this many steps (0: only at the end)."""
+    eval_every_seconds: float = 0.0
+    """> 0: also evaluate each time this much training time has passed (learning curves against time)."""
+    save_every: int = 1000
+    """Checkpoint every this many steps (0: only at the end)."""
+    keep_checkpoints: int = 3
+    """The newest this many checkpoints stay in <run>/checkpoints/."""
     skip_nonfinite_steps: int = 0
+    """A step whose loss or gradient is not finite stops training; up to this many such steps are skipped instead
+    (no update, logged) before it does."""
     eval_batches: int = 4
+    """Held-out batches per evaluation."""
     device: str = "auto"
-    # "bf16": the losses run under CUDA autocast (fp32 master weights); CUDA only, a CPU run refuses it.
-    precision: str = "fp32"
-    compile: bool = False  # torch.compile the teacher's encoder/decoder and the RNN's cell/readout
+    """auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps."""
+    precision: Precision = "fp32"
+    """bf16: the losses run under CUDA autocast (fp32 master weights); CUDA only, a CPU run refuses it."""
+    compile: bool = False
+    """torch.compile the teacher's encoder/decoder and the RNN's cell/readout."""
+
+    def check(self) -> None:
+        super().check()
+        _choice("train", "method", self.method, METHODS)
+        _choice("train", "precision", self.precision, PRECISIONS)
+        self._at_least(0, "steps", "log_every", "eval_batches", strict=True)
+        self._at_least(0, "max_seconds", "eval_every", "eval_every_seconds", "save_every", "curriculum_start",
+                       "skip_nonfinite_steps")
+        self._at_least(1, "keep_checkpoints")
+        self._fraction("curriculum_fraction", low_open=True)
+        _check(0 <= self.seed < 2**63, f"train.seed must be in [0, 2^63), got {self.seed}")
+        _check(self.method != "dmt" or bool(self.init), "method dmt starts from a trained SMT run: pass --init DIR")
+        _check(not self.init or self.method == "dmt", "train.init (--init) is only for method dmt")
+        _check(self.method not in LABEL_METHODS or bool(self.labels),
+               "method labels fits the RNN to stored teacher memories: pass --labels DIR (written by smtrnn label)")
+        _check(not self.labels or self.method in LABEL_METHODS,
+               "train.labels (--labels) is only for methods labels and labels+dmt")
+        _check(self.method not in LABEL_METHODS or not self.curriculum_start,
+               "train.curriculum_start draws shorter sequences; method labels trains on the stored length only")
 
 
 @dataclass
@@ -190,8 +399,32 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a run config must be a mapping, got {type(data).__name__}")
         cfg = cls()
-        apply_overrides(cfg, flatten(data))
+        apply_overrides(cfg, upgrade(flatten(data)))
         return cfg
+
+
+# Fields of earlier versions, by the fields that replaced them: config.json files of older runs and label stores
+# (and --config files) still load through `upgrade`; --set of an old name says what replaced it.
+_OLD_SCHEDULE_FIELDS = ("smt.dyn_loss_updates_teacher", "smt.freeze_teacher_after_warmup")
+RENAMED = {"smt.teacher_warmup": "smt.warmup",
+           "smt.dyn_loss_updates_teacher": "smt.schedule (joint, joint-detached, staged)",
+           "smt.freeze_teacher_after_warmup": "smt.schedule (joint, joint-detached, staged)"}
+
+
+def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
+    """Flat overrides written by an earlier smtrnn -> today's fields. The three SMT schedule flags become one
+    smt.schedule: a frozen teacher after the warm-up is `staged`, else the dynamics loss reaching the encoder is
+    `joint` and not reaching it `joint-detached` (missing flags take their old defaults: true, false)."""
+    out = dict(flat)
+    if "smt.teacher_warmup" in out:
+        out["smt.warmup"] = out.pop("smt.teacher_warmup")
+    if any(name in out for name in _OLD_SCHEDULE_FIELDS):
+        updates = _coerce("smt.dyn_loss_updates_teacher", True, out.pop("smt.dyn_loss_updates_teacher", True))
+        frozen = _coerce("smt.freeze_teacher_after_warmup", False, out.pop("smt.freeze_teacher_after_warmup", False))
+        _check(not (frozen and updates), "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false "
+                                         "(a frozen teacher takes no gradient)")
+        out["smt.schedule"] = "staged" if frozen else "joint" if updates else "joint-detached"
+    return out
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -245,6 +478,8 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         if not dataclasses.is_dataclass(section) or not field_name:
             raise ConfigError(f"unknown config section in '{name}'")
         if field_name not in {f.name for f in dataclasses.fields(section)}:
+            if name in RENAMED:
+                raise ConfigError(f"config field '{name}' was replaced by {RENAMED[name]}")
             raise ConfigError(f"unknown config field '{name}'")
         setattr(section, field_name, _coerce(name, getattr(section, field_name), value))
     return cfg
@@ -275,120 +510,48 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
+SECTIONS = ("task", "memory", "teacher", "rnn", "smt", "dmt", "bptt", "optim", "train")
 
 
 def validate(cfg: RunConfig) -> None:
-    """Every consistency rule of a run in one place; the first violation is a ConfigError naming the field."""
-    from smtrnn.tasks import make_task
-
-    for name, value in flatten(cfg.to_dict()).items():
-        _check(not isinstance(value, float) or math.isfinite(value), f"{name} must be finite, got {value}")
-    _check(cfg.train.method in METHODS, f"unknown method '{cfg.train.method}'; choose from: {', '.join(METHODS)}")
-    _check(cfg.rnn.cell in CELLS, f"unknown cell '{cfg.rnn.cell}'; choose from: {', '.join(CELLS)}")
+    """Every section's own checks, then the rules that tie sections together; the first violation is a ConfigError
+    naming the field. No I/O: the task and its data are checked where the task is built (`tasks.build_task`)."""
+    for name in SECTIONS:
+        getattr(cfg, name).check()
     _check(cfg.rnn.cell not in BPTT_ONLY_CELLS or cfg.train.method == "bptt",
            f"cell '{cfg.rnn.cell}' is a BPTT baseline; method '{cfg.train.method}' needs a cell whose memories are "
            f"RMS-normalized like the teacher's: one of {', '.join(SMT_CELLS)}")
-    _check(cfg.optim.schedule in SCHEDULES,
-           f"unknown optim.schedule '{cfg.optim.schedule}'; choose from: {', '.join(SCHEDULES)}")
-    positive = {
-        "train.steps": cfg.train.steps, "task.seq_len": cfg.task.seq_len, "memory.tokens": cfg.memory.tokens,
-        "memory.width": cfg.memory.width, "teacher.width": cfg.teacher.width, "teacher.depth": cfg.teacher.depth,
-        "teacher.heads": cfg.teacher.heads, "teacher.decoder_depth": cfg.teacher.decoder_depth,
-        "teacher.future_len": cfg.teacher.future_len, "teacher.decoder_positions": cfg.teacher.decoder_positions,
-        "rnn.hidden": cfg.rnn.hidden, "rnn.depth": cfg.rnn.depth, "rnn.heads": cfg.rnn.heads,
-        "rnn.embed": cfg.rnn.embed, "rnn.readout_hidden": cfg.rnn.readout_hidden,
-        "optim.batch_size": cfg.optim.batch_size, "optim.lr": cfg.optim.lr, "train.log_every": cfg.train.log_every,
-        "train.eval_batches": cfg.train.eval_batches, "smt.uniformity_samples": cfg.smt.uniformity_samples,
-        "dmt.label_every": cfg.dmt.label_every,
-    }
-    for name, value in positive.items():
-        _check(value > 0, f"{name} must be > 0, got {value}")
-    non_negative = {
-        "smt.decoder_weight": cfg.smt.decoder_weight, "smt.dynamics_weight": cfg.smt.dynamics_weight,
-        "smt.uniformity_weight": cfg.smt.uniformity_weight, "smt.readout_weight": cfg.smt.readout_weight,
-        "smt.onestep_readout_weight": cfg.smt.onestep_readout_weight,
-        "dmt.onestep_readout_weight": cfg.dmt.onestep_readout_weight,
-        "bptt.truncation": cfg.bptt.truncation, "optim.weight_decay": cfg.optim.weight_decay,
-        "optim.grad_clip": cfg.optim.grad_clip, "train.max_seconds": cfg.train.max_seconds,
-        "train.eval_every": cfg.train.eval_every, "train.save_every": cfg.train.save_every,
-        "dmt.grad_through_rollout_steps": cfg.dmt.grad_through_rollout_steps,
-        "dmt.dynamics_weight": cfg.dmt.dynamics_weight, "dmt.readout_weight": cfg.dmt.readout_weight,
-    }
-    for name, value in non_negative.items():
-        _check(value >= 0, f"{name} must be >= 0, got {value}")
-    _check(cfg.smt.transitions in ("all", "one"), f"smt.transitions must be 'all' or 'one', got "
-                                                   f"{cfg.smt.transitions!r}")
-    _check(cfg.smt.transitions == "all" or not (cfg.smt.teacher_warmup or cfg.smt.freeze_teacher_after_warmup),
-           "smt.transitions='one' is the reference recipe, trained jointly: it takes no smt.teacher_warmup or "
-           "smt.freeze_teacher_after_warmup")
-    for name in ("memory_noise", "dynamics_input_noise"):
-        value = getattr(cfg.smt, name)
-        _check(value >= 0, f"smt.{name} must be >= 0 (a noise std in units of the memories' RMS), got {value}")
-    for name, value in (("smt.memory_dropout", cfg.smt.memory_dropout),
-                        ("teacher.future_input_dropout", cfg.teacher.future_input_dropout)):
-        _check(0 <= value < 1, f"{name} must be in [0, 1), got {value}")
-    _check(0 <= cfg.smt.dynamics_input_noise_final <= 1,
-           f"smt.dynamics_input_noise_final must be in [0, 1] (a fraction of smt.dynamics_input_noise), got "
-           f"{cfg.smt.dynamics_input_noise_final}")
-    levers = [name for name in ("memory_noise", "memory_dropout", "dynamics_input_noise")
-              if getattr(cfg.smt, name)]
-    _check(cfg.smt.transitions == "all" or not levers,
-           f"smt.transitions='one' is the reference recipe, kept for comparison: it takes no smt.{levers[0]}"
-           if levers else "")
-    _check(0 <= cfg.smt.teacher_warmup < 1, f"smt.teacher_warmup must be in [0, 1), got {cfg.smt.teacher_warmup}")
-    _check(not (cfg.smt.freeze_teacher_after_warmup and cfg.smt.dyn_loss_updates_teacher),
-           "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false (a frozen teacher takes no "
-           "gradient)")
-    _check(0 < cfg.train.curriculum_fraction < 1,
-           f"train.curriculum_fraction must be in (0, 1), got {cfg.train.curriculum_fraction}")
-    _check(cfg.train.curriculum_start >= 0, f"train.curriculum_start must be >= 0, got {cfg.train.curriculum_start}")
-    _check(cfg.train.eval_every_seconds >= 0,
-           f"train.eval_every_seconds must be >= 0, got {cfg.train.eval_every_seconds}")
-    _check(0 <= cfg.train.seed < 2**63, f"train.seed must be in [0, 2^63), got {cfg.train.seed}")
-    _check(cfg.train.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {cfg.train.keep_checkpoints}")
-    _check(cfg.train.skip_nonfinite_steps >= 0,
-           f"train.skip_nonfinite_steps must be >= 0, got {cfg.train.skip_nonfinite_steps}")
-    _check(cfg.train.precision in PRECISIONS,
-           f"unknown train.precision '{cfg.train.precision}'; choose from: {', '.join(PRECISIONS)}")
-    _check(0 < cfg.dmt.fraction < 1, f"dmt.fraction must be in (0, 1), got {cfg.dmt.fraction}")
     _check(not cfg.dmt.teacher_learns or cfg.train.method in ("smt+dmt", "dmt"),
            f"dmt.teacher_learns trains the teacher during DMT: methods smt+dmt or dmt, not {cfg.train.method}")
-    _check(not cfg.dmt.teacher_learns or cfg.dmt.time_parallel,
-           "dmt.teacher_learns runs with the time-parallel DMT step (dmt.time_parallel=true)")
-    _check(0 <= cfg.dmt.restart_fraction <= 1,
-           f"dmt.restart_fraction must be in [0, 1], got {cfg.dmt.restart_fraction}")
-    _check(cfg.train.method != "dmt" or bool(cfg.train.init),
-           "method dmt starts from a trained SMT run: pass --init DIR")
-    _check(not cfg.train.init or cfg.train.method == "dmt", "train.init (--init) is only for method dmt")
-    _check(cfg.train.method not in LABEL_METHODS or bool(cfg.train.labels),
-           "method labels fits the RNN to stored teacher memories: pass --labels DIR (written by smtrnn label)")
-    _check(not cfg.train.labels or cfg.train.method in LABEL_METHODS,
-           "train.labels (--labels) is only for methods labels and labels+dmt")
-    _check(cfg.train.method not in LABEL_METHODS or not cfg.train.curriculum_start,
-           "train.curriculum_start draws shorter sequences; method labels trains on the stored length only")
-    _check(0 <= cfg.optim.warmup < 1, f"optim.warmup must be in [0, 1), got {cfg.optim.warmup}")
-    for name in ("beta1", "beta2"):
-        value = getattr(cfg.optim, name)
-        _check(0 <= value < 1, f"optim.{name} must be in [0, 1), got {value}")
-    for name, width, heads in (("teacher", cfg.teacher.width, cfg.teacher.heads),
-                               ("rnn", cfg.memory.width, cfg.rnn.heads)):
-        if name == "rnn" and cfg.rnn.cell != "transformer":
-            continue
-        _check(width % heads == 0 and (width // heads) % 2 == 0,
-               f"{name}.heads={heads} must divide the width {width} into an even head size")
+    if cfg.rnn.cell == "transformer":
+        _check(cfg.memory.width % cfg.rnn.heads == 0 and (cfg.memory.width // cfg.rnn.heads) % 2 == 0,
+               f"rnn.heads={cfg.rnn.heads} must divide the width {cfg.memory.width} into an even head size")
     if cfg.rnn.cell in ("lstm", "lstm-fused"):
         _check(cfg.memory.size % 2 == 0, f"the {cfg.rnn.cell} cell splits the memory into h and c: memory size "
                                          f"{cfg.memory.size} (tokens·width) must be even")
-    task = make_task(cfg.task.name, **cfg.task.params)
-    minimum = task.min_seq_len()
-    _check(cfg.task.seq_len >= minimum,
-           f"task '{cfg.task.name}' needs task.seq_len >= {minimum}, got {cfg.task.seq_len}")
-    task.check_seq_len(cfg.task.seq_len)  # data tasks: both splits must hold one whole sequence
-    task.held_out().check_seq_len(cfg.task.seq_len)
-    if cfg.train.curriculum_start:
-        _check(cfg.train.curriculum_start >= minimum,
-               f"train.curriculum_start must be >= {minimum} (task '{cfg.task.name}''s minimum length), "
-               f"got {cfg.train.curriculum_start}")
+
+
+def field_docs(section: type) -> dict[str, str]:
+    """{field name: the documentation string written under it} of a config section class."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(section)))
+    body = tree.body[0].body
+    docs = {}
+    for item, following in zip(body, body[1:]):
+        if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[item.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def describe_fields() -> str:
+    """Every config field as 'section.field = default  doc', section by section (for `smtrnn train --help`)."""
+    cfg, lines = RunConfig(), []
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        docs = field_docs(type(section))
+        for item in dataclasses.fields(section):
+            default = json.dumps(getattr(section, item.name))
+            lines.append(f"  {name}.{item.name} = {default}")
+            if docs.get(item.name):
+                lines += textwrap.wrap(docs[item.name], 110, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)

@@ -31,14 +31,14 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
     makes no host sync of its own; the trainer reads them all at once (`Trainer.train_step`).
 
     `rnn_active=False` is the teacher warm-up of the staged schedule: decoder and uniformity only, no RNN cost.
-    Once the RNN is active, `cfg.freeze_teacher_after_warmup` stops the teacher's own losses and runs the encoder
+    Once the RNN is active, the staged schedule (`cfg.schedule`) stops the teacher's own losses and runs the encoder
     without a graph: the RNN then regresses onto fixed targets, at a fraction of the cost of a joint step.
-    With `cfg.dyn_loss_updates_teacher` the dynamics MSE also trains the encoder through m_{t-1} and m_t (the
-    paper's joint training); without it the RNN regresses onto stop-gradient memories. `smt_progress` (0..1 over
+    Under `joint` the dynamics MSE also trains the encoder through m_{t-1} and m_t (the paper's joint training);
+    under `joint-detached` and `staged` the RNN regresses onto stop-gradient memories. `smt_progress` (0..1 over
     the SMT share) sets the σ of `cfg.dynamics_input_noise`.
     """
     teacher, rnn = model.teacher, model.rnn
-    teacher_learns = not (rnn_active and cfg.freeze_teacher_after_warmup)
+    teacher_learns = not (rnn_active and cfg.teacher_frozen_after_warmup)
     with torch.set_grad_enabled(teacher_learns and torch.is_grad_enabled()):
         m = teacher.encode(x)  # (B, T, Z)
     loss, metrics = m.new_zeros(()), {}
@@ -48,7 +48,7 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
         loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
         metrics = {"decoder": decoder.detach(), "uniformity": unif.detach()}
     if rnn_active:
-        target = m if cfg.dyn_loss_updates_teacher else m.detach()
+        target = m if cfg.dynamics_trains_teacher else m.detach()
         rnn_loss, rnn_metrics = rnn_terms(rnn, x, y, target, cfg, dynamics_input_sigma(cfg, smt_progress))
         loss = loss + rnn_loss
         metrics |= rnn_metrics
@@ -103,8 +103,8 @@ def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig) 
     logits = teacher.decode(m_t, x[:, t + 1: t + teacher.future_len])  # (B, F, V), F <= Tf
     decoder = masked_cross_entropy(logits, y[:, t: t + logits.shape[1]])
     unif = uniformity(m_t.reshape(-1, rnn.width), cfg.uniformity_samples)
-    target = m_next if cfg.dyn_loss_updates_teacher else m_next.detach()
-    source = m_t if cfg.dyn_loss_updates_teacher else m_t.detach()
+    target = m_next if cfg.dynamics_trains_teacher else m_next.detach()
+    source = m_t if cfg.dynamics_trains_teacher else m_t.detach()
     dynamics = F.mse_loss(rnn.step(source, x[:, t + 1]), target)
     readout = masked_cross_entropy(rnn.readout(m_next.detach()), y[:, t + 1])
     loss = (cfg.decoder_weight * decoder + cfg.uniformity_weight * unif + cfg.dynamics_weight * dynamics

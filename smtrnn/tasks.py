@@ -20,12 +20,15 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import TYPE_CHECKING, ClassVar, Optional
 
 import torch
 from torch import Tensor
 
 from smtrnn.errors import SmtrnnError
+
+if TYPE_CHECKING:
+    from smtrnn.config import RunConfig
 
 NO_TARGET = -1  # the target at positions that carry no loss; pass as ``ignore_index`` to cross-entropy
 
@@ -480,3 +483,21 @@ def make_task(name: str, **params) -> Task:
             takes = f"it takes: {', '.join(fields)}" if fields else "it takes no parameters"
             raise TaskError(f"task '{name}' has no parameter '{param}'; {takes}")
     return cls(**params)
+
+
+def build_task(cfg: RunConfig) -> Task:
+    """The task a run config names, checked against the config: the sequence length (and the curriculum's first
+    length) at least the task's minimum, and for data tasks both splits long enough for one sequence. Loads the data
+    of text and pixels tasks; `config.validate` leaves all of this here, so validating a config does no I/O."""
+    from smtrnn.errors import ConfigError
+
+    task = make_task(cfg.task.name, **cfg.task.params)
+    minimum = task.min_seq_len()
+    if cfg.task.seq_len < minimum:
+        raise ConfigError(f"task '{cfg.task.name}' needs task.seq_len >= {minimum}, got {cfg.task.seq_len}")
+    task.check_seq_len(cfg.task.seq_len)  # data tasks: both splits must hold one whole sequence
+    task.held_out().check_seq_len(cfg.task.seq_len)
+    if cfg.train.curriculum_start and cfg.train.curriculum_start < minimum:
+        raise ConfigError(f"train.curriculum_start must be >= {minimum} (task '{cfg.task.name}''s minimum length), "
+                          f"got {cfg.train.curriculum_start}")
+    return task

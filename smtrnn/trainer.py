@@ -45,7 +45,7 @@ from smtrnn.evaluate import evaluate
 from smtrnn.labels import load_labels
 from smtrnn.model import Model
 from smtrnn.smt import labels_loss, smt_loss, smt_one_transition_loss
-from smtrnn.tasks import make_task
+from smtrnn.tasks import build_task
 
 # The fields of a training-log record that depend on the machine's speed, not on the run: a resumed or repeated run
 # logs everything else bit for bit. transitions_per_s = supervised transitions (B·T per step, over all ranks; B for
@@ -128,7 +128,7 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
     if progress < smt_share:
         if cfg.smt.transitions == "one":
             return partial(smt_one_transition_loss, cfg=cfg.smt)
-        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.teacher_warmup,
+        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.warmup,
                        smt_progress=progress / smt_share)
     if cfg.dmt.teacher_learns:
         return partial(dmt_with_teacher_loss, cfg=cfg.dmt, smt_cfg=cfg.smt)
@@ -156,7 +156,7 @@ class Trainer:
         if resume and not holds_run(self.out_dir):
             raise CheckpointError(f"--resume: {self.out_dir} holds no run to continue (no checkpoint or metrics "
                                   "log); drop --resume to start one there")
-        self.task = make_task(cfg.task.name, **cfg.task.params)  # evaluation draws from task.held_out()
+        self.task = build_task(cfg)  # evaluation draws from task.held_out()
         self.data = self.task  # what training batches come from: .sample(batch, length, generator) -> tensors
         if cfg.train.method in LABEL_METHODS:
             self.data = load_labels(cfg.train.labels)

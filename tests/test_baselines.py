@@ -176,7 +176,7 @@ def test_bptt_run_trains_and_round_trips(cell, tmp_path):
 @pytest.mark.parametrize("method", ["smt", "smt+dmt", "dmt"])
 @pytest.mark.parametrize("cell", BPTT_ONLY_CELLS)
 def test_validate_keeps_baselines_out_of_teacher_methods(cell, method):
-    cfg = debug_config("retrieval", method, rnn__cell=cell)
+    cfg = debug_config("retrieval", method, rnn__cell=cell, train__init="an-smt-run" if method == "dmt" else "")
     with pytest.raises(ConfigError, match=re.escape(f"cell '{cell}' is a BPTT baseline; method '{method}'")) as caught:
         validate(cfg)
     assert "\n" not in str(caught.value)

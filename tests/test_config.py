@@ -4,6 +4,7 @@ plain dicts (and JSON); `apply_overrides` coerces CLI strings to each field's ty
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,9 @@ INVALID = {
     "rnn heads do not divide the memory width": ({"rnn.cell": "transformer", "rnn.heads": 3}, "rnn.heads"),
     "negative dynamics weight": ({"smt.dynamics_weight": -0.1}, "smt.dynamics_weight"),
     "negative decoder weight": ({"smt.decoder_weight": -1.0}, "smt.decoder_weight"),
-    "teacher warm-up of the whole run": ({"smt.teacher_warmup": 1.0}, "smt.teacher_warmup"),
+    "teacher warm-up of the whole run": ({"smt.warmup": 1.0}, "smt.warmup"),
+    "staged without a warm-up": ({"smt.schedule": "staged", "smt.warmup": 0.0}, "smt.warmup > 0"),
+    "unknown smt schedule": ({"smt.schedule": "later"}, "smt.schedule"),
     "lstm with an odd memory size": ({"rnn.cell": "lstm", "memory.tokens": 1, "memory.width": 15}, "lstm"),
     "zero steps": ({"train.steps": 0}, "train.steps"),
     "zero memory tokens": ({"memory.tokens": 0}, "memory.tokens"),
@@ -34,10 +37,8 @@ INVALID = {
     "unknown schedule": ({"optim.schedule": "linear"}, "optim.schedule"),
     "unknown cell": ({"rnn.cell": "rwkv"}, "rwkv"),
     "unknown method": ({"train.method": "dmt"}, "dmt"),
-    "seq_len below the task minimum": ({"task.seq_len": 2}, "task.seq_len"),
-    "frozen teacher asked to take dynamics gradient": (
-        {"smt.freeze_teacher_after_warmup": True, "smt.dyn_loss_updates_teacher": True},
-        "smt.freeze_teacher_after_warmup"),
+    "zero sequence length": ({"task.seq_len": 0}, "task.seq_len"),
+    "one transition with a staged schedule": ({"smt.transitions": "one"}, "transitions='one'"),
 }
 
 
@@ -56,7 +57,7 @@ def test_lstm_with_an_even_memory_size_is_valid():
 def nondefault() -> RunConfig:
     return apply_overrides(RunConfig(), {
         "task.name": "delayed_recall", "task.seq_len": 33, "task.params": {"lag": 3, "num_symbols": 5},
-        "memory.tokens": 3, "rnn.cell": "gru", "smt.dyn_loss_updates_teacher": False, "smt.teacher_warmup": 0.4,
+        "memory.tokens": 3, "rnn.cell": "gru", "smt.schedule": "joint-detached", "smt.warmup": 0.4,
         "optim.lr": 2e-4, "optim.schedule": "cosine", "train.max_seconds": 12.5, "train.seed": 9,
     })
 
@@ -87,9 +88,9 @@ def test_from_dict_with_an_unknown_field_names_it():
                                          ("false", False), ("FALSE", False), ("0", False), ("no", False)])
 def test_bool_strings(text, value):
     cfg = RunConfig()
-    cfg.smt.dyn_loss_updates_teacher = not value
-    apply_overrides(cfg, {"smt.dyn_loss_updates_teacher": text})
-    assert cfg.smt.dyn_loss_updates_teacher is value
+    cfg.dmt.teacher_learns = not value
+    apply_overrides(cfg, {"dmt.teacher_learns": text})
+    assert cfg.dmt.teacher_learns is value
 
 
 COERCED = [
@@ -113,7 +114,7 @@ def test_overrides_take_the_type_of_the_field(name, raw, value):
 
 
 REFUSED = [
-    ("smt.dyn_loss_updates_teacher", "maybe"),
+    ("dmt.teacher_learns", "maybe"),
     ("train.steps", "1.5"),
     ("train.steps", 2.5),
     ("train.steps", "ten"),
@@ -143,3 +144,96 @@ def test_task_params_override_replaces_rather_than_aliases():
     a = apply_overrides(RunConfig(), {"task.params": params})
     params["lag"] = 5
     assert a.task.params == {"lag": 1}
+
+
+# --- typed fields, their documentation, and configs written by an earlier smtrnn --------------------------------
+
+def test_the_task_is_checked_where_it_is_built_not_by_validate():
+    from smtrnn.tasks import build_task
+
+    cfg = apply_overrides(debug("retrieval"), {"task.seq_len": 2})
+    validate(cfg)  # no task is built: validating a config does no I/O
+    with pytest.raises(ConfigError, match=r"task\.seq_len >= "):
+        build_task(cfg)
+    text = apply_overrides(debug("text"), {"task.params": {"path": "/nonexistent/corpus.txt"}})
+    validate(text)  # a missing data file is found when the task is built, not here
+    with pytest.raises(Exception, match="corpus.txt"):
+        build_task(text)
+
+
+def test_a_section_checks_its_fields_when_it_is_made():
+    from smtrnn.config import OptimConfig, SMTConfig
+
+    with pytest.raises(ConfigError, match=r"optim\.beta2 must be in \[0, 1\)"):
+        OptimConfig(beta2=1.5)
+    with pytest.raises(ConfigError, match=r"smt\.schedule"):
+        SMTConfig(schedule="sometimes")
+
+
+def test_every_field_is_documented_and_every_choice_is_typed():
+    import dataclasses
+    import typing
+
+    from smtrnn import config
+
+    for name in config.SECTIONS:
+        section = type(getattr(RunConfig(), name))
+        docs = config.field_docs(section)
+        missing = [f.name for f in dataclasses.fields(section) if not docs.get(f.name)]
+        assert not missing, f"{name}: {missing}"
+    hints = typing.get_type_hints(config.RunConfig().smt.__class__)
+    assert typing.get_args(hints["schedule"]) == ("joint", "joint-detached", "staged")
+    assert typing.get_args(typing.get_type_hints(config.TrainConfig)["method"]) == config.METHODS
+
+
+def test_train_help_lists_the_fields_with_their_documentation(capsys):
+    from smtrnn.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "smt.schedule = \"joint\"" in out and "joint-detached: the same" in out
+    assert "--seq-len SEQ_LEN     task.seq_len: T, the training sequence length." in out
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "configs_before_smt_schedule.json"
+
+
+@pytest.mark.parametrize("name, schedule, warmup", [("staged_debug", "staged", 0.25), ("joint_small", "joint", 0.0),
+                                                     ("joint_detached", "joint-detached", 0.4)])
+def test_configs_written_before_smt_schedule_still_load(name, schedule, warmup):
+    """Stored configs of an earlier smtrnn (its three flags teacher_warmup, dyn_loss_updates_teacher,
+    freeze_teacher_after_warmup) map onto smt.schedule and smt.warmup; everything else is kept."""
+    old = json.loads(FIXTURE.read_text())[name]
+    cfg = RunConfig.from_dict(old)
+    validate(cfg)
+    assert (cfg.smt.schedule, cfg.smt.warmup) == (schedule, warmup)
+    new = cfg.to_dict()
+    for section, fields in old.items():
+        for key, value in fields.items():
+            if key not in ("teacher_warmup", "dyn_loss_updates_teacher", "freeze_teacher_after_warmup"):
+                assert new[section][key] == value, (section, key)
+
+
+def test_a_run_directory_with_an_old_config_loads_and_resumes(tmp_path):
+    from smtrnn.checkpoint import CONFIG_FILE, load_model, read_config
+    from smtrnn.trainer import Trainer
+    from support import debug_config
+
+    cfg = debug_config("retrieval", "smt", steps=3)
+    Trainer(cfg, tmp_path / "run", show_progress=False).run()
+    path = tmp_path / "run" / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    smt = meta["config"]["smt"]
+    del smt["schedule"], smt["warmup"]
+    smt |= {"teacher_warmup": 0.25, "dyn_loss_updates_teacher": False, "freeze_teacher_after_warmup": True}
+    path.unlink()  # the top-level file is a hard link into checkpoints/: replace both
+    path.write_text(json.dumps(meta))
+    for linked in (tmp_path / "run" / "checkpoints").glob("step-*/" + CONFIG_FILE):
+        linked.unlink()
+        linked.write_text(json.dumps(meta))
+    loaded, _ = read_config(tmp_path / "run")
+    assert loaded == cfg
+    load_model(tmp_path / "run")
+    cfg.train.steps = 4
+    assert Trainer(cfg, tmp_path / "run", resume=True, show_progress=False).run() is not None

@@ -43,8 +43,7 @@ def _losses(cfg):
     """Each method's loss as (model, x, y) -> scalar; SMT without its two sampled terms (decoder positions and
     uniformity pairs are drawn at random, so they match the whole batch's only in expectation), the dynamics loss
     reaching the encoder; and a teacher-only loss, as in SMT's warm-up, where the RNN's parameters get no gradient."""
-    cfg.smt.decoder_weight, cfg.smt.uniformity_weight, cfg.smt.dyn_loss_updates_teacher = 0.0, 0.0, True
-    cfg.smt.freeze_teacher_after_warmup = False
+    cfg.smt.decoder_weight, cfg.smt.uniformity_weight, cfg.smt.schedule = 0.0, 0.0, "joint"
     return {"bptt": lambda m, x, y: bptt_loss(m, x, y, cfg.bptt)[0],
             "smt": lambda m, x, y: smt_loss(m, x, y, cfg.smt, rnn_active=True)[0],
             "smt-warmup": lambda m, x, y: m.teacher.encode(x)[..., :3].sum(-1).mean()}

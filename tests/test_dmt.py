@@ -260,7 +260,7 @@ def test_dmt_readout_is_on_the_rnns_own_memories_and_the_terms_are_weighted():
 
 def test_smt_then_dmt_switches_loss_at_one_minus_the_dmt_fraction():
     cfg = debug_config("retrieval", "smt+dmt")
-    cfg.dmt.fraction, cfg.smt.teacher_warmup = 0.25, 0.6
+    cfg.dmt.fraction, cfg.smt.warmup = 0.25, 0.6
     early, late = loss_function(cfg, 0.5), loss_function(cfg, 0.8)
     assert early.func is smt_loss and early.keywords["cfg"] is cfg.smt
     assert late.func is dmt_loss and late.keywords["cfg"] is cfg.dmt
@@ -271,10 +271,10 @@ def test_smt_then_dmt_switches_loss_at_one_minus_the_dmt_fraction():
 
 
 def test_smt_warmup_inside_smt_then_dmt_is_a_fraction_of_the_smt_share():
-    """rnn_active = progress / (1 - dmt.fraction) >= teacher_warmup: with warm-up 0.6 and fraction 0.25 the RNN
+    """rnn_active = progress / (1 - dmt.fraction) >= smt.warmup: with warm-up 0.6 and fraction 0.25 the RNN
     starts at progress 0.45, where plain SMT would start at 0.6."""
     cfg = debug_config("retrieval", "smt+dmt")
-    cfg.dmt.fraction, cfg.smt.teacher_warmup = 0.25, 0.6
+    cfg.dmt.fraction, cfg.smt.warmup = 0.25, 0.6
     assert loss_function(cfg, 0.4).keywords["rnn_active"] is False  # 0.533 < 0.6
     assert loss_function(cfg, 0.5).keywords["rnn_active"] is True  # 0.667
     assert loss_function(cfg, 0.6).keywords["rnn_active"] is True  # 0.8
@@ -314,11 +314,11 @@ def metric_records(run_dir: Path) -> list[dict]:
 
 def test_smt_then_dmt_runs_end_to_end(capsys, tmp_path):
     """8 steps, dmt.fraction 0.25: steps 1-6 are SMT, 7-8 DMT. The teacher is kept learning through SMT
-    (freeze_teacher_after_warmup=false) so every SMT record has a decoder term and the DMT ones are the only
+    (schedule joint-detached) so every SMT record has a decoder term and the DMT ones are the only
     records without one."""
     out = tmp_path / "run"
     code = main(["train", "--method", "smt+dmt", "--preset", "debug", "--task", "retrieval", "--steps", "8",
-                 "--set", "train.log_every=1", "--set", "smt.freeze_teacher_after_warmup=false",
+                 "--set", "train.log_every=1", "--set", "smt.schedule=joint-detached",
                  "--out", str(out), "--quiet", "--device", "cpu"])
     _, err = capsys.readouterr()
     assert code == 0, err

@@ -1,8 +1,8 @@
 """Which parameters each loss term and each routing flag sends gradient to.
 
-SMT: the dynamics MSE trains the RNN's cell and m_∅, and the encoder only with `dyn_loss_updates_teacher`; the
+SMT: the dynamics MSE trains the RNN's cell and m_∅, and the encoder only under the `joint` schedule; the
 readout CE never reaches the teacher; `rnn_active=False` (teacher warm-up) leaves the RNN untouched;
-`freeze_teacher_after_warmup` leaves the teacher untouched once the RNN is active, in the optimizer too.
+the `staged` schedule leaves the teacher untouched once the RNN is active, in the optimizer too.
 BPTT: truncation k cuts every gradient path longer than the current k-step window.
 """
 
@@ -36,8 +36,10 @@ def only(term: str, **flags) -> SMTConfig:
     weights = {name: 0.0 for name in ("decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight",
                                       "onestep_readout_weight")}
     weights[f"{term}_weight"] = 1.0
-    flags = {"freeze_teacher_after_warmup": False} | flags  # the teacher takes gradient unless a test freezes it
-    return dataclasses.replace(SMTConfig(), **weights, **flags)
+    return dataclasses.replace(SMTConfig(), **weights, **flags)  # joint unless a test names another schedule
+
+
+ROUTING = {True: "joint", False: "joint-detached"}  # does the dynamics loss reach the encoder?
 
 
 def grads(module: torch.nn.Module) -> dict[str, float]:
@@ -62,7 +64,7 @@ def with_grad(module: torch.nn.Module) -> list[str]:
 @pytest.mark.parametrize("updates_teacher", [False, True])
 def test_dynamics_term_trains_the_cell_and_the_empty_memory(updates_teacher):
     model, x, y = build()
-    backward(model, x, y, only("dynamics", dyn_loss_updates_teacher=updates_teacher))
+    backward(model, x, y, only("dynamics", schedule=ROUTING[updates_teacher]))
     assert without_grad(model.rnn.cell) == []
     assert grads(model.rnn)["empty_memory"] > 0
     assert with_grad(model.rnn.readout_net) == []  # the readout is not part of the dynamics
@@ -71,7 +73,7 @@ def test_dynamics_term_trains_the_cell_and_the_empty_memory(updates_teacher):
 def test_onestep_readout_term_trains_cell_and_readout_but_not_the_teacher():
     """CE of g(f(m_{t-1}, x_t)): the gradient reaches the update f (one step) and g, never the teacher's memories."""
     model, x, y = build()
-    backward(model, x, y, only("onestep_readout", dyn_loss_updates_teacher=True))
+    backward(model, x, y, only("onestep_readout", schedule="joint"))
     assert with_grad(model.rnn.cell) and with_grad(model.rnn.readout_net)
     assert with_grad(model.teacher) == []
 
@@ -90,13 +92,13 @@ def test_dmt_onestep_readout_trains_the_cell_through_the_step():
 
 def test_dynamics_term_leaves_the_teacher_alone_without_the_flag():
     model, x, y = build()
-    backward(model, x, y, only("dynamics", dyn_loss_updates_teacher=False))
+    backward(model, x, y, only("dynamics", schedule="joint-detached"))
     assert with_grad(model.teacher) == []
 
 
 def test_dynamics_term_trains_the_encoder_with_the_flag():
     model, x, y = build()
-    backward(model, x, y, only("dynamics", dyn_loss_updates_teacher=True))
+    backward(model, x, y, only("dynamics", schedule="joint"))
     assert grads(model.teacher)["embedding.weight"] > 0
     assert without_grad(model.teacher.encoder) == []
     assert with_grad(model.teacher.decoder) == []  # the decoder plays no part in the dynamics
@@ -105,14 +107,14 @@ def test_dynamics_term_trains_the_encoder_with_the_flag():
 @pytest.mark.parametrize("updates_teacher", [False, True])
 def test_readout_term_never_reaches_the_teacher(updates_teacher):
     model, x, y = build()
-    backward(model, x, y, only("readout", dyn_loss_updates_teacher=updates_teacher))
+    backward(model, x, y, only("readout", schedule=ROUTING[updates_teacher]))
     assert with_grad(model.teacher) == []
     assert without_grad(model.rnn.readout_net) == []
 
 
 def test_teacher_warmup_leaves_the_rnn_alone():
     model, x, y = build()
-    backward(model, x, y, SMTConfig(dyn_loss_updates_teacher=True), rnn_active=False)
+    backward(model, x, y, SMTConfig(schedule="joint"), rnn_active=False)
     assert with_grad(model.rnn) == []
     assert grads(model.teacher)["embedding.weight"] > 0  # the teacher terms did run
 
@@ -156,7 +158,7 @@ def test_truncation_cuts_gradient_paths_longer_than_the_window(truncation, posit
 
 
 def test_with_the_flag_the_dynamics_gradient_flows_through_both_memories(monkeypatch):
-    """With `dyn_loss_updates_teacher`, d(dynamics)/d m is that of MSE(f(m_{t-1}, x_t), m_t) with both m_{t-1}
+    """Under `joint`, d(dynamics)/d m is that of MSE(f(m_{t-1}, x_t), m_t) with both m_{t-1}
     (the input of the step) and m_t (the target) live; without it, none reaches m."""
     model, x, y = build()
     memories = model.teacher.encode(x).detach()
@@ -164,7 +166,7 @@ def test_with_the_flag_the_dynamics_gradient_flows_through_both_memories(monkeyp
     def grad_of_smt(updates_teacher: bool) -> torch.Tensor:
         m = memories.clone().requires_grad_(True)
         monkeypatch.setattr(model.teacher, "encode", lambda _: m)
-        loss, _ = smt_loss(model, x, y, only("dynamics", dyn_loss_updates_teacher=updates_teacher))
+        loss, _ = smt_loss(model, x, y, only("dynamics", schedule=ROUTING[updates_teacher]))
         loss.backward()
         return torch.zeros_like(m) if m.grad is None else m.grad
 
@@ -182,7 +184,7 @@ def test_with_the_flag_the_dynamics_gradient_flows_through_both_memories(monkeyp
 
 def test_frozen_teacher_gets_no_gradient_once_the_rnn_is_active():
     model, x, y = build()
-    cfg = SMTConfig(dyn_loss_updates_teacher=False, freeze_teacher_after_warmup=True)
+    cfg = SMTConfig(schedule="staged", warmup=0.5)
     backward(model, x, y, cfg, rnn_active=True)
     assert all(p.grad is None for p in model.teacher.parameters())  # None, not zeros: AdamW must skip them
     assert without_grad(model.rnn.cell) == [] and without_grad(model.rnn.readout_net) == []
@@ -190,7 +192,7 @@ def test_frozen_teacher_gets_no_gradient_once_the_rnn_is_active():
 
 def test_frozen_teacher_still_learns_during_the_warmup():
     model, x, y = build()
-    backward(model, x, y, SMTConfig(dyn_loss_updates_teacher=False, freeze_teacher_after_warmup=True),
+    backward(model, x, y, SMTConfig(schedule="staged", warmup=0.5),
              rnn_active=False)
     assert without_grad(model.teacher) == []
     assert with_grad(model.rnn) == []
@@ -199,8 +201,7 @@ def test_frozen_teacher_still_learns_during_the_warmup():
 def test_frozen_teacher_does_not_move_in_training(tmp_path):
     """Steps 0-2 are the warm-up (progress < 0.5); from step 3 on the teacher's weights stay put, even though
     AdamW still holds momentum for them from the warm-up, while the RNN keeps training."""
-    cfg = debug_config("retrieval", "smt", steps=6, smt__teacher_warmup=0.5, smt__freeze_teacher_after_warmup=True,
-                       smt__dyn_loss_updates_teacher=False)
+    cfg = debug_config("retrieval", "smt", steps=6, smt__warmup=0.5, smt__schedule="staged")
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     teacher, rnn = trainer.model.teacher, trainer.model.rnn
     for _ in range(3):

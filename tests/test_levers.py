@@ -70,7 +70,7 @@ def _decoder_and_readout_inputs(model, monkeypatch):
 
 
 def test_memory_noise_reaches_the_decoder_and_readout_but_not_the_dynamics_targets(monkeypatch):
-    cfg = debug_config("retrieval", smt__memory_noise=0.3, smt__freeze_teacher_after_warmup=False)
+    cfg = debug_config("retrieval", smt__memory_noise=0.3, smt__schedule="joint-detached")
     model, task = build(cfg)
     x, y = batch(task, cfg.task.seq_len)
     with torch.no_grad():
@@ -104,8 +104,8 @@ def test_memory_noise_is_absent_at_evaluation():
 
 
 def test_memory_noise_keeps_the_gradient_routing_of_the_schedule():
-    """With the noise on and dyn_loss_updates_teacher off, the RNN terms still send no gradient into the encoder."""
-    cfg = debug_config("retrieval", smt__memory_noise=0.2, smt__dyn_loss_updates_teacher=False,
+    """With the noise on and the joint-detached schedule, the RNN terms still send no gradient into the encoder."""
+    cfg = debug_config("retrieval", smt__memory_noise=0.2, smt__schedule="joint-detached",
                        smt__decoder_weight=0.0, smt__uniformity_weight=0.0)
     model, task = build(cfg)
     x, y = batch(task, cfg.task.seq_len)
@@ -152,7 +152,7 @@ def test_dynamics_input_noise_perturbs_the_update_inputs_with_its_schedule(monke
 
 def test_future_input_dropout_replaces_that_fraction_of_future_inputs_by_a_learned_blank(monkeypatch):
     cfg = debug_config("delayed_recall", teacher__future_len=12, teacher__decoder_positions=32,
-                       teacher__future_input_dropout=0.5, smt__freeze_teacher_after_warmup=False)
+                       teacher__future_input_dropout=0.5, smt__schedule="joint-detached")
     model, task = build(cfg)
     x, y = batch(task, cfg.task.seq_len, size=16)
     futures = []
@@ -224,8 +224,8 @@ def test_out_of_range_lever_values_are_refused_naming_the_field(field, value, wo
 
 
 def test_levers_are_refused_with_the_one_transition_reference_recipe():
-    cfg = debug_config("retrieval", smt__transitions="one", smt__memory_noise=0.1, smt__teacher_warmup=0.0,
-                       smt__freeze_teacher_after_warmup=False, smt__dyn_loss_updates_teacher=True)
+    cfg = debug_config("retrieval", smt__transitions="one", smt__memory_noise=0.1, smt__warmup=0.0,
+                       smt__schedule="joint")
     with pytest.raises(ConfigError, match="smt.memory_noise"):
         validate(cfg)
 
@@ -270,7 +270,7 @@ def test_dmt_teacher_learns_routes_gradient_into_the_teacher_only_when_set(teach
     from smtrnn.trainer import loss_function
 
     cfg = debug_config("retrieval", "smt+dmt", dmt__teacher_learns=teacher_learns,
-                       smt__freeze_teacher_after_warmup=False)
+                       smt__schedule="joint-detached")
     validate(cfg)
     model, task = build(cfg)
     x, y = batch(task, cfg.task.seq_len)

@@ -58,8 +58,7 @@ def test_bptt_overfits_one_batch():
 def test_smt_overfits_one_batch(updates_teacher):
     # Every step trains teacher and RNN together (no warm-up, teacher never frozen); when the dynamics loss reaches
     # the teacher, the paper's weight 0.1 keeps it from collapsing the memories.
-    model, x, y, first, last = fit("smt", smt__dyn_loss_updates_teacher=updates_teacher,
-                                   smt__freeze_teacher_after_warmup=False,
+    model, x, y, first, last = fit("smt", smt__schedule="joint" if updates_teacher else "joint-detached",
                                    smt__dynamics_weight=0.1 if updates_teacher else 1.0)
     assert last["decoder"] < first["decoder"] / 20
     assert last["readout"] < first["readout"] / 20

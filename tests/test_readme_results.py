@@ -173,7 +173,8 @@ def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
     first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "long_range.json").read_text())
-    assert report["finished"] == len(report["planned"]) == 4
+    # SMT→DMT (adopted recipe), BPTT, the fused GRU, minGRU, SMT→DMT with the previous recipe
+    assert report["finished"] == len(report["planned"]) == 5
     smt = [r for r in report["runs"] if r["method"] == "smt+dmt"]
     assert smt and {"markov_gap", "growth", "probe"} <= set(smt[0]["diagnostics"])
     assert set(smt[0]["generalization"]) == {"512", "1024"}

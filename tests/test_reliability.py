@@ -42,7 +42,7 @@ from support import debug_config, state_dicts_equal
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["train", "--preset", "debug", "--task", "retrieval", "--quiet", "--device", "cpu"]
 # Every step computes all four SMT terms (no teacher warm-up), so a poisoned term shows at the step it is poisoned.
-ALL_TERMS = ["--set", "smt.teacher_warmup=0", "--set", "smt.freeze_teacher_after_warmup=false"]
+ALL_TERMS = ["--set", "smt.warmup=0", "--set", "smt.schedule=joint-detached"]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -346,8 +346,8 @@ def test_a_non_finite_gradient_is_caught_before_the_update(tmp_path):
 
 def test_skipped_non_finite_steps_make_no_update_and_are_logged(tmp_path, monkeypatch):
     monkeypatch.setattr(smtrnn.smt, "uniformity", poison(smtrnn.smt.uniformity, 3, 5))
-    cfg = debug_config("retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__teacher_warmup=0.0,
-                       smt__freeze_teacher_after_warmup=False)
+    cfg = debug_config("retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0,
+                       smt__schedule="joint-detached")
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     weights_before = {}
     original = trainer.train_step
@@ -369,8 +369,8 @@ def test_skipped_non_finite_steps_make_no_update_and_are_logged(tmp_path, monkey
 
 def test_one_non_finite_step_more_than_allowed_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(smtrnn.smt, "uniformity", poison(smtrnn.smt.uniformity, 2, 3, 6))
-    cfg = debug_config("retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__teacher_warmup=0.0,
-                       smt__freeze_teacher_after_warmup=False)
+    cfg = debug_config("retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0,
+                       smt__schedule="joint-detached")
     with pytest.raises(TrainingError, match=r"at step 6: uniformity=nan .* \(after skipping 2, the most "):
         Trainer(cfg, tmp_path / "run", show_progress=False).run()
 
@@ -518,11 +518,14 @@ BAD_INPUT = {
                               ["train.curriculum_fraction"]),
     "save_every -1": (lambda t, r: [*TRAIN, "--set", "train.save_every=-1"], ["train.save_every"]),
     "heads do not divide": (lambda t, r: [*TRAIN, "--set", "teacher.heads=3"], ["teacher.heads=3"]),
-    "teacher_warmup 1": (lambda t, r: [*TRAIN, "--set", "smt.teacher_warmup=1"], ["smt.teacher_warmup"]),
+    "smt warmup 1": (lambda t, r: [*TRAIN, "--set", "smt.warmup=1"], ["smt.warmup"]),
+    "unknown smt schedule": (lambda t, r: [*TRAIN, "--set", "smt.schedule=later"], ["smt.schedule", "later", "staged"]),
+    "a field of an earlier version": (lambda t, r: [*TRAIN, "--set", "smt.teacher_warmup=0.5"],
+                                      ["smt.teacher_warmup", "replaced by smt.warmup"]),
     "baseline cell with smt": (lambda t, r: [*TRAIN, "--cell", "gru-fused"], ["gru-fused", "BPTT baseline"]),
     "init without dmt": (lambda t, r: [*TRAIN, "--set", "train.init=somewhere"], ["train.init"]),
-    "bool not a bool": (lambda t, r: [*TRAIN, "--set", "smt.dyn_loss_updates_teacher=maybe"],
-                        ["smt.dyn_loss_updates_teacher", "true or false"]),
+    "bool not a bool": (lambda t, r: [*TRAIN, "--set", "dmt.teacher_learns=maybe"],
+                        ["dmt.teacher_learns", "true or false"]),
     "steps not an integer": (lambda t, r: [*TRAIN, "--set", "train.steps=2.5"], ["train.steps", "2.5"]),
     "task params not a mapping": (lambda t, r: [*TRAIN, "--set", "task.params=[1]"], ["task.params", "mapping"]),
     "task param out of range": (lambda t, r: [*TRAIN, "--set", 'task.params={"num_symbols": 1}'],

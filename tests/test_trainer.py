@@ -10,6 +10,7 @@ import torch
 from smtrnn.checkpoint import load_trainer_state
 from smtrnn.config import OptimConfig, validate
 from smtrnn.errors import ConfigError
+from smtrnn.tasks import build_task
 from smtrnn.trainer import Trainer, learning_rate, sequence_length
 from support import debug_config
 
@@ -32,8 +33,9 @@ def test_no_curriculum_is_always_T():
 def test_curriculum_start_below_the_task_minimum_is_refused():
     cfg = debug_config("delayed_recall")
     cfg.train.curriculum_start = 1  # the debug lag is 2, so sequences need length >= 3
+    validate(cfg)  # a rule of the task, checked where the task is built
     with pytest.raises(ConfigError, match="curriculum_start"):
-        validate(cfg)
+        build_task(cfg)
 
 
 def test_training_follows_the_curriculum(tmp_path):
