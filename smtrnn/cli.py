@@ -25,7 +25,7 @@ from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate, evaluate_documents
 from smtrnn.gradients import gradient_curves
 from smtrnn.labels import read_manifest, write_dataset_labels, write_labels
-from smtrnn.presets import make_preset
+from smtrnn.presets import RECIPE, make_preset
 from smtrnn.png import image_grid, write_png
 from smtrnn.sample import complete_images, continue_prompt
 from smtrnn.tasks import TaskError, make_task
@@ -449,8 +449,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="seeds per combination (0, 1, ...)")
     p.add_argument("--budget", help="wall-clock training time per run: 90, 90s, 10m, 1.5h")
     p.add_argument("--steps", type=int, help="optimizer steps per run (with --budget: whichever ends first)")
-    p.add_argument("--preset", default="long", help="the base config of every run: long (default), contractive, "
-                                                    "small, staged, debug")
+    p.add_argument("--preset", default=RECIPE, help=f"the base config of every run: {RECIPE} (default: the "
+                                                    "long-range recipe), long, small, staged, debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) the base config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
     p.add_argument("--eval-batches", type=int, default=8)
@@ -464,8 +464,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=100.0, help="training seconds per method")
     p.add_argument("--out", help="directory for the two runs (default: a new temporary directory)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default="long",
-                   help="long (default: the long-range recipe), contractive, small, staged or debug")
+    p.add_argument("--preset", default=RECIPE,
+                   help=f"{RECIPE} (default: the long-range recipe), long, small, staged or debug")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)
     return parser

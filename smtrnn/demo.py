@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from smtrnn.presets import make_preset
+from smtrnn.presets import RECIPE, make_preset
 from smtrnn.trainer import Trainer
 
 COLUMNS = ("method", "steps", "seconds", "rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy",
@@ -17,8 +17,8 @@ COLUMNS = ("method", "steps", "seconds", "rnn_accuracy", "rnn_bits_per_token", "
 
 
 def run_demo(task: str, seq_len: int, budget: float, out: Path | None, device: torch.device,
-             seed: int = 0, preset: str = "long") -> list[dict]:
-    """Both methods from the same preset (default `long`, the long-range recipe) for `budget` training seconds."""
+             seed: int = 0, preset: str = RECIPE) -> list[dict]:
+    """Both methods from the same preset (default RECIPE, the long-range recipe) for `budget` training seconds."""
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="smtrnn-demo-"))
     rows = []
     for method in ("smt+dmt", "bptt"):

@@ -244,15 +244,16 @@ def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
     assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
 
 
-def test_demo_and_compare_use_the_long_recipe(capsys, tmp_path):
+def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path):
     from smtrnn.cli import make_parser
 
-    assert make_parser().parse_args(["compare", "--out", str(tmp_path)]).preset == "long"
+    assert make_parser().parse_args(["compare", "--out", str(tmp_path)]).preset == "contractive"
     assert main(["demo", "--budget", "0.2", "--seq-len", "8", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
     capsys.readouterr()
     for run in ("smt-dmt", "bptt"):
         config = json.loads((tmp_path / "demo" / run / "config.json").read_text())["config"]
         assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
+        assert config["smt"]["dynamics_input_noise"] == 0.3 and config["smt"]["dynamics_input_noise_final"] == 0.0
 
 
 @pytest.mark.parametrize("argv, words", [(["--budget", "0"], "--budget must be a positive"),
