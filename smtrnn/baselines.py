@@ -6,8 +6,9 @@ modules, which is the point of a baseline, so their memories do not live on the 
 regress onto them (`config.validate` refuses that pairing). Their starting state h0 is the RNN's learned m_∅, which
 `RNN.init_state` still RMS-normalizes (only the start; later states are free).
 
-Each cell has `forward(m, e) -> m'` for one step (sampling, truncated BPTT) and `sequence(embedded, m0) ->
-memories` for the whole sequence; the two agree up to float rounding (tests/test_baselines.py).
+Each cell follows the cell protocol of `smtrnn.cells`: `forward(m, e) -> m'` for one step (sampling) and
+`sequence(embedded, m0, detach_every)` for the whole sequence, fused unless the gradient is cut (truncated BPTT then
+takes the base class's loop); the two agree up to float rounding (tests/test_baselines.py, tests/test_shapes.py).
 Shapes: B batch, T time, E input embedding width, Z memory size.
 """
 
@@ -45,10 +46,13 @@ class FusedGRUCell(Cell):
         self.gru = nn.GRU(cfg.embed, memory.size, batch_first=True)
 
     def forward(self, m: Tensor, e: Tensor) -> Tensor:
-        return self.sequence(e[:, None], m)[:, 0]
+        memories, _ = self.gru(e[:, None], m[None].contiguous())
+        return memories[:, 0]
 
-    def sequence(self, embedded: Tensor, m0: Tensor) -> Tensor:
-        """embedded (B, T, E), m0 (B, Z) -> memories (B, T, Z)."""
+    def sequence(self, embedded: Tensor, m0: Tensor, detach_every: int = 0) -> Tensor:
+        """embedded (B, T, E), m0 (B, Z) -> memories (B, T, Z); in one fused call unless the gradient is cut."""
+        if detach_every:
+            return super().sequence(embedded, m0, detach_every)
         memories, _ = self.gru(embedded, m0[None].contiguous())
         return memories
 
@@ -73,8 +77,10 @@ class FusedLSTMCell(Cell):
         _, (h, c) = self.lstm(e[:, None], (h[None].contiguous(), c[None].contiguous()))
         return torch.cat([h[0], c[0]], dim=-1)
 
-    def sequence(self, embedded: Tensor, m0: Tensor) -> Tensor:
-        """embedded (B, T, E), m0 (B, Z) -> memories (B, T, Z)."""
+    def sequence(self, embedded: Tensor, m0: Tensor, detach_every: int = 0) -> Tensor:
+        """embedded (B, T, E), m0 (B, Z) -> memories (B, T, Z); in one fused call unless the gradient is cut."""
+        if detach_every:
+            return super().sequence(embedded, m0, detach_every)
         h0, c0 = m0.chunk(2, dim=-1)
         h, _ = self.lstm(embedded, (h0[None].contiguous(), c0[None].contiguous()))  # (B, T, Z/2)
         previous = torch.cat([h0[:, None], h[:, :-1]], dim=1)  # h_{t-1}
@@ -106,8 +112,10 @@ class MinGRUCell(Cell):
         a, b = self.coefficients(e)
         return a * m + b
 
-    def sequence(self, embedded: Tensor, m0: Tensor) -> Tensor:
-        """embedded (B, T, E), m0 (B, Z) -> memories (B, T, Z)."""
+    def sequence(self, embedded: Tensor, m0: Tensor, detach_every: int = 0) -> Tensor:
+        """embedded (B, T, E), m0 (B, Z) -> memories (B, T, Z); in one fused call unless the gradient is cut."""
+        if detach_every:
+            return super().sequence(embedded, m0, detach_every)
         return linear_scan(*self.coefficients(embedded), m0)
 
 

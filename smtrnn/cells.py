@@ -1,6 +1,13 @@
 """RNN update functions f(m, e) -> m'. Every cell's state is the memory vector itself (N, Z) and every cell
 ends by RMS-normalizing each of the K memory tokens, so RNN states live on the same sphere as the teacher's
 memories. Inputs arrive already embedded: e (N, E).
+
+The cell protocol (`Cell`), one entry point for a step and one for a whole sequence:
+    cell(m, e) -> m'                          one update, m (N, Z), e (N, E); N may be B or B·T (time-parallel)
+    cell.sequence(embedded, m0, k) -> (B, T, Z)  every state of a sequence, embedded (B, T, E), from m0 (B, Z);
+                                              k > 0 cuts the gradient every k steps (truncated BPTT)
+The base class loops over the step; a cell with a faster whole-sequence path (the fused baselines of
+`smtrnn.baselines`) overrides `sequence`.
 """
 
 from __future__ import annotations
@@ -13,9 +20,21 @@ from smtrnn.layers import Transformer, rms_normalize
 
 
 class Cell(nn.Module):
+    """The base of every update f: subclasses define `forward(m, e) -> m'` (the step)."""
+
     def __init__(self, memory: MemoryConfig):
         super().__init__()
         self.tokens, self.width, self.size = memory.tokens, memory.width, memory.size
+
+    def sequence(self, embedded: Tensor, m0: Tensor, detach_every: int = 0) -> Tensor:
+        """embedded (B, T, E), m0 (B, Z) -> every state (B, T, Z), stepping one input at a time."""
+        m, memories = m0, []
+        for t in range(embedded.shape[1]):
+            m = self(m, embedded[:, t])
+            memories.append(m)
+            if detach_every and (t + 1) % detach_every == 0:
+                m = m.detach()
+        return torch.stack(memories, dim=1)
 
     def normalize(self, m: Tensor) -> Tensor:
         """RMS-normalize each memory token of a flat memory (N, Z)."""

@@ -3,7 +3,6 @@ long-range task, then the RNN alone is scored from m_∅ and the results are pri
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 

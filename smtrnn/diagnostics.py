@@ -36,9 +36,8 @@ def markov_gap(model: Model, x: Tensor, m: Tensor) -> dict:
     """x (B, T), teacher memories m (B, T, Z) -> one-step error and teacher update size per position, both over the
     spread of m_t between sequences."""
     rnn = model.rnn
-    batch, length, size = m.shape
-    previous = torch.cat([rnn.init_state(batch)[:, None], m[:, :-1]], dim=1)
-    predicted = rnn.step(previous.reshape(-1, size), x.reshape(-1)).view_as(m)
+    previous = rnn.previous_memories(m)
+    predicted = rnn.step_each(previous, x)
     spread = m.var(dim=0, unbiased=False).mean(-1).clamp_min(1e-8)  # (T,)
     gap = (predicted - m).pow(2).mean(dim=(0, 2)) / spread
     update = (m - previous).pow(2).mean(dim=(0, 2)) / spread

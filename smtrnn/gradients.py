@@ -29,9 +29,7 @@ def smt_memory_gradients(rnn: RNN, m: Tensor, x: Tensor, y: Tensor, dynamics_wei
     """
     with torch.enable_grad():
         m = m.detach().requires_grad_(True)
-        batch, length, size = m.shape
-        previous = torch.cat([rnn.init_state(batch)[:, None], m[:, :-1]], dim=1)
-        predicted = rnn.step(previous.reshape(-1, size), x.reshape(-1)).view(batch, length, size)
+        predicted = rnn.step_each(rnn.previous_memories(m), x)
         loss = dynamics_weight * F.mse_loss(predicted, m) + readout_weight * masked_cross_entropy(rnn.readout(m), y)
         (grad,) = torch.autograd.grad(loss, m)
     return grad.norm(dim=-1).mean(0)

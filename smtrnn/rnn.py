@@ -43,19 +43,18 @@ class RNN(nn.Module):
     def rollout(self, x: Tensor, m0: Tensor | None = None, detach_every: int = 0) -> tuple[Tensor, Tensor]:
         """Run the RNN over x (B, T) from m0 (default m_∅) -> memories (B, T, Z), logits (B, T, V).
 
-        `detach_every` = k > 0 cuts the gradient path every k steps (truncated BPTT); 0 keeps the full graph. A cell
-        with a whole-sequence path (the BPTT baselines of `smtrnn.baselines`) uses it when the graph is kept whole.
+        `detach_every` = k > 0 cuts the gradient path every k steps (truncated BPTT); 0 keeps the full graph. The
+        cell runs the sequence (`Cell.sequence`: a loop, or a fused path for the baselines).
         """
         m = self.init_state(x.shape[0]) if m0 is None else m0
-        embedded = self.embedding(x)  # (B, T, E), looked up once for all steps
-        if hasattr(self.cell, "sequence") and not detach_every:
-            memories = self.cell.sequence(embedded, m)  # (B, T, Z)
-            return memories, self.readout(memories)
-        memories = []
-        for t in range(x.shape[1]):
-            m = self.cell(m, embedded[:, t])
-            memories.append(m)
-            if detach_every and (t + 1) % detach_every == 0:
-                m = m.detach()
-        stacked = torch.stack(memories, dim=1)
-        return stacked, self.readout(stacked)
+        memories = self.cell.sequence(self.embedding(x), m, detach_every)  # (B, T, Z)
+        return memories, self.readout(memories)
+
+    def previous_memories(self, m: Tensor) -> Tensor:
+        """The state each step starts from when the memories m (B, T, Z) are given: m_∅, m_0, .., m_{T-2}."""
+        return torch.cat([self.init_state(m.shape[0])[:, None], m[:, :-1]], dim=1)
+
+    def step_each(self, previous: Tensor, x: Tensor) -> Tensor:
+        """Every step of a batch at once, each from its own given state: previous (B, T, Z), x (B, T) -> (B, T, Z).
+        With previous = `previous_memories(m)` these are SMT's one-step predictions of m."""
+        return self.step(previous.flatten(0, 1), x.flatten()).view_as(previous)

@@ -62,10 +62,8 @@ def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
     λ_read · readout CE on m read through the memory channel (and the optional one-step readout CE). When m
     carries the teacher's graph, the dynamics MSE trains the encoder too; the readout terms never do.
     `input_sigma` > 0: each transition starts from a perturbed m_{t-1} (the contraction lever), m_∅ included."""
-    batch, length, size = m.shape
-    previous = torch.cat([rnn.init_state(batch)[:, None], m[:, :-1]], dim=1)  # m_∅, m_0..m_{T-2}
-    previous = perturb_on_sphere(previous, input_sigma, rnn.tokens)
-    predicted = rnn.step(previous.reshape(-1, size), x.reshape(-1)).view(batch, length, size)
+    previous = perturb_on_sphere(rnn.previous_memories(m), input_sigma, rnn.tokens)  # m_∅, m_0..m_{T-2}
+    predicted = rnn.step_each(previous, x)
     dynamics = F.mse_loss(predicted, m)
     read = memory_channel(m.detach(), cfg.memory_noise, cfg.memory_dropout)
     readout = masked_cross_entropy(rnn.readout(read), y)
@@ -73,7 +71,7 @@ def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
     metrics = {"dynamics": dynamics.detach(), "readout": readout.detach()}
     if cfg.onestep_readout_weight:  # trains f and g only: from stop-gradient teacher memories
         if m.requires_grad:
-            predicted = rnn.step(previous.detach().reshape(-1, size), x.reshape(-1)).view(batch, length, size)
+            predicted = rnn.step_each(previous.detach(), x)
         onestep = masked_cross_entropy(rnn.readout(predicted), y)
         loss = loss + cfg.onestep_readout_weight * onestep
         metrics["onestep_readout"] = onestep.detach()

@@ -13,6 +13,7 @@ import torch
 from smtrnn.cli import main
 from smtrnn.diagnostics import diagnostics, error_growth, markov_gap, probe_accuracy
 from smtrnn.layers import rms_normalize
+from smtrnn.rnn import RNN
 from smtrnn.tasks import TaskError, make_task
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -31,6 +32,9 @@ class ScaledUpdate:
 
     def init_state(self, batch):
         return torch.ones(batch, self.size)
+
+    previous_memories = RNN.previous_memories  # the RNN's helpers need only init_state and step
+    step_each = RNN.step_each
 
 
 def toy(factor: float = 1.0):

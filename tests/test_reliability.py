@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import gzip
 import itertools
 import json
 import os

@@ -83,3 +83,39 @@ def test_teacher_memories_are_rms_normalized_per_token(tokens):
     model, vocab = build("mlp", tokens)
     m = model.teacher.encode(inputs(vocab))
     assert_rms_normalized(m, tokens)
+
+
+# --- the cell protocol: one step entry point, one whole-sequence entry point -------------------------------------
+
+@pytest.mark.parametrize("cell", ["transformer", "mlp", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"])
+@pytest.mark.parametrize("detach_every", [0, 3])
+def test_every_cell_runs_a_sequence_as_its_steps_do(cell, detach_every):
+    """`cell.sequence` (the base class's loop, or a baseline's fused path) gives the states that stepping the cell
+    one input at a time gives, with and without a cut gradient (truncated BPTT takes the loop)."""
+    from smtrnn.model import Model
+    from support import debug_config
+
+    cfg = debug_config("retrieval", "bptt", rnn__cell=cell)
+    torch.manual_seed(0)
+    rnn = Model(cfg, 8).rnn
+    x = torch.randint(0, 8, (3, 7))
+    memories, logits = rnn.rollout(x, detach_every=detach_every)
+    m, stepped = rnn.init_state(3), []
+    for t in range(7):
+        m = rnn.step(m, x[:, t])
+        stepped.append(m)
+    torch.testing.assert_close(memories, torch.stack(stepped, dim=1), atol=1e-5, rtol=1e-5)
+    assert logits.shape == (3, 7, 8)
+
+
+def test_step_each_from_previous_memories_is_the_one_step_prediction_of_every_position():
+    from smtrnn.model import Model
+    from support import debug_config
+
+    rnn = Model(debug_config("retrieval", "bptt"), 8).rnn
+    x, m = torch.randint(0, 8, (2, 5)), torch.randn(2, 5, rnn.size)
+    previous = rnn.previous_memories(m)
+    assert torch.equal(previous[:, 0], rnn.init_state(2)) and torch.equal(previous[:, 1:], m[:, :-1])
+    predicted = rnn.step_each(previous, x)
+    for t in range(5):
+        torch.testing.assert_close(predicted[:, t], rnn.step(previous[:, t], x[:, t]))
