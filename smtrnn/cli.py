@@ -22,7 +22,7 @@ from smtrnn.config import (RunConfig, TrainConfig, apply_overrides, describe_fie
 from smtrnn.data import DATA_TASKS
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError
-from smtrnn.evaluate import evaluate, evaluate_documents
+from smtrnn.evaluate import evaluate, evaluate_documents, evaluate_lengths
 from smtrnn.gradients import gradient_curves
 from smtrnn.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.presets import RECIPE, make_preset
@@ -219,7 +219,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--probe compares teacher memories with the RNN's rollout; this run has no teacher (BPTT)")
     if args.probe:
         task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
+    lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len else []
     result = evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size, curves=plots is not None)
+    if lengths:
+        result["lengths"] = evaluate_lengths(model, task, lengths, args.batches, cfg.optim.batch_size)
     if model.teacher is not None and not args.no_diagnostics:
         result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
     if plots is not None:
@@ -241,6 +244,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for key, value in result.items():
             print(f"{key:28s} {json.dumps(value)}")
     return 0
+
+
+def parse_lengths(text: str, flag: str) -> list[int]:
+    """'256,512,1024' -> [256, 512, 1024]: positive integers, each once."""
+    try:
+        lengths = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"{flag} must be sequence lengths separated by commas, got '{text}'") from exc
+    if not lengths or any(n < 1 for n in lengths):
+        raise ConfigError(f"{flag} must be positive sequence lengths separated by commas, got '{text}'")
+    return list(dict.fromkeys(lengths))
 
 
 def parse_tokens(text: str, vocab_size: int) -> list[int]:
@@ -327,7 +341,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     def base() -> RunConfig:
         cfg = make_preset(args.preset, args.task)
-        apply_overrides(cfg, flatten(file_data))
+        apply_overrides(cfg, upgrade(flatten(file_data)))
         if args.data is not None:
             if args.task not in DATA_TASKS:
                 raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{args.task}'")
@@ -337,7 +351,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     report = compare.run_study(base, args.task, args.preset, lengths, methods, cells, args.seeds, budget,
                                args.steps or 10**9, Path(args.out), resolve_device(args.device),
-                               eval_batches=args.eval_batches, log=lambda line: print(line, file=sys.stderr))
+                               eval_batches=args.eval_batches, log=lambda line: print(line, file=sys.stderr),
+                               eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths")
+                               if args.eval_lengths else ())
     print(compare.markdown(report), end="")
     return 0
 
@@ -413,6 +429,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seq-len", metavar="T[,T...]",
+                   help="also score the RNN alone (and the teacher) at these sequence lengths, e.g. 256,512,1024: "
+                        "length generalization past the training length")
     p.add_argument("--max-tokens", type=int, default=100_000,
                    help="text/pixels: score at most this many held-out tokens over whole documents (0: all)")
     p.add_argument("--no-diagnostics", action="store_true",
@@ -454,6 +473,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON or YAML file with (part of) the base config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
     p.add_argument("--eval-batches", type=int, default=8)
+    p.add_argument("--eval-lengths", metavar="T[,T...]",
+                   help="also score every run's RNN alone at these lengths (length generalization), e.g. 128,256,512")
     p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_compare)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run
+from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run, load_model
 from smtrnn.config import RunConfig, apply_overrides, validate
 from smtrnn.errors import ConfigError
-from smtrnn.evaluate import evaluate
-from smtrnn.tasks import build_task
+from smtrnn.evaluate import evaluate, evaluate_lengths
+from smtrnn.tasks import build_task, make_task
 from smtrnn.trainer import Trainer
 
 RESULT_FILE = "result.json"
@@ -108,12 +108,22 @@ def learning_curve(run_dir: Path, key: str) -> list[tuple[float, float]]:
     return points
 
 
-def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: int, log=print) -> dict:
-    """Train (or resume, or skip when finished) one run and return its row."""
+def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: int, log=print,
+            eval_lengths: tuple[int, ...] = ()) -> dict:
+    """Train (or resume, or skip when finished) one run and return its row; `eval_lengths` adds the RNN alone (and
+    the teacher) scored at those lengths (row["lengths"], `evaluate.evaluate_lengths`), to a finished run too."""
     done = run_dir / RESULT_FILE
     if done.exists():
         log(f"{spec.name}: finished earlier, skipped")
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        missing = [n for n in eval_lengths if str(n) not in row.get("lengths", {})]
+        if missing:
+            _, model = load_model(run_dir, device)
+            task = make_task(cfg.task.name, **cfg.task.params)
+            row["lengths"] = row.get("lengths", {}) | evaluate_lengths(model, task, missing, eval_batches,
+                                                                       cfg.optim.batch_size)
+            _write_row(done, row)
+        return row
     log(f"{spec.name}: training ({'resuming' if has_checkpoint(run_dir) else 'new'})")
     trainer = Trainer(cfg, run_dir, device, resume=holds_run(run_dir), show_progress=False)
     trainer.run()
@@ -122,11 +132,18 @@ def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: 
     row = {"T": spec.length, "method": spec.method, "cell": spec.cell, "seed": spec.seed, "steps": trainer.step,
            "train_seconds": trainer.elapsed, "score": result[key], "curve": learning_curve(run_dir, key),
            "drift_curve": result["curves"].get("drift")} | {k: v for k, v in result.items() if k != "curves"}
+    if eval_lengths:
+        row["lengths"] = evaluate_lengths(trainer.model, trainer.task, list(eval_lengths), eval_batches,
+                                          cfg.optim.batch_size)
+    _write_row(done, row)
+    log(f"{spec.name}: {key} {row['score']:.4f} after {row['steps']} steps")
+    return row
+
+
+def _write_row(done: Path, row: dict) -> None:
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(row) + "\n")
     tmp.replace(done)
-    log(f"{spec.name}: {key} {row['score']:.4f} after {row['steps']} steps")
-    return row
 
 
 def score_key(task_name: str) -> str:
@@ -148,7 +165,9 @@ def summarize(rows: list[dict]) -> list[dict]:
                     "min": min(scores), "max": max(scores),
                     "teacher": _mean([r.get("teacher_accuracy") for r in items]),
                     "drift_final": _mean([r.get("drift_final") for r in items]),
-                    "steps": statistics.mean(r["steps"] for r in items)})
+                    "steps": statistics.mean(r["steps"] for r in items),
+                    "at_length": {n: _mean([r.get("lengths", {}).get(n, {}).get("rnn_accuracy") for r in items])
+                                  for n in items[0].get("lengths", {})}})
     return out
 
 
@@ -170,6 +189,14 @@ def markdown(report: dict) -> str:
         lines.append(f"| {s['T']} | {s['method']} | {s['cell']} | {s['seeds']} | {s['mean']:.3f} ± {s['std']:.3f} | "
                      f"{s['min']:.3f}–{s['max']:.3f} | {fmt(s['teacher'])} | {fmt(s['drift_final'])} | "
                      f"{s['steps']:.0f} |")
+    longer = [str(n) for n in report.get("eval_lengths", [])]
+    if longer:
+        lines += ["", "The RNN alone at other lengths than it trained on (accuracy, mean over seeds):", "",
+                  "| trained at T | method | cell | " + " | ".join(f"T = {n}" for n in longer) + " |",
+                  "|---|---|---|" + "---|" * len(longer)]
+        for s in report["summary"]:
+            cells = [fmt(s.get("at_length", {}).get(n)) for n in longer]
+            lines.append(f"| {s['T']} | {s['method']} | {s['cell']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -224,17 +251,21 @@ def _save(plt, fig, path: Path) -> Path:
 
 def run_study(base: Callable[[], RunConfig], task: str, preset: str, lengths: list[int], methods: list[str],
               cells: list[str], seeds: int, budget_s: float, steps: int, out: Path, device, eval_batches: int = 8,
-              eval_points: int = 8, log=print) -> dict:
-    """Run (or finish) the study into `out` and write its report; returns the report."""
+              eval_points: int = 8, log=print, eval_lengths: tuple[int, ...] = ()) -> dict:
+    """Run (or finish) the study into `out` and write its report; returns the report. `eval_lengths`: every run is
+    also scored at these sequence lengths (length generalization)."""
     specs = plan(lengths, methods, cells, seeds)
     configs = [run_config(base, spec, budget_s, steps, eval_points) for spec in specs]
     for cfg in configs:  # every run's config (task, length, cell, method) is checked before the first one trains
         validate(cfg)
-        build_task(cfg)
+        held_out = build_task(cfg).held_out()
+        for length in eval_lengths:
+            held_out.check_seq_len(length)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log) for spec, cfg in
-            zip(specs, configs)]
-    report = {"task": task, "preset": preset, "lengths": lengths, "methods": methods, "cells": cells,
+    rows = [run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log, tuple(eval_lengths))
+            for spec, cfg in zip(specs, configs)]
+    report = {"task": task, "preset": preset, "lengths": lengths, "eval_lengths": list(eval_lengths),
+              "methods": methods, "cells": cells,
               "seeds": seeds, "budget_s": budget_s, "steps": steps, "score": score_key(task),
               "summary": summarize(rows), "runs": rows}
     (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -208,3 +208,16 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
     if model.teacher is not None:
         result |= {"teacher_bits_per_token": teacher_score.bits(), "teacher_accuracy": teacher_score.accuracy()}
     return result
+
+
+def evaluate_lengths(model: Model, task: Task, lengths: list[int], batches: int, batch_size: int) -> dict:
+    """Length generalization: the RNN alone (and the teacher, when present) scored at each of `lengths`, which may
+    differ from the training length -> {str(T): {"rnn_accuracy", "teacher_accuracy", "drift", ...}}. A length the
+    task cannot give (below its minimum, or past a data split) is a TaskError naming it, before anything is scored."""
+    held_out = task.held_out()
+    for length in lengths:
+        held_out.check_seq_len(length)
+    keep = ("rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy", "teacher_bits_per_token", "onestep_accuracy",
+            "drift_final", "drift_labelled")
+    return {str(length): {k: v for k, v in evaluate(model, task, length, batches, batch_size).items() if k in keep}
+            for length in lengths}

@@ -104,3 +104,35 @@ def test_bad_studies_fail_before_any_run(change, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("smtrnn: error:") and message in err and "\n" not in err
     assert not (out / "runs").exists()
+
+
+def test_eval_lengths_score_every_run_past_its_training_length_and_extend_finished_runs(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["compare", "--preset", "debug", "--lengths", "8", "--methods", "smt,bptt", "--seeds", "1", "--steps", "2",
+            "--device", "cpu", "--out", str(out)]
+    assert main([*argv, "--eval-lengths", "16"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--eval-lengths", "16,32"]) == 0  # nothing trains again; only T = 32 is scored
+    printed, log = capsys.readouterr()
+    assert log.count("finished earlier, skipped") == 2
+    report = json.loads((out / "results.json").read_text())
+    for row in report["runs"]:
+        assert set(row["lengths"]) == {"16", "32"} and 0 <= row["lengths"]["32"]["rnn_accuracy"] <= 1
+    assert ("teacher_accuracy" in report["runs"][0]["lengths"]["32"]) and "T = 32" in printed
+    assert main([*argv, "--eval-lengths", "2"]) == 2  # below the task's minimum: one line, before anything runs
+    assert "seq_len >= 3" in capsys.readouterr().err
+
+
+def test_eval_scores_the_rnn_at_other_lengths(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--task", "retrieval", "--steps", "2", "--quiet", "--device", "cpu",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--seq-len", "16,32,16", "--json", "--no-diagnostics", "--batches", "1",
+                 "--device", "cpu"]) == 0
+    lengths = json.loads(capsys.readouterr().out)["lengths"]
+    assert list(lengths) == ["16", "32"] and {"rnn_accuracy", "teacher_accuracy"} <= set(lengths["32"])
+    for bad, words in (("0", "positive"), ("a,b", "separated by commas"), ("2", "seq_len >= 3")):
+        assert main(["eval", str(run), "--seq-len", bad, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err
