@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teach
 CELLS = get_args(Cell)
 SMT_CELLS = CELLS[:5]  # RMS-normalized memories: every method can train them
 BPTT_ONLY_CELLS = CELLS[5:]  # the plain baselines of smtrnn.baselines
+USER_CELL_PATTERN = re.compile(r"[^:]+:[A-Za-z_]\w*")  # a user's cell class: MODULE:CLASS or FILE.py:CLASS
+DICT_FIELDS = ("task.params", "rnn.cell_args")  # fields whose value is one mapping (not a nested section)
 SMT_SCHEDULES = get_args(Schedule)
 SCHEDULES = get_args(LRSchedule)
 PRECISIONS = get_args(Precision)
@@ -141,9 +144,12 @@ class TeacherConfig(_Section):
 @dataclass
 class RNNConfig(_Section):
     SECTION = "rnn"
-    cell: Cell = "mlp"
-    """The update f: transformer, mlp, gru, lstm, elman (RMS-normalized memories, every method), or the BPTT-only
-    baselines gru-fused, lstm-fused, mingru."""
+    cell: str = "mlp"
+    """The update f: a built-in Cell (transformer, mlp, gru, lstm, elman: RMS-normalized memories, every method; the
+    BPTT-only baselines gru-fused, lstm-fused, mingru), or a user's class as MODULE:CLASS or FILE.py:CLASS
+    (`smtrnn.user_cell`)."""
+    cell_args: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of a user's cell class (rnn.cell MODULE:CLASS), e.g. {"hidden": 64}."""
     hidden: int = 256
     """MLP hidden width of the cell (transformer cell: its feed-forward is 4·D)."""
     depth: int = 2
@@ -157,7 +163,11 @@ class RNNConfig(_Section):
 
     def check(self) -> None:
         super().check()
-        _choice("rnn", "cell", self.cell, CELLS)
+        _check(self.cell in CELLS or USER_CELL_PATTERN.fullmatch(self.cell) is not None,
+               f"unknown rnn.cell {self.cell!r}; choose from: {', '.join(CELLS)}, or a user's cell as MODULE:CLASS "
+               "or FILE.py:CLASS")
+        _check(not self.cell_args or self.cell not in CELLS,
+               f"rnn.cell_args are the keyword arguments of a user's cell; the built-in {self.cell!r} takes none")
         self._at_least(0, "hidden", "depth", "heads", "embed", "readout_hidden", strict=True)
 
 
@@ -428,11 +438,11 @@ def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"rnn": {"cell": "gru"}} -> {"rnn.cell": "gru"}; task params stay one dict-valued key."""
+    """{"rnn": {"cell": "gru"}} -> {"rnn.cell": "gru"}; the DICT_FIELDS (task params, cell args) stay one key."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and name != "task.params":
+        if isinstance(value, dict) and name not in DICT_FIELDS:
             out.update(flatten(value, name + "."))
         else:
             out[name] = value

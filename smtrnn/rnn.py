@@ -14,6 +14,7 @@ from smtrnn.baselines import BASELINE_CELLS
 from smtrnn.cells import CELL_TYPES
 from smtrnn.config import MemoryConfig, RNNConfig
 from smtrnn.layers import rms_normalize
+from smtrnn.user_cell import UserCell, is_user_cell
 
 
 class RNN(nn.Module):
@@ -21,7 +22,8 @@ class RNN(nn.Module):
         super().__init__()
         self.tokens, self.width, self.size = memory.tokens, memory.width, memory.size
         self.embedding = nn.Embedding(vocab_size, cfg.embed)
-        self.cell = (CELL_TYPES | BASELINE_CELLS)[cfg.cell](memory, cfg)
+        cell_type = UserCell if is_user_cell(cfg.cell) else (CELL_TYPES | BASELINE_CELLS)[cfg.cell]
+        self.cell = cell_type(memory, cfg)
         self.empty_memory = nn.Parameter(torch.randn(memory.size))
         self.readout_net = nn.Sequential(
             nn.Linear(memory.size, cfg.readout_hidden), nn.GELU(), nn.Linear(cfg.readout_hidden, vocab_size)
