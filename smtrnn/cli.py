@@ -270,6 +270,19 @@ def parse_tokens(text: str, vocab_size: int) -> list[int]:
     return tokens
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the run's RNN alone (no teacher) as a step function with explicit state (smtrnn.export)."""
+    from smtrnn.export import FORMATS, export
+
+    if args.format not in FORMATS:
+        raise ConfigError(f"unknown --format {args.format!r}; choose from: {', '.join(FORMATS)}")
+    _, model = load_model(args.run_dir, torch.device("cpu"))
+    path = export(model.rnn, args.format, args.out)
+    print(f"wrote {path}: step(state (B, {model.rnn.size}), token (B,)) -> next_state, logits (B, {model.vocab_size})",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.length < 0:
         raise ConfigError(f"--length must be >= 0, got {args.length}")
@@ -443,6 +456,13 @@ def make_parser() -> argparse.ArgumentParser:
                                                   "position, gradient norms) and their data to DIR; needs matplotlib")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="write the RNN alone as a step function with explicit state: TorchScript or "
+                                      "ONNX, to run without smtrnn")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="torchscript", help="torchscript (default) or onnx (needs smtrnn[export])")
+    p.add_argument("--out", required=True, help="the file to write (refused if it exists)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="continue a prompt (token ids or text) or complete images, RNN alone")
     p.add_argument("run_dir")

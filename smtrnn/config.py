@@ -368,6 +368,9 @@ class TrainConfig(_Section):
     """bf16: the losses run under CUDA autocast (fp32 master weights); CUDA only, a CPU run refuses it."""
     compile: bool = False
     """torch.compile the teacher's encoder/decoder and the RNN's cell/readout."""
+    tensorboard: bool = False
+    """Also write every logged number as a TensorBoard scalar in <run>/tensorboard/ (needs smtrnn[tensorboard]);
+    metrics.jsonl stays the record."""
 
     def check(self) -> None:
         super().check()

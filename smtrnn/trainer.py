@@ -51,6 +51,7 @@ from smtrnn.tasks import build_task
 # logs everything else bit for bit. transitions_per_s = supervised transitions (B·T per step, over all ranks; B for
 # smt.transitions='one') per second of training since the previous record.
 TIMING_FIELDS = ("elapsed", "transitions_per_s")
+TENSORBOARD_DIR = "tensorboard"  # train.tensorboard's event files, inside the run directory
 LOSS_TERMS = ("decoder", "dynamics", "uniformity", "readout", "onestep_readout", "dmt_dynamics",
               "dmt_readout")  # as the loss functions name them
 _STATE_KEYS = ("optimizer", "step", "elapsed", "torch_rng", "data_rng")
@@ -157,6 +158,14 @@ class Trainer:
             raise CheckpointError(f"--resume: {self.out_dir} holds no run to continue (no checkpoint or metrics "
                                   "log); drop --resume to start one there")
         self.task = build_task(cfg)  # evaluation draws from task.held_out()
+        self.tensorboard = None  # a SummaryWriter when train.tensorboard (rank 0)
+        if cfg.train.tensorboard and distributed.is_main():
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ConfigError("train.tensorboard needs the tensorboard package: pip install "
+                                  "'smtrnn[tensorboard]'") from exc
+            self.tensorboard = SummaryWriter(str(self.out_dir / TENSORBOARD_DIR))
         self.data = self.task  # what training batches come from: .sample(batch, length, generator) -> tensors
         if cfg.train.method in LABEL_METHODS:
             self.data = load_labels(cfg.train.labels)
@@ -328,6 +337,11 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for name, value in flatten({k: v for k, v in record.items() if k != "step"}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tensorboard.add_scalar(name.replace(".", "/"), value, record["step"])
+            self.tensorboard.flush()
 
     def run(self) -> dict | None:
         """Train until the step or time budget is spent, save, and return the final evaluation; after
@@ -399,7 +413,7 @@ def _identity(cfg: RunConfig) -> dict:
     may change)."""
     data = cfg.to_dict()
     for name in ("steps", "max_seconds", "device", "eval_every", "eval_every_seconds", "eval_batches", "log_every",
-                 "save_every", "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile"):
+                 "save_every", "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard"):
         data["train"].pop(name)
     return data
 

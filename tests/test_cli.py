@@ -98,6 +98,9 @@ def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| smt") or line.startswith("| bptt")]
     assert len(rows) == 2
+    progress = [line for line in err.splitlines() if line.startswith(("smt+dmt:", "bptt:"))]
+    assert [line.split(":")[0] for line in progress] == ["smt+dmt", "smt+dmt", "bptt", "bptt"]  # start, end each
+    assert "training for 0.2 s" in progress[0] and "RNN alone" in progress[1]
     assert (tmp_path / "demo" / "smt-dmt" / WEIGHTS_FILE).exists()
     assert (tmp_path / "demo" / "bptt" / WEIGHTS_FILE).exists()
 

@@ -143,3 +143,28 @@ def test_the_log_reports_supervised_transitions_per_second(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rates = [r["transitions_per_s"] for r in logged if "loss" in r]
     assert len(rates) == 4 and all(isinstance(r, int) and r > 0 for r in rates)
+
+
+def test_tensorboard_scalars_mirror_the_log(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from smtrnn.trainer import TENSORBOARD_DIR
+
+    cfg = debug_config("retrieval", "smt", steps=3, train__tensorboard=True)
+    Trainer(cfg, tmp_path / "run", show_progress=False).run()
+    events = EventAccumulator(str(tmp_path / "run" / TENSORBOARD_DIR))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "grad_norm", "transitions_per_s", "eval/rnn_accuracy"} <= tags
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in logged if "loss" in r]
+    assert [round(e.value, 5) for e in events.Scalars("loss")] == [round(v, 5) for v in losses]
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+
+
+def test_without_tensorboard_no_event_files_are_written(tmp_path):
+    from smtrnn.trainer import TENSORBOARD_DIR
+
+    Trainer(debug_config("retrieval", "smt", steps=2), tmp_path / "run", show_progress=False).run()
+    assert not (tmp_path / "run" / TENSORBOARD_DIR).exists()
