@@ -11,17 +11,18 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.config import RunConfig, validate
 from smtrnn.evaluate import evaluate
 from smtrnn.model import Model
-from smtrnn.presets import debug, long, small
+from smtrnn.presets import contractive, debug, long, small
 from smtrnn.rnn import RNN
 from smtrnn.sample import continue_prompt
 from smtrnn.smt import smt_loss
 from smtrnn.tasks import TASKS, make_task
 from smtrnn.teacher import Teacher
 from smtrnn.trainer import Trainer, train
+from smtrnn.user_cell import use_cell
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "RNN", "TASKS", "Model", "RunConfig", "Teacher", "Trainer", "bptt_loss", "continue_prompt", "debug",
-    "evaluate", "long", "make_task", "small", "smt_loss", "train", "validate",
+    "RNN", "TASKS", "Model", "RunConfig", "Teacher", "Trainer", "bptt_loss", "continue_prompt", "contractive",
+    "debug", "evaluate", "long", "make_task", "small", "smt_loss", "train", "use_cell", "validate",
 ]
