@@ -101,7 +101,7 @@ def small_model(cell: str, length: int, batch: int, device: str = "cpu"):
     cfg.rnn.cell = cell
     task = make_task("retrieval")
     x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
-    return cfg, Model(cfg, task.vocab_size).to(device), x, y
+    return cfg, Model.for_run(cfg, task.vocab_size).to(device), x, y
 
 
 def save_report(report: dict, out: str | Path, name: str, markdown_fn) -> None:

@@ -41,10 +41,10 @@ def base_config(task: str, length: int, cell: str, budget: float, seed: int):
 def throughput(cfg, store, repeats: int) -> dict:
     """Seconds per optimizer-free step (forward + backward) of joint SMT and of labels training, same batch."""
     torch.manual_seed(0)
-    joint = Model(cfg, store.manifest["vocab_size"])
+    joint = Model.for_run(cfg, store.manifest["vocab_size"])
     labels_cfg = base_config(cfg.task.name, cfg.task.seq_len, cfg.rnn.cell, 0, 0)
     labels_cfg.train.method = "labels"
-    alone = Model(labels_cfg, store.manifest["vocab_size"])
+    alone = Model.for_run(labels_cfg, store.manifest["vocab_size"])
     x, y, m = store.sample(cfg.optim.batch_size, cfg.task.seq_len, torch.Generator().manual_seed(0))
     times = {"joint_smt": step_time(lambda: smt_loss(joint, x, y, cfg.smt)[0].backward(), repeats),
              "labels": step_time(lambda: labels_loss(alone, x, y, m, cfg.smt)[0].backward(), repeats)}

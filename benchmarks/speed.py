@@ -37,7 +37,7 @@ def build(device: str):
     torch.manual_seed(0)
     cfg = small("retrieval")
     task = make_task("retrieval")
-    return cfg, task, Model(cfg, task.vocab_size).to(device)
+    return cfg, task, Model.for_run(cfg, task.vocab_size).to(device)
 
 
 def training_steps(lengths: list[int], batch: int, repeats: int, device: str) -> list[dict]:

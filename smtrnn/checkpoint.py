@@ -368,7 +368,7 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
 def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[RunConfig, Model]:
     """Rebuild the model a run directory describes and load its weights."""
     cfg, meta = read_config(run_dir)
-    model = Model(cfg, int(meta["vocab_size"]))
+    model = Model.for_run(cfg, int(meta["vocab_size"]))
     load_weights(run_dir, model)
     problem = damage(model)
     if problem:

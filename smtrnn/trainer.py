@@ -172,7 +172,7 @@ class Trainer:
             self.data.check(cfg)
         torch.manual_seed(cfg.train.seed)
         self.data_generator = torch.Generator().manual_seed(cfg.train.seed + self.rank)
-        self.model = Model(cfg, self.task.vocab_size).to(self.device)  # the same weights on every rank
+        self.model = Model.for_run(cfg, self.task.vocab_size).to(self.device)  # the same weights on every rank
         if self.world > 1:  # the losses' own sampling (decoder positions, ...) differs between ranks too
             torch.manual_seed(cfg.train.seed + self.rank)
         self.optimizer = make_optimizer(self.model, cfg.optim)

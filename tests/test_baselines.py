@@ -28,7 +28,7 @@ def build(cell: str, tokens: int = 2, width: int = 8) -> tuple[Model, int]:
     cfg = debug_config("retrieval", "bptt", rnn__cell=cell, memory__tokens=tokens, memory__width=width)
     vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     torch.manual_seed(0)
-    return Model(cfg, vocab), vocab
+    return Model.for_run(cfg, vocab), vocab
 
 
 def tokens_for(vocab: int, length: int = T, seed: int = 1) -> torch.Tensor:
@@ -168,7 +168,7 @@ def test_bptt_run_trains_and_round_trips(cell, tmp_path):
     assert loaded_cfg.rnn.cell == cell and model.teacher is None
     assert state_dicts_equal(model.state_dict(), trainer.model.state_dict())
     x = tokens_for(model.vocab_size)
-    fresh = Model(cfg, model.vocab_size)
+    fresh = Model.for_run(cfg, model.vocab_size)
     assert not torch.allclose(fresh.rnn.rollout(x)[1], model.rnn.rollout(x)[1])
     torch.testing.assert_close(model.rnn.rollout(x)[1], trainer.model.rnn.rollout(x)[1], atol=0, rtol=0)
 

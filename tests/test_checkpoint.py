@@ -44,7 +44,7 @@ def test_a_fresh_model_differs_until_loaded(smt_run):
     """Guards the round-trip tests above against passing because every model starts out the same."""
     run_dir, trainer = smt_run
     torch.manual_seed(trainer.cfg.train.seed + 1)
-    fresh = Model(trainer.cfg, trainer.model.vocab_size)
+    fresh = Model.for_run(trainer.cfg, trainer.model.vocab_size)
     x = probe(fresh.vocab_size)
     assert not state_dicts_equal(fresh.state_dict(), trainer.model.state_dict())
     assert not torch.allclose(fresh.rnn.rollout(x)[1], trainer.model.rnn.rollout(x)[1])

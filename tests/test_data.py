@@ -116,7 +116,7 @@ def model_for(task_name: str, **params) -> tuple[Model, object, int]:
     cfg.task.params = params
     task = make_task(task_name, **params)
     torch.manual_seed(0)
-    return Model(cfg, task.vocab_size), task, cfg.task.seq_len
+    return Model.for_run(cfg, task.vocab_size), task, cfg.task.seq_len
 
 
 def test_uniform_predictions_cost_eight_bits_per_byte(text_dir):

@@ -23,7 +23,7 @@ def build(method: str = "smt", task: str = "copy"):
     cfg = debug_config(task, method)
     task_ = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(0)
-    return Model(cfg, task_.vocab_size), task_, cfg.task.seq_len
+    return Model.for_run(cfg, task_.vocab_size), task_, cfg.task.seq_len
 
 
 def batch(task, seq_len, size=4, seed=0):

@@ -51,7 +51,7 @@ def _losses(cfg):
 
 def _model(cfg) -> Model:
     torch.manual_seed(0)
-    return Model(cfg, make_task("retrieval", **cfg.task.params).vocab_size)
+    return Model.for_run(cfg, make_task("retrieval", **cfg.task.params).vocab_size)
 
 
 def _gradients(method: str, x, y, rank: int | None = None, world: int = 1, skip_first: bool = False) -> dict:

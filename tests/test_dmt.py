@@ -37,7 +37,7 @@ def make_model(task: str = "retrieval", seed: int = 0, **params) -> tuple[Model,
         cfg.task.params = params
     made = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(seed)
-    return Model(cfg, made.vocab_size), made
+    return Model.for_run(cfg, made.vocab_size), made
 
 
 def sample(made, batch: int, length: int, seed: int = 0):
@@ -425,7 +425,7 @@ def test_time_parallel_dmt_trains_the_empty_memory():
     cfg = debug_config("delayed_recall", "smt+dmt")
     task = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(0)
-    model = Model(cfg, task.vocab_size)
+    model = Model.for_run(cfg, task.vocab_size)
     x, y = task.sample(4, cfg.task.seq_len, torch.Generator().manual_seed(0))
     loss, _ = dmt_loss(model, x, y, cfg.dmt)
     loss.backward()

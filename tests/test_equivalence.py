@@ -28,7 +28,7 @@ def build(cell: str = "mlp", tokens: int = 2, task: str = "retrieval", seed: int
     cfg = debug_config(task, "smt", rnn__cell=cell, memory__tokens=tokens)
     vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     torch.manual_seed(seed)
-    return Model(cfg, vocab), vocab
+    return Model.for_run(cfg, vocab), vocab
 
 
 def random_tokens(vocab: int, *shape: int, seed: int = 1) -> torch.Tensor:
@@ -227,7 +227,7 @@ def test_kv_cached_teacher_equals_encoding_the_prefix(token_shift):
     cfg = debug("copy")
     cfg.teacher.token_shift = token_shift
     torch.manual_seed(0)
-    teacher = Model(cfg, 12).teacher
+    teacher = Model.for_run(cfg, 12).teacher
     x = torch.randint(0, 12, (3, 9))
     with torch.no_grad():
         full = teacher.encode(x)

@@ -24,7 +24,7 @@ def build(method: str = "smt", task: str = "delayed_recall"):
     cfg = debug_config(task, method)
     task_ = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(0)
-    return Model(cfg, task_.vocab_size), task_, cfg.task.seq_len
+    return Model.for_run(cfg, task_.vocab_size), task_, cfg.task.seq_len
 
 
 def run_evaluate(model, task, seq_len, batches=2, batch_size=4) -> dict:

@@ -26,7 +26,7 @@ def build(method: str = "smt", task: str = "delayed_recall") -> tuple[Model, tor
     cfg = debug_config(task, method)
     task_ = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(0)
-    model = Model(cfg, task_.vocab_size)
+    model = Model.for_run(cfg, task_.vocab_size)
     x, y = task_.sample(4, cfg.task.seq_len, torch.Generator().manual_seed(0))
     return model, x, y
 

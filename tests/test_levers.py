@@ -26,7 +26,7 @@ from support import debug_config, state_dicts_equal
 def build(cfg):
     task = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(0)
-    return Model(cfg, task.vocab_size), task
+    return Model.for_run(cfg, task.vocab_size), task
 
 
 def batch(task, length, size=8, seed=0):

@@ -25,7 +25,7 @@ def fit(method: str, **overrides) -> tuple[Model, torch.Tensor, torch.Tensor, di
     task = make_task(cfg.task.name, **cfg.task.params)
     x, y = task.sample(16, cfg.task.seq_len, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = Model(cfg, task.vocab_size)
+    model = Model.for_run(cfg, task.vocab_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     history = []
     for _ in range(STEPS):

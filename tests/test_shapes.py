@@ -19,7 +19,7 @@ def build(cell: str, tokens: int) -> tuple[Model, int]:
     cfg = debug_config("retrieval", "smt", rnn__cell=cell, memory__tokens=tokens, memory__width=WIDTH)
     vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     torch.manual_seed(0)
-    return Model(cfg, vocab), vocab
+    return Model.for_run(cfg, vocab), vocab
 
 
 def token_mean_squares(m: torch.Tensor, tokens: int) -> torch.Tensor:
@@ -97,7 +97,7 @@ def test_every_cell_runs_a_sequence_as_its_steps_do(cell, detach_every):
 
     cfg = debug_config("retrieval", "bptt", rnn__cell=cell)
     torch.manual_seed(0)
-    rnn = Model(cfg, 8).rnn
+    rnn = Model.for_run(cfg, 8).rnn
     x = torch.randint(0, 8, (3, 7))
     memories, logits = rnn.rollout(x, detach_every=detach_every)
     m, stepped = rnn.init_state(3), []
@@ -112,10 +112,24 @@ def test_step_each_from_previous_memories_is_the_one_step_prediction_of_every_po
     from smtrnn.model import Model
     from support import debug_config
 
-    rnn = Model(debug_config("retrieval", "bptt"), 8).rnn
+    rnn = Model.for_run(debug_config("retrieval", "bptt"), 8).rnn
     x, m = torch.randint(0, 8, (2, 5)), torch.randn(2, 5, rnn.size)
     previous = rnn.previous_memories(m)
     assert torch.equal(previous[:, 0], rnn.init_state(2)) and torch.equal(previous[:, 1:], m[:, :-1])
     predicted = rnn.step_each(previous, x)
     for t in range(5):
         torch.testing.assert_close(predicted[:, t], rnn.step(previous[:, t], x[:, t]))
+
+
+def test_the_model_is_built_from_the_model_configs():
+    from smtrnn.config import MemoryConfig, RNNConfig, TeacherConfig
+
+    memory, rnn = MemoryConfig(tokens=2, width=8), RNNConfig(hidden=16, embed=8, readout_hidden=16)
+    alone = Model(memory, rnn, 5)
+    assert alone.teacher is None and alone.rnn.size == 16
+    paired = Model(memory, rnn, 5, TeacherConfig(width=16, depth=1, heads=2, decoder_depth=1))
+    assert paired.teacher is not None
+    cfg = debug_config("retrieval", "bptt")
+    assert Model.for_run(cfg, 5).teacher is None
+    cfg.train.method = "smt"
+    assert Model.for_run(cfg, 5).teacher is not None

@@ -21,7 +21,7 @@ def setup(**smt):
     task = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(0)
     x, y = task.sample(4, cfg.task.seq_len, torch.Generator().manual_seed(0))
-    return cfg, Model(cfg, task.vocab_size), x, y
+    return cfg, Model.for_run(cfg, task.vocab_size), x, y
 
 
 def test_its_transition_is_the_all_timestep_one_at_t(monkeypatch):

@@ -128,7 +128,7 @@ def test_objectives_return_detached_scalar_tensors():
 
     cfg = debug_config("retrieval")
     task = make_task(cfg.task.name, **cfg.task.params)
-    model = Model(cfg, task.vocab_size)
+    model = Model.for_run(cfg, task.vocab_size)
     x, y = task.sample(4, cfg.task.seq_len, torch.Generator().manual_seed(0))
     for loss, metrics in (smt_loss(model, x, y, cfg.smt), dmt_loss(model, x, y, cfg.dmt),
                           bptt_loss(model, x, y, cfg.bptt)):
