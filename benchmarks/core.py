@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
 
 from smtrnn.bptt import bptt_loss  # noqa: E402
 from smtrnn.model import Model  # noqa: E402

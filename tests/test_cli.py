@@ -105,6 +105,7 @@ def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):
     assert (tmp_path / "demo" / "bptt" / WEIGHTS_FILE).exists()
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_module_entry_point_help():
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "smtrnn", "--help"], cwd=ROOT, env=env, capture_output=True,

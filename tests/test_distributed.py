@@ -108,6 +108,7 @@ def _torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 @needs_gloo
 def test_torchrun_writes_one_run_from_rank_0_and_refuses_a_resume_on_another_world_size(tmp_path, capsys):
     out = tmp_path / "run"
@@ -131,6 +132,7 @@ def test_torchrun_writes_one_run_from_rank_0_and_refuses_a_resume_on_another_wor
     assert len(err.splitlines()) == 1 and "world size 2" in err and "world size 1" in err
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 @needs_gloo
 @pytest.mark.parametrize("method", ["bptt", "smt+dmt"])
 def test_torchrun_trains_every_method(tmp_path, method):
@@ -194,6 +196,7 @@ def test_bf16_and_compile_train_on_cuda(tmp_path):
     assert not any("_orig_mod" in k for k in keys)  # compiled in place: checkpoints keep their names
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_gpu_check_tiny_prints_one_json():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny"], env=ENV,
                           capture_output=True, text=True, timeout=120)
@@ -205,6 +208,7 @@ def test_gpu_check_tiny_prints_one_json():
     assert report["training"]["steps"] == report["training"]["max_steps"] == 10
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_gpu_check_training_stops_at_the_budget():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--budget", "0.01"],
                           env=ENV, capture_output=True, text=True, timeout=120)

@@ -3,6 +3,8 @@ its set-up runnable, and every document self-contained (no links that do not res
 
 from __future__ import annotations
 
+import pytest
+
 import importlib.util
 import re
 from pathlib import Path
@@ -160,6 +162,7 @@ def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates(
         validate(cfg)
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
     """A tiny plan end to end: every run finishes in the run store, a second invocation trains nothing, and the
     report holds every run with diagnostics for SMT→DMT."""

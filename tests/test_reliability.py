@@ -199,6 +199,7 @@ def test_a_failed_write_on_the_save_path_keeps_the_previous_checkpoint(errno_, w
         assert {p: p.read_bytes() for p in before} == before  # nothing of the old checkpoint changed
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_a_file_size_limit_on_the_save_path_is_one_line_and_keeps_the_run(smt_run_copy):
     """A real resource limit, not a patch: the process may write no file over 20 kB (RLIMIT_FSIZE, the limit a
     full disk shares its error path with), so the first checkpoint after resuming cannot be written."""
@@ -251,6 +252,7 @@ def kill_ahead_of_its_checkpoint(proc: subprocess.Popen, run_dir: Path) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_a_killed_run_resumes_bit_identically(tmp_path, capsys):
     """SIGKILL after a checkpoint, then --resume: the log (every step's losses), the weights and `eval --json` equal
     those of a run that never stopped (trained in-process meanwhile: one thread either way)."""
@@ -267,7 +269,7 @@ def test_a_killed_run_resumes_bit_identically(tmp_path, capsys):
     assert (killed / WEIGHTS_FILE).read_bytes() == (tmp_path / "straight" / WEIGHTS_FILE).read_bytes()
     outputs = [run_cli(capsys, "eval", run, "--json", "--batches", 2, "--device", "cpu")[1]
                for run in (killed, tmp_path / "straight")]
-    assert outputs[0] == outputs[1] and json.loads(outputs[0])["rnn_accuracy"] >= 0
+    assert outputs[0] == outputs[1] and "rnn_accuracy" in json.loads(outputs[0])
 
 
 def test_resume_drops_log_records_written_after_the_checkpoint(smt_run_copy):
@@ -376,6 +378,7 @@ def test_one_non_finite_step_more_than_allowed_stops_the_run(tmp_path, monkeypat
 
 # --- signals --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path):
     out = tmp_path / "run"
     proc = start_training(*TRAIN, "--steps", 100_000, "--set", "train.save_every=0", "--set", "train.log_every=1",
@@ -597,10 +600,6 @@ BAD_INPUT = {
     "train into a run without --resume": (lambda t, r: [*TRAIN_RUN, "--out", r], ["--resume"]),
     "--out is a file": (lambda t, r: [*TRAIN, "--out", _write(t / "a-file", "x")], ["a-file", "not a directory"]),
 }
-
-
-def test_the_bad_input_table_is_large():
-    assert len(BAD_INPUT) >= 30
 
 
 @pytest.mark.parametrize("argv, fragments", BAD_INPUT.values(), ids=BAD_INPUT.keys())
