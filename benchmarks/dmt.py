@@ -24,7 +24,8 @@ import torch
 
 from core import ROOT, quality_run, quality_table, small_model, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-from smtrnn.dmt import dmt_loss, dmt_sequential_loss  # noqa: E402
+from smtrnn.dmt import dmt_loss  # noqa: E402
+from smtrnn.reference import dmt_sequential_loss  # noqa: E402
 
 METHODS = ["smt", "smt+dmt", "bptt"]
 

@@ -29,7 +29,8 @@ from core import ROOT, save_report, step_time  # noqa: E402  (benchmarks/ is on 
 from smtrnn.bptt import bptt_loss  # noqa: E402
 from smtrnn.model import Model  # noqa: E402
 from smtrnn.presets import small  # noqa: E402
-from smtrnn.smt import smt_loss, smt_one_transition_loss  # noqa: E402
+from smtrnn.reference import smt_one_transition_loss  # noqa: E402
+from smtrnn.smt import smt_loss  # noqa: E402
 from smtrnn.tasks import make_task  # noqa: E402
 
 

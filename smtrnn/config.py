@@ -216,7 +216,7 @@ class SMTConfig(_Section):
     """The contraction σ at the end of the SMT share, as a fraction of `dynamics_input_noise` (linear decay)."""
     transitions: Transitions = "all"
     """all: every transition of every sequence in one pass (smtrnn); one: the reference release's recipe, one
-    transition per sequence per step from two prefix encodings (`smt_one_transition_loss`, for comparison)."""
+    transition per sequence per step from two prefix encodings (`reference.smt_one_transition_loss`, for comparison)."""
 
     @property
     def teacher_frozen_after_warmup(self) -> bool:

@@ -5,8 +5,8 @@ RNN out on its own memories, labels every visited state m̂_{t-1} with the teach
 f(m̂_{t-1}, x_t) onto m_t. The teacher is frozen.
 
 `dmt_loss` is the time-parallel form: the rollout runs without an autograd graph (a cheap sequential pass), then
-all T transitions are trained in ONE batched step. `dmt_sequential_loss` is the paper's form for comparison: the
-graph is kept through the whole rollout and the MSE is taken every `label_every` steps.
+all T transitions are trained in ONE batched step. `reference.dmt_sequential_loss` is the paper's form, kept for
+comparison: the graph is kept through the whole rollout and the MSE is taken every `label_every` steps.
 """
 
 from __future__ import annotations
@@ -106,17 +106,3 @@ def dmt_with_teacher_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig,
 def dmt_loss_on_labels(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
     """DMT against stored teacher memories m (B, T, Z) of x (`smtrnn label`): the labels+dmt method."""
     return dmt_loss(model, x, y, cfg, memories=m)
-
-
-def dmt_sequential_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
-    """The paper's DMT: one rollout from m_∅ with its graph kept, MSE to the teacher every `label_every` steps,
-    readout CE on the detached rollout memories. Sequential in both directions, for comparison only."""
-    teacher, rnn = model.teacher, model.rnn
-    with torch.no_grad():
-        m = teacher.encode(x)
-    rolled, _ = rnn.rollout(x)  # (B, T, Z), graph through time
-    labelled = torch.arange(x.shape[1] - 1, -1, -cfg.label_every, device=x.device)  # every k-th, ending at T-1
-    dynamics = F.mse_loss(rolled[:, labelled], m[:, labelled])
-    readout = masked_cross_entropy(rnn.readout(rolled.detach()), y)
-    loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
-    return loss, {"dynamics": dynamics.detach(), "readout": readout.detach(), "loss": loss.detach()}

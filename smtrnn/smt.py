@@ -84,28 +84,3 @@ def labels_loss(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
     written once by `smtrnn.labels`, with no teacher in the model (label once, train many)."""
     loss, metrics = rnn_terms(model.rnn, x, y, m, cfg, dynamics_input_sigma(cfg, smt_progress))
     return loss, metrics | {"loss": loss.detach()}
-
-
-def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:
-    """The reference release's SMT step, kept for comparison: ONE transition per sequence per step.
-
-    A random t (one per step, shared by the batch); the teacher encodes the prefixes x_0..x_t and x_0..x_{t+1} in
-    two passes and keeps only their last memories m_t and m_{t+1}; the decoder predicts y_t.. from m_t and the
-    future inputs; the RNN regresses f(m_t, x_{t+1}) onto m_{t+1}. B supervised transitions per step, where
-    `smt_loss` trains B·T from a single encoding.
-    """
-    teacher, rnn = model.teacher, model.rnn
-    t = int(torch.randint(0, x.shape[1] - 1, ()))
-    m_t = teacher.encode(x[:, : t + 1])[:, -1]  # (B, Z)
-    m_next = teacher.encode(x[:, : t + 2])[:, -1]
-    logits = teacher.decode(m_t, x[:, t + 1: t + teacher.future_len])  # (B, F, V), F <= Tf
-    decoder = masked_cross_entropy(logits, y[:, t: t + logits.shape[1]])
-    unif = uniformity(m_t.reshape(-1, rnn.width), cfg.uniformity_samples)
-    target = m_next if cfg.dynamics_trains_teacher else m_next.detach()
-    source = m_t if cfg.dynamics_trains_teacher else m_t.detach()
-    dynamics = F.mse_loss(rnn.step(source, x[:, t + 1]), target)
-    readout = masked_cross_entropy(rnn.readout(m_next.detach()), y[:, t + 1])
-    loss = (cfg.decoder_weight * decoder + cfg.uniformity_weight * unif + cfg.dynamics_weight * dynamics
-            + cfg.readout_weight * readout)
-    return loss, {"decoder": decoder.detach(), "uniformity": unif.detach(), "dynamics": dynamics.detach(),
-                  "readout": readout.detach(), "loss": loss.detach()}

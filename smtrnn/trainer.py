@@ -39,12 +39,13 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (METRICS_FILE, damage, has_checkpoint, holds_run, load_trainer_state, load_weights,
                                read_config, save_checkpoint, trim_metrics)
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
-from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_sequential_loss, dmt_with_teacher_loss
+from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SaveError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
 from smtrnn.labels import load_labels
 from smtrnn.model import Model
-from smtrnn.smt import labels_loss, smt_loss, smt_one_transition_loss
+from smtrnn.reference import dmt_sequential_loss, smt_one_transition_loss
+from smtrnn.smt import labels_loss, smt_loss
 from smtrnn.tasks import build_task
 
 # The fields of a training-log record that depend on the machine's speed, not on the run: a resumed or repeated run

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from smtrnn.checkpoint import METRICS_FILE, load_model, read_config
 from smtrnn.cli import main
 from smtrnn.config import DMTConfig, MemoryConfig, RNNConfig
-from smtrnn.dmt import dmt_loss, dmt_sequential_loss, predict_from_visited, visited_states
+from smtrnn.dmt import dmt_loss, predict_from_visited, visited_states
+from smtrnn.reference import dmt_sequential_loss
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from smtrnn.config import validate
 from smtrnn.errors import ConfigError
 from smtrnn.model import Model
-from smtrnn.smt import smt_one_transition_loss
+from smtrnn.reference import smt_one_transition_loss
 from smtrnn.tasks import make_task
 from smtrnn.trainer import Trainer, loss_function
 from support import debug_config
