@@ -178,10 +178,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> int:
+    new_folder = not Path(args.out).exists()
     trainer = Trainer(cfg, args.out, device, resume=args.resume, show_progress=not args.quiet)
     try:
-        with _stop_on_signals(trainer) as received:
-            result = trainer.run()
+        try:
+            with _stop_on_signals(trainer) as received:
+                result = trainer.run()
+        except BaseException:
+            if new_folder and Path(args.out).is_dir() and not any(Path(args.out).iterdir()):
+                Path(args.out).rmdir()  # a run that failed before writing anything leaves no empty folder
+            raise
     except _SecondSignal as stop:
         print(f"smtrnn: {signal.Signals(stop.signum).name} again: stopped at once after {trainer.step} steps, "
               f"without saving; {args.out} keeps its last checkpoint", file=sys.stderr)

@@ -141,7 +141,13 @@ def test_a_text_file_named_npy_is_refused_without_numpys_unpickling_hint(capsys,
 ])
 def test_sizes_that_cannot_be_allocated_and_seeds_out_of_range_are_one_line(capsys, tmp_path, argv, words):
     one_line_exit_2(capsys, [*TRAIN, *argv, "--out", tmp_path / "run"], words)
-    assert not holds_run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # not even an empty folder is left behind
+
+
+def test_a_failed_run_keeps_a_folder_that_was_there_before(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    one_line_exit_2(capsys, [*TRAIN, "--seq-len", str(10**13), "--out", tmp_path / "run"], "out of memory")
+    assert (tmp_path / "run").is_dir() and not holds_run(tmp_path / "run")
 
 
 @pytest.mark.parametrize("content, words", [(b'{"train": {"steps": 1e400}}', "train.steps must be int"),
