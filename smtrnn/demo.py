@@ -20,6 +20,7 @@ def run_demo(task: str, seq_len: int, budget: float, out: Path | None, device: t
              seed: int = 0, preset: str = RECIPE) -> list[dict]:
     """Both methods from the same preset (default RECIPE, the long-range recipe) for `budget` training seconds."""
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="smtrnn-demo-"))
+    out.mkdir(parents=True, exist_ok=True)  # an unusable path is refused before anything is printed or trained
     rows = []
     for method in ("smt+dmt", "bptt"):
         cfg = make_preset(preset, task)
