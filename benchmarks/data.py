@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, finish, quality_run, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, quality_run, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 # dataset -> (task, T, unit)
 DATASETS = {"text": ("text", 256, "byte"), "pixels": ("pixels", 64, "pixel")}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 # dataset -> (task, T, unit)
 DATASETS = {"text": ("text", 256, "byte"), "pixels": ("pixels", 64, "pixel")}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, quality_run, quality_table, small_model, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, quality_run, quality_table, small_model, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from smtrnn.dmt import dmt_loss  # noqa: E402
 from smtrnn.reference import dmt_sequential_loss  # noqa: E402

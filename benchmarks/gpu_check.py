@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from core import throughput  # noqa: E402
+from harness import throughput  # noqa: E402
 from smtrnn.presets import debug, small  # noqa: E402
 from smtrnn.trainer import Trainer  # noqa: E402
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from smtrnn.config import TrainConfig  # noqa: E402
 from smtrnn.labels import load_labels, write_labels  # noqa: E402

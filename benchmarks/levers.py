@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 # name -> CLI arguments of the training run (the small preset, cell mlp unless the variant names another)
 VARIANTS = {

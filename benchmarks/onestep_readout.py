@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 VARIANTS = {
     "smt": ["--method", "smt"],

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from core import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 
 def main() -> None:

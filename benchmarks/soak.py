@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from core import ROOT, save_report  # noqa: E402  (benchmarks/ is on sys.path when run; core puts the repo on it)
+from harness import ROOT, save_report  # noqa: E402  (benchmarks/ is on sys.path when run; core puts the repo on it)
 
 from smtrnn.checkpoint import CHECKPOINTS_DIR  # noqa: E402
 from smtrnn.presets import debug  # noqa: E402

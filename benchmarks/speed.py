@@ -24,7 +24,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from core import ROOT, save_report, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, save_report, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from smtrnn.bptt import bptt_loss  # noqa: E402
 from smtrnn.model import Model  # noqa: E402

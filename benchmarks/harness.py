@@ -1,0 +1,163 @@
+"""The harness every benchmark script shares: running the CLI one thread per process, quality runs of one
+method, step timing, the small model the speed studies time, the throughput measurement, and writing a report
+(NAME.json + NAME.md). Benchmarks import it as `harness` (their own folder is on sys.path when they run) and smtrnn
+as the installed package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from smtrnn.bptt import bptt_loss
+from smtrnn.model import Model
+from smtrnn.presets import small
+from smtrnn.smt import smt_loss
+from smtrnn.tasks import make_task
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
+
+
+def run_cli(args: list[str], threads: int) -> subprocess.Popen:
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "smtrnn", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{proc.args} failed ({proc.returncode}): {err.strip().splitlines()[-1:]}")
+    return out
+
+
+# Each compared method as CLI arguments: SMT with its default (the paper's joint) schedule, SMT with the staged
+# schedule, SMT then DMT, and BPTT on the same cell.
+METHODS = {
+    "smt": ["--method", "smt"],
+    "smt-staged": ["--method", "smt", "--preset", "staged"],
+    "smt+dmt": ["--method", "smt+dmt"],
+    "bptt": ["--method", "bptt"],
+}
+
+
+def quality_run(task: str, length: int, seed: int, budget: float, cell: str, work: Path, threads: int,
+                methods: list[str], eval_args: list[str] = (), train_args: list[str] = ()) -> list[dict]:
+    """All methods side by side for one (task, T, seed); returns one row per method. The run directories stay in
+    `work`, named TASK-TT-sSEED-METHOD. `train_args` are added to every training command (e.g. a preset)."""
+    procs = {}
+    for method in methods:
+        out = work / f"{task}-T{length}-s{seed}-{method}"
+        procs[method] = (out, run_cli(["train", "--task", task, *METHODS[method], "--cell", cell, "--seq-len",
+                                       str(length), "--steps", "1000000", "--budget", str(budget), "--seed", str(seed),
+                                       "--out", str(out), "--quiet", "--device", "cpu", *train_args], threads))
+    rows = []
+    for method, (out, proc) in procs.items():
+        finish(proc)
+        result = json.loads(finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu",
+                                               *eval_args], 2)))
+        last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+        rows.append({"task": task, "T": length, "seed": seed, "method": method, "cell": cell,
+                     "steps": last["step"], "train_seconds": last["elapsed"]} | result)
+        print(f"{task} T={length} seed={seed} {method}: rnn {result['rnn_accuracy']:.3f} "
+              f"teacher {result.get('teacher_accuracy', float('nan')):.3f} steps {last['step']}", flush=True)
+    return rows
+
+
+def step_time(fn, repeats: int) -> float:
+    """Median seconds of fn() after one warm-up call; waits for the GPU where there is one."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    fn()  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def small_model(cell: str, length: int, batch: int, device: str = "cpu"):
+    """The `small` preset's model on retrieval with one fixed batch: (cfg, model, x, y) for step timings."""
+    torch.manual_seed(0)
+    cfg = small("retrieval")
+    cfg.rnn.cell = cell
+    task = make_task("retrieval")
+    x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
+    return cfg, Model.for_run(cfg, task.vocab_size).to(device), x, y
+
+
+def save_report(report: dict, out: str | Path, name: str, markdown_fn) -> None:
+    """NAME.json and NAME.md (from markdown_fn(report)) in out; the markdown is printed too."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown_fn(report))
+    print(markdown_fn(report))
+
+
+def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:
+    """Supervised transitions per second (B·T per optimizer step, forward + backward) for SMT and BPTT."""
+    cfg, model, x, y = small_model(cell, length, batch, device)
+
+    def smt_joint():
+        smt_loss(model, x, y, cfg.smt, rnn_active=True)[0].backward()
+
+    # the staged schedule's RNN phase (rnn_active=True below skips its warm-up, whose length then does not matter)
+    frozen = dataclasses.replace(cfg.smt, schedule="staged", warmup=0.5)
+
+    def smt_rnn_phase():
+        smt_loss(model, x, y, frozen, rnn_active=True)[0].backward()
+
+    def bptt():
+        bptt_loss(model, x, y, cfg.bptt)[0].backward()
+
+    times = {name: step_time(fn, repeats) for name, fn in
+             (("smt_full", smt_joint), ("smt_rnn_phase", smt_rnn_phase), ("bptt", bptt))}
+    per_s = {f"{name}_transitions_per_s": batch * length / t for name, t in times.items()}
+    return {"T": length, "batch": batch, "cell": cell, "device": device} | {f"{k}_step_s": v for k, v in times.items()} | per_s | {
+        "ratio_smt_full_over_bptt": per_s["smt_full_transitions_per_s"] / per_s["bptt_transitions_per_s"],
+        "ratio_smt_rnn_phase_over_bptt": per_s["smt_rnn_phase_transitions_per_s"] / per_s["bptt_transitions_per_s"],
+    }
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["T"], row["method"]), []).append(row)
+    out = []
+    for (task, length, method), items in groups.items():
+        acc = [r["rnn_accuracy"] for r in items]
+        teacher = [r["teacher_accuracy"] for r in items if "teacher_accuracy" in r]
+        out.append({"task": task, "T": length, "method": method, "seeds": len(items),
+                    "rnn_accuracy_mean": statistics.mean(acc), "rnn_accuracy_min": min(acc),
+                    "rnn_accuracy_max": max(acc),
+                    "teacher_accuracy_mean": statistics.mean(teacher) if teacher else None,
+                    "onestep_accuracy_mean": statistics.mean([r["onestep_accuracy"] for r in items])
+                    if teacher else None,
+                    "drift_final_mean": statistics.mean([r["drift_final"] for r in items]) if teacher else None,
+                    "steps_mean": statistics.mean([r["steps"] for r in items])})
+    return out
+
+
+def quality_table(summary: list[dict]) -> list[str]:
+    """The markdown table of `summarize`'s rows: RNN alone, teacher, one-step, drift, steps."""
+    def fmt(v):
+        return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    lines = ["| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
+             "final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
+                     f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
+                     f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |")
+    return lines
