@@ -1,0 +1,207 @@
+"""Bad input: a pickle payload in any file a checkpoint holds never runs, and every bad input in the table ends in
+one line `smtrnn: error: ...`, exit 2, with the run directory it touches unchanged."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from smtrnn.checkpoint import (CHECKPOINTS_DIR, CONFIG_FILE, LATEST_FILE, STATE_FILE, WEIGHTS_FILE, load_model,
+                               load_trainer_state)
+from smtrnn.errors import CheckpointError
+from reliability_support import TRAIN, TRAIN_RUN, _write, latest, one_line, run_cli
+
+
+# --- loading never runs code ----------------------------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this with a full unpickler creates the file `marker`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("target", [STATE_FILE, WEIGHTS_FILE])
+def test_a_pickle_payload_in_a_checkpoint_never_runs(target, smt_run_copy, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    for folder in (smt_run_copy, smt_run_copy / CHECKPOINTS_DIR / latest(smt_run_copy)):
+        (folder / target).unlink()
+        torch.save({"step": _Payload(marker), "weights": torch.zeros(2)}, folder / target)
+    argv = [*TRAIN, "--steps", 8, "--set", "train.log_every=1", "--out", smt_run_copy, "--resume"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and one_line(err).startswith("smtrnn: error: ")
+    assert ("unsafe" if target == STATE_FILE else "corrupt") in err
+    assert "weights_only" not in err  # torch's hint to load it unsafely is not passed on
+    assert not marker.exists()
+    with pytest.raises(CheckpointError):
+        {STATE_FILE: load_trainer_state, WEIGHTS_FILE: load_model}[target](smt_run_copy)
+    assert not marker.exists()
+
+
+# --- bad input: one line, exit 2 ------------------------------------------------------------------------------
+
+def _npy(path: Path, array) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+    return path
+
+
+def _token_file(path: Path, data: bytes, sidecar: str) -> Path:
+    _write(path.with_name(path.name + ".json"), sidecar)
+    return _write(path, data)
+
+
+def _run_with(run: Path, edit) -> Path:
+    """The trained run `run`, damaged by `edit(run)`."""
+    edit(run)
+    return run
+
+
+def _set_latest(name: str):
+    return lambda run: (_write(run / LATEST_FILE, name + "\n"), (run / CONFIG_FILE).unlink())
+
+
+def _rewrite_config(edit):
+    def apply(run):
+        meta = json.loads((run / CONFIG_FILE).read_text())
+        edit(meta)
+        (run / CONFIG_FILE).unlink()  # not through the hard link into checkpoints/
+        _write(run / CONFIG_FILE, json.dumps(meta))
+    return apply
+
+
+def _replace_state(obj):
+    def apply(run):
+        (run / STATE_FILE).unlink()
+        torch.save(obj, run / STATE_FILE)
+    return apply
+
+
+IDX = struct.pack(">IIII", 0x00000803, 3, 2, 2) + bytes(12)  # 3 images of 2x2
+
+# id: (argv from (tmp, run), fragments of the message); `run` is a private copy of a trained 6-step SMT run.
+BAD_INPUT = {
+    # configs, through --set and --config
+    "keep_checkpoints 0": (lambda t, r: [*TRAIN, "--set", "train.keep_checkpoints=0"], ["train.keep_checkpoints"]),
+    "skip_nonfinite_steps -1": (lambda t, r: [*TRAIN, "--set", "train.skip_nonfinite_steps=-1"],
+                                ["train.skip_nonfinite_steps", "-1"]),
+    "eval_every_seconds -1": (lambda t, r: [*TRAIN, "--set", "train.eval_every_seconds=-1"],
+                              ["train.eval_every_seconds"]),
+    "lr nan": (lambda t, r: [*TRAIN, "--set", "optim.lr=nan"], ["optim.lr", "nan"]),
+    "lr inf": (lambda t, r: [*TRAIN, "--set", "optim.lr=inf"], ["optim.lr must be finite"]),
+    "warmup 1": (lambda t, r: [*TRAIN, "--set", "optim.warmup=1"], ["optim.warmup"]),
+    "beta2 1.5": (lambda t, r: [*TRAIN, "--set", "optim.beta2=1.5"], ["optim.beta2", "1.5"]),
+    "unknown schedule": (lambda t, r: [*TRAIN, "--set", "optim.schedule=linear"], ["optim.schedule", "linear"]),
+    "curriculum_fraction 0": (lambda t, r: [*TRAIN, "--set", "train.curriculum_fraction=0"],
+                              ["train.curriculum_fraction"]),
+    "save_every -1": (lambda t, r: [*TRAIN, "--set", "train.save_every=-1"], ["train.save_every"]),
+    "heads do not divide": (lambda t, r: [*TRAIN, "--set", "teacher.heads=3"], ["teacher.heads=3"]),
+    "smt warmup 1": (lambda t, r: [*TRAIN, "--set", "smt.warmup=1"], ["smt.warmup"]),
+    "unknown smt schedule": (lambda t, r: [*TRAIN, "--set", "smt.schedule=later"], ["smt.schedule", "later", "staged"]),
+    "a field of an earlier version": (lambda t, r: [*TRAIN, "--set", "smt.teacher_warmup=0.5"],
+                                      ["smt.teacher_warmup", "replaced by smt.warmup"]),
+    "baseline cell with smt": (lambda t, r: [*TRAIN, "--cell", "gru-fused"], ["gru-fused", "BPTT baseline"]),
+    "init without dmt": (lambda t, r: [*TRAIN, "--set", "train.init=somewhere"], ["train.init"]),
+    "bool not a bool": (lambda t, r: [*TRAIN, "--set", "dmt.teacher_learns=maybe"],
+                        ["dmt.teacher_learns", "true or false"]),
+    "steps not an integer": (lambda t, r: [*TRAIN, "--set", "train.steps=2.5"], ["train.steps", "2.5"]),
+    "task params not a mapping": (lambda t, r: [*TRAIN, "--set", "task.params=[1]"], ["task.params", "mapping"]),
+    "task param out of range": (lambda t, r: [*TRAIN, "--set", 'task.params={"num_symbols": 1}'],
+                                ["num_symbols", ">= 2"]),
+    "config file value of the wrong type": (
+        lambda t, r: [*TRAIN, "--config", _write(t / "cfg.json", '{"optim": {"lr": "fast"}}')], ["optim.lr", "fast"]),
+    "config file section not a mapping": (lambda t, r: [*TRAIN, "--config", _write(t / "cfg.yaml", "rnn: 3\n")],
+                                          ["rnn"]),
+    # command-line arguments
+    "negative budget": (lambda t, r: [*TRAIN, "--budget", "-1"], ["train.max_seconds", "-1"]),
+    "lr not a number": (lambda t, r: [*TRAIN, "--lr", "abc"], ["--lr", "abc"]),
+    "unknown flag": (lambda t, r: [*TRAIN, "--nope"], ["--nope"]),
+    "memory tokens 0": (lambda t, r: [*TRAIN, "--memory-tokens", "0"], ["memory.tokens"]),
+    "eval negative max tokens": (lambda t, r: ["eval", r, "--max-tokens", "-1"], ["--max-tokens"]),
+    "sample negative temperature": (lambda t, r: ["sample", r, "--prompt", "1", "--temperature", "-1"],
+                                    ["--temperature"]),
+    "sample two prompts": (lambda t, r: ["sample", r, "--prompt", "1", "--text", "hi"], ["exactly one"]),
+    # data files
+    "text folder without content": (
+        lambda t, r: [*TRAIN, "--task", "text", "--data", _write(t / "d" / "empty.txt", "").parent],
+        ["no non-empty files"]),
+    "token array 2-D": (lambda t, r: [*TRAIN, "--task", "text", "--data", _npy(t / "x.npy", np.zeros((2, 3), "u2"))],
+                        ["x.npy", "1-D"]),
+    "token array of floats": (
+        lambda t, r: [*TRAIN, "--task", "text", "--data", _npy(t / "f.npy", np.zeros(9, "f4"))], ["f.npy", "dtype"]),
+    ".bin without a dtype": (lambda t, r: [*TRAIN, "--task", "text", "--data", _write(t / "x.bin", bytes(10))],
+                             ["x.bin", "dtype"]),
+    ".bin of odd size": (
+        lambda t, r: [*TRAIN, "--task", "text", "--data",
+                      _token_file(t / "x.bin", bytes(9), '{"dtype": "uint16", "vocab_size": 50}')],
+        ["x.bin", "multiple"]),
+    "sidecar not JSON": (lambda t, r: [*TRAIN, "--task", "text", "--data", _token_file(t / "y.bin", bytes(8), "{oops")],
+                         ["y.bin.json"]),
+    "IDX labels file": (lambda t, r: [*TRAIN, "--task", "pixels", "--data",
+                                      _write(t / "l.idx", struct.pack(">II", 0x801, 3) + bytes(3))], ["labels"]),
+    "not an IDX file": (lambda t, r: [*TRAIN, "--task", "pixels", "--data", _write(t / "n.idx", b"hello world!")],
+                        ["n.idx", "not an IDX file"]),
+    "corrupt gzip IDX": (lambda t, r: [*TRAIN, "--task", "pixels", "--data",
+                                       _write(t / "c.idx.gz", b"\x1f\x8b" + bytes(20))], ["c.idx.gz", "gzip"]),
+    "IDX of 2 dimensions": (lambda t, r: [*TRAIN, "--task", "pixels", "--data",
+                                          _write(t / "d.idx", struct.pack(">III", 0x802, 3, 4) + bytes(12))],
+                            ["d.idx", "dimensions"]),
+    "torchvision without root": (lambda t, r: [*TRAIN, "--task", "pixels", "--data", "torchvision:MNIST"],
+                                 ["torchvision:NAME:ROOT"]),
+    "pixel levels 1": (lambda t, r: [*TRAIN, "--task", "pixels", "--set",
+                                     f'task.params={{"path": "{_write(t / "i.idx", IDX)}", "levels": 1}}'], ["levels"]),
+    # checkpoints
+    "latest names a missing folder": (lambda t, r: ["eval", _run_with(r, _set_latest("step-00000099"))],
+                                      ["latest", "step-00000099", "missing"]),
+    "latest points outside the run": (lambda t, r: ["eval", _run_with(r, _set_latest("../../etc"))],
+                                      ["latest", "corrupt"]),
+    "config.json nested too deeply": (
+        lambda t, r: ["eval", _run_with(r, lambda d: _write(d / CONFIG_FILE, '{"x": ' * 100_000 + "1" + "}" * 100_000))],
+        [CONFIG_FILE, "corrupt", "recursion"]),
+    "config file nested too deeply": (lambda t, r: [*TRAIN, "--config", _write(t / "deep.json", "[" * 100_000)],
+                                      ["deep.json", "not valid"]),
+    "config.json truncated": (lambda t, r: ["eval", _run_with(r, lambda d: _write(d / CONFIG_FILE, '{"form'))],
+                              [CONFIG_FILE, "corrupt"]),
+    "config names an unknown task": (
+        lambda t, r: ["eval", _run_with(r, _rewrite_config(lambda m: m["config"]["task"].update(name="nope")))],
+        ["invalid config", "nope"]),
+    "trainer state of garbage": (
+        lambda t, r: [*TRAIN_RUN, "--resume", "--out", _run_with(r, lambda d: (
+            (d / STATE_FILE).unlink(), _write(d / STATE_FILE, bytes(range(256)))))], [STATE_FILE, "corrupt"]),
+    "trainer state without its keys": (
+        lambda t, r: [*TRAIN_RUN, "--resume", "--out", _run_with(r, _replace_state({"step": 3}))],
+        ["trainer state lacks", "optimizer"]),
+    "resume with another config": (lambda t, r: [*TRAIN_RUN, "--resume", "--lr", "0.5", "--out", r],
+                                   ["different config"]),
+    "train into a run without --resume": (lambda t, r: [*TRAIN_RUN, "--out", r], ["--resume"]),
+    "--out is a file": (lambda t, r: [*TRAIN, "--out", _write(t / "a-file", "x")], ["a-file", "not a directory"]),
+}
+
+
+@pytest.mark.parametrize("argv, fragments", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_is_one_line_and_exit_2(argv, fragments, smt_run_copy, tmp_path, capsys):
+    argv = [str(a) for a in argv(tmp_path / "inputs", smt_run_copy)]
+    if "pixels" in argv:
+        pytest.importorskip("sklearn")  # the debug preset for pixels sizes itself on the digits
+    if argv[0] == "train" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    if argv[0] in ("eval", "sample"):
+        argv += ["--device", "cpu"]
+    before = {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file()}
+    code, stdout, err = run_cli(capsys, *argv)
+    assert {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file()} == before  # nothing changed
+    assert code == 2, (stdout, err)
+    line = one_line(err)
+    assert line.startswith("smtrnn: error: ")
+    for fragment in fragments:
+        assert fragment in line, line
+    assert not (tmp_path / "out").exists()
