@@ -14,7 +14,8 @@ from smtrnn.losses import masked_cross_entropy, uniformity
 from smtrnn.model import Model
 
 
-def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig) -> tuple[Tensor, dict]:
+def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
+                            t: int | None = None) -> tuple[Tensor, dict]:
     """The reference release's SMT step, kept for comparison: ONE transition per sequence per step.
 
     A random t (one per step, shared by the batch); the teacher encodes the prefixes x_0..x_t and x_0..x_{t+1} in
@@ -23,7 +24,7 @@ def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig) 
     `smt_loss` trains B·T from a single encoding.
     """
     teacher, rnn = model.teacher, model.rnn
-    t = int(torch.randint(0, x.shape[1] - 1, ()))
+    t = int(torch.randint(0, x.shape[1] - 1, ())) if t is None else t  # the transition trained (drawn by default)
     m_t = teacher.encode(x[:, : t + 1])[:, -1]  # (B, Z)
     m_next = teacher.encode(x[:, : t + 2])[:, -1]
     logits = teacher.decode(m_t, x[:, t + 1: t + teacher.future_len])  # (B, F, V), F <= Tf

@@ -108,20 +108,23 @@ class Teacher(nn.Module):
         """m (N, Z), x_future (N, F) -> logits (N, F+1, V)."""
         return self.decoder(m, self.embedding(x_future))
 
-    def decoder_loss(self, m: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        """Mean CE of the decoder's predictions of y_t..y_{t+Tf-1} from m_t and the teacher-forced future inputs,
-        over `decoder_positions` sampled positions per sequence.
-
-        m (B, T, Z), x and y (B, T). Positions are drawn among those whose window holds at least one target, so a
-        sparse task (one label at the end) does not spend the decoder on windows that carry no loss.
-        """
-        batch = x.shape[0]
-        window = self.future_len
-        idx, y_win = future_windows(y, window)  # (T, Tf), (B, T, Tf)
+    def sample_positions(self, y: Tensor) -> Tensor:
+        """`decoder_positions` positions per sequence of y (B, T) -> (B, P), drawn among those whose window of Tf
+        targets holds at least one, so a sparse task (one label at the end) does not spend the decoder on windows
+        that carry no loss."""
+        _, y_win = future_windows(y, self.future_len)  # (B, T, Tf)
         has_label = (y_win >= 0).any(-1)  # (B, T)
         weights = has_label.float()
         weights[~has_label.any(-1)] = 1.0  # a sequence with no label at all: sample anywhere, it adds no loss
-        t = torch.multinomial(weights, self.decoder_positions, replacement=True)  # (B, P)
+        return torch.multinomial(weights, self.decoder_positions, replacement=True)
+
+    def decoder_loss(self, m: Tensor, x: Tensor, y: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Mean CE of the decoder's predictions of y_t..y_{t+Tf-1} from m_t and the teacher-forced future inputs,
+        at `positions` (B, P) of each sequence (default: `sample_positions(y)`). m (B, T, Z), x and y (B, T)."""
+        batch = x.shape[0]
+        window = self.future_len
+        idx, y_win = future_windows(y, window)  # (T, Tf), (B, T, Tf)
+        t = self.sample_positions(y) if positions is None else positions  # (B, P)
         x_pad = F.pad(x, (0, window), value=0)
         x_future = x_pad[:, idx[:, 1:]]  # (B, T, Tf-1)
         rows = torch.arange(batch, device=x.device)[:, None]
