@@ -21,7 +21,7 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.model import Model
 from smtrnn.presets import small
 from smtrnn.smt import smt_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
 

@@ -1,7 +1,7 @@
 """Label once, train many: three RNN cells fit to one label set against joint SMT of the same cell.
 
 One joint-SMT run per cell trains teacher and RNN together for the budget; the first cell's teacher labels a fixed
-set of sequences (`smtrnn.labels`); each cell is then fit to those labels alone (method labels) for the same
+set of sequences (`smtrnn.data.labels`); each cell is then fit to those labels alone (method labels) for the same
 budget. Reported: transitions/s of a labels step vs a joint SMT step (same cell, batch and T, median after
 warm-up), the RNN alone from m_∅ on held-out sequences for both, and the label store's disk bytes per million
 tokens. Writes benchmarks/results/labels.json and labels.md.
@@ -24,7 +24,7 @@ import torch
 from harness import ROOT, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 from smtrnn.config import TrainConfig  # noqa: E402
-from smtrnn.labels import load_labels, write_labels  # noqa: E402
+from smtrnn.data.labels import load_labels, write_labels  # noqa: E402
 from smtrnn.model import Model  # noqa: E402
 from smtrnn.presets import small  # noqa: E402
 from smtrnn.smt import labels_loss, smt_loss  # noqa: E402

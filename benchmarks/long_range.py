@@ -136,10 +136,10 @@ def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: boo
 
 
 def run_worker(spec: Spec, work: Path) -> None:
-    """Train (or resume, or skip) one run in this process, through `smtrnn.compare`'s run store."""
+    """Train (or resume, or skip) one run in this process, through `smtrnn.tools.compare`'s run store."""
     import torch
 
-    from smtrnn import compare
+    from smtrnn.tools import compare
     from smtrnn.config import apply_overrides
     from smtrnn.presets import make_preset
 
@@ -163,7 +163,7 @@ def measured(spec: Spec, work: Path, filename: str, measure) -> dict:
     import torch
 
     from smtrnn.checkpoint import load_model
-    from smtrnn.tasks import make_task
+    from smtrnn.data.tasks import make_task
 
     torch.set_num_threads(2)
     cfg, model = load_model(work / "runs" / spec.name, "cpu")

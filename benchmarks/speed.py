@@ -31,7 +31,7 @@ from smtrnn.model import Model  # noqa: E402
 from smtrnn.presets import small  # noqa: E402
 from smtrnn.reference import smt_one_transition_loss  # noqa: E402
 from smtrnn.smt import smt_loss  # noqa: E402
-from smtrnn.tasks import make_task  # noqa: E402
+from smtrnn.data.tasks import make_task  # noqa: E402
 
 
 def build(device: str):

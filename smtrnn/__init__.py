@@ -15,7 +15,7 @@ from smtrnn.presets import contractive, debug, long, small
 from smtrnn.rnn import RNN
 from smtrnn.sample import continue_prompt
 from smtrnn.smt import smt_loss
-from smtrnn.tasks import TASKS, make_task
+from smtrnn.data.tasks import TASKS, make_task
 from smtrnn.teacher import Teacher
 from smtrnn.trainer import Trainer, train
 from smtrnn.user_cell import use_cell

@@ -40,7 +40,7 @@ from safetensors.torch import save as safetensors_bytes
 from smtrnn.config import RunConfig, validate
 from smtrnn.errors import CheckpointError, ConfigError
 from smtrnn.model import Model
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -19,16 +19,16 @@ from smtrnn import distributed
 from smtrnn.checkpoint import load_model, read_config
 from smtrnn.config import (RunConfig, TrainConfig, apply_overrides, describe_fields, field_docs, flatten,
                            load_config_file, upgrade)
-from smtrnn.data import DATA_TASKS
+from smtrnn.data.real import DATA_TASKS
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate, evaluate_documents, evaluate_lengths
-from smtrnn.gradients import gradient_curves
-from smtrnn.labels import read_manifest, write_dataset_labels, write_labels
+from smtrnn.tools.gradients import gradient_curves
+from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.presets import RECIPE, make_preset
-from smtrnn.png import image_grid, write_png
+from smtrnn.tools.png import image_grid, write_png
 from smtrnn.sample import complete_images, continue_prompt
-from smtrnn.tasks import TaskError, make_task
+from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.trainer import Trainer, resolve_device
 
 
@@ -214,7 +214,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-tokens must be >= 0, got {args.max_tokens}")
     plots = None
     if args.plots:
-        from smtrnn import plots  # fails here, before any work, when matplotlib is missing
+        from smtrnn.tools import plots  # fails here, before any work, when matplotlib is missing
 
         plots.require_matplotlib()
         if Path(args.plots).exists() and not Path(args.plots).is_dir():
@@ -323,7 +323,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _sample_png(args: argparse.Namespace, cfg, model, generator: torch.Generator) -> int:
     """Pixels runs: one PNG grid — held-out images, their lower halves completed by the RNN, unconditional samples
     (one row each, `--count` images per row)."""
-    from smtrnn.images import dequantize
+    from smtrnn.data.images import dequantize
 
     if cfg.task.name != "pixels":
         raise ConfigError(f"--png needs a pixels run; {args.run_dir} is a '{cfg.task.name}' run")
@@ -342,7 +342,7 @@ def _sample_png(args: argparse.Namespace, cfg, model, generator: torch.Generator
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every (T, method, cell, seed) for the same budget, one after another; resumable; results.json/.md/plots."""
-    from smtrnn import compare
+    from smtrnn.tools import compare
 
     lengths = []
     for item in compare.parse_list(args.lengths, "--lengths"):
@@ -401,7 +401,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """SMT→DMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
-    from smtrnn.demo import run_demo
+    from smtrnn.tools.demo import run_demo
 
     if not args.budget > 0:
         raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")

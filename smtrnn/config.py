@@ -3,7 +3,7 @@
 Each field carries its documentation as a string right under it (`field_docs` reads them; `smtrnn train --help`
 lists them). Choices are `Literal` types. Each section checks its own fields (`check`, also run on construction);
 the rules that tie sections together live in `validate`, which does no I/O (the task and its data are checked where
-the task is built, `smtrnn.tasks.build_task`). Shared sizes (memory tokens K, memory width D, hence Z = K·D) live in
+the task is built, `smtrnn.data.tasks.build_task`). Shared sizes (memory tokens K, memory width D, hence Z = K·D) live in
 `MemoryConfig` and nowhere else; the vocabulary V comes from the task.
 """
 
@@ -82,7 +82,7 @@ class _Section:
 class TaskConfig(_Section):
     SECTION = "task"
     name: str = "retrieval"
-    """The task (see `smtrnn.tasks`): retrieval, copy, delayed_recall, assoc_recall, stack, parity, modular_icl,
+    """The task (see `smtrnn.data.tasks`): retrieval, copy, delayed_recall, assoc_recall, stack, parity, modular_icl,
     text, pixels."""
     seq_len: int = 64
     """T, the training sequence length."""

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from smtrnn.errors import ConfigError
 from smtrnn.layers import rms_normalize
 from smtrnn.model import Model
-from smtrnn.tasks import Task, TaskError
+from smtrnn.data.tasks import Task, TaskError
 
 DIAGNOSTICS_SEED = 2_000_003  # its own held-out stream, apart from training and evaluation
 FINITE_PERTURBATION = 0.2  # RMS per float of the finite perturbation (the `long` preset's noise channel)

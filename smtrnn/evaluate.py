@@ -17,7 +17,7 @@ from torch import Tensor
 
 from smtrnn.losses import masked_accuracy, uniformity
 from smtrnn.model import Model
-from smtrnn.tasks import Task
+from smtrnn.data.tasks import Task
 
 EVAL_SEED = 1_000_003  # held-out stream: training streams use the run's seed, evaluation always this one
 

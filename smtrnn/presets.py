@@ -13,7 +13,7 @@ from typing import Callable
 from smtrnn.config import (BPTTConfig, MemoryConfig, OptimConfig, RNNConfig, RunConfig, SMTConfig, TaskConfig,
                            TeacherConfig, TrainConfig)
 from smtrnn.errors import ConfigError
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 
 # Small task parameters for the debug preset, so a few dozen steps already show learning.
 DEBUG_TASK_PARAMS = {

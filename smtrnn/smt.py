@@ -4,7 +4,7 @@
 
 The dynamics term covers all t = 0..T-1, the first transition starting from the RNN's empty memory m_∅, and each
 transition is an independent regression example: no gradient crosses more than one step. `labels_loss` is the
-same RNN half on memories stored once by a trained teacher (`smtrnn.labels`).
+same RNN half on memories stored once by a trained teacher (`smtrnn.data.labels`).
 """
 
 from __future__ import annotations
@@ -81,6 +81,6 @@ def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
 def labels_loss(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
                 smt_progress: float = 0.0) -> tuple[Tensor, dict]:
     """x, y (B, T) and stored teacher memories m (B, T, Z) -> (scalar loss, metrics): SMT's RNN terms on labels
-    written once by `smtrnn.labels`, with no teacher in the model (label once, train many)."""
+    written once by `smtrnn.data.labels`, with no teacher in the model (label once, train many)."""
     loss, metrics = rnn_terms(model.rnn, x, y, m, cfg, dynamics_input_sigma(cfg, smt_progress))
     return loss, metrics | {"loss": loss.detach()}

@@ -42,11 +42,11 @@ from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SaveError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
-from smtrnn.labels import load_labels
+from smtrnn.data.labels import load_labels
 from smtrnn.model import Model
 from smtrnn.reference import dmt_sequential_loss, smt_one_transition_loss
 from smtrnn.smt import labels_loss, smt_loss
-from smtrnn.tasks import build_task
+from smtrnn.data.tasks import build_task
 
 # The fields of a training-log record that depend on the machine's speed, not on the run: a resumed or repeated run
 # logs everything else bit for bit. transitions_per_s = supervised transitions (B·T per step, over all ranks; B for

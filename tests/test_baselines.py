@@ -16,7 +16,7 @@ from smtrnn.checkpoint import load_model
 from smtrnn.config import BPTT_ONLY_CELLS, SMT_CELLS, BPTTConfig, validate
 from smtrnn.errors import ConfigError
 from smtrnn.model import Model
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
 from support import debug_config, state_dicts_equal
 

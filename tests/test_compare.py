@@ -8,7 +8,7 @@ import json
 import pytest
 
 from smtrnn.cli import main
-from smtrnn.compare import RESULT_FILE, RunSpec, parse_budget, plan, summarize
+from smtrnn.tools.compare import RESULT_FILE, RunSpec, parse_budget, plan, summarize
 from smtrnn.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ import pytest
 from smtrnn.config import RunConfig, apply_overrides, validate
 from smtrnn.errors import ConfigError
 from smtrnn.presets import PRESETS, debug
-from smtrnn.tasks import TASKS
+from smtrnn.data.tasks import TASKS
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -149,7 +149,7 @@ def test_task_params_override_replaces_rather_than_aliases():
 # --- typed fields, their documentation, and configs written by an earlier smtrnn --------------------------------
 
 def test_the_task_is_checked_where_it_is_built_not_by_validate():
-    from smtrnn.tasks import build_task
+    from smtrnn.data.tasks import build_task
 
     cfg = apply_overrides(debug("retrieval"), {"task.seq_len": 2})
     validate(cfg)  # no task is built: validating a config does no I/O

@@ -1,4 +1,4 @@
-"""The data tasks (`smtrnn.data`): text windows and pixel sequences through the Task interface, their splits,
+"""The data tasks (`smtrnn.data.real`): text windows and pixel sequences through the Task interface, their splits,
 bits over whole held-out documents, every training method on them, sampling text and image grids, and the CLI's
 refusals of bad data."""
 
@@ -15,8 +15,8 @@ import torch
 from smtrnn.cli import main
 from smtrnn.evaluate import evaluate_documents
 from smtrnn.model import Model
-from smtrnn.png import read_png_size
-from smtrnn.tasks import NO_TARGET, TaskError, make_task
+from smtrnn.tools.png import read_png_size
+from smtrnn.data.tasks import NO_TARGET, TaskError, make_task
 from support import debug_config
 
 pytest.importorskip("sklearn")  # the pixels default is scikit-learn's digits

@@ -14,10 +14,10 @@ import torch
 
 from smtrnn.checkpoint import load_model
 from smtrnn.cli import main
-from smtrnn.data import forget_loaded
+from smtrnn.data.real import forget_loaded
 from smtrnn.errors import CheckpointError
-from smtrnn.labels import MANIFEST, load_labels, write_dataset_labels
-from smtrnn.tasks import make_task
+from smtrnn.data.labels import MANIFEST, load_labels, write_dataset_labels
+from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer, train
 from support import debug_config
 

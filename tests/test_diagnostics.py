@@ -11,9 +11,9 @@ import torch
 
 from smtrnn.cli import main
 from smtrnn.evaluate import evaluate
-from smtrnn.gradients import bptt_memory_gradients, gradient_curves, smt_memory_gradients
+from smtrnn.tools.gradients import bptt_memory_gradients, gradient_curves, smt_memory_gradients
 from smtrnn.model import Model
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from support import debug_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,7 @@ from smtrnn.config import validate
 from smtrnn.errors import ConfigError
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
 from support import debug_config
 

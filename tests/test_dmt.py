@@ -22,7 +22,7 @@ from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model
 from smtrnn.rnn import RNN
 from smtrnn.smt import smt_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer, loss_function
 from support import debug_config, state_dicts_equal
 

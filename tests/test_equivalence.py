@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from smtrnn.config import CELLS
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from support import debug_config
 
 B, T = 4, 9

@@ -11,7 +11,7 @@ import torch
 from smtrnn.evaluate import _Score, drift_buckets, effective_rank, evaluate
 from smtrnn.losses import uniformity
 from smtrnn.model import Model
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from support import debug_config, state_dicts_equal
 
 RNN_KEYS = {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens", "rnn_effective_rank"}

@@ -14,7 +14,7 @@ from smtrnn.cli import main
 from smtrnn.diagnostics import diagnostics, error_growth, markov_gap, probe_accuracy
 from smtrnn.layers import rms_normalize
 from smtrnn.rnn import RNN
-from smtrnn.tasks import TaskError, make_task
+from smtrnn.data.tasks import TaskError, make_task
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

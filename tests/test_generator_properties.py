@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtrnn.errors import DataError
-from smtrnn.images import Images, quantize, split_images
-from smtrnn.tasks import NO_TARGET, all_tasks, make_task
-from smtrnn.text import Corpus, load_text, split_corpus
+from smtrnn.data.images import Images, quantize, split_images
+from smtrnn.data.tasks import NO_TARGET, all_tasks, make_task
+from smtrnn.data.text import Corpus, load_text, split_corpus
 from reliability_support import _write
 
 

@@ -17,7 +17,7 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.config import BPTTConfig, SMTConfig
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
 from support import debug_config, state_dicts_equal
 

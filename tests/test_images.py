@@ -1,4 +1,4 @@
-"""Tests for smtrnn.images (image datasets as quantized pixel sequences) and smtrnn.png (the PNG writer).
+"""Tests for smtrnn.data.images (image datasets as quantized pixel sequences) and smtrnn.tools.png (the PNG writer).
 
 Every file is written by the test itself into tmp_path: IDX files by `write_idx` below, independently of the
 loader, and PNGs are decoded by `read_png`, a minimal reader written here from the PNG specification.
@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from smtrnn.errors import DataError
-from smtrnn.images import (Images, dequantize, load_digits, load_idx, load_images, load_torchvision, quantize,
+from smtrnn.data.images import (Images, dequantize, load_digits, load_idx, load_images, load_torchvision, quantize,
                            split_images)
-from smtrnn.png import image_grid, read_png_size, write_png
+from smtrnn.tools.png import image_grid, read_png_size, write_png
 
 
 def random_pixels(*shape: int, seed: int = 0) -> torch.Tensor:

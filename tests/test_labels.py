@@ -1,4 +1,4 @@
-"""Label once, train many (`smtrnn.labels`, method labels): stored labels equal the teacher's forward, a store
+"""Label once, train many (`smtrnn.data.labels`, method labels): stored labels equal the teacher's forward, a store
 resumes shard by shard, mismatched stores and runs are refused in one line, and RNNs of different cells fit one
 label set with no teacher in the model."""
 
@@ -14,7 +14,7 @@ import torch
 from smtrnn.checkpoint import load_model
 from smtrnn.cli import main
 from smtrnn.errors import CheckpointError
-from smtrnn.labels import MANIFEST, load_labels, write_labels
+from smtrnn.data.labels import MANIFEST, load_labels, write_labels
 from smtrnn.trainer import Trainer, train
 from support import debug_config
 

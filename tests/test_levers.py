@@ -18,7 +18,7 @@ from smtrnn.losses import memory_channel, perturb_on_sphere
 from smtrnn.model import Model
 from smtrnn.presets import LONG_MEMORY_SIZE, long, make_preset, with_long_range_recipe
 from smtrnn.smt import dynamics_input_sigma, smt_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
 from support import debug_config, state_dicts_equal
 

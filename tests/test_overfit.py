@@ -13,7 +13,7 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.losses import masked_accuracy
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from support import debug_config
 
 STEPS = 150

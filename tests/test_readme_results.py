@@ -115,7 +115,7 @@ def test_stored_tables_are_regenerated_from_their_json():
     """Each stored markdown table is exactly what its generator makes of the stored JSON (no hand edits)."""
     import json
 
-    from smtrnn import compare
+    from smtrnn.tools import compare
 
     results = ROOT / "benchmarks" / "results"
     generators = {"compare_retrieval": compare.markdown, "dmt": load_benchmark("dmt").markdown,
@@ -143,7 +143,7 @@ def test_every_levers_variant_can_be_chosen_on_the_command_line():
 
 
 def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates():
-    from smtrnn import compare
+    from smtrnn.tools import compare
     from smtrnn.config import apply_overrides, validate
     from smtrnn.presets import make_preset
 

@@ -167,7 +167,7 @@ def test_an_output_path_under_a_regular_file_is_one_line(capsys, tmp_path, comma
 
 
 def test_a_png_path_under_a_regular_file_is_named_itself(capsys, tmp_path):
-    from smtrnn.png import write_png
+    from smtrnn.tools.png import write_png
 
     blocker = tmp_path / "file"
     blocker.write_text("keep")

@@ -8,7 +8,7 @@ import torch
 
 from smtrnn.config import CELLS, SMT_CELLS
 from smtrnn.model import Model
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from support import debug_config
 
 B, T = 3, 7  # T odd on purpose: nothing may assume an even length

@@ -11,7 +11,7 @@ from smtrnn.config import validate
 from smtrnn.errors import ConfigError
 from smtrnn.model import Model
 from smtrnn.reference import smt_one_transition_loss
-from smtrnn.tasks import make_task
+from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer, loss_function
 from support import debug_config
 

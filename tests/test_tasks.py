@@ -1,4 +1,4 @@
-"""Tests for smtrnn.tasks: the contract every task keeps, then each task's own rules and its docstring example.
+"""Tests for smtrnn.data.tasks: the contract every task keeps, then each task's own rules and its docstring example.
 
 Each task's rules are written twice here, independently of the generator:
 - an *oracle* that reads a prefix x_0..x_t in plain Python and returns the targets y_t may take (one value, or
@@ -20,7 +20,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smtrnn.tasks import NO_TARGET, TASKS, Task, TaskError, make_task
+from smtrnn.data.tasks import NO_TARGET, TASKS, Task, TaskError, make_task
 
 NAMES = sorted(TASKS)
 

@@ -1,4 +1,4 @@
-"""Tests for smtrnn.text: bytes are kept exactly, folders read in a fixed order, token files round-trip and are
+"""Tests for smtrnn.data.text: bytes are kept exactly, folders read in a fixed order, token files round-trip and are
 validated, every bad input is a one-line DataError naming the problem, and the split is deterministic, disjoint
 and complete. All data is written to tmp_path; nothing touches the network."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from smtrnn.errors import DataError
-from smtrnn.text import Corpus, embedded_corpus, load_hf_text, load_text, load_tokens, split_corpus
+from smtrnn.data.text import Corpus, embedded_corpus, load_hf_text, load_text, load_tokens, split_corpus
 
 UNICODE = "héllo → 世界 🙂"
 

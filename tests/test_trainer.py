@@ -10,7 +10,7 @@ import torch
 from smtrnn.checkpoint import load_trainer_state
 from smtrnn.config import OptimConfig, validate
 from smtrnn.errors import ConfigError
-from smtrnn.tasks import build_task
+from smtrnn.data.tasks import build_task
 from smtrnn.trainer import Trainer, learning_rate, sequence_length
 from support import debug_config
 
@@ -124,7 +124,7 @@ def test_objectives_return_detached_scalar_tensors():
     from smtrnn.dmt import dmt_loss
     from smtrnn.model import Model
     from smtrnn.smt import smt_loss
-    from smtrnn.tasks import make_task
+    from smtrnn.data.tasks import make_task
 
     cfg = debug_config("retrieval")
     task = make_task(cfg.task.name, **cfg.task.params)

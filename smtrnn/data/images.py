@@ -8,7 +8,7 @@ Sources:
 - ``torchvision:NAME:ROOT``: ``torchvision.datasets.NAME`` already downloaded under ROOT, converted to grayscale.
 
 `quantize` coarsens the intensities (fewer levels, a smaller vocabulary), `dequantize` maps them back to 0..255
-for display (see `smtrnn.png`), and `split_images` holds out the last images for validation.
+for display (see `smtrnn.tools.png`), and `split_images` holds out the last images for validation.
 """
 
 from __future__ import annotations

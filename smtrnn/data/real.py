@@ -4,7 +4,7 @@ train on them unchanged.
 
 - **text**: a UTF-8 text file or folder (bytes, vocab 256), a token file (`.npy`, or `.bin` read by memmap, with
   its dtype and vocab from arguments or a sidecar JSON), `hf:NAME` (HuggingFace `datasets`, an extra), or — with no
-  path — the embedded default corpus, this Python's own standard-library source (see `smtrnn.text`). The split is by
+  path — the embedded default corpus, this Python's own standard-library source (see `smtrnn.data.text`). The split is by
   document. Training windows are drawn uniformly from the concatenated training documents: x = w_0..w_{T-1},
   y = w_1..w_T (a window may run across a document boundary, as in nanoGPT).
 - **pixels**: scikit-learn's 8×8 digits by default, an MNIST-format IDX file, or `torchvision:NAME:ROOT`;
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from smtrnn.errors import DataError
-from smtrnn.tasks import NO_TARGET, Task, TaskError
+from smtrnn.data.tasks import NO_TARGET, Task, TaskError, register
 
 SPLITS = ("train", "valid")
 _HASH_CHUNK = 1 << 22  # tokens hashed per step: a memory-mapped corpus is never read whole
@@ -56,7 +56,7 @@ def _sha256(values: Tensor) -> str:
 def _text_splits(path: Optional[str], dtype: Optional[str], token_vocab: Optional[int], max_bytes: Optional[int],
                  valid_fraction: float):
     """(corpus vocab, {split: documents}) for a text task's parameters, loaded once per process."""
-    from smtrnn import text
+    from smtrnn.data import text
 
     if path is None:
         corpus = text.embedded_corpus(**({"max_bytes": max_bytes} if max_bytes else {}))
@@ -72,7 +72,7 @@ def _text_splits(path: Optional[str], dtype: Optional[str], token_vocab: Optiona
 
 @lru_cache(maxsize=8)
 def _image_splits(path: Optional[str], levels: Optional[int], valid_fraction: float):
-    from smtrnn import images
+    from smtrnn.data import images
 
     loaded = images.load_images(path)
     if levels is not None:
@@ -262,3 +262,4 @@ def forget_loaded() -> None:
 
 
 DATA_TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Text, Pixels)}
+register(DATA_TASKS)

@@ -24,7 +24,7 @@ from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run, load_mode
 from smtrnn.config import RunConfig, apply_overrides, validate
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate, evaluate_lengths
-from smtrnn.tasks import build_task, make_task
+from smtrnn.data.tasks import build_task, make_task
 from smtrnn.trainer import Trainer
 
 RESULT_FILE = "result.json"
@@ -148,7 +148,7 @@ def _write_row(done: Path, row: dict) -> None:
 
 def score_key(task_name: str) -> str:
     """Bits per token for the data tasks (lower is better), accuracy for the synthetic ones."""
-    from smtrnn.data import DATA_TASKS
+    from smtrnn.data.real import DATA_TASKS
 
     return "rnn_bits_per_token" if task_name in DATA_TASKS else "rnn_accuracy"
 
@@ -203,7 +203,7 @@ def markdown(report: dict) -> str:
 def write_plots(report: dict, out: Path) -> list[Path]:
     """score_vs_length.png, learning_curves.png, drift.png; [] without matplotlib."""
     from smtrnn.errors import SmtrnnError
-    from smtrnn.plots import pyplot
+    from smtrnn.tools.plots import pyplot
 
     try:
         plt = pyplot()

@@ -18,7 +18,7 @@ from smtrnn.evaluate import EVAL_SEED
 from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model
 from smtrnn.rnn import RNN
-from smtrnn.tasks import Task
+from smtrnn.data.tasks import Task
 
 
 def smt_memory_gradients(rnn: RNN, m: Tensor, x: Tensor, y: Tensor, dynamics_weight: float = 1.0,

@@ -39,9 +39,9 @@ from torch import Tensor
 from smtrnn.checkpoint import (WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json,
                                safetensors_file)
 from smtrnn.config import TEACHER_METHODS, RunConfig
-from smtrnn.data import DATA_TASKS, SPLITS, forget_loaded
+from smtrnn.data.real import DATA_TASKS, SPLITS, forget_loaded
 from smtrnn.errors import CheckpointError, ConfigError, DataError
-from smtrnn.tasks import Task, make_task
+from smtrnn.data.tasks import Task, make_task
 
 FORMAT, VERSION = "smtrnn-labels", 2
 READABLE_VERSIONS = (1, 2)  # version 1: sampled stores, teacher hash over the whole weights file

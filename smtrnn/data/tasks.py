@@ -464,11 +464,17 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def all_tasks() -> dict[str, type[Task]]:
-    """The synthetic tasks and the data tasks (`smtrnn.data`: text, pixels)."""
-    from smtrnn.data import DATA_TASKS  # imported here: smtrnn.data builds on this module
+REGISTRY: dict[str, type[Task]] = dict(TASKS)  # every task by name: `register` adds the data tasks
 
-    return TASKS | DATA_TASKS
+
+def register(tasks: dict[str, type[Task]]) -> None:
+    """Make tasks known to `make_task` (smtrnn.data.real registers text and pixels when the package loads)."""
+    REGISTRY.update(tasks)
+
+
+def all_tasks() -> dict[str, type[Task]]:
+    """The synthetic tasks and the data tasks (`smtrnn.data.real`: text, pixels)."""
+    return dict(REGISTRY)
 
 
 def make_task(name: str, **params) -> Task:
