@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import save_report  # noqa: E402  (benchmarks/ is on sys.path when run)
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("stack", "parity", "retrieval")
 METHODS = ("smt+dmt", "bptt", "gru-fused")
@@ -95,11 +97,7 @@ def main() -> None:
         proc.wait()
         if proc.returncode:
             sys.exit(f"length_generalization: the {task} study failed (exit {proc.returncode})")
-    report = collect(work, args)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "length_generalization.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "length_generalization.md").write_text(markdown(report))
-    print(markdown(report))
+    save_report(collect(work, args), out, "length_generalization", markdown)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import tempfile
 from io import BytesIO
 from pathlib import Path
 
+from harness import save_report  # noqa: E402  (benchmarks/ is on sys.path when run)
+
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "9a05483"  # the last commit with per-term .item() in the objectives
 # method name -> (train.method, dmt.fraction): smt+dmt at fraction 0.99 trains by DMT from the second step on
@@ -105,11 +107,7 @@ def main() -> None:
               "rounds": args.rounds, "device": f"cpu ({platform.processor() or platform.machine()}, "
                                                 f"{os.cpu_count()} cores)", "torch": torch.__version__,
               "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "step_syncs.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "step_syncs.md").write_text(markdown(report))
-    print(markdown(report))
+    save_report(report, args.out, "step_syncs", markdown)
 
 
 if __name__ == "__main__":
