@@ -72,6 +72,21 @@ class MLPCell(Cell):
         return self.normalize(m + self.net(torch.cat([m, e], dim=-1)))
 
 
+class LinearMLPCell(Cell):
+    """Residual MLP with a learned linear skip: m' = norm(W m + MLP([m; e])), W the identity at initialization.
+    A linear map of the memory (a shift of its contents, a rotation) is exact in W, where the plain residual MLP can
+    only approximate it through its nonlinear layers."""
+
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
+        super().__init__(memory)
+        self.skip = nn.Linear(memory.size, memory.size, bias=False)
+        nn.init.eye_(self.skip.weight)
+        self.mlp = MLPCell(memory, cfg).net
+
+    def forward(self, m: Tensor, e: Tensor) -> Tensor:
+        return self.normalize(self.skip(m) + self.mlp(torch.cat([m, e], dim=-1)))
+
+
 class GRUCell(Cell):
     """`nn.GRUCell` with hidden size Z; the memory is its hidden state, RMS-normalized after each step."""
 
@@ -113,6 +128,7 @@ class ElmanCell(Cell):
 CELL_TYPES: dict[str, type[Cell]] = {
     "transformer": TransformerCell,
     "mlp": MLPCell,
+    "mlp-linear": LinearMLPCell,
     "gru": GRUCell,
     "lstm": LSTMCell,
     "elman": ElmanCell,

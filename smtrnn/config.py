@@ -23,8 +23,9 @@ from typing import Any, Literal, get_args
 from smtrnn.errors import ConfigError
 
 Method = Literal["smt", "bptt", "dmt", "smt+dmt", "labels", "labels+dmt"]
-Cell = Literal["transformer", "mlp", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
+Cell = Literal["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
 Schedule = Literal["joint", "joint-detached", "staged"]
+DecoderKind = Literal["transformer", "linear"]
 Transitions = Literal["all", "one"]
 LRSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
@@ -33,8 +34,8 @@ METHODS = get_args(Method)  # labels: the RNN fit to stored teacher memories
 LABEL_METHODS = ("labels", "labels+dmt")  # labels+dmt: then DMT, relabelling visited states from the same store
 TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
 CELLS = get_args(Cell)
-SMT_CELLS = CELLS[:5]  # RMS-normalized memories: every method can train them
-BPTT_ONLY_CELLS = CELLS[5:]  # the plain baselines of smtrnn.baselines
+BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
+SMT_CELLS = tuple(c for c in CELLS if c not in BPTT_ONLY_CELLS)  # RMS-normalized memories: every method
 USER_CELL_PATTERN = re.compile(r"[^:]+:[A-Za-z_]\w*")  # a user's cell class: MODULE:CLASS or FILE.py:CLASS
 DICT_FIELDS = ("task.params", "rnn.cell_args")  # fields whose value is one mapping (not a nested section)
 SMT_SCHEDULES = get_args(Schedule)
@@ -120,8 +121,12 @@ class TeacherConfig(_Section):
     """Causal encoder layers."""
     heads: int = 4
     """Attention heads (must divide the width into an even head size)."""
+    decoder: DecoderKind = "transformer"
+    """transformer: a causal decoder over [m_t; the teacher-forced future inputs] (the paper's). linear: each
+    future target y_{t+j} read from m_t alone by its own linear map (no future inputs), so m_t must hold what the
+    horizon needs in linearly readable form; for tasks whose targets within Tf depend on the past only."""
     decoder_depth: int = 2
-    """Decoder layers."""
+    """Decoder layers (transformer decoder)."""
     future_len: int = 16
     """Tf: the targets y_t..y_{t+Tf-1} the decoder predicts from m_t."""
     decoder_positions: int = 16
@@ -137,6 +142,7 @@ class TeacherConfig(_Section):
         super().check()
         self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", "decoder_positions", strict=True)
         self._fraction("future_input_dropout")
+        _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
         _check(self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0,
                f"teacher.heads={self.heads} must divide the width {self.width} into an even head size")
 
@@ -145,9 +151,9 @@ class TeacherConfig(_Section):
 class RNNConfig(_Section):
     SECTION = "rnn"
     cell: str = "mlp"
-    """The update f: a built-in Cell (transformer, mlp, gru, lstm, elman: RMS-normalized memories, every method; the
-    BPTT-only baselines gru-fused, lstm-fused, mingru), or a user's class as MODULE:CLASS or FILE.py:CLASS
-    (`smtrnn.user_cell`)."""
+    """The update f: a built-in Cell (transformer, mlp, mlp-linear, gru, lstm, elman: RMS-normalized memories,
+    every method; the BPTT-only baselines gru-fused, lstm-fused, mingru), or a user's class as MODULE:CLASS or
+    FILE.py:CLASS (`smtrnn.user_cell`)."""
     cell_args: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of a user's cell class (rnn.cell MODULE:CLASS), e.g. {"hidden": 64}."""
     hidden: int = 256

@@ -78,6 +78,25 @@ class Decoder(nn.Module):
         return self.head(h[:, self.tokens - 1:])
 
 
+class LinearDecoder(nn.Module):
+    """Each future target y_{t+j}, j < Tf, read from m_t alone by its own linear map; the future inputs are not
+    read. A memory this decoder can read holds the horizon's targets linearly (a superposition of codes), the form
+    a linear map of the memory can update."""
+
+    def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
+        super().__init__()
+        self.future_len, self.vocab_size = cfg.future_len, vocab_size
+        self.head = nn.Linear(memory.size, cfg.future_len * vocab_size)
+
+    def forward(self, m: Tensor, future: Tensor) -> Tensor:
+        """m (N, Z), embedded future inputs (N, F, W) (not read) -> logits (N, F+1, V) for y_t..y_{t+F}."""
+        logits = self.head(m).unflatten(-1, (self.future_len, self.vocab_size))
+        return logits[:, : future.shape[1] + 1]
+
+
+DECODERS = {"transformer": Decoder, "linear": LinearDecoder}
+
+
 class Teacher(nn.Module):
     """Encoder and decoder sharing one token embedding (as in the paper)."""
 
@@ -89,7 +108,7 @@ class Teacher(nn.Module):
         # the learned blank that replaces a dropped future input (only when the option is on: old checkpoints load)
         self.blank = nn.Parameter(torch.zeros(cfg.width)) if cfg.future_input_dropout else None
         self.encoder = Encoder(memory, cfg)
-        self.decoder = Decoder(memory, cfg, vocab_size)
+        self.decoder = DECODERS[cfg.decoder](memory, cfg, vocab_size)
 
     def encode(self, x: Tensor) -> Tensor:
         """x (B, T) -> m (B, T, Z): m[:, t] summarizes x[:, :t+1]."""

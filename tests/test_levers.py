@@ -16,7 +16,7 @@ from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import memory_channel, perturb_on_sphere
 from smtrnn.model import Model
-from smtrnn.presets import LONG_MEMORY_SIZE, long, make_preset, with_long_range_recipe
+from smtrnn.presets import LINEAR_MEMORY_TASKS, LONG_MEMORY_SIZE, long, make_preset, with_long_range_recipe
 from smtrnn.smt import dynamics_input_sigma, smt_loss
 from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
@@ -182,7 +182,20 @@ def test_long_preset_sizes_the_memory_per_task_and_turns_the_noise_channel_on():
         assert model.rnn.init_state(1).shape == (1, size)
         assert model.teacher.encode(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, size)
     assert long("copy").memory.size == make_preset("small", "copy").memory.size  # a task not named keeps Z = 128
-    assert long("delayed_recall").teacher.future_len == make_task("delayed_recall").lag + 4
+
+
+def test_long_recipe_turns_the_linear_memory_lever_on_for_shift_register_tasks_only():
+    """delayed_recall: a linear decoder over the window Tf = lag + 1 and the linear-skip cell; the other tasks keep
+    the Transformer decoder and small's MLP cell, and BPTT under `long` runs the same cell as SMT."""
+    for task in ("delayed_recall", "retrieval", "copy"):
+        cfg = long(task)
+        linear = task in LINEAR_MEMORY_TASKS
+        assert cfg.teacher.decoder == ("linear" if linear else "transformer")
+        assert cfg.rnn.cell == ("mlp-linear" if linear else "mlp")
+        assert make_preset("contractive", task).rnn.cell == cfg.rnn.cell
+    assert long("delayed_recall").teacher.future_len == make_task("delayed_recall").lag + 1
+    model, _ = build(long("delayed_recall"))
+    assert type(model.teacher.decoder).__name__ == "LinearDecoder" and type(model.rnn.cell).__name__ == "LinearMLPCell"
 
 
 def test_the_long_recipe_trains_and_evaluates_at_debug_sizes(tmp_path):
@@ -206,6 +219,36 @@ def test_noise_changes_training_so_runs_differ(tmp_path):
     assert not state_dicts_equal(*weights)
 
 
+# --- the linear decoder ---------------------------------------------------------------------------------------
+
+def test_linear_decoder_reads_each_future_target_from_the_memory_alone():
+    """teacher.decoder=linear: logits for y_t..y_{t+F} from m_t by one linear map per offset; the future inputs
+    are not read, and the first offset is the teacher's own next-target prediction."""
+    from smtrnn.teacher import LinearDecoder
+    cfg = debug_config("delayed_recall", teacher__decoder="linear")
+    model, task = build(cfg)
+    decoder = model.teacher.decoder
+    assert isinstance(decoder, LinearDecoder)
+    m = torch.randn(3, cfg.memory.size)
+    future = torch.randint(0, task.vocab_size, (3, cfg.teacher.future_len - 1))
+    logits = model.teacher.decode(m, future)
+    assert logits.shape == (3, cfg.teacher.future_len, task.vocab_size)
+    torch.testing.assert_close(logits, model.teacher.decode(m, torch.zeros_like(future)))
+    per_offset = decoder.head.weight.view(cfg.teacher.future_len, task.vocab_size, -1)
+    torch.testing.assert_close(logits[:, 1], m @ per_offset[1].T + decoder.head.bias.view(cfg.teacher.future_len, -1)[1])
+    torch.testing.assert_close(model.teacher.predict_next(m), logits[:, 0])
+
+
+def test_linear_decoder_trains_the_encoder_through_the_decoder_loss():
+    cfg = debug_config("delayed_recall", teacher__decoder="linear")
+    model, task = build(cfg)
+    x, y = batch(task, 12)
+    loss = model.teacher.decoder_loss(model.teacher.encode(x), x, y)
+    loss.backward()
+    assert model.teacher.encoder.to_memory.weight.grad.abs().sum() > 0
+    assert model.teacher.decoder.head.weight.grad.abs().sum() > 0
+
+
 # --- bad values ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value, words", [
@@ -214,6 +257,7 @@ def test_noise_changes_training_so_runs_differ(tmp_path):
     ("smt.memory_dropout", 1.0, "smt.memory_dropout must be in [0, 1)"),
     ("teacher.future_input_dropout", -0.5, "teacher.future_input_dropout must be in [0, 1)"),
     ("smt.dynamics_input_noise_final", 2, "smt.dynamics_input_noise_final must be in [0, 1]"),
+    ("teacher.decoder", "conv", "unknown teacher.decoder 'conv'; choose from: transformer, linear"),
 ])
 def test_out_of_range_lever_values_are_refused_naming_the_field(field, value, words, capsys, tmp_path):
     code = main(["train", "--preset", "debug", "--steps", "1", "--quiet", "--device", "cpu", "--set",
@@ -297,3 +341,26 @@ def test_contractive_preset_is_long_with_the_contraction_lever():
     assert (cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final) == (0.3, 0.0)
     cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final = 0.0, 1.0
     assert cfg == base
+
+
+# --- the linear-skip cell ---------------------------------------------------------------------------------------
+
+def test_linear_skip_cell_starts_as_the_residual_mlp_and_is_exact_for_a_shift_of_the_memory():
+    """mlp-linear is m' = norm(W m + MLP([m; e])) with W = I at first (the plain residual MLP's m + MLP); with the
+    MLP silenced and W a cyclic shift within each memory token, one step moves every float one place, exactly."""
+    from smtrnn.cells import LinearMLPCell, MLPCell
+    cfg = debug_config("delayed_recall", "smt", rnn__cell="mlp-linear")
+    torch.manual_seed(0)
+    cell = LinearMLPCell(cfg.memory, cfg.rnn)
+    plain = MLPCell(cfg.memory, cfg.rnn)
+    plain.net.load_state_dict(cell.mlp.state_dict())
+    m = cell.normalize(torch.randn(5, cfg.memory.size))
+    e = torch.randn(5, cfg.rnn.embed)
+    torch.testing.assert_close(cell(m, e), plain(m, e))
+    tokens, width = cfg.memory.tokens, cfg.memory.width
+    with torch.no_grad():
+        cell.skip.weight.copy_(torch.block_diag(*[torch.roll(torch.eye(width), 1, dims=0)] * tokens))
+        cell.mlp[-1].weight.zero_()
+        cell.mlp[-1].bias.zero_()
+    shifted = torch.roll(m.unflatten(-1, (tokens, width)), 1, dims=-1).flatten(-2)
+    torch.testing.assert_close(cell(m, e), shifted)
