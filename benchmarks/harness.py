@@ -96,6 +96,11 @@ def small_model(cell: str, length: int, batch: int, device: str = "cpu"):
     return cfg, Model.for_run(cfg, task.vocab_size).to(device), x, y
 
 
+def number(value: float | None) -> str:
+    """A table cell: the value to 3 decimals, or a dash where there is none."""
+    return "–" if value is None else f"{value:.3f}"
+
+
 def save_report(report: dict, out: str | Path, name: str, markdown_fn) -> None:
     """NAME.json and NAME.md (from markdown_fn(report)) in out; the markdown is printed too."""
     out = Path(out)

@@ -16,7 +16,7 @@ from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import memory_channel, perturb_on_sphere
 from smtrnn.model import Model
-from smtrnn.presets import LINEAR_MEMORY_TASKS, LONG_MEMORY_SIZE, long, make_preset, with_long_range_recipe
+from smtrnn.presets import LINEAR_MEMORY_TASKS, LONG_MEMORY_SIZE, long, make_preset, small, with_long_range_recipe
 from smtrnn.smt import dynamics_input_sigma, smt_loss
 from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
@@ -194,6 +194,8 @@ def test_long_recipe_turns_the_linear_memory_lever_on_for_shift_register_tasks_o
         assert cfg.rnn.cell == ("mlp-linear" if linear else "mlp")
         assert make_preset("contractive", task).rnn.cell == cfg.rnn.cell
     assert long("delayed_recall").teacher.future_len == make_task("delayed_recall").lag + 1
+    recall, retrieval = long("delayed_recall").dmt, long("retrieval").dmt
+    assert (recall.fraction, recall.grad_through_rollout_steps) == (0.5, 1) and retrieval == small("retrieval").dmt
     model, _ = build(long("delayed_recall"))
     assert type(model.teacher.decoder).__name__ == "LinearDecoder" and type(model.rnn.cell).__name__ == "LinearMLPCell"
 

@@ -127,6 +127,7 @@ def test_stored_tables_are_regenerated_from_their_json():
                   "long_range_headline": load_benchmark("long_range").headline,
                   "step_syncs": load_benchmark("step_syncs").markdown,
                   "length_generalization": load_benchmark("length_generalization").markdown,
+                  "screen_delayed_recall_64": load_benchmark("screen").markdown,
                   **{name: load_benchmark("levers").markdown
                      for name in ("levers", "levers_cells", "levers_horizon", "levers_horizon_480", "levers_wide_480",
                                   "levers_next_480", "levers_staged_480")}}
@@ -185,3 +186,30 @@ def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
     second = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and "start" not in second.stdout  # nothing left to train
     assert load_benchmark("long_range").markdown(report) == (tmp_path / "out" / "long_range.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    plan = tmp_path / "plan.txt"
+    plan.write_text("# two tiny runs\na --preset debug --steps 2 --method smt+dmt\n"
+                    "b --preset debug --steps 2 --method bptt --cell mlp-linear  # the linear-skip cell\n")
+    command = [sys.executable, str(ROOT / "benchmarks" / "screen.py"), str(plan), "--name", "s",
+               "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((tmp_path / "out" / "s.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["a", "b"] and not report["missing"]
+    assert report["runs"][1]["cell"] == "mlp-linear" and report["runs"][1]["steps"] == 2
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "start" not in again.stdout
+
+
+def test_a_screen_plan_with_a_repeated_run_name_is_refused(tmp_path):
+    plan = tmp_path / "plan.txt"
+    plan.write_text("a --steps 1\na --steps 2\n")
+    with pytest.raises(SystemExit, match="run name 'a' appears twice"):
+        load_benchmark("screen").read_plan(plan)

@@ -1,0 +1,135 @@
+"""A lever screen from a plan file: short single-seed `smtrnn train` runs, two at a time with one thread each, then a
+table of what each run reached (RNN alone from m_∅, teacher, one-step accuracy, drift) and its learning curve.
+
+A plan file has one run per line, `NAME ARGS...` (ARGS are `smtrnn train` arguments; `#` starts a comment). Runs
+live in WORK/NAME; a finished run (result.json) is skipped when the screen is started again, so an interrupted
+screen continues where it stopped and `--report-only` rewrites the report from what is there.
+
+    python benchmarks/screen.py benchmarks/plans/delayed_recall_64.txt --name screen_delayed_recall_64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from harness import ROOT, number, run_cli, save_report
+
+
+def read_plan(path: Path) -> list[tuple[str, list[str]]]:
+    """The plan's runs as (name, train arguments), in order; a repeated name is refused."""
+    runs, seen = [], set()
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        if words[0] in seen:
+            sys.exit(f"screen: {path}:{number}: run name '{words[0]}' appears twice")
+        seen.add(words[0])
+        runs.append((words[0], words[1:]))
+    return runs
+
+
+def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> None:
+    pending = [(name, args) for name, args in runs if not (work / name / "result.json").exists()]
+    running = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, args = pending.pop(0)
+            print(f"start {name}", flush=True)
+            running.append((name, run_cli(["train", *args, "--out", str(work / name), "--quiet", "--device", "cpu",
+                                           *(["--resume"] if (work / name).exists() else [])], threads=1)))
+        time.sleep(2)
+        for item in list(running):
+            name, proc = item
+            if proc.poll() is not None:
+                running.remove(item)
+                out, err = proc.communicate()
+                if proc.returncode == 0:  # `smtrnn train` prints the final evaluation: the run is finished
+                    (work / name / "result.json").write_text(out)
+                err = err.strip().splitlines()
+                print(f"end {name}: exit {proc.returncode}" + (f" ({err[-1]})" if proc.returncode and err else ""),
+                      flush=True)
+
+
+def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
+    """One finished run: its final evaluation and its curve of (seconds, RNN-alone accuracy)."""
+    if not (folder / "result.json").exists():
+        return None
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval" in r]
+    final = evals[-1]["eval"]
+    keys = ("rnn_accuracy", "teacher_accuracy", "onestep_accuracy", "drift_labelled", "drift_relative")
+    config = json.loads((folder / "config.json").read_text())["config"]
+    return {"name": name, "args": args, "steps": records[-1]["step"], "train_seconds": records[-1]["elapsed"],
+            "cell": config["rnn"]["cell"], "method": config["train"]["method"]} | {
+        k: final.get(k) for k in keys} | {
+        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals]}
+
+
+def common_prefix(arg_lists: list[list[str]]) -> list[str]:
+    """The arguments every run starts with."""
+    if not arg_lists:
+        return []
+    prefix = arg_lists[0]
+    for args in arg_lists[1:]:
+        n = 0
+        while n < min(len(prefix), len(args)) and prefix[n] == args[n]:
+            n += 1
+        prefix = prefix[:n]
+    while prefix and prefix[-1].startswith("--"):  # a flag whose value differs between runs stays with its value
+        prefix = prefix[:-1]
+    return prefix
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Plan `{report['plan']}`: one seed per run, two runs at a time with 1 thread each; {report['device']}, "
+             f"torch {report['torch']}. RNN alone = the RNN from m_∅ on held-out sequences; drift/spread below 1: "
+             "the rollout stays nearer the teacher's memory than other sequences' memories are.", "",
+             "| run | method | cell | RNN alone | teacher | one-step | drift/spread | steps | RNN alone during training "
+             "(s: acc) | arguments |", "|---|---|---|---|---|---|---|---|---|---|"]
+    common = common_prefix([r["args"] for r in report["runs"]])
+    if common:
+        lines[0] += f" Every run: `{' '.join(common)}`; the table gives the rest."
+    for r in report["runs"]:
+        r = r | {"args": r["args"][len(common):]}
+        curve = ", ".join(f"{t:.0f}: {a:.2f}" for t, a in r["curve"])
+        lines.append(f"| {r['name']} | {r['method']} | {r['cell']} | {number(r['rnn_accuracy'])} | "
+                     f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
+                     f"{r['steps']} | {curve} | `{' '.join(r['args'])}` |")
+    if report["missing"]:
+        lines += ["", "Not finished: " + ", ".join(report["missing"])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("plan", help="the plan file: NAME ARGS... per line")
+    parser.add_argument("--name", required=True, help="the report's name in --out")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "screen"), help="where the runs live")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
+    args = parser.parse_args()
+    plan, work = Path(args.plan), Path(args.work)
+    if not plan.is_file():
+        sys.exit(f"screen: no plan file {plan}")
+    runs = read_plan(plan)
+    if not args.report_only:
+        train_all(runs, work, args.parallel)
+    rows = [summarize_run(name, run_args, work / name) for name, run_args in runs]
+    report = {"benchmark": "screen", "plan": plan.name, "device": f"cpu ({platform.machine()})",
+              "torch": torch.__version__, "command": " ".join(sys.argv),
+              "runs": [r for r in rows if r], "missing": [name for (name, _), r in zip(runs, rows) if r is None]}
+    save_report(report, args.out, args.name, markdown)
+
+
+if __name__ == "__main__":
+    main()
