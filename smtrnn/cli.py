@@ -171,10 +171,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be > 0, got {cfg.train.steps}")
     distributed.per_rank_batch(cfg.optim.batch_size, distributed.world_size())  # before joining the group
     device = distributed.init(resolve_device(cfg.train.device))
+    world = distributed.world_size()
     try:
-        return _train(cfg, args, device)
+        code = _train(cfg, args, device)
+        distributed.barrier()  # every rank is done with the group before any rank tears it down
     finally:
         distributed.shutdown()
+    if world > 1:
+        distributed.leave(code)
+    return code
 
 
 def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> int:

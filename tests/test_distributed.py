@@ -215,3 +215,11 @@ def test_gpu_check_training_stops_at_the_budget():
     assert proc.returncode == 0, proc.stderr[-2000:]
     training = json.loads(proc.stdout)["training"]
     assert 1 <= training["steps"] < training["max_steps"]
+
+
+def test_leave_flushes_what_was_written_and_exits_with_the_code():
+    """`distributed.leave` ends a finished rank without interpreter finalization (where gloo's threads can abort
+    it), and loses nothing already printed."""
+    script = "import sys\nfrom smtrnn import distributed\nprint('result', end='')\nsys.stderr.write('note')\ndistributed.leave(3)\nprint('never')\n"
+    proc = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "result", "note")
