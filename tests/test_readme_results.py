@@ -127,7 +127,8 @@ def test_stored_tables_are_regenerated_from_their_json():
                   "long_range_headline": load_benchmark("long_range").headline,
                   "step_syncs": load_benchmark("step_syncs").markdown,
                   "length_generalization": load_benchmark("length_generalization").markdown,
-                  "screen_delayed_recall_64": load_benchmark("screen").markdown,
+                  **{name: load_benchmark("screen").markdown
+                     for name in ("screen_delayed_recall_64", "screen_delayed_recall_256", "screen_copy_64")},
                   **{name: load_benchmark("levers").markdown
                      for name in ("levers", "levers_cells", "levers_horizon", "levers_horizon_480", "levers_wide_480",
                                   "levers_next_480", "levers_staged_480")}}
