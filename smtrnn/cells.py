@@ -57,16 +57,21 @@ class TransformerCell(Cell):
         return rms_normalize(out[:, : self.tokens]).flatten(-2)
 
 
+def update_mlp(memory: MemoryConfig, cfg: RNNConfig) -> nn.Sequential:
+    """The MLP of the MLP cells: [m; e] (Z + E) -> rnn.depth GELU layers of width rnn.hidden -> Z."""
+    layers: list[nn.Module] = [nn.Linear(memory.size + cfg.embed, cfg.hidden), nn.GELU()]
+    for _ in range(cfg.depth - 1):
+        layers += [nn.Linear(cfg.hidden, cfg.hidden), nn.GELU()]
+    layers.append(nn.Linear(cfg.hidden, memory.size))
+    return nn.Sequential(*layers)
+
+
 class MLPCell(Cell):
     """Residual MLP: m' = norm(m + MLP([m; e]))."""
 
     def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
         super().__init__(memory)
-        layers: list[nn.Module] = [nn.Linear(memory.size + cfg.embed, cfg.hidden), nn.GELU()]
-        for _ in range(cfg.depth - 1):
-            layers += [nn.Linear(cfg.hidden, cfg.hidden), nn.GELU()]
-        layers.append(nn.Linear(cfg.hidden, memory.size))
-        self.net = nn.Sequential(*layers)
+        self.net = update_mlp(memory, cfg)
 
     def forward(self, m: Tensor, e: Tensor) -> Tensor:
         return self.normalize(m + self.net(torch.cat([m, e], dim=-1)))
@@ -81,7 +86,7 @@ class LinearMLPCell(Cell):
         super().__init__(memory)
         self.skip = nn.Linear(memory.size, memory.size, bias=False)
         nn.init.eye_(self.skip.weight)
-        self.mlp = MLPCell(memory, cfg).net
+        self.mlp = update_mlp(memory, cfg)
 
     def forward(self, m: Tensor, e: Tensor) -> Tensor:
         return self.normalize(self.skip(m) + self.mlp(torch.cat([m, e], dim=-1)))

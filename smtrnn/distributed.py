@@ -74,8 +74,8 @@ def shutdown() -> None:
 def leave(code: int) -> None:
     """End this rank's process now with `code`, once its run is finished and the group destroyed: stdio is flushed
     and interpreter finalization is skipped. There, gloo's worker threads can abort a rank that has finished
-    (SIGABRT, "terminate called without an active exception"; about 1 run in 7 on 2 busy cores), which turns a
-    finished run into a failed torchrun."""
+    (SIGABRT, "terminate called without an active exception"; seen on busy CPU cores), which turns a finished run
+    into a failed torchrun."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
