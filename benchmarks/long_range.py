@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness import number
+from smtrnn.presets import LINEAR_MEMORY_TASKS, recipe_preset
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
 
@@ -54,18 +55,31 @@ class Spec:
                 f"{self.budget:.0f}s-s{self.seed}")
 
 
-# The confirmation plan. Each group: (task, T, budget in seconds). SMT→DMT with the adopted recipe (ADOPTED) and
-# BPTT on the same cell (`long`: the contraction lever touches only SMT's dynamics targets, so BPTT's config is the
-# same under either preset), 3 seeds each; the fused GRU and minGRU with small's Z = 128 (a hidden size of 16 would
-# handicap them). The recipe before it (`long`, no contraction) keeps its runs, scheduled after everything else.
+# The confirmation plan. Each group: (task, T, budget in seconds). SMT→DMT with the adopted recipe (`adopted(task)`,
+# the preset `recipe` resolves to) and BPTT on the same cell (`long`: the contraction lever touches only SMT's
+# dynamics targets, so BPTT's config is the same under either preset), 3 seeds each; the fused GRU and minGRU with
+# small's Z = 128 (a hidden size of 16 would handicap them). The other recipe (`previous(task)`) keeps its runs,
+# scheduled after everything else.
 GROUPS = {
     "retrieval-256": ("retrieval", 256, 600.0),
     "retrieval-1024": ("retrieval", 1024, 900.0),
     "delayed_recall-256": ("delayed_recall", 256, 600.0),
     "copy-256": ("copy", 256, 600.0),
 }
-ADOPTED = "contractive"
-PREVIOUS = "long"
+BPTT_PRESET = "long"
+
+
+def adopted(task: str) -> str:
+    """The preset of the adopted recipe on `task`: `contractive`, or `long` on the shift-register tasks."""
+    return recipe_preset(task)
+
+
+def previous(task: str) -> str:
+    """The other recipe, whose SMT→DMT runs stay in the report: `long` (no contraction), or `contractive` where
+    `long` is adopted."""
+    return "contractive" if adopted(task) == "long" else "long"
+
+
 SEEDS = 3
 # Per-group variants of the recipe: name -> (overrides, the runs as (method, preset, seeds); seeds None = every seed).
 # At T = 1024 a longer length curriculum (70 % of the budget doubling from 32 to T instead of 30 %), since the RNN is
@@ -73,14 +87,15 @@ SEEDS = 3
 # before the linear memory lever (the plain MLP cell and the Transformer decoder with Tf = lag + 4), and the linear
 # memory lever with small's DMT (25 % of the budget, one-step targets; the recipe gives it 50 % with 2-step targets
 # there): their runs stay in the report.
-BEFORE_LINEAR_MEMORY = (("rnn.cell", "mlp"), ("teacher.decoder", "transformer"), ("teacher.future_len", 20))
+BEFORE_LINEAR_MEMORY = (("rnn.cell", "mlp"), ("teacher.decoder", "transformer"), ("teacher.future_len", 20),
+                        ("dmt.fraction", 0.25), ("dmt.grad_through_rollout_steps", 0))
 GROUP_VARIANTS = {
     "retrieval-1024": {"curriculum 0.7": ((("train.curriculum_fraction", 0.7),),
-                                          (("smt+dmt", PREVIOUS, None), ("bptt", PREVIOUS, None)))},
+                                          (("smt+dmt", "long", None), ("bptt", BPTT_PRESET, None)))},
     "delayed_recall-256": {"mlp cell, transformer decoder": (BEFORE_LINEAR_MEMORY, (
-        ("smt+dmt", ADOPTED, None), ("bptt", PREVIOUS, None), ("smt+dmt", PREVIOUS, (0,)))),
+        ("smt+dmt", "contractive", None), ("bptt", BPTT_PRESET, None), ("smt+dmt", "long", (0,)))),
         "DMT 25 %, one-step targets": ((("dmt.fraction", 0.25), ("dmt.grad_through_rollout_steps", 0)),
-                                       (("smt+dmt", ADOPTED, (0,)),))},
+                                       (("smt+dmt", "contractive", (0,)),))},
 }
 # Lever screens: retrieval T = 256, 300 s, seed 0; name -> (method, preset, overrides); the name says the effect.
 LEVERS = {
@@ -103,21 +118,21 @@ LEVERS = {
 }
 # Lever screens given more seeds after the first (seed 0) screen singled them out.
 LEVER_SEEDS = {"long + contraction 0.3 decaying": (1, 2)}
-# Budget scaling on retrieval T = 256, seed 0: SMT→DMT (ADOPTED) and BPTT beside the 600 s runs of the plan; the
-# budgets below 600 s run early, the longer ones last.
+# Budget scaling on retrieval T = 256, seed 0: SMT→DMT (the adopted recipe) and BPTT beside the 600 s runs of the
+# plan; the budgets below 600 s run early, the longer ones last.
 BUDGETS = (120.0, 300.0, 1200.0)
 
 
 def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: bool) -> list[Spec]:
-    """Plan order = priority: each group's SMT→DMT (ADOPTED) / BPTT pairs seed by seed; the fused baselines of the
-    longest group (where they decide the claim); the short budgets; the lever screens; the other groups' fused
-    baselines; the previous recipe's SMT→DMT runs and the group variants; the long budgets."""
+    """Plan order = priority: each group's SMT→DMT (the adopted recipe) / BPTT pairs seed by seed; the fused baselines
+    of the longest group (where they decide the claim); the short budgets; the lever screens; the other groups'
+    fused baselines; the other recipe's SMT→DMT runs and the group variants; the long budgets."""
     specs: list[Spec] = []
     for group in groups:
         task, length, budget = GROUPS[group]
         for seed in range(seeds):
-            specs += [Spec(group, task, length, "smt+dmt", ADOPTED, seed, budget * scale),
-                      Spec(group, task, length, "bptt", PREVIOUS, seed, budget * scale)]
+            specs += [Spec(group, task, length, "smt+dmt", adopted(task), seed, budget * scale),
+                      Spec(group, task, length, "bptt", BPTT_PRESET, seed, budget * scale)]
     fused = []
     for group in sorted(groups, key=lambda g: -GROUPS[g][1]):  # longest first; a stable sort keeps the given order
         task, length, budget = GROUPS[group]
@@ -127,7 +142,7 @@ def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: boo
     def budget_series(keep) -> list[Spec]:
         return [Spec("budget-retrieval-256", "retrieval", 256, method, preset, 0, budget * scale)
                 for budget in BUDGETS if budgets and keep(budget)
-                for method, preset in (("smt+dmt", ADOPTED), ("bptt", PREVIOUS))]
+                for method, preset in (("smt+dmt", adopted("retrieval")), ("bptt", BPTT_PRESET))]
 
     specs += budget_series(lambda budget: budget < 600.0)
     if levers:
@@ -141,7 +156,7 @@ def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: boo
     for group in groups:
         task, length, budget = GROUPS[group]
         for seed in range(seeds):
-            specs.append(Spec(group, task, length, "smt+dmt", PREVIOUS, seed, budget * scale))
+            specs.append(Spec(group, task, length, "smt+dmt", previous(task), seed, budget * scale))
             for variant, (overrides, runs) in GROUP_VARIANTS.get(group, {}).items():
                 specs += [Spec(group, task, length, method, preset, seed, budget * scale, overrides, variant)
                           for method, preset, only in runs if only is None or seed in only]
@@ -230,7 +245,8 @@ def markdown(report: dict) -> str:
     lines = [f"RNN alone from m_∅, accuracy on held-out sequences ({report['eval_sequences']} per run); the same "
              f"training wall-clock per method, two runs at a time with 1 thread each; {report['device']}, torch "
              f"{report['torch']}. SMT→DMT and BPTT use the same cell and memory (`long`; SMT→DMT "
-             f"runs the adopted `{ADOPTED}` recipe, and the previous `{PREVIOUS}` where a row says so); the fused GRU "
+             f"runs the adopted recipe, `contractive`, or `long` without the contraction on "
+             f"{', '.join(LINEAR_MEMORY_TASKS)}, and the other one where a row says so); the fused GRU "
              "and minGRU use `small` (hidden 128). Teacher and final drift are for SMT→DMT runs.", "",
              "Best during training = mean over seeds of the best of the 8 evaluations during training and the final "
              "one (what keeping the best checkpoint would give).", "",
@@ -282,9 +298,8 @@ def headline(report: dict) -> str:
              "|---|---|---|---|---|---|"]
     order = ["smt+dmt", "bptt", "gru-fused", "mingru"]
     rows = sorted((s for s in report["summary"] if s["group"] in GROUPS and not s["variant"]
-                   and (s["method"] != "smt+dmt" or s["preset"] == ADOPTED)),
-                  key=lambda s: (list(GROUPS).index(s["group"]), s["variant"], order.index(s["method"]),
-                                 s["preset"] != ADOPTED))
+                   and (s["method"] != "smt+dmt" or s["preset"] == adopted(GROUPS[s["group"]][0]))),
+                  key=lambda s: (list(GROUPS).index(s["group"]), s["variant"], order.index(s["method"])))
     for s in rows:
         if s["group"] in GROUPS:
             recipe = s["preset"] if s["method"] == "smt+dmt" else ""

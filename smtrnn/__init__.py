@@ -11,7 +11,7 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.config import RunConfig, validate
 from smtrnn.evaluate import evaluate
 from smtrnn.model import Model
-from smtrnn.presets import contractive, debug, long, small
+from smtrnn.presets import contractive, debug, long, recipe, small
 from smtrnn.rnn import RNN
 from smtrnn.sample import continue_prompt
 from smtrnn.smt import smt_loss
@@ -24,5 +24,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "RNN", "TASKS", "Model", "RunConfig", "Teacher", "Trainer", "bptt_loss", "continue_prompt", "contractive",
-    "debug", "evaluate", "long", "make_task", "small", "smt_loss", "train", "use_cell", "validate",
+    "debug", "evaluate", "long", "make_task", "recipe", "small", "smt_loss", "train", "use_cell", "validate",
 ]

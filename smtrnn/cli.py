@@ -64,7 +64,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                                   "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits)")
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (sets memory.width = Z / K)")
     p.add_argument("--preset", default="small",
-                   help="small (default), long (the long-range recipe), contractive, staged or debug")
+                   help="small (default), recipe (the long-range recipe for the task), long, contractive, "
+                        "staged or debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable; the fields "
@@ -500,7 +501,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", help="wall-clock training time per run: 90, 90s, 10m, 1.5h")
     p.add_argument("--steps", type=int, help="optimizer steps per run (with --budget: whichever ends first)")
     p.add_argument("--preset", default=RECIPE, help=f"the base config of every run: {RECIPE} (default: the "
-                                                    "long-range recipe), long, small, staged, debug")
+                                                    "long-range recipe for the task), contractive, long, small, "
+                                                    "staged, debug")
     p.add_argument("--config", help="JSON or YAML file with (part of) the base config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
     p.add_argument("--eval-batches", type=int, default=8)
@@ -517,7 +519,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for the two runs (default: a new temporary directory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default=RECIPE,
-                   help=f"{RECIPE} (default: the long-range recipe), long, small, staged or debug")
+                   help=f"{RECIPE} (default: the long-range recipe for the task), contractive, long, small, "
+                        "staged or debug")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -409,14 +409,28 @@ def _nonfinite_gradient(model: Model, metrics: dict) -> tuple[str, str]:
     return "gradient", f"{where}; the loss terms were finite ({terms})"
 
 
+# Train fields that do not change what a run learns from its data: how it is watched, saved and placed.
+_BOOKKEEPING = ("device", "eval_every", "eval_every_seconds", "eval_batches", "log_every", "save_every",
+                "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard")
+
+
 def _identity(cfg: RunConfig) -> dict:
     """The config fields a resumed run must share with the saved one (the budget, device and reliability policy
     may change)."""
     data = cfg.to_dict()
-    for name in ("steps", "max_seconds", "device", "eval_every", "eval_every_seconds", "eval_batches", "log_every",
-                 "save_every", "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard"):
+    for name in ("steps", "max_seconds") + _BOOKKEEPING:
         data["train"].pop(name)
     return data
+
+
+def changed_fields(saved: RunConfig, cfg: RunConfig) -> list[str]:
+    """The fields (dotted names) where `cfg` asks for another run than `saved` is: everything its method reads but
+    bookkeeping, the budget included (BPTT reads no teacher, SMT or DMT field)."""
+    ours, theirs = flatten(cfg.to_dict()), flatten(saved.to_dict())
+    ignored = {f"train.{name}" for name in _BOOKKEEPING}
+    unread = () if cfg.train.method in TEACHER_METHODS + LABEL_METHODS else ("teacher.", "smt.", "dmt.")
+    return [name for name in ours
+            if name not in ignored and not name.startswith(unread) and ours[name] != theirs.get(name)]
 
 
 def train(cfg: RunConfig, out_dir: str | Path, device: torch.device | str = "cpu", resume: bool = False,

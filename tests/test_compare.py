@@ -136,3 +136,26 @@ def test_eval_scores_the_rnn_at_other_lengths(tmp_path, capsys):
         assert main(["eval", str(run), "--seq-len", bad, "--device", "cpu"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err
+
+
+def test_a_finished_run_asked_for_with_another_config_is_refused_not_reported(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = [*ARGS, "--out", str(out)]
+    argv[argv.index("--lengths") + 1] = "12"
+    assert main(argv) == 0
+    finished = {p: p.read_bytes() for p in out.glob(f"runs/*/{RESULT_FILE}")}
+    capsys.readouterr()
+    # bookkeeping (how often it logs) does not make another run: both are skipped
+    assert main([*argv, "--set", "train.log_every=7"]) == 0
+    assert capsys.readouterr().err.count("finished earlier, skipped") == 2
+    # a field SMT reads: the SMT run is another run now, and the study stops with one line before reporting
+    assert main([*argv, "--set", "smt.dynamics_weight=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "T12-smt-mlp-s0 finished with another config (smt.dynamics_weight differ)" in err and "\n" not in err
+    # BPTT reads no SMT field, so the same change leaves its finished run valid
+    bptt = list(argv)
+    bptt[bptt.index("--methods") + 1] = "bptt"
+    assert main([*bptt, "--set", "smt.dynamics_weight=0.5"]) == 0
+    assert main([*bptt, "--steps", "4"]) == 2  # the budget is part of what a run is
+    assert "train.steps differ" in capsys.readouterr().err
+    assert all(p.read_bytes() == data for p, data in finished.items())

@@ -293,9 +293,9 @@ def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
 def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path):
     from smtrnn.cli import make_parser
 
-    assert make_parser().parse_args(["compare", "--out", str(tmp_path)]).preset == "contractive"
+    assert make_parser().parse_args(["compare", "--out", str(tmp_path)]).preset == "recipe"
     assert main(["demo", "--budget", "0.2", "--seq-len", "8", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
-    capsys.readouterr()
+    assert "preset recipe (contractive)" in capsys.readouterr().out
     for run in ("smt-dmt", "bptt"):
         config = json.loads((tmp_path / "demo" / run / "config.json").read_text())["config"]
         assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
@@ -334,6 +334,17 @@ def test_dmt_teacher_learns_needs_a_teacher_and_the_time_parallel_step():
         validate(debug_config("retrieval", "bptt", dmt__teacher_learns=True))
     with pytest.raises(ConfigError, match="time-parallel"):
         validate(debug_config("retrieval", "smt+dmt", dmt__teacher_learns=True, dmt__time_parallel=False))
+
+
+def test_recipe_is_contractive_but_long_without_contraction_on_the_shift_register_tasks():
+    from smtrnn.presets import contractive, recipe, recipe_preset
+
+    for task in ("retrieval", "copy", "delayed_recall"):
+        linear = task in LINEAR_MEMORY_TASKS
+        assert recipe_preset(task) == ("long" if linear else "contractive")
+        assert recipe(task) == (long(task) if linear else contractive(task))
+        assert make_preset("recipe", task) == recipe(task)
+    assert recipe("delayed_recall").smt.dynamics_input_noise == 0.0
 
 
 def test_contractive_preset_is_long_with_the_contraction_lever():

@@ -154,7 +154,7 @@ def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates(
     specs = bench.plan(list(bench.GROUPS), 3, 1.0, levers=True, budgets=True)
     assert len({s.name for s in specs}) == len(specs)  # every run has its own directory
     confirm = [s for s in specs if s.group in bench.GROUPS and not s.variant
-               and (s.method, s.preset) in (("smt+dmt", bench.ADOPTED), ("bptt", bench.PREVIOUS))]
+               and (s.method, s.preset) in (("smt+dmt", bench.adopted(s.task)), ("bptt", bench.BPTT_PRESET))]
     assert len(confirm) == 2 * 3 * len(bench.GROUPS)
     for smt, bptt in zip(confirm[::2], confirm[1::2]):  # side by side: same task, length, seed and budget
         assert (smt.method, bptt.method) == ("smt+dmt", "bptt")

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run, load_model
+from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run, load_model, read_config
 from smtrnn.config import RunConfig, apply_overrides, validate
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate, evaluate_lengths
 from smtrnn.data.tasks import build_task, make_task
-from smtrnn.trainer import Trainer
+from smtrnn.trainer import Trainer, changed_fields
 
 RESULT_FILE = "result.json"
 TBPTT_TRUNCATION = 32
@@ -114,6 +114,11 @@ def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: 
     the teacher) scored at those lengths (row["lengths"], `evaluate.evaluate_lengths`), to a finished run too."""
     done = run_dir / RESULT_FILE
     if done.exists():
+        changed = changed_fields(read_config(run_dir)[0], cfg) if has_checkpoint(run_dir) else []
+        if changed:
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise ConfigError(f"{run_dir} finished with another config ({shown} differ); move it aside or name this "
+                              "run otherwise")
         log(f"{spec.name}: finished earlier, skipped")
         row = json.loads(done.read_text())
         missing = [n for n in eval_lengths if str(n) not in row.get("lengths", {})]
