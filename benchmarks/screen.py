@@ -22,6 +22,8 @@ import torch
 
 from harness import ROOT, number, run_cli, save_report
 
+ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as its plan line gave them
+
 
 def read_plan(path: Path) -> list[tuple[str, list[str]]]:
     """The plan's runs as (name, train arguments), in order; a repeated name is refused."""
@@ -35,6 +37,16 @@ def read_plan(path: Path) -> list[tuple[str, list[str]]]:
         seen.add(words[0])
         runs.append((words[0], words[1:]))
     return runs
+
+
+def check_finished(runs: list[tuple[str, list[str]]], work: Path) -> None:
+    """Refuse (exit with one line) a finished run whose plan line has changed since it trained: its results would be
+    reported under arguments it never ran with. Runs finished before the screens kept their arguments are trusted."""
+    for name, args in runs:
+        kept = work / name / ARGS_FILE
+        if kept.exists() and json.loads(kept.read_text()) != args:
+            sys.exit(f"screen: {work / name} finished with other arguments than its plan line; move it aside or "
+                     "rename the run")
 
 
 def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> None:
@@ -53,6 +65,7 @@ def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> N
                 running.remove(item)
                 out, err = proc.communicate()
                 if proc.returncode == 0:  # `smtrnn train` prints the final evaluation: the run is finished
+                    (work / name / ARGS_FILE).write_text(json.dumps(dict(runs)[name]) + "\n")
                     (work / name / "result.json").write_text(out)
                 err = err.strip().splitlines()
                 print(f"end {name}: exit {proc.returncode}" + (f" ({err[-1]})" if proc.returncode and err else ""),
@@ -122,6 +135,7 @@ def main() -> None:
     if not plan.is_file():
         sys.exit(f"screen: no plan file {plan}")
     runs = read_plan(plan)
+    check_finished(runs, work)
     if not args.report_only:
         train_all(runs, work, args.parallel)
     rows = [summarize_run(name, run_args, work / name) for name, run_args in runs]

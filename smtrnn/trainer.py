@@ -215,8 +215,13 @@ class Trainer:
 
     def _resume(self) -> None:
         saved, _ = read_config(self.out_dir)
-        if _identity(saved) != _identity(self.cfg):
-            raise CheckpointError(f"{self.out_dir} was trained with a different config; resume with the same one")
+        ours, theirs = flatten(_identity(self.cfg)), flatten(_identity(saved))
+        changed = [name for name in ours if ours[name] != theirs.get(name)]
+        if changed:
+            shown = ", ".join(f"{name}={theirs.get(name)!r} there, {ours[name]!r} here" for name in changed[:2])
+            raise CheckpointError(f"{self.out_dir} was trained with a different config ({shown}"
+                                  f"{f' and {len(changed) - 2} more' if len(changed) > 2 else ''}); resume with the "
+                                  "same one")
         load_weights(self.out_dir, self.model)
         state = load_trainer_state(self.out_dir)
         if not isinstance(state, dict) or any(key not in state for key in _STATE_KEYS):

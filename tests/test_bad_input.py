@@ -181,7 +181,7 @@ BAD_INPUT = {
         lambda t, r: [*TRAIN_RUN, "--resume", "--out", _run_with(r, _replace_state({"step": 3}))],
         ["trainer state lacks", "optimizer"]),
     "resume with another config": (lambda t, r: [*TRAIN_RUN, "--resume", "--lr", "0.5", "--out", r],
-                                   ["different config"]),
+                                   ["different config (optim.lr=", "0.5 here"]),
     "train into a run without --resume": (lambda t, r: [*TRAIN_RUN, "--out", r], ["--resume"]),
     "--out is a file": (lambda t, r: [*TRAIN, "--out", _write(t / "a-file", "x")], ["a-file", "not a directory"]),
 }

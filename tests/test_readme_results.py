@@ -207,6 +207,12 @@ def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_
     assert report["runs"][1]["cell"] == "mlp-linear" and report["runs"][1]["steps"] == 2
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "start" not in again.stdout
+    # a plan line changed after its run finished: refused in one line, the run and the report left as they were
+    plan.write_text(plan.read_text().replace("--steps 2 --method bptt", "--steps 3 --method bptt"))
+    kept = (tmp_path / "out" / "s.json").read_bytes()
+    changed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert changed.returncode == 1 and "work/b finished with other arguments than its plan line" in changed.stderr
+    assert changed.stderr.count("\n") == 1 and (tmp_path / "out" / "s.json").read_bytes() == kept
 
 
 def test_a_screen_plan_with_a_repeated_run_name_is_refused(tmp_path):
