@@ -119,9 +119,9 @@ LEVERS = {
 # Lever screens given more seeds after the first (seed 0) screen singled them out.
 LEVER_SEEDS = {"long + contraction 0.3 decaying": (1, 2)}
 # Budget scaling beside the 600 s runs of the plan: SMT→DMT (the adopted recipe) and BPTT, per task at T = 256:
-# (budgets, seeds). On retrieval seed 0; on delayed_recall seed 2, the seed SMT→DMT lost at 600 s (its teacher
-# unfinished when DMT froze it). The budgets below 600 s run early, the longer ones last.
-BUDGETS = {"retrieval": ((120.0, 300.0, 1200.0), (0,)), "delayed_recall": ((1200.0,), (2,))}
+# (budgets, seeds). On retrieval seed 0; on delayed_recall the two seeds where SMT→DMT was below BPTT at 600 s, both
+# with a teacher short of 1 when DMT froze it (0.968, 0.983). The budgets below 600 s run early, the longer ones last.
+BUDGETS = {"retrieval": ((120.0, 300.0, 1200.0), (0,)), "delayed_recall": ((1200.0,), (2, 1))}
 
 
 def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: bool) -> list[Spec]:

@@ -215,9 +215,9 @@ class Trainer:
 
     def _resume(self) -> None:
         saved, _ = read_config(self.out_dir)
-        ours, theirs = flatten(_identity(self.cfg)), flatten(_identity(saved))
-        changed = [name for name in ours if ours[name] != theirs.get(name)]
+        changed = changed_fields(saved, self.cfg, budget=False)
         if changed:
+            ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())
             shown = ", ".join(f"{name}={theirs.get(name)!r} there, {ours[name]!r} here" for name in changed[:2])
             raise CheckpointError(f"{self.out_dir} was trained with a different config ({shown}"
                                   f"{f' and {len(changed) - 2} more' if len(changed) > 2 else ''}); resume with the "
@@ -419,20 +419,12 @@ _BOOKKEEPING = ("device", "eval_every", "eval_every_seconds", "eval_batches", "l
                 "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard")
 
 
-def _identity(cfg: RunConfig) -> dict:
-    """The config fields a resumed run must share with the saved one (the budget, device and reliability policy
-    may change)."""
-    data = cfg.to_dict()
-    for name in ("steps", "max_seconds") + _BOOKKEEPING:
-        data["train"].pop(name)
-    return data
-
-
-def changed_fields(saved: RunConfig, cfg: RunConfig) -> list[str]:
+def changed_fields(saved: RunConfig, cfg: RunConfig, budget: bool = True) -> list[str]:
     """The fields (dotted names) where `cfg` asks for another run than `saved` is: everything its method reads but
-    bookkeeping, the budget included (BPTT reads no teacher, SMT or DMT field)."""
+    bookkeeping (BPTT reads no teacher, SMT or DMT field), and the budget unless `budget` is False (a resumed run
+    may be given more or less time)."""
     ours, theirs = flatten(cfg.to_dict()), flatten(saved.to_dict())
-    ignored = {f"train.{name}" for name in _BOOKKEEPING}
+    ignored = {f"train.{name}" for name in _BOOKKEEPING + (() if budget else ("steps", "max_seconds"))}
     unread = () if cfg.train.method in TEACHER_METHODS + LABEL_METHODS else ("teacher.", "smt.", "dmt.")
     return [name for name in ours
             if name not in ignored and not name.startswith(unread) and ours[name] != theirs.get(name)]
