@@ -69,9 +69,7 @@ GROUPS = {
 BPTT_PRESET = "long"
 
 
-def adopted(task: str) -> str:
-    """The preset of the adopted recipe on `task`: `contractive`, or `long` on the shift-register tasks."""
-    return recipe_preset(task)
+adopted = recipe_preset  # the preset of the adopted recipe on a task: `contractive`, or `long` on shift registers
 
 
 def previous(task: str) -> str:
