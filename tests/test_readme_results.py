@@ -189,6 +189,32 @@ def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
     second = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and "start" not in second.stdout  # nothing left to train
     assert load_benchmark("long_range").markdown(report) == (tmp_path / "out" / "long_range.md").read_text()
+    # a run whose store is gone (a fresh checkout) is kept from the report, not trained again
+    import shutil
+
+    gone = report["runs"][1]["name"]
+    shutil.rmtree(tmp_path / "work" / "runs" / gone)
+    third = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0 and "start" not in third.stdout, third.stderr[-2000:]
+    again = json.loads((tmp_path / "out" / "long_range.json").read_text())
+    assert [r["name"] for r in again["runs"]] == [r["name"] for r in report["runs"]]
+    assert [r["name"] for r in again["runs"] if r.get("kept_from_report")] == [gone]
+
+
+def test_long_range_report_keeps_every_group_when_one_group_runs(tmp_path):
+    """The stored report's rows are all runs of the study's plan, and a report written while one group trains keeps
+    the other groups' rows (from the earlier report, their store gone)."""
+    bench = load_benchmark("long_range")
+    stored = bench.reported(ROOT / "benchmarks" / "results" / "long_range.json")
+    study = bench.plan(list(bench.GROUPS), bench.SEEDS, 1.0, True, True)
+    assert set(stored) <= {s.name for s in study}  # a renamed run would otherwise vanish from the report
+    for spec in study:
+        if spec.name in stored:
+            assert stored[spec.name]["overrides"] == dict(spec.overrides), spec.name
+    one_group = bench.plan(["copy-256"], bench.SEEDS, 1.0, False, False)
+    report = bench.collect(study, one_group, tmp_path, stored, with_diagnostics=False)
+    assert report["finished"] == len(stored) and report["planned"] == [s.name for s in one_group]
+    assert all(r["kept_from_report"] for r in report["runs"])
 
 
 @pytest.mark.slow
