@@ -339,15 +339,14 @@ def test_dmt_teacher_learns_needs_a_teacher_and_the_time_parallel_step():
         validate(debug_config("retrieval", "smt+dmt", dmt__teacher_learns=True, dmt__time_parallel=False))
 
 
-def test_recipe_is_contractive_but_long_without_contraction_on_the_shift_register_tasks():
+def test_recipe_is_the_contractive_preset_with_each_tasks_levers():
     from smtrnn.presets import contractive, recipe, recipe_preset
 
     for task in ("retrieval", "copy", "delayed_recall"):
-        linear = task in LINEAR_MEMORY_TASKS
-        assert recipe_preset(task) == ("long" if linear else "contractive")
-        assert recipe(task) == (long(task) if linear else contractive(task))
-        assert make_preset("recipe", task) == recipe(task)
-    assert recipe("delayed_recall").smt.dynamics_input_noise == 0.0
+        assert recipe_preset(task) == "contractive"
+        assert recipe(task) == contractive(task) == make_preset("recipe", task)
+    assert recipe("delayed_recall").smt.dynamics_input_noise == 0.3
+    assert recipe("delayed_recall").rnn.cell == "mlp-linear" and recipe("retrieval").rnn.cell == "mlp"
 
 
 def test_contractive_preset_is_long_with_the_contraction_lever():
