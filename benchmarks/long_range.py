@@ -259,7 +259,7 @@ def markdown(report: dict) -> str:
              f"training wall-clock per method, two runs at a time with 1 thread each; {report['device']}, torch "
              f"{report['torch']}. SMT→DMT and BPTT use the same cell and memory (`long`; SMT→DMT "
              f"runs the adopted recipe, `contractive`, or `long` without the contraction where a row says so; "
-             f"{', '.join(LINEAR_MEMORY_TASKS)} has the linear memory lever and twice the learning rate, both "
+             f"{', '.join(LINEAR_MEMORY_TASKS)} has the linear memory lever and three times the learning rate, both "
              "methods); the fused GRU "
              "and minGRU use `small` (hidden 128). Teacher and final drift are for SMT→DMT runs.", "",
              "Best during training = mean over seeds of the best of the 8 evaluations during training and the final "
