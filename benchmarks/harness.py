@@ -101,6 +101,15 @@ def number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def reported(path: Path) -> dict[str, dict]:
+    """The runs of the report at `path` (written by an earlier invocation) by name; none if it does not exist. A
+    study keeps such a row for a run whose folder is gone from its run store (a fresh checkout: the store is not
+    committed) instead of training it again."""
+    if not path.exists():
+        return {}
+    return {row["name"]: row for row in json.loads(path.read_text())["runs"]}
+
+
 def save_report(report: dict, out: str | Path, name: str, markdown_fn) -> None:
     """NAME.json and NAME.md (from markdown_fn(report)) in out; the markdown is printed too."""
     out = Path(out)

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import number
+from harness import number, reported
 from smtrnn.presets import LINEAR_MEMORY_TASKS, recipe_preset
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
@@ -370,13 +370,6 @@ def write_plots(report: dict, out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / "long_range_diagnostics.png", dpi=100)
         plt.close(fig)
-
-
-def reported(path: Path) -> dict[str, dict]:
-    """The runs of the report at `path` (written by an earlier invocation) by name; none if it does not exist."""
-    if not path.exists():
-        return {}
-    return {row["name"]: row for row in json.loads(path.read_text())["runs"]}
 
 
 def collect(specs: list[Spec], planned: list[Spec], work: Path, kept: dict[str, dict],

@@ -3,7 +3,9 @@ table of what each run reached (RNN alone from m_∅, teacher, one-step accuracy
 
 A plan file has one run per line, `NAME ARGS...` (ARGS are `smtrnn train` arguments; `#` starts a comment). Runs
 live in WORK/NAME; a finished run (result.json) is skipped when the screen is started again, so an interrupted
-screen continues where it stopped and `--report-only` rewrites the report from what is there.
+screen continues where it stopped and `--report-only` rewrites the report from what is there. A run whose folder
+is gone (a fresh checkout: WORK is not committed) keeps its row of the earlier report, if its plan line is unchanged,
+instead of training again.
 
     python benchmarks/screen.py benchmarks/plans/delayed_recall_64.txt --name screen_delayed_recall_64
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, number, run_cli, save_report
+from harness import ROOT, number, reported, run_cli, save_report
 
 ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as its plan line gave them
 
@@ -136,9 +138,12 @@ def main() -> None:
         sys.exit(f"screen: no plan file {plan}")
     runs = read_plan(plan)
     check_finished(runs, work)
+    earlier = reported(Path(args.out) / f"{args.name}.json")
+    kept = {name: row | {"kept_from_report": True} for name, row in earlier.items()
+            if not (work / name / "result.json").exists() and row["args"] == dict(runs).get(name)}
     if not args.report_only:
-        train_all(runs, work, args.parallel)
-    rows = [summarize_run(name, run_args, work / name) for name, run_args in runs]
+        train_all([(name, run_args) for name, run_args in runs if name not in kept], work, args.parallel)
+    rows = [summarize_run(name, run_args, work / name) or kept.get(name) for name, run_args in runs]
     report = {"benchmark": "screen", "plan": plan.name, "device": f"cpu ({platform.machine()})",
               "torch": torch.__version__, "command": " ".join(sys.argv),
               "runs": [r for r in rows if r], "missing": [name for (name, _), r in zip(runs, rows) if r is None]}

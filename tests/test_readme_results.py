@@ -236,6 +236,14 @@ def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_
     assert report["runs"][1]["cell"] == "mlp-linear" and report["runs"][1]["steps"] == 2
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "start" not in again.stdout
+    # a run whose folder is gone (a fresh checkout) keeps its row of the report, not trained again
+    import shutil
+
+    shutil.rmtree(tmp_path / "work" / "a")
+    gone = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert gone.returncode == 0 and "start" not in gone.stdout, gone.stderr
+    rows = json.loads((tmp_path / "out" / "s.json").read_text())["runs"]
+    assert [r["name"] for r in rows] == ["a", "b"] and [r.get("kept_from_report") for r in rows] == [True, None]
     # a plan line changed after its run finished: refused in one line, the run and the report left as they were
     plan.write_text(plan.read_text().replace("--steps 2 --method bptt", "--steps 3 --method bptt"))
     kept = (tmp_path / "out" / "s.json").read_bytes()
