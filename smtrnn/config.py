@@ -130,7 +130,7 @@ class TeacherConfig(_Section):
     future_len: int = 16
     """Tf: the targets y_t..y_{t+Tf-1} the decoder predicts from m_t."""
     decoder_positions: int = 16
-    """Positions per sequence the decoder is trained on each step."""
+    """Positions per sequence the decoder is trained on each step, drawn at random; >= T: every position, once."""
     token_shift: bool = True
     """The encoder adds a projection of the previous token's embedding at each position."""
     future_input_dropout: float = 0.0

@@ -207,6 +207,25 @@ def test_decoder_positions_are_drawn_among_windows_that_hold_a_label():
     assert positions.max() <= T - 1
 
 
+def test_decoder_positions_at_least_t_train_on_every_position_once():
+    """decoder_positions >= T: no draw; the loss is the mean over every labelled target of every window."""
+    model, vocab = build(task="copy")
+    teacher = model.teacher
+    x, y = make_task("copy", num_symbols=4).sample(3, T, torch.Generator().manual_seed(0))
+    teacher.decoder_positions = T
+    positions = teacher.sample_positions(y)
+    assert positions.tolist() == [list(range(T))] * 3
+    with torch.no_grad():
+        m = teacher.encode(x)
+        torch.manual_seed(1)
+        every = teacher.decoder_loss(m, x, y)
+        torch.manual_seed(2)  # nothing is drawn: another seed gives the same loss
+        assert teacher.decoder_loss(m, x, y) == every
+        assert every == teacher.decoder_loss(m, x, y, positions=torch.arange(T).expand(3, T))
+        teacher.decoder_positions = T - 1  # below T: drawn, with replacement
+        assert teacher.sample_positions(y).shape == (3, T - 1)
+
+
 @pytest.mark.parametrize("token_shift", [True, False])
 def test_kv_cached_teacher_equals_encoding_the_prefix(token_shift):
     """encode_next token by token, from an empty cache, gives every prefix's memory exactly as one causal pass."""
