@@ -63,6 +63,8 @@ class Decoder(nn.Module):
     """Causal Transformer over [K memory tokens; x_{t+1}..x_{t+Tf-1}]; the output at the last memory token
     predicts y_t and the output at x_{t+j} predicts y_{t+j}."""
 
+    reads_future_inputs = True
+
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
         self.tokens, self.width = memory.tokens, memory.width
@@ -82,6 +84,8 @@ class LinearDecoder(nn.Module):
     """Each future target y_{t+j}, j < Tf, read from m_t alone by its own linear map; the future inputs are not
     read. A memory this decoder can read holds the horizon's targets linearly (a superposition of codes), the form
     a linear map of the memory can update."""
+
+    reads_future_inputs = False  # the teacher skips embedding them: (N, Tf-1, W) per step for nothing
 
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
@@ -151,10 +155,14 @@ class Teacher(nn.Module):
         x_pad = F.pad(x, (0, window), value=0)
         x_future = x_pad[:, idx[:, 1:]]  # (B, T, Tf-1)
         rows = torch.arange(batch, device=x.device)[:, None]
-        future = self.embedding(x_future[rows, t].flatten(0, 1))  # (B·P, Tf-1, W)
-        if self.blank is not None:  # the horizon without shortcuts: the memory must carry what a blank hides
-            dropped = torch.rand(future.shape[:-1], device=x.device) < self.future_input_dropout
-            future = torch.where(dropped[..., None], self.blank.to(future.dtype), future)
+        future_tokens = x_future[rows, t].flatten(0, 1)  # (B·P, Tf-1)
+        if not self.decoder.reads_future_inputs:  # only their count matters: an empty (B·P, Tf-1, 0) tensor
+            future = m.new_empty(*future_tokens.shape, 0)
+        else:
+            future = self.embedding(future_tokens)  # (B·P, Tf-1, W)
+            if self.blank is not None:  # the horizon without shortcuts: the memory must carry what a blank hides
+                dropped = torch.rand(future.shape[:-1], device=x.device) < self.future_input_dropout
+                future = torch.where(dropped[..., None], self.blank.to(future.dtype), future)
         logits = self.decoder(m[rows, t].flatten(0, 1), future)  # (B·P, Tf, V)
         targets = y_win[rows, t].flatten(0, 1)
         return masked_cross_entropy(logits, targets)

@@ -254,6 +254,30 @@ def test_linear_decoder_trains_the_encoder_through_the_decoder_loss():
     assert model.teacher.decoder.head.weight.grad.abs().sum() > 0
 
 
+
+def test_linear_decoder_loss_does_not_embed_the_future_inputs_it_never_reads():
+    """The teacher skips the (B·P, Tf-1, W) embedding of the future inputs for the linear decoder; the loss is the
+    masked CE of its per-offset logits, position by position."""
+    import torch.nn.functional as F
+
+    cfg = debug_config("delayed_recall", teacher__decoder="linear")
+    model, task = build(cfg)
+    teacher, window = model.teacher, cfg.teacher.future_len
+    x, y = batch(task, 12)
+    positions = torch.tensor([[0, 5, 11]] * x.shape[0])
+    embedded = []
+    hook = teacher.embedding.register_forward_hook(lambda module, args, out: embedded.append(out.shape))
+    with torch.no_grad():
+        m = teacher.encode(x)
+        embedded.clear()
+        loss = teacher.decoder_loss(m, x, y, positions=positions)
+    hook.remove()
+    assert embedded == []
+    logits = teacher.decoder.head(m[:, [0, 5, 11]]).unflatten(-1, (window, task.vocab_size))  # (B, 3, Tf, V)
+    targets = torch.stack([F.pad(y, (0, window), value=-1)[:, t:t + window] for t in (0, 5, 11)], dim=1)
+    expected = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-1)
+    torch.testing.assert_close(loss, expected)
+
 # --- bad values ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field, value, words", [
