@@ -101,6 +101,28 @@ def number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def diagnostics_table(rows: list[tuple[str, float, dict]], runs: str) -> list[str]:
+    """Markdown lines (a blank line first) of the failure diagnostics (`smtrnn.diagnostics`) of (name, RNN-alone
+    score, diagnostics) rows; none without rows. `runs` names them in the caption."""
+    if not rows:
+        return []
+    lines = ["", f"Diagnostics of the {runs} (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
+             "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
+             "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
+             "the task needs, from teacher memories / the RNN's rollout (chance in brackets).", "",
+             "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
+             "finite growth, RMS 0.2 over 32 steps (median, max) | probe: teacher / rollout |",
+             "|---|---|---|---|---|---|"]
+    for name, score, d in rows:
+        probe = d.get("probe")
+        finite = f"{d['growth_finite']['median']:.3f}, {d['growth_finite']['max']:.3f}" if "growth_finite" in d else "–"
+        probe_text = f"{probe['teacher']:.3f} / {probe['rollout']:.3f} ({probe['chance']:.3f})" if probe else "–"
+        lines.append(f"| {name} | {score:.3f} | {d['markov_gap']['mean']:.3f}, {d['markov_gap']['worst']:.3f} at "
+                     f"t={d['markov_gap']['worst_position']} | {d['growth']['median']:.3f}, {d['growth']['max']:.3f} "
+                     f"| {finite} | {probe_text} |")
+    return lines
+
+
 def reported(path: Path) -> dict[str, dict]:
     """The runs of the report at `path` (written by an earlier invocation) by name; none if it does not exist. A
     study keeps such a row for a run whose folder is gone from its run store (a fresh checkout: the store is not

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import number, reported
+from harness import diagnostics_table, number, reported
 from smtrnn.presets import LINEAR_MEMORY_TASKS, recipe_preset
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
@@ -282,26 +282,8 @@ def markdown(report: dict) -> str:
                 g = r["generalization"][str(n)]
                 cells.append(f"{g['rnn']:.3f}" + (f" / {g['teacher']:.3f}" if g["teacher"] is not None else ""))
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
-    diag = [r for r in report["runs"] if r.get("diagnostics")]
-    if diag:
-        lines += ["", "Diagnostics of the SMT→DMT runs (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on "
-                  "teacher "
-                  "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
-                  "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
-                  "the task needs, from teacher memories / the RNN's rollout (chance in brackets).", "",
-                  "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
-                  "finite growth, RMS 0.2 over 32 steps (median, max) | probe: teacher / rollout |",
-                  "|---|---|---|---|---|---|"]
-        for r in diag:
-            d = r["diagnostics"]
-            probe = d.get("probe")
-            finite = (f"{d['growth_finite']['median']:.3f}, {d['growth_finite']['max']:.3f}"
-                      if "growth_finite" in d else "–")
-            probe_text = (f"{probe['teacher']:.3f} / {probe['rollout']:.3f} ({probe['chance']:.3f})" if probe
-                          else "–")
-            lines.append(f"| {r['name']} | {r['score']:.3f} | {d['markov_gap']['mean']:.3f}, "
-                         f"{d['markov_gap']['worst']:.3f} at t={d['markov_gap']['worst_position']} | "
-                         f"{d['growth']['median']:.3f}, {d['growth']['max']:.3f} | {finite} | {probe_text} |")
+    lines += diagnostics_table([(r["name"], r["score"], r["diagnostics"]) for r in report["runs"]
+                                if r.get("diagnostics")], "SMT→DMT runs")
     return "\n".join(lines) + "\n"
 
 

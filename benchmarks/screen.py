@@ -22,9 +22,11 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, number, reported, run_cli, save_report
+from harness import ROOT, diagnostics_table, finish, number, reported, run_cli, save_report
+from smtrnn.config import TEACHER_METHODS
 
 ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as its plan line gave them
+DIAGNOSTICS_FILE = "diagnostics.json"  # a finished run's failure diagnostics (`smtrnn eval`), measured once
 
 
 def read_plan(path: Path) -> list[tuple[str, list[str]]]:
@@ -74,8 +76,19 @@ def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> N
                       flush=True)
 
 
+def run_diagnostics(folder: Path) -> dict:
+    """The failure diagnostics (`smtrnn.diagnostics`: Markov gap, growth, probe) of a finished run with a teacher,
+    from `smtrnn eval` on one thread; measured once and kept in the run's folder."""
+    kept = folder / DIAGNOSTICS_FILE
+    if not kept.exists():
+        result = json.loads(finish(run_cli(["eval", str(folder), "--json", "--device", "cpu"], threads=1)))
+        kept.write_text(json.dumps(result["diagnostics"]) + "\n")
+    return json.loads(kept.read_text())
+
+
 def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
-    """One finished run: its final evaluation and its curve of (seconds, RNN-alone accuracy)."""
+    """One finished run: its final evaluation, its curve of (seconds, RNN-alone accuracy) and, with a teacher, its
+    failure diagnostics."""
     if not (folder / "result.json").exists():
         return None
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -83,10 +96,12 @@ def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
     final = evals[-1]["eval"]
     keys = ("rnn_accuracy", "teacher_accuracy", "onestep_accuracy", "drift_labelled", "drift_relative")
     config = json.loads((folder / "config.json").read_text())["config"]
+    method = config["train"]["method"]
     return {"name": name, "args": args, "steps": records[-1]["step"], "train_seconds": records[-1]["elapsed"],
-            "cell": config["rnn"]["cell"], "method": config["train"]["method"]} | {
+            "cell": config["rnn"]["cell"], "method": method} | {
         k: final.get(k) for k in keys} | {
-        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals]}
+        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals]} | (
+        {"diagnostics": run_diagnostics(folder)} if method in TEACHER_METHODS else {})
 
 
 def common_prefix(arg_lists: list[list[str]]) -> list[str]:
@@ -119,6 +134,8 @@ def markdown(report: dict) -> str:
         lines.append(f"| {r['name']} | {r['method']} | {r['cell']} | {number(r['rnn_accuracy'])} | "
                      f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
                      f"{r['steps']} | {curve} | `{' '.join(r['args'])}` |")
+    lines += diagnostics_table([(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"]
+                                if r.get("diagnostics")], "runs with a teacher")
     if report["missing"]:
         lines += ["", "Not finished: " + ", ".join(report["missing"])]
     return "\n".join(lines) + "\n"

@@ -234,6 +234,12 @@ def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_
     report = json.loads((tmp_path / "out" / "s.json").read_text())
     assert [r["name"] for r in report["runs"]] == ["a", "b"] and not report["missing"]
     assert report["runs"][1]["cell"] == "mlp-linear" and report["runs"][1]["steps"] == 2
+    # the run with a teacher carries its failure diagnostics, measured once and kept in its folder; BPTT has none
+    diagnostics = report["runs"][0]["diagnostics"]
+    assert {"markov_gap", "growth", "probe"} <= diagnostics.keys() and "diagnostics" not in report["runs"][1]
+    assert json.loads((tmp_path / "work" / "a" / "diagnostics.json").read_text()) == diagnostics
+    table = (tmp_path / "out" / "s.md").read_text().split("Diagnostics of the runs with a teacher")[1]
+    assert "\n| a | " in table and "\n| b | " not in table
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "start" not in again.stdout
     # a run whose folder is gone (a fresh checkout) keeps its row of the report, not trained again
