@@ -132,7 +132,7 @@ def test_stored_tables_are_regenerated_from_their_json():
                                   "screen_delayed_recall_256_teacher", "screen_copy_64_capacity",
                                   "screen_delayed_recall_256_lr", "screen_delayed_recall_256_seed2",
                                   "screen_copy_64_lr", "screen_copy_scaling", "screen_copy_64_600s",
-                                  "screen_copy_128_budget")},
+                                  "screen_copy_128_budget", "screen_copy_128_levers")},
                   **{name: load_benchmark("levers").markdown
                      for name in ("levers", "levers_cells", "levers_horizon", "levers_horizon_480", "levers_wide_480",
                                   "levers_next_480", "levers_staged_480")}}
