@@ -88,7 +88,7 @@ def run_diagnostics(folder: Path) -> dict:
 
 def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
     """One finished run: its final evaluation, its curve of (seconds, RNN-alone accuracy) and, with a teacher, its
-    failure diagnostics."""
+    teacher's curve and its failure diagnostics."""
     if not (folder / "result.json").exists():
         return None
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -100,8 +100,9 @@ def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
     return {"name": name, "args": args, "steps": records[-1]["step"], "train_seconds": records[-1]["elapsed"],
             "cell": config["rnn"]["cell"], "method": method} | {
         k: final.get(k) for k in keys} | {
-        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals]} | (
-        {"diagnostics": run_diagnostics(folder)} if method in TEACHER_METHODS else {})
+        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals]} | ({
+        "teacher_curve": [(round(r["elapsed"], 1), r["eval"]["teacher_accuracy"]) for r in evals],
+        "diagnostics": run_diagnostics(folder)} if method in TEACHER_METHODS else {})
 
 
 def common_prefix(arg_lists: list[list[str]]) -> list[str]:

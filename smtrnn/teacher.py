@@ -156,13 +156,13 @@ class Teacher(nn.Module):
         x_future = x_pad[:, idx[:, 1:]]  # (B, T, Tf-1)
         rows = torch.arange(batch, device=x.device)[:, None]
         future_tokens = x_future[rows, t].flatten(0, 1)  # (B·P, Tf-1)
-        if not self.decoder.reads_future_inputs:  # only their count matters: an empty (B·P, Tf-1, 0) tensor
-            future = m.new_empty(*future_tokens.shape, 0)
-        else:
+        if self.decoder.reads_future_inputs:
             future = self.embedding(future_tokens)  # (B·P, Tf-1, W)
             if self.blank is not None:  # the horizon without shortcuts: the memory must carry what a blank hides
                 dropped = torch.rand(future.shape[:-1], device=x.device) < self.future_input_dropout
                 future = torch.where(dropped[..., None], self.blank.to(future.dtype), future)
+        else:  # only their count matters: an empty (B·P, Tf-1, 0) tensor
+            future = m.new_empty(*future_tokens.shape, 0)
         logits = self.decoder(m[rows, t].flatten(0, 1), future)  # (B·P, Tf, V)
         targets = y_win[rows, t].flatten(0, 1)
         return masked_cross_entropy(logits, targets)

@@ -238,6 +238,7 @@ def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_
     # the run with a teacher carries its failure diagnostics, measured once and kept in its folder; BPTT has none
     diagnostics = report["runs"][0]["diagnostics"]
     assert {"markov_gap", "growth", "probe"} <= diagnostics.keys() and "diagnostics" not in report["runs"][1]
+    assert report["runs"][0]["teacher_curve"][-1][1] == report["runs"][0]["teacher_accuracy"]
     assert json.loads((tmp_path / "work" / "a" / "diagnostics.json").read_text()) == diagnostics
     table = (tmp_path / "out" / "s.md").read_text().split("Diagnostics of the runs with a teacher")[1]
     assert "\n| a | " in table and "\n| b | " not in table
