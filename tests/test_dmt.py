@@ -243,7 +243,7 @@ def test_sequential_dmt_labels_every_kth_step_ending_at_the_last():
     with torch.no_grad():
         m, rolled = model.teacher.encode(x), model.rnn.rollout(x)[0]
     labelled = [1, 6, 11]
-    assert metrics["dynamics"] == pytest.approx(F.mse_loss(rolled[:, labelled], m[:, labelled]).item(), rel=1e-5)
+    assert float(metrics["dynamics"]) == pytest.approx(F.mse_loss(rolled[:, labelled], m[:, labelled]).item(), rel=1e-5)
 
 
 def test_dmt_readout_is_on_the_rnns_own_memories_and_the_terms_are_weighted():
@@ -253,6 +253,7 @@ def test_dmt_readout_is_on_the_rnns_own_memories_and_the_terms_are_weighted():
     _, metrics = dmt_loss(model, x, y, cfg)
     with torch.no_grad():
         expected = masked_cross_entropy(model.rnn.readout(model.rnn.rollout(x)[0]), y).item()
+    metrics = {name: float(value) for name, value in metrics.items()}  # approx compares floats, not 0-d tensors
     assert metrics["readout"] == pytest.approx(expected, rel=1e-5)
     assert metrics["loss"] == pytest.approx(2.0 * metrics["dynamics"] + 0.5 * metrics["readout"], rel=1e-5)
 

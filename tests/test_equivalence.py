@@ -165,8 +165,8 @@ def test_smt_dynamics_and_readout_terms_match_a_per_step_computation():
         previous = m[:, t]
     labelled = y >= 0
     readout = F.cross_entropy(model.rnn.readout(m)[labelled], y[labelled])
-    assert metrics["dynamics"] == pytest.approx(torch.stack(squared).mean().item(), rel=1e-5)
-    assert metrics["readout"] == pytest.approx(readout.item(), rel=1e-5)
+    assert float(metrics["dynamics"]) == pytest.approx(torch.stack(squared).mean().item(), rel=1e-5)
+    assert float(metrics["readout"]) == pytest.approx(readout.item(), rel=1e-5)
 
 
 def test_decoder_loss_scores_each_position_against_its_own_future():

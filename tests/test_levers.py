@@ -87,8 +87,8 @@ def test_memory_noise_reaches_the_decoder_and_readout_but_not_the_dynamics_targe
     cfg.smt.memory_noise = 0.0
     torch.manual_seed(1)
     _, clean = smt_loss(model, x, y, cfg.smt)
-    assert noisy["dynamics"] == pytest.approx(clean["dynamics"], rel=1e-6)  # the dynamics MSE is untouched
-    assert noisy["readout"] != pytest.approx(clean["readout"], rel=1e-3)
+    assert float(noisy["dynamics"]) == pytest.approx(float(clean["dynamics"]), rel=1e-6)  # the dynamics MSE is untouched
+    assert float(noisy["readout"]) != pytest.approx(float(clean["readout"]), rel=1e-3)
 
 
 def test_memory_noise_is_absent_at_evaluation():

@@ -32,7 +32,7 @@ def test_its_transition_is_the_all_timestep_one_at_t():
     with torch.no_grad():
         m = model.teacher.encode(x)
         expected = F.mse_loss(model.rnn.step(m[:, t], x[:, t + 1]), m[:, t + 1])
-    assert metrics["dynamics"] == pytest.approx(float(expected), rel=1e-5)
+    assert float(metrics["dynamics"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_gradient_reaches_teacher_and_rnn():
