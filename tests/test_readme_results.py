@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import importlib.util
+import subprocess
 import re
 from pathlib import Path
 
@@ -77,6 +78,14 @@ def test_readme_set_up_is_two_command_lines():
     assert "python -m pytest -q" in commands[1]
     three = "# t\n\n## Set up\n\n```bash\npip install x\nsmtrnn demo\npython -m pytest -q\n```\n\n## Next\n"
     assert len(setup_commands(three)) == 3  # what a split install line would look like: the test above fails
+
+
+def test_ci_installs_into_a_new_venv_exactly_as_the_readme_says():
+    script = ROOT / ".ci" / "run"
+    printed = subprocess.run(["bash", str(script), "--print-commands"], capture_output=True, text=True, check=True)
+    install, tests = setup_commands((ROOT / "README.md").read_text())
+    assert printed.stdout.splitlines() == [install.split("&& smtrnn demo")[0].strip(), tests.split("#")[0].strip()]
+    assert "python3 -m venv" in script.read_text()  # never the interpreter an earlier install left packages in
 
 
 def test_no_document_points_outside_the_repository():
