@@ -1,6 +1,7 @@
 """Checkpoints as plain data. A run directory holds
 
-    config.json          the newest checkpoint: the full RunConfig, the vocabulary size and the step (readable)
+    config.json          the newest checkpoint: the full RunConfig, the vocabulary size and the step (readable);
+                         for a user's cell also its source file and sha256 (`cell_code`, `smtrnn.user_cell`)
     model.safetensors    its weights
     trainer_state.pt     its optimizer state, step, elapsed time, RNG states and skipped-step count: tensors and
                          plain containers only, read back with `torch.load(weights_only=True)`, so no code is ever
@@ -23,12 +24,15 @@ no `latest`: a run directory written before this layout loads as it always did),
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import pickle
 import re
 import shutil
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +45,7 @@ from smtrnn.config import RunConfig, validate
 from smtrnn.errors import CheckpointError, ConfigError
 from smtrnn.model import Model
 from smtrnn.data.tasks import make_task
+from smtrnn.user_cell import require_trusted_cell
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -107,15 +112,64 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write to a temporary name, fsync, rename over `path`: readers see the old file or the new one, never half."""
-    tmp = path.with_name(path.name + _TMP)
+    """Write to a temporary name, fsync, rename over `path`: readers see the old file or the new one, never half.
+    The temporary file is created exclusively under a fresh name (`temporary_file`), so no file already there is
+    ever written over or renamed into place. For the folders smtrnn owns (a run directory, a label store): the
+    temporary files of `path` that a crash left are deleted first, so that they do not pile up."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}{_TMP}"):  # mkstemp's 8 random characters
+        stale.unlink(missing_ok=True)
+    tmp = temporary_file(path)
     try:
         _write_synced(tmp, write)
+        os.replace(tmp, path)
     except OSError as exc:  # a full disk: free what was written, and name the file asked for
         tmp.unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
+
+
+def temporary_file(path: Path) -> Path:
+    """A new, empty file beside `path` (`.NAME.XXXXXXXX.tmp`, created with O_EXCL by `tempfile.mkstemp`) to be
+    written and renamed onto `path`: a fixed name like NAME.tmp could be a file of the user's, lost to the rename.
+    It gets the usual mode (0644 under a 022 umask), not mkstemp's 0600."""
+    try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())
+    finally:
+        os.close(handle)
+    return Path(name)
+
+
+def regular_file(path: Path) -> bool:
+    """Whether `path` is a regular file (or a link to one); False when nothing is there. Anything else (a FIFO, a
+    device, a folder) is a CheckpointError naming it, found by stat alone: opening a FIFO to read it would wait
+    forever for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise CheckpointError(f"{path} is unreadable: {exc.strerror}") from exc
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path} is not a regular file")
+    return True
+
+
+def check_run_layout(run_dir: Path) -> None:
+    """Refuse a run directory whose entries are of the wrong kind (checkpoints/ not a folder; config.json,
+    model.safetensors, trainer_state.pt, latest or metrics.jsonl not a regular file) before a run does any work or
+    writes anything: found only at the first save, a refused resume would leave log records no checkpoint backs."""
+    for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, LATEST_FILE, METRICS_FILE):
+        regular_file(run_dir / name)
+    root = run_dir / CHECKPOINTS_DIR
+    if os.path.lexists(root) and not root.is_dir():
+        raise CheckpointError(f"{root} is not a folder (a run keeps its checkpoints there)")
 
 
 def _step_dir_name(step: int) -> str:
@@ -125,7 +179,7 @@ def _step_dir_name(step: int) -> str:
 def _read_latest(run_dir: Path) -> str | None:
     """The folder name `latest` holds, or None when there is no `latest` (no checkpoint yet, or the older layout)."""
     path = run_dir / LATEST_FILE
-    if not path.is_file():
+    if not regular_file(path):
         return None
     try:
         name = path.read_text().strip()
@@ -137,12 +191,15 @@ def _read_latest(run_dir: Path) -> str | None:
 
 
 def _top_level_step(run_dir: Path) -> int | None | str:
-    """The step of the top-level config.json; None when it is missing, "unreadable" when it cannot be parsed."""
+    """The step of the top-level config.json; None when it is missing, "unreadable" when it cannot be parsed (or is
+    not a regular file: never opened then, as a FIFO would block the open)."""
     try:
+        if not regular_file(run_dir / CONFIG_FILE):
+            return None
         meta = json.loads((run_dir / CONFIG_FILE).read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply to parse
+    except (CheckpointError, OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return "unreadable"
     return meta.get("step") if isinstance(meta, dict) else "unreadable"
 
@@ -161,7 +218,7 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     if top == "unreadable" or top == int(_STEP_DIR.fullmatch(name).group(1)):
         return run_dir  # up to date (or damaged: read it, so that the damage is reported rather than hidden)
     folder = run_dir / CHECKPOINTS_DIR / name  # a save was cut short while it replaced the top-level files
-    if not (folder / CONFIG_FILE).is_file():
+    if not regular_file(folder / CONFIG_FILE):
         raise CheckpointError(f"{run_dir / LATEST_FILE} names {CHECKPOINTS_DIR}/{name}, which is missing or "
                               "incomplete")
     return folder
@@ -203,6 +260,9 @@ def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_s
     tmp.mkdir()
     weights = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     meta = {"format": FORMAT, "vocab_size": model.vocab_size, "step": step, "config": cfg.to_dict()}
+    code = getattr(model.rnn.cell, "code", None)  # a user's cell: its source file and sha256 (`UserCell.code`)
+    if code is not None:
+        meta["cell_code"] = code
     _write_synced(tmp / WEIGHTS_FILE, safetensors_file(weights, FORMAT))
     _write_synced(tmp / STATE_FILE, _torch_file(trainer_state))
     _write_synced(tmp / CONFIG_FILE, lambda p: write_bytes(p, (json.dumps(meta, indent=2) + "\n").encode()))
@@ -274,14 +334,17 @@ def trim_metrics(run_dir: str | Path, step: int) -> None:
     """Drop the log records past `step`, and a last line cut short: what a run killed after its last checkpoint
     wrote. A resumed run then logs those steps again, as if it had never stopped."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
+    if not regular_file(path):
         return
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path} is corrupt: not UTF-8 text (byte {exc.start})") from exc
     kept = []
     for line in lines:
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a line cut short, or damaged
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
             kept.append(line)
@@ -290,18 +353,21 @@ def trim_metrics(run_dir: str | Path, step: int) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in path; unparsable text is a one-line CheckpointError naming the file."""
+    """The JSON in path; unparsable text is a one-line CheckpointError naming the file, and so is a path that is not
+    a regular file (never opened)."""
+    regular_file(path)
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
-        raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0]}") from exc
+    # ValueError: bad JSON, bad UTF-8, or an integer past Python's digit limit; RecursionError: nested too deeply
+    except (ValueError, RecursionError) as exc:  # (not Python's advice to raise its own digit limit)
+        raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0].partition('; use sys.')[0]}") from exc
 
 
 def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
     """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata)."""
     folder = checkpoint_dir(run_dir)
     path = folder / CONFIG_FILE
-    if not path.is_file():
+    if not regular_file(path):
         raise CheckpointError(f"{folder} holds no checkpoint ({CONFIG_FILE} missing)")
     meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "config" not in meta:
@@ -327,7 +393,7 @@ def load_weights(run_dir: str | Path, model: Model) -> None:
     CheckpointError."""
     folder = checkpoint_dir(run_dir)
     path = folder / WEIGHTS_FILE
-    if not path.is_file():
+    if not regular_file(path):
         raise CheckpointError(f"{folder} holds no weights ({WEIGHTS_FILE} missing)")
     try:
         weights = load_file(str(path))
@@ -354,7 +420,7 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
     anything but tensors and plain containers) is refused before any of it runs."""
     folder = checkpoint_dir(run_dir)
     path = folder / STATE_FILE
-    if not path.is_file():
+    if not regular_file(path):
         raise CheckpointError(f"{folder} holds no trainer state ({STATE_FILE} missing)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -365,9 +431,13 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is corrupt or unsafe: {str(exc).splitlines()[0]}") from exc
 
 
-def load_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[RunConfig, Model]:
-    """Rebuild the model a run directory describes and load its weights."""
+def load_model(run_dir: str | Path, device: torch.device | str = "cpu", *,
+               trust_cell_code: bool = False) -> tuple[RunConfig, Model]:
+    """Rebuild the model a run directory describes and load its weights. A run whose cell is a user's code (a
+    MODULE:CLASS or FILE.py:CLASS, which importing runs) is refused unless `trust_cell_code`
+    (`user_cell.require_trusted_cell`)."""
     cfg, meta = read_config(run_dir)
+    require_trusted_cell(cfg, meta.get("cell_code"), run_dir, trust_cell_code)
     model = Model.for_run(cfg, int(meta["vocab_size"]))
     load_weights(run_dir, model)
     problem = damage(model)

@@ -1,12 +1,15 @@
 """The `smtrnn` command: train, label, eval, sample, and demo (SMT vs BPTT side by side on an embedded synthetic task).
 
-The CLI alone picks the device. Any input problem ends with one line on stderr and exit code 2.
+The CLI alone picks the device. Any input problem ends with one line on stderr and exit code 2 (a user's cell that
+raises: that line, then the cell's own traceback; `smtrnn.user_cell`).
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
+import os
 import signal
 import sys
 import threading
@@ -16,20 +19,22 @@ from pathlib import Path
 import torch
 
 from smtrnn import distributed
-from smtrnn.checkpoint import load_model, read_config
+from smtrnn.checkpoint import has_checkpoint, load_model, read_config
 from smtrnn.config import (RunConfig, TrainConfig, apply_overrides, describe_fields, field_docs, flatten,
-                           load_config_file, upgrade)
+                           load_config_file, shown, size_text, upgrade)
 from smtrnn.data.real import DATA_TASKS
 from smtrnn.diagnostics import diagnostics
-from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError
-from smtrnn.evaluate import evaluate, evaluate_documents, evaluate_lengths
+from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError, UserCodeError, out_of_memory
+from smtrnn.evaluate import available_memory, evaluate, evaluate_documents, evaluate_lengths, evaluation_bytes
 from smtrnn.tools.gradients import gradient_curves
 from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.presets import RECIPE, make_preset
 from smtrnn.tools.png import image_grid, write_png
-from smtrnn.sample import complete_images, continue_prompt
+from smtrnn.sample import complete_images, stream_continuation
+from smtrnn.step_timer import StepOverrun, StepTimer
 from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.trainer import Trainer, resolve_device
+from smtrnn.user_cell import require_trusted_cell
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,11 +83,19 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     file_data = load_config_file(args.config) if args.config else {}
     if args.init and args.labels:
         raise ConfigError("--init (method dmt) and --labels (method labels) exclude each other")
+    # A cell named on this command line is the user's choice; one that comes with a stored config is the run's code
+    named_cell = (args.cell is not None or "rnn.cell" in _set_overrides(args.set)
+                  or "rnn.cell" in upgrade(flatten(file_data)))
     if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
-        cfg, _ = read_config(args.init)
+        cfg, meta = read_config(args.init)
+        if not named_cell:
+            require_trusted_cell(cfg, meta.get("cell_code"), args.init, args.trust_cell_code)
         cfg.train = TrainConfig(method="dmt", init=args.init, seed=cfg.train.seed)
     elif args.labels:  # an RNN fit to stored labels: the labelling teacher run's config is the base
-        cfg = RunConfig.from_dict(read_manifest(args.labels)["config"])
+        manifest = read_manifest(args.labels)
+        cfg = RunConfig.from_dict(manifest["config"])
+        if not named_cell:
+            require_trusted_cell(cfg, manifest.get("cell_code"), args.labels, args.trust_cell_code)
         cfg.train = TrainConfig(method="labels", labels=args.labels, seed=cfg.train.seed)
     else:
         if task is None:
@@ -124,7 +137,7 @@ def _set_overrides(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError(f"--set expects FIELD=VALUE, got '{item}'")
+            raise ConfigError(f"--set expects FIELD=VALUE, got {shown(item)}")
         overrides[name.strip()] = value.strip()
     return overrides
 
@@ -148,6 +161,8 @@ def _stop_on_signals(trainer: Trainer):
         if len(received) > 1:
             raise _SecondSignal(signum)
         trainer.request_stop()
+        if trainer.step_timer is not None:  # a step that never ends is stopped after the grace
+            trainer.step_timer.stop_requested(received[0])
 
     if threading.current_thread() is not threading.main_thread():  # handlers can only be set from the main thread
         yield received
@@ -186,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> int:
     new_folder = not Path(args.out).exists()
     trainer = Trainer(cfg, args.out, device, resume=args.resume, show_progress=not args.quiet)
+    trainer.step_timer = StepTimer(cfg.train.stop_grace)
     try:
         try:
             with _stop_on_signals(trainer) as received:
@@ -198,6 +214,11 @@ def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> in
         print(f"smtrnn: {signal.Signals(stop.signum).name} again: stopped at once after {trainer.step} steps, "
               f"without saving; {args.out} keeps its last checkpoint", file=sys.stderr)
         return 128 + stop.signum
+    except StepOverrun as overrun:
+        kept = "keeps its last checkpoint" if has_checkpoint(args.out) else "holds no checkpoint"
+        print(f"smtrnn: {'' if overrun.stopped_by else 'error: '}{overrun}: stopped after {trainer.step} steps, "
+              f"without saving; {args.out} {kept}", file=sys.stderr)
+        return 128 + signal.Signals[overrun.stopped_by] if overrun.stopped_by else 1
     except TrainingError as exc:  # every rank reaches the same verdict (see Trainer.train_step): rank 0 says it
         if distributed.is_main():
             print(f"smtrnn: error: {exc}", file=sys.stderr)
@@ -225,13 +246,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         plots.require_matplotlib()
         if Path(args.plots).exists() and not Path(args.plots).is_dir():
             raise ConfigError(f"--plots {args.plots} exists and is not a directory")
-    cfg, model = load_model(args.run_dir, resolve_device(args.device))
+    cfg, model = load_model(args.run_dir, resolve_device(args.device), trust_cell_code=args.trust_cell_code)
     task = make_task(cfg.task.name, **cfg.task.params)
     if args.probe and model.teacher is None:
         raise ConfigError("--probe compares teacher memories with the RNN's rollout; this run has no teacher (BPTT)")
     if args.probe:
         task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
     lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len else []
+    free = available_memory(next(model.parameters()).device)
+    for length in lengths:  # before any work: a length that cannot fit would be ended by the kernel, unexplained
+        need = evaluation_bytes(cfg, model.vocab_size, length, cfg.optim.batch_size)
+        if free is not None and need > free:
+            raise ConfigError(f"--seq-len {shown(length)} needs about {size_text(need)} to evaluate (batch "
+                              f"{cfg.optim.batch_size}); {size_text(free)} are available")
     result = evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size, curves=plots is not None)
     if lengths:
         result["lengths"] = evaluate_lengths(model, task, lengths, args.batches, cfg.optim.batch_size)
@@ -263,9 +290,9 @@ def parse_lengths(text: str, flag: str) -> list[int]:
     try:
         lengths = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
-        raise ConfigError(f"{flag} must be sequence lengths separated by commas, got '{text}'") from exc
+        raise ConfigError(f"{flag} must be sequence lengths separated by commas, got {shown(text)}") from exc
     if not lengths or any(n < 1 for n in lengths):
-        raise ConfigError(f"{flag} must be positive sequence lengths separated by commas, got '{text}'")
+        raise ConfigError(f"{flag} must be positive sequence lengths separated by commas, got {shown(text)}")
     return list(dict.fromkeys(lengths))
 
 
@@ -275,7 +302,7 @@ def parse_tokens(text: str, vocab_size: int) -> list[int]:
     try:
         tokens = [int(p) for p in parts]
     except ValueError as exc:
-        raise ConfigError(f"--prompt must be token ids separated by commas or spaces, got '{text}'") from exc
+        raise ConfigError(f"--prompt must be token ids separated by commas or spaces, got {shown(text)}") from exc
     bad = [t for t in tokens if not 0 <= t < vocab_size]
     if bad:
         raise ConfigError(f"--prompt token {bad[0]} is outside the vocabulary [0, {vocab_size})")
@@ -288,7 +315,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.format not in FORMATS:
         raise ConfigError(f"unknown --format {args.format!r}; choose from: {', '.join(FORMATS)}")
-    _, model = load_model(args.run_dir, torch.device("cpu"))
+    _, model = load_model(args.run_dir, torch.device("cpu"), trust_cell_code=args.trust_cell_code)
     path = export(model.rnn, args.format, args.out)
     print(f"wrote {path}: step(state (B, {model.rnn.size}), token (B,)) -> next_state, logits (B, {model.vocab_size})",
           file=sys.stderr)
@@ -304,7 +331,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError("sample needs exactly one of --prompt TOKENS, --text STRING (text runs) or --png FILE "
                           "(pixels runs)")
     device = resolve_device(args.device)
-    cfg, model = load_model(args.run_dir, device)
+    cfg, model = load_model(args.run_dir, device, trust_cell_code=args.trust_cell_code)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if args.png is not None:
         return _sample_png(args, cfg, model, generator)
@@ -318,12 +345,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
     else:
         tokens = parse_tokens(args.prompt, model.vocab_size)
     prompt = torch.tensor([tokens], dtype=torch.long, device=device)
-    out = continue_prompt(model.rnn, prompt, args.length, args.temperature, generator)[0].tolist()
-    if args.text is not None:
-        print(bytes(tokens + out).decode("utf-8", errors="replace"))
-    else:
-        print(" ".join(str(t) for t in out))
+    # printed as drawn, so any --length runs in constant memory and shows its progress
+    stream = (int(token) for token in stream_continuation(model.rnn, prompt, args.length, args.temperature,
+                                                           generator))
+    try:
+        if args.text is not None:  # bytes decoded as they come: a character split over tokens prints once, whole
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            _emit(decoder.decode(bytes(tokens)))
+            for token in stream:
+                _emit(decoder.decode(bytes([token])))
+            _emit(decoder.decode(b"", final=True) + "\n")
+        else:
+            for index, token in enumerate(stream):
+                _emit(f" {token}" if index else str(token))
+            _emit("\n")
+    except BrokenPipeError:  # the reader stopped (`| head`): nothing more is wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit fails no more
     return 0
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _sample_png(args: argparse.Namespace, cfg, model, generator: torch.Generator) -> int:
@@ -394,12 +437,13 @@ def cmd_label(args: argparse.Namespace) -> int:
         sequences = 4096 if args.sequences is None else args.sequences
         seed = 0 if args.seed is None else args.seed
         manifest = write_labels(args.teacher, args.out, sequences, args.batch_size, args.dtype, seed,
-                                args.shard_sequences, device, log=log)
+                                args.shard_sequences, device, log=log, trust_cell_code=args.trust_cell_code)
     else:
         if args.sequences is not None or args.seed is not None:
             raise ConfigError("--data labels every position of the data: --sequences and --seed do not apply")
         manifest = write_dataset_labels(args.teacher, args.out, args.data or None, args.split, args.batch_size,
-                                        args.dtype, args.shard_sequences, device, log=log)
+                                        args.dtype, args.shard_sequences, device, log=log,
+                                        trust_cell_code=args.trust_cell_code)
     keys = ("source", "teacher_hash", "task", "data", "seq_len", "memory", "dtype", "sequences_written", "shapes")
     print(json.dumps({"labels": str(args.out)} | {k: manifest[k] for k in keys}))
     return 0
@@ -418,6 +462,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_trust_flag(p: argparse.ArgumentParser, source: str) -> None:
+    p.add_argument("--trust-cell-code", action="store_true",
+                   help=f"import a user's cell (rnn.cell MODULE:CLASS or FILE.py:CLASS) that {source} names: importing "
+                        "runs its code, so only for runs you trust (without this flag such a run is refused, naming "
+                        "the file and its sha256 at training)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="smtrnn", description="Train nonlinear RNNs without backpropagation through time.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -431,6 +482,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (refused if it already holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_trust_flag(p, "the --init run or the --labels store (and no --cell of yours)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("label", help="write a trained teacher's memories m_t for a seeded set of sequences, or for "
@@ -448,6 +500,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-sequences", type=int, default=1024, help="sequences per shard file")
     p.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
     p.add_argument("--device", default="auto")
+    _add_trust_flag(p, "the teacher run")
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("eval", help="evaluate a run's RNN alone (and its teacher)")
@@ -467,6 +520,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", metavar="DIR", help="also write diagnostic PNGs (drift, collapse, accuracy by "
                                                   "position, gradient norms) and their data to DIR; needs matplotlib")
     p.add_argument("--device", default="auto")
+    _add_trust_flag(p, "the run")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="write the RNN alone as a step function with explicit state: TorchScript or "
@@ -474,6 +528,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--format", default="torchscript", help="torchscript (default) or onnx (needs smtrnn[export])")
     p.add_argument("--out", required=True, help="the file to write (refused if it exists)")
+    _add_trust_flag(p, "the run")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="continue a prompt (token ids or text) or complete images, RNN alone")
@@ -487,6 +542,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (--png: 0 means 1.0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    _add_trust_flag(p, "the run")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("compare", help="SMT vs BPTT (and baselines) across lengths, cells and seeds, same budget")
@@ -527,27 +583,38 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    command = None
     try:
         args = make_parser().parse_args(argv)
+        command = args.command
         return args.func(args)
     except (SmtrnnError, TaskError) as exc:
         if distributed.is_main() or not isinstance(exc, ConfigError):  # under torchrun every rank has the same
             where = f" (rank {distributed.rank()})" if not distributed.is_main() else ""  # config: rank 0 says it
             print(f"smtrnn: error{where}: {exc}", file=sys.stderr)
+            if isinstance(exc, UserCodeError):  # the user's own code failed: after its line, its own traceback
+                print(exc.traceback, file=sys.stderr)
         return 2
     except OSError as exc:  # an output path under a file, a read-only or full disk, no permission
         where = exc.filename or "a file"
         print(f"smtrnn: error: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError and the CPU allocator's are RuntimeErrors
-        if isinstance(exc, RuntimeError) and not any(w in str(exc) for w in ("can't allocate memory", "out of memory")):
+        if not out_of_memory(exc):
             raise
-        print(f"smtrnn: error: out of memory: {_first_line(exc)} (a smaller --seq-len, --batch-size or "
-              "--memory-size fits)", file=sys.stderr)
+        print(f"smtrnn: error: out of memory: {_first_line(exc)} ({_MEMORY_HINTS.get(command, _MEMORY_HINTS[None])})",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("smtrnn: interrupted", file=sys.stderr)
         return 130
+
+
+# What to change when a command runs out of memory: only flags the command takes
+_MEMORY_HINTS = {None: "a smaller --seq-len, --batch-size or --memory-size fits",
+                 "eval": "fewer or shorter --seq-len lengths, or --no-diagnostics, fit",
+                 "label": "a smaller --batch-size fits",
+                 "export": "the model does not fit in memory", "sample": "the model does not fit in memory"}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -26,3 +26,20 @@ class TrainingError(SmtrnnError):
 class SaveError(TrainingError):
     """A checkpoint cannot be written (a full disk, a file-size limit, a read-only filesystem, no permission); the
     previous checkpoint is left whole. A resource problem, not the run's own: `smtrnn train` exits 2."""
+
+
+class UserCodeError(SmtrnnError):
+    """A user's own code (a cell, `smtrnn.user_cell`) raised, or called sys.exit, while smtrnn ran it. The message
+    is one line naming that code; `traceback` holds its own frames (from the user's first on): what the user needs
+    to fix their code, without smtrnn's internals. `smtrnn` prints both and exits 2."""
+
+    def __init__(self, message: str, traceback: str):
+        super().__init__(message)
+        self.traceback = traceback
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocator's out-of-memory error (MemoryError, torch.OutOfMemoryError and the CPU
+    allocator's are RuntimeErrors saying so): a resource problem, never blamed on the code that asked."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
+        words in str(exc) for words in ("can't allocate memory", "out of memory")))

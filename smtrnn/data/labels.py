@@ -3,8 +3,9 @@ cells, sizes, seeds) can be fit to them with no teacher in the loop (`smtrnn tra
 
 A label store is a directory of
 
-    manifest.json             format/version, the teacher's config and its hash, what was labelled, T, Z, dtype,
-                              the shards written so far (the manifest is the commit: a shard it lists is whole)
+    manifest.json             format/version, the teacher's config and its hash (and its run's `cell_code`, for a
+                              user's cell), what was labelled, T, Z, dtype, the shards written so far (the
+                              manifest is the commit: a shard it lists is whole)
     shard-00000.safetensors   x, y (S, T) int32 and m (S, T, Z) float16 or float32, S <= shard_sequences
 
 Two sources of sequences:
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +39,8 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from smtrnn.checkpoint import (WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json,
-                               safetensors_file)
-from smtrnn.config import TEACHER_METHODS, RunConfig
+                               regular_file, safetensors_file)
+from smtrnn.config import TEACHER_METHODS, RunConfig, shown, size_text
 from smtrnn.data.real import DATA_TASKS, SPLITS, forget_loaded
 from smtrnn.errors import CheckpointError, ConfigError, DataError
 from smtrnn.data.tasks import Task, make_task
@@ -75,11 +77,13 @@ def teacher_hash(run_dir: str | Path) -> str:
 
 def write_labels(teacher_run_dir: str | Path, out_dir: str | Path, sequences: int, batch_size: int = 64,
                  dtype: str = "float16", seed: int = 0, shard_sequences: int = 1024,
-                 device: torch.device | str = "cpu", log: Callable[[str], None] | None = None) -> dict:
+                 device: torch.device | str = "cpu", log: Callable[[str], None] | None = None,
+                 trust_cell_code: bool = False) -> dict:
     """Encode `sequences` training sequences of the teacher run's task with its frozen teacher into `out_dir`;
-    returns the manifest. Resumes a store this call's arguments began; any other store there is refused."""
+    returns the manifest. Resumes a store this call's arguments began; any other store there is refused. A run whose
+    cell is a user's code is loaded only with `trust_cell_code` (`checkpoint.load_model`)."""
     _check_arguments(out_dir, sequences, batch_size, shard_sequences, dtype)
-    cfg, teacher, vocab = _load_teacher(teacher_run_dir, device)
+    cfg, teacher, vocab = _load_teacher(teacher_run_dir, device, trust_cell_code)
     task = make_task(cfg.task.name, **cfg.task.params)
 
     def draw(index: int, start: int, count: int) -> tuple[Tensor, Tensor]:
@@ -92,14 +96,14 @@ def write_labels(teacher_run_dir: str | Path, out_dir: str | Path, sequences: in
 def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data: Optional[str] = None,
                          split: str = "train", batch_size: int = 64, dtype: str = "float16",
                          shard_sequences: int = 1024, device: torch.device | str = "cpu",
-                         log: Callable[[str], None] | None = None) -> dict:
+                         log: Callable[[str], None] | None = None, trust_cell_code: bool = False) -> dict:
     """Encode every position of a text or pixels split with the run's frozen teacher into `out_dir`, in windows of
     the run's T (`Task.windows`); `data` replaces the run's data path (None: the run's own data). Returns the
-    manifest; resumes like `write_labels`."""
+    manifest; resumes, and takes `trust_cell_code`, like `write_labels`."""
     _check_arguments(out_dir, 1, batch_size, shard_sequences, dtype)
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}'; choose from: {', '.join(SPLITS)}")
-    cfg, teacher, vocab = _load_teacher(teacher_run_dir, device)
+    cfg, teacher, vocab = _load_teacher(teacher_run_dir, device, trust_cell_code)
     if cfg.task.name not in DATA_TASKS:
         raise ConfigError(f"--data labels a dataset, but {teacher_run_dir} was trained on the generated task "
                           f"'{cfg.task.name}' (use --sequences)")
@@ -128,9 +132,10 @@ def _check_arguments(out_dir: str | Path, sequences: int, batch_size: int, shard
         raise CheckpointError(f"output path {out_dir} exists and is not a directory")
 
 
-def _load_teacher(run_dir: str | Path, device: torch.device | str) -> tuple[RunConfig, torch.nn.Module, int]:
+def _load_teacher(run_dir: str | Path, device: torch.device | str,
+                  trust_cell_code: bool) -> tuple[RunConfig, torch.nn.Module, int]:
     """(config, the frozen teacher in eval mode, its vocabulary) of a trained run; a run without one is refused."""
-    cfg, model = load_model(run_dir, device)
+    cfg, model = load_model(run_dir, device, trust_cell_code=trust_cell_code)
     if cfg.train.method not in TEACHER_METHODS or model.teacher is None:
         raise CheckpointError(f"{run_dir} is a {cfg.train.method} run: it has no teacher to label with")
     return cfg, model.teacher.eval(), model.vocab_size
@@ -144,6 +149,8 @@ def _manifest(run_dir: str | Path, cfg: RunConfig, vocab: int, source: str, data
         "seq_len": cfg.task.seq_len, "memory": {"tokens": cfg.memory.tokens, "width": cfg.memory.width},
         "vocab_size": vocab, "sequences": sequences, "shard_sequences": shard_sequences, "seed": seed,
         "dtype": dtype, "config": cfg.to_dict(), "shards": [], "sequences_written": 0,
+        # the run's cell, if a user's: `train --labels` builds it from "config", so it is trusted as a run's is
+        "cell_code": read_config(run_dir)[1].get("cell_code"),
     }
 
 
@@ -157,6 +164,7 @@ def _write(out_dir: Path, manifest: dict, teacher: torch.nn.Module, draw: Callab
                                   f"writes version {VERSION}: choose another --out")
         _require_same(previous, manifest, f"{out_dir} holds other labels", "choose another --out")
         manifest["shards"] = [s for s in previous["shards"] if _shard_whole(out_dir, s)]
+    _check_disk_space(out_dir, manifest)
     out_dir.mkdir(parents=True, exist_ok=True)
     done = {s["file"] for s in manifest["shards"]}
     total, per_shard = manifest["sequences"], manifest["shard_sequences"]
@@ -177,6 +185,29 @@ def _write(out_dir: Path, manifest: dict, teacher: torch.nn.Module, draw: Callab
             log(f"{name}: {count} sequences ({manifest['sequences_written']} of {total})")
     _commit(out_dir, manifest)
     return manifest
+
+
+def store_bytes(manifest: dict, sequences: int) -> int:
+    """About how many bytes `sequences` sequences of a store take: x and y (T,) int32 and m (T, Z) in its dtype each
+    (the shard headers and the manifest add a few KB)."""
+    size = manifest["memory"]["tokens"] * manifest["memory"]["width"]
+    return sequences * manifest["seq_len"] * (2 * 4 + size * DTYPES[manifest["dtype"]].itemsize)
+
+
+def _check_disk_space(out_dir: Path, manifest: dict) -> None:
+    """Refuse, before anything is written, a store the disk cannot hold: found out by a full disk, it would have
+    filled the disk first (a trillion sequences are petabytes)."""
+    left = manifest["sequences"] - sum(s["sequences"] for s in manifest["shards"])
+    need = store_bytes(manifest, left)
+    folder = out_dir.absolute()
+    while not folder.exists():  # the folder the store will be created in
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        size = manifest["memory"]["tokens"] * manifest["memory"]["width"]
+        raise CheckpointError(f"--out {out_dir}: {shown(left)} sequences of T={manifest['seq_len']}, Z={size} in "
+                              f"{manifest['dtype']} need about {size_text(need)} of disk; {folder} has "
+                              f"{size_text(free)} free")
 
 
 def _commit(out_dir: Path, manifest: dict) -> None:
@@ -211,7 +242,7 @@ def read_manifest(labels_dir: str | Path) -> dict:
     path = labels_dir / MANIFEST
     if not labels_dir.is_dir():
         raise CheckpointError(f"label directory {labels_dir} does not exist")
-    if not path.is_file():
+    if not regular_file(path):
         raise CheckpointError(f"{labels_dir} is not a label store ({MANIFEST} missing)")
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -351,6 +382,7 @@ def _check_token_ids(path: Path, shard: _Shard, vocab_size: int) -> None:
 def _map_shard(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]) -> _Shard:
     """Check a shard with safetensors' own reader (a truncated or corrupt file is refused) and against the
     manifest's shapes and dtypes, then memory-map its arrays."""
+    regular_file(path)  # a FIFO is refused unopened: opening it would wait for a writer
     try:
         with safe_open(str(path), framework="pt"):
             pass  # validates the header and that the tensors cover the file exactly

@@ -123,7 +123,8 @@ def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: 
         row = json.loads(done.read_text())
         missing = [n for n in eval_lengths if str(n) not in row.get("lengths", {})]
         if missing:
-            _, model = load_model(run_dir, device)
+            # trusted: its config matched this command line (changed_fields above), so its cell is one of --cells
+            _, model = load_model(run_dir, device, trust_cell_code=True)
             task = make_task(cfg.task.name, **cfg.task.params)
             row["lengths"] = row.get("lengths", {}) | evaluate_lengths(model, task, missing, eval_batches,
                                                                        cfg.optim.batch_size)
