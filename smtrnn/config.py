@@ -38,6 +38,8 @@ BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines o
 SMT_CELLS = tuple(c for c in CELLS if c not in BPTT_ONLY_CELLS)  # RMS-normalized memories: every method
 USER_CELL_PATTERN = re.compile(r"[^:]+:[A-Za-z_]\w*")  # a user's cell class: MODULE:CLASS or FILE.py:CLASS
 DICT_FIELDS = ("task.params", "rnn.cell_args")  # fields whose value is one mapping (not a nested section)
+# ... nested at most this deep: copying one (dataclasses.asdict) and writing it (json.dumps) recurse once per level
+MAX_DEPTH = 32
 SMT_SCHEDULES = get_args(Schedule)
 SCHEDULES = get_args(LRSchedule)
 PRECISIONS = get_args(Precision)
@@ -48,8 +50,25 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """repr(value) cut to `limit` characters with an ellipsis: an error names the user's value, but a 10 KB value
+    must not become a 10 KB error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def size_text(size: int) -> str:
+    """A size in bytes for a message: '512.0 MB', '12.3 GB'; past a trillion GB (a 400-digit length asks for more
+    than a float holds) as a power of ten."""
+    if size < 10**9:
+        return f"{size / 1e6:,.1f} MB"
+    if size < 10**21:
+        return f"{size / 1e9:,.1f} GB"
+    return f"10^{int(size.bit_length() * math.log10(2)) - 9} GB"
+
+
 def _choice(section: str, name: str, value: Any, choices: tuple) -> None:
-    _check(value in choices, f"unknown {section}.{name} {value!r}; choose from: {', '.join(choices)}")
+    _check(value in choices, f"unknown {section}.{name} {shown(value)}; choose from: {', '.join(choices)}")
 
 
 class _Section:
@@ -70,7 +89,7 @@ class _Section:
         for name in names:
             value = getattr(self, name)
             ok = value > bound if strict else value >= bound
-            _check(ok, f"{self.SECTION}.{name} must be {'>' if strict else '>='} {bound:g}, got {value}")
+            _check(ok, f"{self.SECTION}.{name} must be {'>' if strict else '>='} {bound:g}, got {shown(value)}")
 
     def _fraction(self, name: str, low_open: bool = False, high_open: bool = True) -> None:
         value = getattr(self, name)
@@ -170,8 +189,8 @@ class RNNConfig(_Section):
     def check(self) -> None:
         super().check()
         _check(self.cell in CELLS or USER_CELL_PATTERN.fullmatch(self.cell) is not None,
-               f"unknown rnn.cell {self.cell!r}; choose from: {', '.join(CELLS)}, or a user's cell as MODULE:CLASS "
-               "or FILE.py:CLASS")
+               f"unknown rnn.cell {shown(self.cell)}; choose from: {', '.join(CELLS)}, or a user's cell as "
+               "MODULE:CLASS or FILE.py:CLASS")
         _check(not self.cell_args or self.cell not in CELLS,
                f"rnn.cell_args are the keyword arguments of a user's cell; the built-in {self.cell!r} takes none")
         self._at_least(0, "hidden", "depth", "heads", "embed", "readout_hidden", strict=True)
@@ -366,6 +385,9 @@ class TrainConfig(_Section):
     skip_nonfinite_steps: int = 0
     """A step whose loss or gradient is not finite stops training; up to this many such steps are skipped instead
     (no update, logged) before it does."""
+    stop_grace: float = 60.0
+    """`smtrnn train`: seconds (at least twice the longest step so far) a step or evaluation may run past the
+    budget or past a SIGINT/SIGTERM before the run is stopped there, without saving it (a cell that never returns)."""
     eval_batches: int = 4
     """Held-out batches per evaluation."""
     device: str = "auto"
@@ -385,9 +407,10 @@ class TrainConfig(_Section):
         self._at_least(0, "steps", "log_every", "eval_batches", strict=True)
         self._at_least(0, "max_seconds", "eval_every", "eval_every_seconds", "save_every", "curriculum_start",
                        "skip_nonfinite_steps")
+        self._at_least(0, "stop_grace", strict=True)
         self._at_least(1, "keep_checkpoints")
         self._fraction("curriculum_fraction", low_open=True)
-        _check(0 <= self.seed < 2**63, f"train.seed must be in [0, 2^63), got {self.seed}")
+        _check(0 <= self.seed < 2**63, f"train.seed must be in [0, 2^63), got {shown(self.seed)}")
         _check(self.method != "dmt" or bool(self.init), "method dmt starts from a trained SMT run: pass --init DIR")
         _check(not self.init or self.method == "dmt", "train.init (--init) is only for method dmt")
         _check(self.method not in LABEL_METHODS or bool(self.labels),
@@ -464,29 +487,47 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
         if isinstance(value, str):
             try:
                 value = json.loads(value)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise ConfigError(f"{name} must be a JSON object, got {value!r}") from exc
+            except RecursionError as exc:
+                raise ConfigError(f"{name} is nested too deeply ({len(value)} characters of JSON)") from exc
+            except ValueError as exc:  # also an integer past Python's digit limit
+                raise ConfigError(f"{name} must be a JSON object, got {shown(value)}") from exc
         if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a mapping, got {value!r}")
+            raise ConfigError(f"{name} must be a mapping, got {shown(value)}")
+        if _depth_over(value, MAX_DEPTH):
+            raise ConfigError(f"{name} is nested too deeply (more than {MAX_DEPTH} levels)")
         return dict(value)
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {shown(value)}")
     if isinstance(value, bool):
-        raise ConfigError(f"{name} must be {type(current).__name__}, got {value!r}")
+        raise ConfigError(f"{name} must be {type(current).__name__}, got {shown(value)}")
     for kind in (int, float):
         if isinstance(current, kind):
             try:
                 converted = kind(value)
             except (TypeError, ValueError, OverflowError) as exc:
-                raise ConfigError(f"{name} must be {kind.__name__}, got {value!r}") from exc
+                raise ConfigError(f"{name} must be {kind.__name__}, got {shown(value)}") from exc
             if kind is int and isinstance(value, float) and value != converted:
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
+                raise ConfigError(f"{name} must be an integer, got {shown(value)}")
             return converted
     return str(value)
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether lists and mappings nest more than `limit` levels deep in value (iteratively: no recursion to
+    exhaust)."""
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
@@ -495,11 +536,11 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         section_name, _, field_name = name.partition(".")
         section = getattr(cfg, section_name, None)
         if not dataclasses.is_dataclass(section) or not field_name:
-            raise ConfigError(f"unknown config section in '{name}'")
+            raise ConfigError(f"unknown config section in {shown(name)}")
         if field_name not in {f.name for f in dataclasses.fields(section)}:
             if name in RENAMED:
                 raise ConfigError(f"config field '{name}' was replaced by {RENAMED[name]}")
-            raise ConfigError(f"unknown config field '{name}'")
+            raise ConfigError(f"unknown config field {shown(name)}")
         setattr(section, field_name, _coerce(name, getattr(section, field_name), value))
     return cfg
 
@@ -509,6 +550,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {path} is a directory; pass a JSON or YAML file")
+    if path.exists() and not path.is_file():  # a FIFO or a device: reading it could wait forever
+        raise ConfigError(f"config file {path} is not a regular file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -523,7 +566,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except Exception as exc:  # any parser error becomes one line naming the file
-        raise ConfigError(f"config file {path} is not valid: {str(exc).splitlines()[0]}") from exc
+        reason = str(exc).splitlines()[0].partition("; use sys.")[0]  # not Python's advice to raise its digit limit
+        raise ConfigError(f"config file {path} is not valid: {reason}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping")
     return data

@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from smtrnn import distributed
 from smtrnn.bptt import bptt_loss
-from smtrnn.checkpoint import (METRICS_FILE, damage, has_checkpoint, holds_run, load_trainer_state, load_weights,
-                               read_config, save_checkpoint, trim_metrics)
+from smtrnn.checkpoint import (METRICS_FILE, check_run_layout, damage, has_checkpoint, holds_run, load_trainer_state,
+                               load_weights, read_config, save_checkpoint, trim_metrics)
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SaveError, SmtrnnError, TrainingError
@@ -46,6 +46,7 @@ from smtrnn.data.labels import load_labels
 from smtrnn.model import Model
 from smtrnn.reference import dmt_sequential_loss, smt_one_transition_loss
 from smtrnn.smt import labels_loss, smt_loss
+from smtrnn.step_timer import StepTimer
 from smtrnn.data.tasks import build_task
 
 # The fields of a training-log record that depend on the machine's speed, not on the run: a resumed or repeated run
@@ -152,6 +153,7 @@ class Trainer:
                               "(use fp32 there)")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise CheckpointError(f"output path {self.out_dir} exists and is not a directory")
+        check_run_layout(self.out_dir)  # before anything is read or written: a refused run changes nothing
         if holds_run(self.out_dir) and not resume:
             raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
@@ -180,6 +182,7 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         self.skipped = 0  # non-finite steps skipped so far (train.skip_nonfinite_steps)
         self.stop_requested = False
+        self.step_timer: StepTimer | None = None  # the CLI's bound on a step that never ends (smtrnn.step_timer)
         if resume and has_checkpoint(self.out_dir):
             self._resume()
         elif cfg.train.init:
@@ -313,7 +316,11 @@ class Trainer:
 
     def evaluate(self) -> dict:
         cfg = self.cfg
-        return evaluate(self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size)
+        with self._guard("evaluation"):
+            return evaluate(self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size)
+
+    def _guard(self, what: str, budget_left: float | None = None):
+        return self.step_timer.guard(what, budget_left) if self.step_timer is not None else nullcontext()
 
     def save(self) -> None:
         """Write a checkpoint (rank 0; every rank calls this, to hand rank 0 its RNG states)."""
@@ -362,7 +369,8 @@ class Trainer:
         since = {"elapsed": self.elapsed, "transitions": 0}  # since the last log record: the throughput's window
         while not self.done() and not self.stop_requested:
             start = time.perf_counter()
-            metrics = self.train_step()
+            with self._guard("step", cfg.max_seconds - self.elapsed if cfg.max_seconds else None):
+                metrics = self.train_step()
             self.elapsed += time.perf_counter() - start
             self.elapsed, self.stop_requested = distributed.agree_progress(self.elapsed, self.stop_requested,
                                                                            self.device)
@@ -416,7 +424,7 @@ def _nonfinite_gradient(model: Model, metrics: dict) -> tuple[str, str]:
 
 # Train fields that do not change what a run learns from its data: how it is watched, saved and placed.
 _BOOKKEEPING = ("device", "eval_every", "eval_every_seconds", "eval_batches", "log_every", "save_every",
-                "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard")
+                "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard", "stop_grace")
 
 
 def changed_fields(saved: RunConfig, cfg: RunConfig, budget: bool = True) -> list[str]:
