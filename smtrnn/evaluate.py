@@ -10,16 +10,60 @@ memories — separates a poor one-step fit from compounding drift.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from smtrnn.config import TEACHER_METHODS, RunConfig
 from smtrnn.losses import masked_accuracy, uniformity
 from smtrnn.model import Model
 from smtrnn.data.tasks import Task
 
 EVAL_SEED = 1_000_003  # held-out stream: training streams use the run's seed, evaluation always this one
+
+
+def evaluation_bytes(cfg: RunConfig, vocab_size: int, seq_len: int, batch_size: int) -> int:
+    """About the peak memory `evaluate` needs for batches of `batch_size` sequences of `seq_len`: it holds whole
+    sequences, so the cost grows with B·T, and a length of a billion must be refused before it is tried, not found
+    out by the kernel's OOM killer.
+
+    Per position, in float32: the RNN's rollout (memories (B, T, Z) and logits (B, T, V)); with a teacher, its
+    memories, the one-step predictions' input and its logits too (3Z + 2V held); plus the largest of the transient
+    working sets: the rollout's stacking and readout (Z + 2 readout widths), the teacher's Transformer (about 13
+    activations of its width per token: norms, q/k/v, attention output, the 4x MLP and its GELU) over the T inputs
+    in the encoder and over the K memory tokens in the decoder (a linear decoder: Tf·V logits instead), the cell's
+    MLP on every step at once (3 hidden widths). Attention adds no T²: scaled_dot_product_attention's fused kernels
+    never hold the (T, T) scores. Against the peak RSS on CPU (debug and small presets, the transformer cell,
+    BPTT): within 20 %."""
+    z, v = cfg.memory.size, vocab_size
+    readout = z + 2 * cfg.rnn.readout_hidden
+    if cfg.train.method not in TEACHER_METHODS:
+        floats = z + v + readout
+    else:
+        width = cfg.teacher.width
+        decoder = cfg.teacher.future_len * v if cfg.teacher.decoder == "linear" else 13 * width * cfg.memory.tokens
+        floats = 3 * z + 2 * v + max(readout, 13 * width, decoder, 3 * cfg.rnn.hidden + z)
+    return batch_size * seq_len * (4 * floats + 16)  # + x and y, int64
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for tensors on `device`: a CUDA device's free memory, else the host's MemAvailable
+    (/proc/meminfo), else its physical memory (os.sysconf); None where none of these can be read."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 class _Score:

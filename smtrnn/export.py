@@ -17,12 +17,14 @@ import contextlib
 import io
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from smtrnn.checkpoint import temporary_file
 from smtrnn.errors import ConfigError
 from smtrnn.rnn import RNN
 
@@ -86,15 +88,23 @@ def export(rnn: RNN, fmt: str, out: str | Path) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose from: {', '.join(FORMATS)}")
     out = Path(out)
-    if out.exists():
-        raise ConfigError(f"--out {out} exists; choose a new file")
+    if os.path.lexists(out):  # lexists: a link to a missing file is there too, and would be replaced
+        what = " (a link to a missing file)" if not out.exists() else ""
+        raise ConfigError(f"--out {out} exists{what}; choose a new file")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: {out.parent} is a file, not a folder")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: the folder {out.parent} does not exist")
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = temporary_file(out)  # a fresh name: a file NAME.tmp of the user's is never written over
     rnn = rnn.cpu().eval()
     try:
         (export_torchscript if fmt == "torchscript" else export_onnx)(rnn, tmp)
-        tmp.replace(out)
+        try:
+            os.link(tmp, out)  # unlike a rename, refuses a file that appeared at `out` while the export ran
+        except FileExistsError as exc:
+            raise ConfigError(f"--out {out} appeared while exporting; choose a new file") from exc
+        except OSError:  # a filesystem without hard links
+            os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return out

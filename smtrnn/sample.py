@@ -3,6 +3,8 @@ prediction back as the next input. O(1) time and memory per token; no teacher in
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import Tensor
 
@@ -16,20 +18,30 @@ def continue_prompt(rnn: RNN, prompt: Tensor, length: int, temperature: float = 
 
     temperature 0 takes the argmax; > 0 samples from softmax(logits / temperature).
     """
-    m = rnn.init_state(prompt.shape[0])
-    for t in range(prompt.shape[1]):
-        m = rnn.step(m, prompt[:, t])
-    out = []
-    for _ in range(length):
-        logits = rnn.readout(m)
-        if temperature > 0:
-            probs = torch.softmax(logits.float() / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        else:
-            token = logits.argmax(-1)
-        out.append(token)
-        m = rnn.step(m, token)
+    out = list(stream_continuation(rnn, prompt, length, temperature, generator))
     return torch.stack(out, dim=1) if out else prompt.new_zeros(prompt.shape[0], 0)
+
+
+def stream_continuation(rnn: RNN, prompt: Tensor, length: int, temperature: float = 0.0,
+                        generator: torch.Generator | None = None) -> Iterator[Tensor]:
+    """prompt (B, P) token ids -> the next `length` tokens one at a time, each (B,), as they are drawn. Holds only
+    the memory, so a caller can print a continuation of any length as it goes (`smtrnn sample`); `continue_prompt`
+    collects it."""
+    with torch.no_grad():  # per step, not around the generator: the caller's code between steps keeps its grad mode
+        m = rnn.init_state(prompt.shape[0])
+        for t in range(prompt.shape[1]):
+            m = rnn.step(m, prompt[:, t])
+    for _ in range(length):
+        with torch.no_grad():
+            logits = rnn.readout(m)
+            if temperature > 0:
+                probs = torch.softmax(logits.float() / temperature, dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            else:
+                token = logits.argmax(-1)
+        yield token
+        with torch.no_grad():
+            m = rnn.step(m, token)
 
 
 @torch.no_grad()

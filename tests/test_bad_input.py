@@ -4,6 +4,8 @@ one line `smtrnn: error: ...`, exit 2, with the run directory it touches unchang
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -11,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from smtrnn.checkpoint import (CHECKPOINTS_DIR, CONFIG_FILE, LATEST_FILE, STATE_FILE, WEIGHTS_FILE, load_model,
-                               load_trainer_state)
+from smtrnn.checkpoint import (CHECKPOINTS_DIR, CONFIG_FILE, LATEST_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE,
+                               load_model, load_trainer_state)
 from smtrnn.errors import CheckpointError
 from reliability_support import TRAIN, TRAIN_RUN, _write, latest, one_line, run_cli
 
@@ -79,6 +81,14 @@ def _rewrite_config(edit):
     return apply
 
 
+def _rewrite_text(name: str, old: str, new: str):
+    def apply(run):
+        text = (run / name).read_text()
+        (run / name).unlink()  # not through the hard link into checkpoints/
+        _write(run / name, text.replace(old, new, 1))
+    return apply
+
+
 def _replace_state(obj):
     def apply(run):
         (run / STATE_FILE).unlink()
@@ -86,6 +96,38 @@ def _replace_state(obj):
     return apply
 
 
+def _fifo(path: Path) -> Path:
+    """A FIFO at path (replacing what is there): opening it to read waits for a writer, forever."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _folder_at(name: str):
+    """Replace the run's file `name` by an empty folder."""
+    return lambda run: ((run / name).unlink(), (run / name).mkdir())
+
+
+def _file_at(name: str):
+    """Replace the run's folder `name` by a file."""
+    return lambda run: (shutil.rmtree(run / name), _write(run / name, "x"))
+
+
+def _dangling(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(path.parent / "missing-target")
+    return path
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+HUGE_INT = "1" * 5001  # past Python's 4300-digit limit on parsing an integer
 IDX = struct.pack(">IIII", 0x00000803, 3, 2, 2) + bytes(12)  # 3 images of 2x2
 
 # id: (argv from (tmp, run), fragments of the message); `run` is a private copy of a trained 6-step SMT run.
@@ -121,6 +163,21 @@ BAD_INPUT = {
         lambda t, r: [*TRAIN, "--config", _write(t / "cfg.json", '{"optim": {"lr": "fast"}}')], ["optim.lr", "fast"]),
     "config file section not a mapping": (lambda t, r: [*TRAIN, "--config", _write(t / "cfg.yaml", "rnn: 3\n")],
                                           ["rnn"]),
+    "config file with a 5001-digit integer": (
+        lambda t, r: [*TRAIN, "--config", _write(t / "big.json", f'{{"optim": {{"lr": {HUGE_INT}}}}}')],
+        ["big.json", "not valid", "4300 digits"]),
+    "config file a FIFO": (lambda t, r: [*TRAIN, "--config", _fifo(t / "cfg.json")],
+                           ["cfg.json", "not a regular file"]),
+    "cell args nested 5000 deep": (lambda t, r: [*TRAIN, "--set", f"rnn.cell_args={_nested(5000)}"],
+                                   ["rnn.cell_args", "nested too deeply"]),
+    "cell args nested 100 deep": (lambda t, r: [*TRAIN, "--set", f"rnn.cell_args={_nested(100)}"],
+                                  ["rnn.cell_args", "nested too deeply", "32 levels"]),
+    "cell args of a 10 KB string": (lambda t, r: [*TRAIN, "--set", "rnn.cell_args=" + "x" * 10_000],
+                                    ["rnn.cell_args must be a JSON object", "xxx…"]),
+    "a 10 KB schedule name": (lambda t, r: [*TRAIN, "--set", "optim.schedule=" + "y" * 10_000],
+                              ["optim.schedule", "yyy…"]),
+    "a 10 KB field name": (lambda t, r: [*TRAIN, "--set", "optim." + "z" * 10_000 + "=1"],
+                           ["unknown config field", "zzz…"]),
     # command-line arguments
     "negative budget": (lambda t, r: [*TRAIN, "--budget", "-1"], ["train.max_seconds", "-1"]),
     "lr not a number": (lambda t, r: [*TRAIN, "--lr", "abc"], ["--lr", "abc"]),
@@ -130,6 +187,18 @@ BAD_INPUT = {
     "sample negative temperature": (lambda t, r: ["sample", r, "--prompt", "1", "--temperature", "-1"],
                                     ["--temperature"]),
     "sample two prompts": (lambda t, r: ["sample", r, "--prompt", "1", "--text", "hi"], ["exactly one"]),
+    "eval at a length that cannot fit": (lambda t, r: ["eval", r, "--seq-len", "1000000000"],
+                                         ["--seq-len 1000000000 needs about", "GB to evaluate (batch", "available"]),
+    "export under a file": (lambda t, r: ["export", r, "--out", _write(t / "afile", "x") / "x.pt"],
+                            ["afile is a file, not a folder"]),
+    "export onto a dangling link": (lambda t, r: ["export", r, "--out", _dangling(t / "exp" / "dangling")],
+                                    ["dangling exists", "link to a missing file"]),
+    "label store larger than the disk": (
+        lambda t, r: ["label", "--teacher", r, "--out", t / "labels", "--sequences", "1000000000000", "--device",
+                      "cpu"], ["--out", "1000000000000 sequences", "GB of disk", "GB free"]),
+    "label manifest a FIFO": (lambda t, r: ["label", "--teacher", r, "--out", _fifo(t / "L" / "manifest.json").parent,
+                                            "--sequences", "4", "--device", "cpu"],
+                              ["manifest.json is not a regular file"]),
     # data files
     "text folder without content": (
         lambda t, r: [*TRAIN, "--task", "text", "--data", _write(t / "d" / "empty.txt", "").parent],
@@ -171,6 +240,20 @@ BAD_INPUT = {
                                       ["deep.json", "not valid"]),
     "config.json truncated": (lambda t, r: ["eval", _run_with(r, lambda d: _write(d / CONFIG_FILE, '{"form'))],
                               [CONFIG_FILE, "corrupt"]),
+    "config.json with a 5001-digit integer": (
+        lambda t, r: ["eval", _run_with(r, _rewrite_text(CONFIG_FILE, '"step":', f'"digits": {HUGE_INT}, "step":'))],
+        [CONFIG_FILE, "corrupt", "4300 digits"]),
+    "config.json a FIFO, export": (lambda t, r: ["export", _run_with(r, lambda d: _fifo(d / CONFIG_FILE)), "--out",
+                                                 t / "x.pt"], [f"{CONFIG_FILE} is not a regular file"]),
+    "config.json a FIFO, eval": (lambda t, r: ["eval", _run_with(r, lambda d: _fifo(d / CONFIG_FILE))],
+                                 [f"{CONFIG_FILE} is not a regular file"]),
+    "latest a FIFO": (lambda t, r: ["eval", _run_with(r, lambda d: _fifo(d / LATEST_FILE))],
+                      [f"{LATEST_FILE} is not a regular file"]),
+    "weights a FIFO": (lambda t, r: ["sample", _run_with(r, lambda d: _fifo(d / WEIGHTS_FILE)), "--prompt", "1"],
+                       [f"{WEIGHTS_FILE} is not a regular file"]),
+    "trainer state a FIFO": (
+        lambda t, r: [*TRAIN_RUN, "--resume", "--out", _run_with(r, lambda d: _fifo(d / STATE_FILE))],
+        [f"{STATE_FILE} is not a regular file"]),
     "config names an unknown task": (
         lambda t, r: ["eval", _run_with(r, _rewrite_config(lambda m: m["config"]["task"].update(name="nope")))],
         ["invalid config", "nope"]),
@@ -183,6 +266,22 @@ BAD_INPUT = {
     "resume with another config": (lambda t, r: [*TRAIN_RUN, "--resume", "--lr", "0.5", "--out", r],
                                    ["different config (optim.lr=", "0.5 here"]),
     "train into a run without --resume": (lambda t, r: [*TRAIN_RUN, "--out", r], ["--resume"]),
+    # a run directory of the wrong layout: refused before any work, so no log record or temporary file is left
+    "resume where checkpoints is a file": (
+        lambda t, r: [*TRAIN_RUN, "--steps", 12, "--resume", "--out", _run_with(r, _file_at(CHECKPOINTS_DIR))],
+        [CHECKPOINTS_DIR, "is not a folder"]),
+    "resume where latest is a folder": (
+        lambda t, r: [*TRAIN_RUN, "--steps", 12, "--resume", "--out", _run_with(r, _folder_at(LATEST_FILE))],
+        [LATEST_FILE, "is not a regular file"]),
+    "resume where metrics.jsonl is a folder": (
+        lambda t, r: [*TRAIN_RUN, "--steps", 12, "--resume", "--out", _run_with(r, _folder_at(METRICS_FILE))],
+        [METRICS_FILE, "is not a regular file"]),
+    "resume where metrics.jsonl is a FIFO": (
+        lambda t, r: [*TRAIN_RUN, "--steps", 12, "--resume", "--out", _run_with(r, lambda d: _fifo(d / METRICS_FILE))],
+        [METRICS_FILE, "is not a regular file"]),
+    "a fresh run into a folder whose checkpoints is a file": (
+        lambda t, r: [*TRAIN, "--out", _write(t / "fresh" / CHECKPOINTS_DIR, "x").parent],
+        [CHECKPOINTS_DIR, "is not a folder"]),
     "--out is a file": (lambda t, r: [*TRAIN, "--out", _write(t / "a-file", "x")], ["a-file", "not a directory"]),
 }
 
@@ -204,4 +303,13 @@ def test_bad_input_is_one_line_and_exit_2(argv, fragments, smt_run_copy, tmp_pat
     assert line.startswith("smtrnn: error: ")
     for fragment in fragments:
         assert fragment in line, line
+    assert len(line) < 400, line  # a user's value is named, never echoed whole (the 10 KB ones above)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_label_store_larger_than_the_disk_is_refused_before_anything_is_written(smt_run_copy, tmp_path, capsys):
+    out = tmp_path / "labels"
+    code, _, err = run_cli(capsys, "label", "--teacher", smt_run_copy, "--out", out, "--sequences", 10**12,
+                           "--device", "cpu")
+    assert code == 2 and "GB of disk" in one_line(err)
+    assert not out.exists()  # no folder, no shard

@@ -110,6 +110,19 @@ def test_a_save_cut_short_at_any_point_leaves_a_whole_checkpoint(smt_run, tmp_pa
     assert seen == sorted(seen) and seen[0] == 6 and seen[-1] == 7  # old until the commit, new from then on
 
 
+def test_atomic_write_never_touches_a_file_named_like_its_temporary_file(tmp_path):
+    """A fixed temporary name (latest.tmp) would be written over and renamed into place: someone's file lost."""
+    target = tmp_path / "latest"
+    (tmp_path / "latest.tmp").write_text("mine")
+    (tmp_path / ".latest.abcd1234.tmp").write_text("half")  # what a crash mid-write left: deleted by the next write
+    checkpoint.atomic_write(target, lambda p: p.write_text("step-00000001\n"))
+    assert target.read_text() == "step-00000001\n" and (tmp_path / "latest.tmp").read_text() == "mine"
+    with pytest.raises(ZeroDivisionError):
+        checkpoint.atomic_write(target, lambda p: 1 / 0)
+    assert target.read_text() == "step-00000001\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "latest.tmp"]
+
+
 @pytest.mark.parametrize("errno_, words", [(errno.ENOSPC, "No space left on device"),
                                             (errno.EROFS, "Read-only file system"),
                                             (errno.EACCES, "Permission denied")])

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from smtrnn.checkpoint import WEIGHTS_FILE
+from smtrnn.checkpoint import WEIGHTS_FILE, load_model
 from smtrnn.cli import main
+from smtrnn.sample import continue_prompt, stream_continuation
 from support import snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +93,73 @@ def test_sampling_at_a_temperature_is_seeded(capsys, cli_runs):
     argv = ["sample", cli_runs["smt"], "--prompt", "0 1", "--length", 8, "--temperature", 1.0, "--device", "cpu"]
     outs = [run_cli(capsys, *argv, "--seed", seed)[1] for seed in (3, 3)]
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_streamed_tokens_are_continue_prompts(temperature, cli_runs):
+    _, model = load_model(cli_runs["smt"])
+    prompt = torch.tensor([[1, 2, 3], [0, 1, 2]])
+    whole = continue_prompt(model.rnn, prompt, 12, temperature, torch.Generator().manual_seed(5))
+    streamed = list(stream_continuation(model.rnn, prompt, 12, temperature, torch.Generator().manual_seed(5)))
+    assert len(streamed) == 12 and all(token.shape == (2,) for token in streamed)
+    assert torch.equal(torch.stack(streamed, dim=1), whole)
+
+
+def test_sample_prints_continue_prompts_tokens_greedily_and_alike_each_time(capsys, cli_runs):
+    _, model = load_model(cli_runs["smt"])
+    expected = continue_prompt(model.rnn, torch.tensor([[1, 2, 3]]), 12)[0].tolist()
+    argv = ["sample", cli_runs["smt"], "--prompt", "1,2,3", "--length", 12, "--device", "cpu"]
+    outs = [run_cli(capsys, *argv, "--seed", seed)[1] for seed in (0, 1)]  # greedy: the seed plays no part
+    assert outs[0] == outs[1] == " ".join(map(str, expected)) + "\n"
+
+
+def test_sample_text_prints_bytes_split_over_tokens_as_whole_characters(capsys, tmp_path, monkeypatch):
+    run = tmp_path / "text"
+    assert main(["train", "--task", "text", "--preset", "debug", "--steps", "1", "--out", str(run), "--quiet",
+                 "--device", "cpu"]) == 0
+    drawn = "é€😀".encode() + b"\xff" + b"z"  # 2-, 3- and 4-byte characters, then a byte that begins none
+    monkeypatch.setattr("smtrnn.cli.stream_continuation", lambda *args: (torch.tensor([b]) for b in drawn))
+    chunks = []
+    monkeypatch.setattr("smtrnn.cli._emit", chunks.append)
+    assert main(["sample", str(run), "--text", "hé", "--length", str(len(drawn)), "--device", "cpu"]) == 0
+    assert "".join(chunks) == ("hé".encode() + drawn).decode("utf-8", errors="replace") + "\n"
+    assert "".join(chunks).count("\ufffd") == 1  # only the lone byte: no character was cut between two tokens
+    assert len(chunks) > 3  # printed as drawn, not at the end
+
+
+@pytest.mark.parametrize("command, hint", [("export", "the model does not fit in memory"),
+                                           ("sample", "the model does not fit in memory"),
+                                           ("eval", "--seq-len lengths, or --no-diagnostics")])
+def test_out_of_memory_names_only_what_the_command_can_change(command, hint, capsys, cli_runs, tmp_path,
+                                                              monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes")
+
+    monkeypatch.setattr("smtrnn.cli.load_model", exhausted)
+    argv = {"export": ["--out", tmp_path / "x.pt"], "sample": ["--prompt", "1"], "eval": []}[command]
+    code, out, err = run_cli(capsys, command, cli_runs["smt"], *argv)
+    assert_one_line_error(code, out, err, "out of memory", "you tried to allocate 9 bytes", hint)
+    assert "--batch-size" not in err and "--memory-size" not in err
+
+
+@pytest.mark.slow
+def test_sample_streams_a_billion_tokens_and_stops_when_the_reader_does(cli_runs):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "smtrnn", "sample", str(cli_runs["smt"]), "--prompt", "1",
+                             "--length", "1000000000", "--device", "cpu"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first, deadline = b"", time.monotonic() + 120
+    while len(first) < 40:  # it arrives while the rest is still being drawn
+        if not select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))[0]:
+            proc.kill()
+            pytest.fail("sample printed nothing: its output is not streamed")
+        chunk = os.read(proc.stdout.fileno(), 40 - len(first))
+        assert chunk, proc.stderr.read()
+        first += chunk
+    proc.stdout.close()  # the reader stops, like `| head`
+    assert proc.wait(timeout=120) == 0
+    assert proc.stderr.read() == b""
+    assert len(first.split()) >= 10
 
 
 def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):

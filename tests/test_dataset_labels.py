@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from smtrnn.checkpoint import load_model
 from smtrnn.cli import main
 from smtrnn.data.real import forget_loaded
 from smtrnn.errors import CheckpointError
-from smtrnn.data.labels import MANIFEST, load_labels, write_dataset_labels
+from smtrnn.data.labels import MANIFEST, load_labels, store_bytes, write_dataset_labels
 from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer, train
 from support import debug_config
@@ -150,6 +151,22 @@ def test_a_partial_dataset_store_resumes(text_teacher, text_store, tmp_path):
     assert len(whole) > 14  # the two kept shards are not all of it
     ours, theirs = load_labels(partial).read(0, len(whole)), whole.read(0, len(whole))
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+def test_a_store_larger_than_the_free_disk_is_refused_before_writing_and_counts_only_what_is_left(
+        text_teacher, text_store, tmp_path, monkeypatch):
+    manifest = json.loads((text_store / MANIFEST).read_text())
+    need = store_bytes(manifest, manifest["sequences"])
+    assert need <= sum(shard["bytes"] for shard in manifest["shards"])  # the estimate leaves out only the headers
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=need // 2))
+    with pytest.raises(CheckpointError, match=r"need about 0\.\d MB of disk; .* has 0\.\d MB free"):
+        write_dataset_labels(text_teacher, tmp_path / "new", batch_size=5, shard_sequences=7)
+    assert not (tmp_path / "new").exists()
+    partial = Path(shutil.copytree(text_store, tmp_path / "partial"))  # all but the last shard: that one fits
+    manifest["shards"] = manifest["shards"][:-1]
+    (partial / MANIFEST).write_text(json.dumps(manifest))
+    write_dataset_labels(text_teacher, partial, batch_size=5, shard_sequences=7)
+    assert len(load_labels(partial)) == manifest["sequences"]
 
 
 def test_a_version_1_store_still_trains_but_is_not_resumed(text_store, tmp_path, text_teacher):

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from smtrnn.evaluate import _Score, drift_buckets, effective_rank, evaluate
+from smtrnn.evaluate import (_Score, available_memory, drift_buckets, effective_rank, evaluate,
+                             evaluation_bytes)
 from smtrnn.losses import uniformity
 from smtrnn.model import Model
 from smtrnn.data.tasks import make_task
@@ -191,3 +192,18 @@ def test_spread_vectors_are_more_uniform_than_clustered_ones():
     spread_u, clustered_u = uniformity(spread, 512).item(), uniformity(clustered, 512).item()
     assert spread_u < -1.0
     assert spread_u < clustered_u < 0.0
+
+
+@pytest.mark.parametrize("method", ["smt", "bptt"])
+def test_the_memory_estimate_refuses_a_billion_positions_and_admits_the_training_length(method):
+    cfg = debug_config("retrieval", method)
+    vocab, batch = make_task(cfg.task.name, **cfg.task.params).vocab_size, cfg.optim.batch_size
+    free = available_memory(torch.device("cpu"))
+    assert free is not None and free > 0
+    assert evaluation_bytes(cfg, vocab, 10**9, batch) > free
+    assert evaluation_bytes(cfg, vocab, cfg.task.seq_len, batch) < free
+    # grows with B·T, and counts at least the memories and logits evaluate holds (the teacher's beside the RNN's)
+    assert evaluation_bytes(cfg, vocab, 2 * cfg.task.seq_len, batch) == 2 * evaluation_bytes(cfg, vocab,
+                                                                                             cfg.task.seq_len, batch)
+    held = (2 if method == "smt" else 1) * 4 * (cfg.memory.size + vocab)
+    assert evaluation_bytes(cfg, vocab, 1, 1) > held

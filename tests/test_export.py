@@ -4,6 +4,7 @@ onnxruntime), matching eager PyTorch over a 100-step rollout."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,26 @@ def test_export_refuses_bad_requests_in_one_line_and_overwrites_nothing(tmp_path
         assert err.count("\n") == 1 and words in err
     assert kept.read_bytes() == b"mine"
     assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "y.pt")]) == 2
+
+
+def test_export_never_touches_a_file_named_like_its_temporary_file(tmp_path, capsys):
+    run = trained(tmp_path, "mlp", capsys)
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "new.pt.tmp").write_bytes(b"mine")  # the name a fixed temporary name would have used
+    assert main(["export", str(run), "--out", str(folder / "new.pt")]) == 0
+    assert (folder / "new.pt.tmp").read_bytes() == b"mine"
+    assert sorted(p.name for p in folder.iterdir()) == ["new.pt", "new.pt.tmp"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "new.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # the usual mode, not mkstemp's 0600
+    assert torch.jit.load(str(folder / "new.pt")).initial_state.shape == (1, 32)
+
+
+def test_export_leaves_a_link_to_a_missing_file_in_place(tmp_path, capsys):
+    run = trained(tmp_path, "mlp", capsys)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert main(["export", str(run), "--out", str(tmp_path / "dangling")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "link to a missing file" in err
+    assert os.readlink(tmp_path / "dangling") == str(tmp_path / "nowhere") and not (tmp_path / "nowhere").exists()
