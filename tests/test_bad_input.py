@@ -226,6 +226,10 @@ BAD_INPUT = {
                             ["d.idx", "dimensions"]),
     "torchvision without root": (lambda t, r: [*TRAIN, "--task", "pixels", "--data", "torchvision:MNIST"],
                                  ["torchvision:NAME:ROOT"]),
+    "pixel side 1": (lambda t, r: [*TRAIN, "--task", "pixels", "--set", 'task.params={"side": 1}'],
+                     ["side", "[2, 1024]", "1"]),
+    "pixel side 2000": (lambda t, r: [*TRAIN, "--task", "pixels", "--set", 'task.params={"side": 2000}'],
+                        ["side", "[2, 1024]", "2000"]),
     "pixel levels 1": (lambda t, r: [*TRAIN, "--task", "pixels", "--set",
                                      f'task.params={{"path": "{_write(t / "i.idx", IDX)}", "levels": 1}}'], ["levels"]),
     # checkpoints

@@ -17,7 +17,8 @@ import torch
 
 from smtrnn.errors import DataError
 from smtrnn.data.images import (Images, dequantize, load_digits, load_idx, load_images, load_torchvision, quantize,
-                           split_images)
+                                resample, split_images)
+from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.tools.png import image_grid, read_png_size, write_png
 
 
@@ -259,6 +260,39 @@ def test_quantize_to_more_than_256_levels_widens_the_dtype():
 def test_quantize_rejects_bad_levels(levels):
     with raises_data_error("levels must be an integer in"):
         quantize(images(), levels)
+
+
+def test_resample_keeps_count_levels_and_range_and_scales_a_known_image():
+    # a left-to-right ramp 0..3 over 4 columns stays a non-decreasing ramp at 8 columns, ends included
+    ramp = Images(torch.arange(4, dtype=torch.uint8).repeat(2, 4, 1), levels=4, name="ramp")
+    big = resample(ramp, 8)
+    assert big.pixels.shape == (2, 8, 8) and big.levels == 4 and big.pixels.dtype == torch.uint8
+    assert big.name == "ramp, resampled to 8x8"
+    row = big.pixels[0, 0].tolist()
+    assert row == sorted(row) and row[0] == 0 and row[-1] == 3
+    assert (big.pixels == big.pixels[:, :1]).all()  # every row alike, as in the source
+    small = resample(Images(random_pixels(3, 28, 28), 256, "r"), 4)  # shrinking: antialiased, still in range
+    assert small.pixels.shape == (3, 4, 4) and int(small.pixels.max()) <= 255
+    assert resample(ramp, 4) is ramp
+
+
+@pytest.mark.parametrize("side", [1, 1025, 2.5, True])
+def test_resample_rejects_a_side_outside_2_to_1024(side):
+    with raises_data_error(r"side must be an integer in \[2, 1024\]") as info:
+        resample(Images(random_pixels(1, 4, 4), 256, "r"), side)
+    assert_one_line(info)
+    with pytest.raises(TaskError, match="task 'pixels': side"):
+        make_task("pixels", side=side)
+
+
+def test_resampled_pixels_task_is_one_image_per_sequence_of_side_squared():
+    pytest.importorskip("sklearn")
+    task = make_task("pixels", side=16, levels=4)
+    images = task.images()
+    assert images.pixels.shape[1:] == (16, 16) and task.max_seq_len() == 256 and "resampled" in images.name
+    x, y = task.sequences(images.pixels[:3], 256)
+    assert torch.equal(y, images.pixels[:3].flatten(1).long())  # each sequence is exactly one whole image
+    assert (x[:, 0] == task.start).all() and torch.equal(x[:, 1:], y[:, :-1])
 
 
 def test_dequantize_endpoints():

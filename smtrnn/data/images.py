@@ -8,7 +8,9 @@ Sources:
 - ``torchvision:NAME:ROOT``: ``torchvision.datasets.NAME`` already downloaded under ROOT, converted to grayscale.
 
 `quantize` coarsens the intensities (fewer levels, a smaller vocabulary), `dequantize` maps them back to 0..255
-for display (see `smtrnn.tools.png`), and `split_images` holds out the last images for validation.
+for display (see `smtrnn.tools.png`), `resample` scales images to another side (the embedded 8x8 digits at 28x28
+give sequences of 784 pixels, MNIST's length, with no download: resampled, not real 28x28 images), and
+`split_images` holds out the last images for validation.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import Tensor
 from smtrnn.errors import DataError
 
 MAX_LEVELS = 65536
+MAX_SIDE = 1024  # resample: 1024x1024 pixels is already a sequence of a million tokens
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801
 _IDX_UBYTE = 0x08
@@ -202,6 +205,23 @@ def quantize(images: Images, levels: int) -> Images:
         return images
     pixels = (images.pixels.long() * levels).div(images.levels, rounding_mode="floor")
     return Images(pixels.to(_level_dtype(levels)), levels, images.name)
+
+
+def check_side(side: int) -> None:
+    if not isinstance(side, int) or isinstance(side, bool) or not 2 <= side <= MAX_SIDE:
+        raise DataError(f"side must be an integer in [2, {MAX_SIDE}], got {side!r}")
+
+
+def resample(images: Images, side: int) -> Images:
+    """Scale every image to side x side pixels: bilinear interpolation of the intensities (antialiased when
+    shrinking), rounded back to [0, levels). Same levels and image count; the name says it was resampled."""
+    check_side(side)
+    if images.height == images.width == side:
+        return images
+    pixels = torch.nn.functional.interpolate(images.pixels[:, None].float(), size=(side, side), mode="bilinear",
+                                             align_corners=False, antialias=side < max(images.height, images.width))
+    pixels = pixels[:, 0].round().clamp(0, images.levels - 1).to(images.pixels.dtype)
+    return Images(pixels, images.levels, f"{images.name}, resampled to {side}x{side}")
 
 
 def split_images(images: Images, valid_fraction: float = 0.1) -> tuple[Images, Images]:

@@ -8,7 +8,8 @@ train on them unchanged.
   document. Training windows are drawn uniformly from the concatenated training documents: x = w_0..w_{T-1},
   y = w_1..w_T (a window may run across a document boundary, as in nanoGPT).
 - **pixels**: scikit-learn's 8×8 digits by default, an MNIST-format IDX file, or `torchvision:NAME:ROOT`;
-  intensities quantized to `levels` (None = the data's own, e.g. 256). A sequence is the first T pixels of one image
+  intensities quantized to `levels` (None = the data's own, e.g. 256); `side` resamples every image to side x side
+  first (`smtrnn.data.images.resample`: 28 gives the digits MNIST's T = 784). A sequence is the first T pixels of one image
   — never two images. With `start_token` (default) x = [START, p_0..p_{T-2}] and y = p_0..p_{T-1}: every pixel is
   predicted, so bits per pixel cover the whole image. Without it x = p_0..p_{T-1}, y = p_1..p_{T-1}, -1.
 
@@ -71,10 +72,12 @@ def _text_splits(path: Optional[str], dtype: Optional[str], token_vocab: Optiona
 
 
 @lru_cache(maxsize=8)
-def _image_splits(path: Optional[str], levels: Optional[int], valid_fraction: float):
+def _image_splits(path: Optional[str], levels: Optional[int], valid_fraction: float, side: Optional[int] = None):
     from smtrnn.data import images
 
     loaded = images.load_images(path)
+    if side is not None:  # before quantizing: interpolate the data's own intensities
+        loaded = images.resample(loaded, side)
     if levels is not None:
         loaded = images.quantize(loaded, levels)
     train, valid = images.split_images(loaded, valid_fraction)
@@ -191,17 +194,25 @@ class Pixels(_DataTask):
     name: ClassVar[str] = "pixels"
     path: Optional[str] = None  # None: scikit-learn's 8x8 digits; an IDX file; torchvision:NAME:ROOT
     levels: Optional[int] = None  # quantization levels; None keeps the data's own
+    side: Optional[int] = None  # resample every image to side x side (T = side²); None keeps the data's own size
     start_token: bool = True
     valid_fraction: float = 0.1
     split: str = "train"
 
     def __post_init__(self):
         self._check_split()
+        if self.side is not None:
+            from smtrnn.data.images import check_side
+
+            try:
+                check_side(self.side)
+            except DataError as exc:
+                raise TaskError(f"task 'pixels': {exc}") from exc
 
     def images(self):
         """This split's `smtrnn.images.Images`."""
         try:
-            return _image_splits(self.path, self.levels, self.valid_fraction)[self.split]
+            return _image_splits(self.path, self.levels, self.valid_fraction, self.side)[self.split]
         except DataError as exc:
             raise TaskError(f"task 'pixels': {exc}") from exc
 
