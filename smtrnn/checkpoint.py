@@ -238,9 +238,10 @@ def holds_run(run_dir: str | Path) -> bool:
 
 
 def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_state: dict[str, Any],
-                    keep: int = 3) -> Path:
+                    keep: int = 3, protect: str | None = None) -> Path:
     """Save weights, trainer state and config as checkpoints/step-N, commit it as `latest`, refresh the top level
-    and delete all but the newest `keep` checkpoints; returns the checkpoint's folder."""
+    and delete all but the newest `keep` checkpoints and the one named `protect` (the best, `smtrnn.best`); returns
+    the checkpoint's folder."""
     run_dir = Path(run_dir)
     root = run_dir / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -271,7 +272,7 @@ def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_s
     _fsync_dir(root)
     atomic_write(run_dir / LATEST_FILE, lambda p: p.write_text(name + "\n"))  # the commit
     _refresh_top_level(folder, run_dir)
-    _prune(root, keep, name)
+    _prune(root, keep, (name, protect))
     return folder
 
 
@@ -323,10 +324,10 @@ def _clear_abandoned(root: Path, step: int, latest: str | None) -> None:
             _remove(path)
 
 
-def _prune(root: Path, keep: int, latest: str) -> None:
+def _prune(root: Path, keep: int, kept: tuple[str | None, ...]) -> None:
     steps = sorted(_step_dirs(root).items())
     for _, path in steps[: max(len(steps) - keep, 0)]:
-        if path.name != latest:
+        if path.name not in kept:
             _remove(path)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from smtrnn import distributed
+from smtrnn.best import best_checkpoint
 from smtrnn.checkpoint import has_checkpoint, load_model, read_config
 from smtrnn.config import (RunConfig, TrainConfig, apply_overrides, describe_fields, field_docs, flatten,
                            load_config_file, shown, size_text, upgrade)
@@ -246,7 +247,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         plots.require_matplotlib()
         if Path(args.plots).exists() and not Path(args.plots).is_dir():
             raise ConfigError(f"--plots {args.plots} exists and is not a directory")
-    cfg, model = load_model(args.run_dir, resolve_device(args.device), trust_cell_code=args.trust_cell_code)
+    best = None if args.last else best_checkpoint(args.run_dir)  # train.keep_best: that checkpoint is the run's
+    cfg, model = load_model(best or args.run_dir, resolve_device(args.device), trust_cell_code=args.trust_cell_code)
     task = make_task(cfg.task.name, **cfg.task.params)
     if args.probe and model.teacher is None:
         raise ConfigError("--probe compares teacher memories with the RNN's rollout; this run has no teacher (BPTT)")
@@ -259,9 +261,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if free is not None and need > free:
             raise ConfigError(f"--seq-len {shown(length)} needs about {size_text(need)} to evaluate (batch "
                               f"{cfg.optim.batch_size}); {size_text(free)} are available")
-    result = evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size, curves=plots is not None)
+    task.held_out(args.split).check_seq_len(cfg.task.seq_len)  # a split too small (or missing) is refused first
+    checkpoint = f"best ({best.name})" if best else "last"
+    result = {"split": args.split, "checkpoint": checkpoint} | evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size,
+                                              curves=plots is not None, split=args.split)
     if lengths:
-        result["lengths"] = evaluate_lengths(model, task, lengths, args.batches, cfg.optim.batch_size)
+        result["lengths"] = evaluate_lengths(model, task, lengths, args.batches, cfg.optim.batch_size, args.split)
     if model.teacher is not None and not args.no_diagnostics:
         result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
     if plots is not None:
@@ -276,7 +281,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         del result["curves"]
     if cfg.task.name in DATA_TASKS:  # bits over whole held-out documents / images, the RNN reading each from m_∅
         result["held_out_documents"] = evaluate_documents(model, task, cfg.task.seq_len, cfg.optim.batch_size,
-                                                          args.max_tokens)
+                                                          args.max_tokens, args.split)
     if args.json:
         print(json.dumps(result))
     else:
@@ -507,6 +512,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--last", action="store_true",
+                   help="score the last checkpoint even where the run kept its best (train.keep_best)")
+    p.add_argument("--split", default="valid", choices=("valid", "test"),
+                   help="the held-out split scored: valid (default; what training evaluates and settings are chosen "
+                        "on) or test (final numbers only; synthetic tasks: a stream under its own seed). The failure "
+                        "diagnostics always use validation sequences")
     p.add_argument("--seq-len", metavar="T[,T...]",
                    help="also score the RNN alone (and the teacher) at these sequence lengths, e.g. 256,512,1024: "
                         "length generalization past the training length")

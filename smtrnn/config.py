@@ -385,6 +385,9 @@ class TrainConfig(_Section):
     skip_nonfinite_steps: int = 0
     """A step whose loss or gradient is not finite stops training; up to this many such steps are skipped instead
     (no update, logged) before it does."""
+    keep_best: bool = False
+    """Data tasks: keep the checkpoint whose RNN alone had the fewest validation bits at a periodic evaluation
+    (`eval_every`, `eval_every_seconds`) and report it, not the last (`smtrnn.best`): fair to a method that overfits."""
     stop_grace: float = 60.0
     """`smtrnn train`: seconds (at least twice the longest step so far) a step or evaluation may run past the
     budget or past a SIGINT/SIGTERM before the run is stopped there, without saving it (a cell that never returns)."""
@@ -408,6 +411,9 @@ class TrainConfig(_Section):
         self._at_least(0, "max_seconds", "eval_every", "eval_every_seconds", "save_every", "curriculum_start",
                        "skip_nonfinite_steps")
         self._at_least(0, "stop_grace", strict=True)
+        _check(not self.keep_best or bool(self.eval_every or self.eval_every_seconds),
+               "train.keep_best chooses among the periodic evaluations: set train.eval_every or "
+               "train.eval_every_seconds")
         self._at_least(1, "keep_checkpoints")
         self._fraction("curriculum_fraction", low_open=True)
         _check(0 <= self.seed < 2**63, f"train.seed must be in [0, 2^63), got {shown(self.seed)}")

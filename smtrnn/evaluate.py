@@ -22,6 +22,8 @@ from smtrnn.model import Model
 from smtrnn.data.tasks import Task
 
 EVAL_SEED = 1_000_003  # held-out stream: training streams use the run's seed, evaluation always this one
+TEST_SEED = 2_000_003  # a synthetic task's test stream (final numbers), apart from the validation stream above
+SPLIT_SEEDS = {"valid": EVAL_SEED, "test": TEST_SEED}
 
 
 def evaluation_bytes(cfg: RunConfig, vocab_size: int, seq_len: int, batch_size: int) -> int:
@@ -131,18 +133,20 @@ class _PositionScore:
 
 
 @torch.no_grad()
-def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: int, seed: int = EVAL_SEED,
-             curves: bool = False) -> dict:
-    """Score the RNN alone (and, when present, the teacher) on `batches` fresh batches drawn with `seed`.
+def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: int, seed: int | None = None,
+             curves: bool = False, split: str = "valid") -> dict:
+    """Score the RNN alone (and, when present, the teacher) on `batches` fresh batches of the held-out `split`
+    ("valid" during training and for choosing settings, "test" for final numbers), drawn with `seed` (default: the
+    split's own, SPLIT_SEEDS).
 
     `curves` adds result["curves"]: drift δ_t for every t, accuracy per position bucket (rollout, one-step on
     teacher memories, teacher) and the normalized singular spectra of RNN and teacher memories (the data behind
     `smtrnn eval --plots`).
     """
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
+    held_out = task.held_out(split)  # a data task's split; a synthetic task itself, under the split's seed
+    generator = torch.Generator().manual_seed(SPLIT_SEEDS[split] if seed is None else seed)
     rnn, teacher = model.rnn, model.teacher
-    held_out = task.held_out()  # a data task's validation split; a synthetic task itself
     rnn_score, teacher_score, onestep_score, readout_score = _Score(), _Score(), _Score(), _Score()
     positions = {name: _PositionScore(seq_len) for name in ("rnn", "onestep", "teacher")}
     drift_sum = torch.zeros(seq_len, dtype=torch.float64)
@@ -210,8 +214,9 @@ def _bucket_name(start: int, stop: int) -> str:
 
 
 @torch.no_grad()
-def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, max_tokens: int = 0) -> dict:
-    """Bits per token over whole held-out documents (text) or images (pixels) of a data task.
+def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, max_tokens: int = 0,
+                       split: str = "valid") -> dict:
+    """Bits per token over the whole documents (text) or images (pixels) of a data task's held-out `split`.
 
     The RNN alone reads each document from m_∅ to its end, O(1) memory per token, in chunks of T. The teacher, a
     Transformer trained on windows of T, scores the same tokens in consecutive windows of T (its context restarts
@@ -220,7 +225,7 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
     """
     device = next(model.parameters()).device
     pairs, total = [], 0
-    for x, y in task.held_out().documents_xy():
+    for x, y in task.held_out(split).documents_xy():
         if max_tokens and total + x.numel() > max_tokens:
             x, y = x[: max_tokens - total], y[: max_tokens - total]
         if x.numel():
@@ -254,14 +259,16 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
     return result
 
 
-def evaluate_lengths(model: Model, task: Task, lengths: list[int], batches: int, batch_size: int) -> dict:
+def evaluate_lengths(model: Model, task: Task, lengths: list[int], batches: int, batch_size: int,
+                     split: str = "valid") -> dict:
     """Length generalization: the RNN alone (and the teacher, when present) scored at each of `lengths`, which may
     differ from the training length -> {str(T): {"rnn_accuracy", "teacher_accuracy", "drift", ...}}. A length the
     task cannot give (below its minimum, or past a data split) is a TaskError naming it, before anything is scored."""
-    held_out = task.held_out()
+    held_out = task.held_out(split)
     for length in lengths:
         held_out.check_seq_len(length)
     keep = ("rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy", "teacher_bits_per_token", "onestep_accuracy",
             "drift_final", "drift_labelled")
-    return {str(length): {k: v for k, v in evaluate(model, task, length, batches, batch_size).items() if k in keep}
+    return {str(length): {k: v for k, v in evaluate(model, task, length, batches, batch_size, split=split).items()
+                          if k in keep}
             for length in lengths}

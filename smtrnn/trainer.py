@@ -23,6 +23,7 @@ checkpoints, do not change).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -35,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from smtrnn import distributed
+from smtrnn.best import SCORE, best_checkpoint, mark_best, read_best
 from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (METRICS_FILE, check_run_layout, damage, has_checkpoint, holds_run, load_trainer_state,
                                load_weights, read_config, save_checkpoint, trim_metrics)
@@ -183,6 +185,15 @@ class Trainer:
         self.skipped = 0  # non-finite steps skipped so far (train.skip_nonfinite_steps)
         self.stop_requested = False
         self.step_timer: StepTimer | None = None  # the CLI's bound on a step that never ends (smtrnn.step_timer)
+        self.best = None  # train.keep_best: the best checkpoint's record so far (`smtrnn.best`)
+        if cfg.train.keep_best:
+            if not self.task.has_splits:
+                raise ConfigError(f"train.keep_best picks a checkpoint by its validation bits; task "
+                                  f"'{cfg.task.name}' has no validation split (fresh draws never overfit): the data "
+                                  "tasks (text, pixels) have one")
+            if self.world > 1:
+                raise ConfigError("train.keep_best runs on one process (not yet under torchrun)")
+            self.best = read_best(self.out_dir) if resume else None
         if resume and has_checkpoint(self.out_dir):
             self._resume()
         elif cfg.train.init:
@@ -322,8 +333,9 @@ class Trainer:
     def _guard(self, what: str, budget_left: float | None = None):
         return self.step_timer.guard(what, budget_left) if self.step_timer is not None else nullcontext()
 
-    def save(self) -> None:
-        """Write a checkpoint (rank 0; every rank calls this, to hand rank 0 its RNG states)."""
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0; every rank calls this, to hand rank 0 its RNG states); returns its folder on
+        rank 0."""
         rngs = {"torch_rng": torch.get_rng_state(), "data_rng": self.data_generator.get_state()}
         if self.device.type == "cuda":
             rngs["cuda_rng"] = torch.cuda.get_rng_state(self.device)
@@ -339,7 +351,8 @@ class Trainer:
         if self.world > 1:
             state["rank_rngs"] = rank_rngs
         try:
-            save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints)
+            return save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints,
+                                   protect=self.best["checkpoint"] if self.best else None)
         except OSError as exc:  # a full disk, lost permissions: the previous checkpoint is still whole
             raise SaveError(f"cannot save the checkpoint of step {self.step} in {self.out_dir}: "
                                 f"{exc.strerror or exc}; the previous checkpoint is kept") from exc
@@ -388,17 +401,47 @@ class Trainer:
             timed = cfg.eval_every_seconds and self.elapsed >= next_timed_eval
             periodic = cfg.eval_every and self.step % cfg.eval_every == 0 or timed
             if periodic and not self.done() and not self.stop_requested and main:  # the others wait at the next step
-                self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": self.evaluate()})
+                evaluation = self.evaluate()
+                self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": evaluation})
+                if cfg.keep_best:
+                    self._keep_if_best(evaluation)
             if timed:
                 next_timed_eval = (self.elapsed // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
         bar.close()
-        self.save()
+        folder = self.save()
         if not self.done():
             distributed.barrier()
             return None
         result = self.evaluate() if main else None
         self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "eval": result})
+        if cfg.keep_best:
+            result = self._best_result(result, folder)
         return distributed.gather_objects(result)[0]  # rank 0's evaluation, on every rank
+
+    def _keep_if_best(self, evaluation: dict, folder: Path | None = None) -> None:
+        """train.keep_best: a validation score below the best so far makes this step's checkpoint the best (saved
+        now unless `folder` holds it already)."""
+        score = evaluation[SCORE]
+        if self.best is not None and not score < self.best[SCORE]:
+            return
+        folder = folder or self.save()
+        mark_best(self.out_dir, folder, self.step, score)
+        self.best = read_best(self.out_dir)
+
+    def _best_result(self, final: dict, folder: Path) -> dict:
+        """The run's result under train.keep_best: the evaluation of its best validation checkpoint (the final
+        weights' own when they are the best), with the step it was taken at."""
+        self._keep_if_best(final, folder)
+        if self.best["step"] == self.step:
+            best = final
+        else:
+            model = copy.deepcopy(self.model)  # the trainer's own model stays as training left it
+            load_weights(best_checkpoint(self.out_dir), model)
+            cfg = self.cfg
+            with self._guard("evaluation"):
+                best = evaluate(model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size)
+        self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "best": self.best, "eval": best})
+        return best | {"best_step": self.best["step"]}
 
 
 def _nonfinite_loss(metrics: dict) -> tuple[str, str] | None:
@@ -424,7 +467,8 @@ def _nonfinite_gradient(model: Model, metrics: dict) -> tuple[str, str]:
 
 # Train fields that do not change what a run learns from its data: how it is watched, saved and placed.
 _BOOKKEEPING = ("device", "eval_every", "eval_every_seconds", "eval_batches", "log_every", "save_every",
-                "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard", "stop_grace")
+                "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard", "stop_grace",
+                "keep_best")
 
 
 def changed_fields(saved: RunConfig, cfg: RunConfig, budget: bool = True) -> list[str]:

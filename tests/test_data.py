@@ -104,9 +104,10 @@ def test_pixels_from_an_idx_file_and_a_held_out_split(tmp_path):
     pictures = torch.randint(0, 256, (20, 3, 5), generator=torch.Generator().manual_seed(0), dtype=torch.int64)
     path = write_idx(tmp_path / "images.idx.gz", pictures)
     task = make_task("pixels", path=str(path), levels=16)
-    held_out = task.held_out().images()
-    assert held_out.pixels.shape[1:] == (3, 5) and len(held_out) + len(task.images()) == 20
-    assert torch.equal(held_out.pixels[-1].long(), pictures[-1] * 16 // 256)
+    valid, test = task.held_out().images(), task.held_out("test").images()
+    assert valid.pixels.shape[1:] == (3, 5) and len(valid) + len(test) + len(task.images()) == 20
+    assert torch.equal(test.pixels[-1].long(), pictures[-1] * 16 // 256)  # the test split: the last images
+    assert torch.equal(valid.pixels[0].long(), pictures[len(task.images())] * 16 // 256)
 
 
 # --- bits over whole documents ------------------------------------------------------------------------------
@@ -238,4 +239,5 @@ def test_text_task_reads_a_local_huggingface_dataset(tmp_path, capsys):
     assert main(["train", "--task", "text", "--data", f"hf:{tmp_path / 'stories'}", "--preset", "debug",
                  "--steps", "2", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     task = make_task("text", path=f"hf:{tmp_path / 'stories'}")
-    assert task.vocab_size == 256 and len(task.documents()) + len(task.held_out().documents()) == 30
+    held_out = len(task.held_out().documents()) + len(task.held_out("test").documents())
+    assert task.vocab_size == 256 and len(task.documents()) + held_out == 30

@@ -238,6 +238,17 @@ def split_images(images: Images, valid_fraction: float = 0.1) -> tuple[Images, I
             Images(images.pixels[cut:], images.levels, images.name))
 
 
+def split_held_out_images(held: Images) -> tuple[Images, Images | None]:
+    """(valid, test): the held-out images of `split_images` in halves (the first, one more when odd, validation),
+    so that settings chosen on validation are scored on images they never saw; None for the test split when only one
+    image is held out."""
+    if len(held) < 2:
+        return held, None
+    half = -(-len(held) // 2)
+    return (Images(held.pixels[:half], held.levels, held.name),
+            Images(held.pixels[half:], held.levels, held.name))
+
+
 def dequantize(pixels: Tensor, levels: int) -> Tensor:
     """Integer intensities in [0, levels) -> uint8 0..255 for display: round(v·255 / (levels - 1)), halves up."""
     _check_levels(levels)

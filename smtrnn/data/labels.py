@@ -41,7 +41,7 @@ from torch import Tensor
 from smtrnn.checkpoint import (WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json,
                                regular_file, safetensors_file)
 from smtrnn.config import TEACHER_METHODS, RunConfig, shown, size_text
-from smtrnn.data.real import DATA_TASKS, SPLITS, forget_loaded
+from smtrnn.data.real import DATA_TASKS, forget_loaded
 from smtrnn.errors import CheckpointError, ConfigError, DataError
 from smtrnn.data.tasks import Task, make_task
 
@@ -49,6 +49,7 @@ FORMAT, VERSION = "smtrnn-labels", 2
 READABLE_VERSIONS = (1, 2)  # version 1: sampled stores, teacher hash over the whole weights file
 MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
+LABEL_SPLITS = ("train", "valid")  # the test split is for final numbers, never for labels
 _NUMPY = {"I32": np.int32, "F16": np.float16, "F32": np.float32}
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
 _SEED_STRIDE = 1_000_003  # shard i of label seed s draws from seed s·stride + i: distinct streams for i < stride
@@ -101,8 +102,10 @@ def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data:
     the run's T (`Task.windows`); `data` replaces the run's data path (None: the run's own data). Returns the
     manifest; resumes, and takes `trust_cell_code`, like `write_labels`."""
     _check_arguments(out_dir, 1, batch_size, shard_sequences, dtype)
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split '{split}'; choose from: {', '.join(SPLITS)}")
+    if split == "test":  # memories to train on are never taken from the data the final numbers are read on
+        raise ConfigError("--split test is for final numbers only; label the train or valid split")
+    if split not in LABEL_SPLITS:
+        raise ConfigError(f"unknown split '{split}'; choose from: {', '.join(LABEL_SPLITS)}")
     cfg, teacher, vocab = _load_teacher(teacher_run_dir, device, trust_cell_code)
     if cfg.task.name not in DATA_TASKS:
         raise ConfigError(f"--data labels a dataset, but {teacher_run_dir} was trained on the generated task "

@@ -13,9 +13,11 @@ train on them unchanged.
   — never two images. With `start_token` (default) x = [START, p_0..p_{T-2}] and y = p_0..p_{T-1}: every pixel is
   predicted, so bits per pixel cover the whole image. Without it x = p_0..p_{T-1}, y = p_1..p_{T-1}, -1.
 
-`held_out()` gives the same task on its validation split; evaluation always draws from it. `windows(T)` cuts a
-whole split into sequences of length T that cover every position (for `smtrnn label --data`), and `fingerprint()`
-identifies the split's contents.
+`held_out()` gives the same task on its validation split, which evaluation during training draws from;
+`held_out("test")` the test split, for final numbers only (`smtrnn eval --split test`). The held-out part
+(`valid_fraction` of the data) is halved into the two, so the training split is what it was before there was a test
+split. `windows(T)` cuts a whole split into sequences of length T that cover every position (for `smtrnn label
+--data`), and `fingerprint()` identifies the split's contents.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from torch import Tensor
 from smtrnn.errors import DataError
 from smtrnn.data.tasks import NO_TARGET, Task, TaskError, register
 
-SPLITS = ("train", "valid")
+SPLITS = ("train", "valid", "test")
 _HASH_CHUNK = 1 << 22  # tokens hashed per step: a memory-mapped corpus is never read whole
 
 
@@ -67,8 +69,9 @@ def _text_splits(path: Optional[str], dtype: Optional[str], token_vocab: Optiona
         corpus = text.load_tokens(path, dtype=dtype, vocab_size=token_vocab)
     else:
         corpus = text.load_text(path, max_bytes=max_bytes)
-    train, valid = text.split_corpus(corpus, valid_fraction)
-    return corpus.vocab_size, {"train": train, "valid": valid}
+    train, held = text.split_corpus(corpus, valid_fraction)
+    valid, test = text.split_held_out(held)
+    return corpus.vocab_size, {"train": train, "valid": valid, "test": test}
 
 
 @lru_cache(maxsize=8)
@@ -80,12 +83,14 @@ def _image_splits(path: Optional[str], levels: Optional[int], valid_fraction: fl
         loaded = images.resample(loaded, side)
     if levels is not None:
         loaded = images.quantize(loaded, levels)
-    train, valid = images.split_images(loaded, valid_fraction)
-    return {"train": train, "valid": valid}
+    train, held = images.split_images(loaded, valid_fraction)
+    valid, test = images.split_held_out_images(held)
+    return {"train": train, "valid": valid, "test": test}
 
 
 class _DataTask(Task):
     split: str
+    has_splits: ClassVar[bool] = True
 
     def _check_split(self) -> None:
         if self.path is not None and not isinstance(self.path, str):
@@ -95,8 +100,17 @@ class _DataTask(Task):
         if not 0.0 < self.valid_fraction < 1.0:
             raise TaskError(f"task '{self.name}': valid_fraction must lie in (0, 1), got {self.valid_fraction}")
 
-    def held_out(self) -> Task:
-        return dataclasses.replace(self, split="valid")
+    def held_out(self, split: str = "valid") -> Task:
+        if split not in ("valid", "test"):
+            raise TaskError(f"task '{self.name}': a held-out split is valid or test, got {split!r}")
+        return dataclasses.replace(self, split=split)
+
+    def _split_data(self, splits: dict):
+        """This split's data; the test split of a held-out part too small to halve is refused in one line."""
+        if splits[self.split] is None:
+            raise TaskError(f"task '{self.name}': the held-out part is too small to give a test split besides the "
+                            "validation split; hold out more (task.params valid_fraction)")
+        return splits[self.split]
 
     def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
         """This split's whole documents (text) or images (pixels) as (x, y) pairs of 1-D long tensors."""
@@ -141,12 +155,13 @@ class Text(_DataTask):
 
     def documents(self) -> list[Tensor]:
         """This split's documents, 1-D integer tensors."""
-        return self._splits()[1][self.split].documents
+        return self._split_data(self._splits()[1]).documents
 
     def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
         return [(d[:-1].to(torch.long), d[1:].to(torch.long)) for d in self.documents() if d.numel() >= 2]
 
     def _flat(self) -> Tensor:
+        self.documents()  # a split that cannot be had is refused here
         return _concatenated(self.path, self.dtype, self.token_vocab, self.max_bytes, self.valid_fraction, self.split)
 
     def max_seq_len(self) -> int:
@@ -212,9 +227,10 @@ class Pixels(_DataTask):
     def images(self):
         """This split's `smtrnn.images.Images`."""
         try:
-            return _image_splits(self.path, self.levels, self.valid_fraction, self.side)[self.split]
+            splits = _image_splits(self.path, self.levels, self.valid_fraction, self.side)
         except DataError as exc:
             raise TaskError(f"task 'pixels': {exc}") from exc
+        return self._split_data(splits)
 
     @property
     def levels_used(self) -> int:

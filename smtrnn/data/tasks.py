@@ -41,6 +41,7 @@ class Task(ABC):
     """A family of synthetic sequences; subclasses are frozen dataclasses whose fields are the parameters."""
 
     name: ClassVar[str]
+    has_splits: ClassVar[bool] = False  # data tasks: train, validation and test splits of finite data
 
     @property
     @abstractmethod
@@ -59,9 +60,12 @@ class Task(ABC):
         """The longest sequence the task can give (data tasks: bounded by their data); None = unbounded."""
         return None
 
-    def held_out(self) -> "Task":
-        """The task evaluation draws from. Synthetic tasks have no split: fresh draws under the evaluation seed are
-        held out. Data tasks return their validation split."""
+    def held_out(self, split: str = "valid") -> "Task":
+        """The task evaluation draws from: "valid" during training and for choosing settings, "test" for final
+        numbers. Synthetic tasks have no split: fresh draws under the split's own evaluation seed are held out
+        (`smtrnn.evaluate`). Data tasks return that split of their data."""
+        if split not in ("valid", "test"):
+            raise TaskError(f"task '{self.name}': a held-out split is valid or test, got {split!r}")
         return self
 
     def check_seq_len(self, seq_len: int) -> None:

@@ -340,6 +340,24 @@ def split_corpus(corpus: Corpus, valid_fraction: float = 0.1) -> tuple[Corpus, C
     return _subset(corpus, train), _subset(corpus, valid)
 
 
+def split_held_out(held: Corpus) -> tuple[Corpus, Corpus | None]:
+    """(valid, test): the held-out documents of `split_corpus` in halves, so that settings chosen on the validation
+    split are scored on documents they never saw. By hash bucket, as the held-out part was chosen (the first half,
+    one more when odd, is validation); a single held-out document is cut in halves. None for the test split when the
+    held-out part is one token, too little to halve."""
+    if len(held.documents) == 1:
+        doc, name = held.documents[0], held.names[0]
+        if doc.numel() < 2:
+            return held, None
+        half = -(-doc.numel() // 2)
+        return (Corpus([doc[:half]], [f"{name}#valid"], held.vocab_size),
+                Corpus([doc[half:]], [f"{name}#test"], held.vocab_size))
+    buckets = [zlib.crc32(name.encode("utf-8")) % _SPLIT_BUCKETS for name in held.names]
+    order = sorted(range(len(buckets)), key=lambda i: (buckets[i], held.names[i]))
+    half = -(-len(order) // 2)
+    return _subset(held, sorted(order[:half])), _subset(held, sorted(order[half:]))
+
+
 def _subset(corpus: Corpus, indices: list[int]) -> Corpus:
     return Corpus([corpus.documents[i] for i in indices], [corpus.names[i] for i in indices], corpus.vocab_size)
 
