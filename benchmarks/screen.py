@@ -26,7 +26,8 @@ from harness import ROOT, diagnostics_table, finish, number, reported, run_cli, 
 from smtrnn.config import TEACHER_METHODS
 
 ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as its plan line gave them
-DIAGNOSTICS_FILE = "diagnostics.json"  # a finished run's failure diagnostics (`smtrnn eval`), measured once
+DIAGNOSTICS_FILE = "diagnostics.json"
+BIT_STAGES = ("teacher", "readout_on_teacher", "onestep", "rnn")  # from the teacher's bits to the RNN alone's  # a finished run's failure diagnostics (`smtrnn eval`), measured once
 
 
 def read_plan(path: Path) -> list[tuple[str, list[str]]]:
@@ -95,7 +96,8 @@ def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
     evals = [r for r in records if "eval" in r]
     final = evals[-1]["eval"]
     keys = ("rnn_accuracy", "teacher_accuracy", "onestep_accuracy", "drift_labelled", "drift_relative",
-            "rnn_bits_per_token", "teacher_bits_per_token")
+            "rnn_bits_per_token", "teacher_bits_per_token", "onestep_bits_per_token",
+            "readout_on_teacher_bits_per_token")
     config = json.loads((folder / "config.json").read_text())["config"]
     method = config["train"]["method"]
     return {"name": name, "args": args, "steps": records[-1]["step"], "train_seconds": records[-1]["elapsed"],
@@ -125,8 +127,9 @@ def markdown(report: dict) -> str:
     lines = [f"Plan `{report['plan']}`: one seed per run, two runs at a time with 1 thread each; {report['device']}, "
              f"torch {report['torch']}. RNN alone = the RNN from m_∅ on held-out sequences; drift/spread below 1: "
              "the rollout stays nearer the teacher's memory than other sequences' memories are.", "",
-             "| run | method | cell | RNN alone | teacher | one-step | drift/spread | bits: RNN alone / teacher | steps "
-             "| RNN alone during training (s: acc) | arguments |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | method | cell | RNN alone | teacher | one-step | drift/spread | bits: teacher / readout on teacher "
+             "/ one-step / RNN alone | steps | RNN alone during training (s: acc) | arguments |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     common = common_prefix([r["args"] for r in report["runs"]])
     if common:
         lines[0] += f" Every run: `{' '.join(common)}`; the table gives the rest."
@@ -135,7 +138,7 @@ def markdown(report: dict) -> str:
         curve = ", ".join(f"{t:.0f}: {a:.2f}" for t, a in r["curve"])
         lines.append(f"| {r['name']} | {r['method']} | {r['cell']} | {number(r['rnn_accuracy'])} | "
                      f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
-                     f"{number(r.get('rnn_bits_per_token'))} / {number(r.get('teacher_bits_per_token'))} | "
+                     f"{' / '.join(number(r.get(f'{k}_bits_per_token')) for k in BIT_STAGES)} | "
                      f"{r['steps']} | {curve} | `{' '.join(r['args'])}` |")
     lines += diagnostics_table([(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"]
                                 if r.get("diagnostics")], "runs with a teacher")

@@ -269,6 +269,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result["lengths"] = evaluate_lengths(model, task, lengths, args.batches, cfg.optim.batch_size, args.split)
     if model.teacher is not None and not args.no_diagnostics:
         result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
+    if cfg.task.name in DATA_TASKS:  # bits over whole held-out documents / images, the RNN reading each from m_∅
+        result["held_out_documents"] = evaluate_documents(model, task, cfg.task.seq_len, cfg.optim.batch_size,
+                                                          args.max_tokens, args.split)
     if plots is not None:
         gradients = gradient_curves(model, task, cfg.task.seq_len, cfg.optim.batch_size)
         title = f"{Path(args.run_dir).name}: {cfg.train.method}, {cfg.task.name} T={cfg.task.seq_len}"
@@ -279,9 +282,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (Path(args.plots) / "diagnostics.json").write_text(json.dumps(data) + "\n")
         print(f"wrote {', '.join(p.name for p in paths)} and diagnostics.json to {args.plots}", file=sys.stderr)
         del result["curves"]
-    if cfg.task.name in DATA_TASKS:  # bits over whole held-out documents / images, the RNN reading each from m_∅
-        result["held_out_documents"] = evaluate_documents(model, task, cfg.task.seq_len, cfg.optim.batch_size,
-                                                          args.max_tokens, args.split)
     if args.json:
         print(json.dumps(result))
     else:

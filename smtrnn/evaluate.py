@@ -90,6 +90,36 @@ class _Score:
         return self.nats / max(self.labelled, 1) / math.log(2)
 
 
+class _PositionBits:
+    """CE (bits) per position t of a document: how much the context read so far helps (long context is where an
+    RNN reading whole documents should keep improving). Grows with the longest document seen."""
+
+    def __init__(self):
+        self.nats = torch.zeros(0, dtype=torch.float64)
+        self.labelled = torch.zeros(0, dtype=torch.float64)
+
+    def add(self, logits: Tensor, y: Tensor, offset: int = 0) -> None:
+        """logits (B, T, V), y (B, T): the scores of positions offset .. offset + T - 1."""
+        mask = y >= 0
+        nats = F.cross_entropy(logits.float().transpose(1, 2), y.clamp_min(0), reduction="none") * mask
+        end = offset + y.shape[1]
+        if end > len(self.nats):
+            grow = end - len(self.nats)
+            self.nats = torch.cat([self.nats, torch.zeros(grow, dtype=torch.float64)])
+            self.labelled = torch.cat([self.labelled, torch.zeros(grow, dtype=torch.float64)])
+        self.nats[offset:end] += nats.sum(0).double().cpu()
+        self.labelled[offset:end] += mask.sum(0).double().cpu()
+
+    def by_bucket(self) -> dict[str, float]:
+        """{"0": bits, "1": ..., "2-3": ..., "4-7": ...}: bits per token in power-of-two buckets of t."""
+        out = {}
+        for a, b in drift_buckets(len(self.nats)):
+            labelled = float(self.labelled[a:b].sum())
+            if labelled:
+                out[_bucket_name(a, b)] = float(self.nats[a:b].sum()) / labelled / math.log(2)
+        return out
+
+
 def drift_buckets(length: int) -> list[tuple[int, int]]:
     """Position buckets [0,1), [1,2), [2,4), [4,8), ... covering 0..T-1."""
     buckets, start = [(0, 1)], 1
@@ -195,6 +225,10 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
         "teacher_bits_per_token": teacher_score.bits(),
         "readout_on_teacher_accuracy": readout_score.accuracy(),
         "onestep_accuracy": onestep_score.accuracy(),
+        # the gap between teacher and RNN alone in bits, step by step: the readout on the teacher's own memories,
+        # then the cell's one step from them, then the rollout from m_∅ (rnn_bits_per_token): where the bits go
+        "readout_on_teacher_bits_per_token": readout_score.bits(),
+        "onestep_bits_per_token": onestep_score.bits(),
         "drift": {_bucket_name(a, b): float(drift[a:b].mean()) for a, b in drift_buckets(seq_len)},
         "drift_final": float(drift[-1]),
         # where the answers are read: the drift there, and as a multiple of how much teacher memories differ
@@ -221,7 +255,9 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
     The RNN alone reads each document from m_∅ to its end, O(1) memory per token, in chunks of T. The teacher, a
     Transformer trained on windows of T, scores the same tokens in consecutive windows of T (its context restarts
     at each window). `max_tokens` > 0 stops after that many tokens (documents in order, the last one cut), and the
-    report says so.
+    report says so. `rnn_bits_by_position` gives the RNN's bits by position t in the document (power-of-two
+    buckets), `teacher_bits_by_position` the teacher's by position within its window: whether more context keeps
+    helping.
     """
     device = next(model.parameters()).device
     pairs, total = [], 0
@@ -234,6 +270,7 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
         if max_tokens and total >= max_tokens:
             break
     rnn_score, teacher_score = _Score(), _Score()
+    rnn_positions, teacher_positions = _PositionBits(), _PositionBits()
     pairs.sort(key=lambda pair: pair[0].numel())  # similar lengths share a batch: little padding
     for start in range(0, len(pairs), batch_size):
         group = pairs[start: start + batch_size]
@@ -243,6 +280,7 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
         for t in range(0, x.shape[1], seq_len):
             memories, logits = model.rnn.rollout(x[:, t: t + seq_len], state)
             rnn_score.add(logits, y[:, t: t + seq_len])
+            rnn_positions.add(logits, y[:, t: t + seq_len], offset=t)
             state = memories[:, -1]
         if model.teacher is not None:
             pad = -x.shape[1] % seq_len
@@ -250,12 +288,16 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
             targets = F.pad(y, (0, pad), value=-1).view(-1, seq_len)
             for w in range(0, windows.shape[0], batch_size):
                 m = model.teacher.encode(windows[w: w + batch_size])
-                teacher_score.add(model.teacher.predict_next(m), targets[w: w + batch_size])
+                teacher_logits = model.teacher.predict_next(m)
+                teacher_score.add(teacher_logits, targets[w: w + batch_size])
+                teacher_positions.add(teacher_logits, targets[w: w + batch_size])  # t within its window of T
     result = {"documents": len(pairs), "tokens": rnn_score.labelled, "truncated": bool(max_tokens) and
               total >= max_tokens, "rnn_bits_per_token": rnn_score.bits(),
-              "rnn_nats_per_token": rnn_score.bits() * math.log(2), "rnn_accuracy": rnn_score.accuracy()}
+              "rnn_nats_per_token": rnn_score.bits() * math.log(2), "rnn_accuracy": rnn_score.accuracy(),
+              "rnn_bits_by_position": rnn_positions.by_bucket()}
     if model.teacher is not None:
-        result |= {"teacher_bits_per_token": teacher_score.bits(), "teacher_accuracy": teacher_score.accuracy()}
+        result |= {"teacher_bits_per_token": teacher_score.bits(), "teacher_accuracy": teacher_score.accuracy(),
+                   "teacher_bits_by_position": teacher_positions.by_bucket()}
     return result
 
 

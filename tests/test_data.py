@@ -132,6 +132,24 @@ def test_uniform_predictions_cost_eight_bits_per_byte(text_dir):
     assert result["rnn_nats_per_token"] == pytest.approx(8.0 * math.log(2))
 
 
+def test_bits_by_position_cover_every_token_and_average_to_the_total(text_dir):
+    model, task, seq_len = model_for("text", path=str(text_dir))
+    result = evaluate_documents(model, task, seq_len, batch_size=4)
+    longest = max(d.numel() - 1 for d in task.held_out().documents())
+    for who, furthest in (("rnn", longest), ("teacher", seq_len)):  # the teacher's context restarts every T
+        buckets = result[f"{who}_bits_by_position"]
+        assert list(buckets)[0] == "0" and int(list(buckets)[-1].split("-")[0]) < furthest <= 2 * int(
+            list(buckets)[-1].split("-")[0]) + 1
+    # the buckets' token-weighted mean is the total: count each bucket's tokens by hand
+    counts = torch.zeros(longest)
+    for d in task.held_out().documents():
+        counts[: d.numel() - 1] += 1
+    weights = {name: float(counts[int(name.split("-")[0]): int(name.split("-")[-1]) + 1].sum())
+               for name in result["rnn_bits_by_position"]}
+    mean = sum(weights[k] * v for k, v in result["rnn_bits_by_position"].items()) / sum(weights.values())
+    assert mean == pytest.approx(result["rnn_bits_per_token"], rel=1e-6)
+
+
 def test_bits_of_a_known_distribution_by_hand():
     """Readout fixed to p(level 0) = 1/2 and the rest shared: bits = mean over pixels of -log2 p(pixel)."""
     model, task, seq_len = model_for("pixels", levels=4)

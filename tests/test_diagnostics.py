@@ -130,6 +130,18 @@ def test_eval_plots_of_a_bptt_run_skip_the_teacher_figures(bptt_run, tmp_path):
     assert sorted(p.name for p in out.glob("*.png")) == ["accuracy.png", "collapse.png", "gradients.png"]
 
 
+def test_eval_plots_of_a_text_run_add_bits_by_context(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--task", "text", "--method", "bptt", "--steps", "2", "--quiet",
+                 "--device", "cpu", "--out", str(run)]) == 0
+    out = tmp_path / "plots"
+    assert main(["eval", str(run), "--device", "cpu", "--batches", "1", "--max-tokens", "3000", "--plots",
+                 str(out)]) == 0
+    assert (out / "context.png").read_bytes().startswith(PNG_SIGNATURE)
+    documents = json.loads((out / "diagnostics.json").read_text())["eval"]["held_out_documents"]
+    assert "rnn_bits_by_position" in documents
+
+
 def test_eval_plots_into_a_file_is_refused(smt_run, tmp_path, capsys):
     target = tmp_path / "taken"
     target.write_text("keep me")

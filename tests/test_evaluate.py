@@ -17,7 +17,7 @@ from support import debug_config, state_dicts_equal
 
 RNN_KEYS = {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens", "rnn_effective_rank"}
 TEACHER_KEYS = {"teacher_accuracy", "teacher_bits_per_token", "readout_on_teacher_accuracy", "onestep_accuracy",
-                "drift", "drift_final", "drift_labelled", "drift_relative", "memory_effective_rank",
+                "readout_on_teacher_bits_per_token", "onestep_bits_per_token", "drift", "drift_final", "drift_labelled", "drift_relative", "memory_effective_rank",
                 "memory_uniformity"}
 
 
@@ -38,6 +38,15 @@ def test_smt_report_keys():
     result = run_evaluate(*build("smt"))
     assert set(result) == RNN_KEYS | TEACHER_KEYS
     assert set(result["drift"]) == {"0", "1", "2-3", "4-7", "8-11"}  # T = 12
+
+
+def test_the_bits_of_each_stage_use_the_rnns_readout_on_its_own_memories():
+    model, task, seq_len = build("smt")
+    model.rnn.readout = lambda m: torch.zeros(*m.shape[:-1], task.vocab_size)  # uniform: log2 V whatever it reads
+    result = run_evaluate(model, task, seq_len)
+    for stage in ("readout_on_teacher", "onestep", "rnn"):
+        assert result[f"{stage}_bits_per_token"] == pytest.approx(math.log2(task.vocab_size))
+    assert result["teacher_bits_per_token"] != pytest.approx(math.log2(task.vocab_size))  # the teacher's own head
 
 
 def test_bptt_report_has_no_teacher_keys():

@@ -7,6 +7,8 @@ From the curves of `evaluate(..., curves=True)` and `gradient_curves`:
   effective rank and uniformity;
 - accuracy.png: accuracy per position bucket — RNN alone (rollout), one-step on teacher memories, teacher;
 - gradients.png: ‖∂L/∂m_t‖ against t for SMT and BPTT on this RNN;
+- context.png (text, pixels): bits per token by position in the held-out document, RNN alone (whole documents)
+  and teacher (within its windows of T): whether more context keeps helping;
 - markov_gap.png, growth.png, probe.png: the failure diagnostics of `smtrnn.diagnostics` (SMT runs).
 """
 
@@ -81,6 +83,18 @@ def write_plots(result: dict, gradients: dict, out_dir: str | Path, title: str) 
            title="gradient reaching each memory")
     ax.legend(fontsize=8)
     save(fig, "gradients.png")
+
+    documents = result.get("held_out_documents")
+    if documents:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, label in (("rnn_bits_by_position", "RNN alone, whole documents from m_∅"),
+                           ("teacher_bits_by_position", "teacher, within its windows of T")):
+            if documents.get(key):
+                ax.plot(list(documents[key]), list(documents[key].values()), marker="o", label=label)
+        ax.set(xlabel="position in the document (bucket)", ylabel="bits per token", title="bits by context length")
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.legend(fontsize=8)
+        save(fig, "context.png")
     return written
 
 
