@@ -127,9 +127,13 @@ def markdown(report: dict) -> str:
     lines = [f"Plan `{report['plan']}`: one seed per run, two runs at a time with 1 thread each; {report['device']}, "
              f"torch {report['torch']}. RNN alone = the RNN from m_∅ on held-out sequences; drift/spread below 1: "
              "the rollout stays nearer the teacher's memory than other sequences' memories are.", "",
-             "| run | method | cell | RNN alone | teacher | one-step | drift/spread | bits: teacher / readout on teacher "
-             "/ one-step / RNN alone | steps | RNN alone during training (s: acc) | arguments |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | method | cell | RNN alone | teacher | one-step | drift/spread | steps | RNN alone during training "
+             "(s: acc) | arguments |", "|---|---|---|---|---|---|---|---|---|---|"]
+    bits = any(r.get("rnn_bits_per_token") is not None for r in report["runs"])  # screens before bits: as they were
+    if bits:
+        lines[-2] = lines[-2].replace("| drift/spread |", "| drift/spread | bits: teacher / readout on teacher / "
+                                      "one-step / RNN alone |")
+        lines[-1] += "---|"
     common = common_prefix([r["args"] for r in report["runs"]])
     if common:
         lines[0] += f" Every run: `{' '.join(common)}`; the table gives the rest."
@@ -138,8 +142,8 @@ def markdown(report: dict) -> str:
         curve = ", ".join(f"{t:.0f}: {a:.2f}" for t, a in r["curve"])
         lines.append(f"| {r['name']} | {r['method']} | {r['cell']} | {number(r['rnn_accuracy'])} | "
                      f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
-                     f"{' / '.join(number(r.get(f'{k}_bits_per_token')) for k in BIT_STAGES)} | "
-                     f"{r['steps']} | {curve} | `{' '.join(r['args'])}` |")
+                     + (f"{' / '.join(number(r.get(f'{k}_bits_per_token')) for k in BIT_STAGES)} | " if bits else "")
+                     + f"{r['steps']} | {curve} | `{' '.join(r['args'])}` |")
     lines += diagnostics_table([(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"]
                                 if r.get("diagnostics")], "runs with a teacher")
     if report["missing"]:
