@@ -93,14 +93,16 @@ def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
     if not (folder / "result.json").exists():
         return None
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in records if "eval" in r]
-    final = evals[-1]["eval"]
+    evals = [r for r in records if "eval" in r and "best" not in r]  # the curve: the evaluations as they came
+    final = [r for r in records if "eval" in r][-1]["eval"]  # train.keep_best: the best checkpoint's, logged last
     keys = ("rnn_accuracy", "teacher_accuracy", "onestep_accuracy", "drift_labelled", "drift_relative",
             "rnn_bits_per_token", "teacher_bits_per_token", "onestep_bits_per_token",
             "readout_on_teacher_bits_per_token")
     config = json.loads((folder / "config.json").read_text())["config"]
     method = config["train"]["method"]
+    best = [r["best"]["step"] for r in records if "best" in r]
     return {"name": name, "args": args, "steps": records[-1]["step"], "train_seconds": records[-1]["elapsed"],
+            **({"best_step": best[-1]} if best else {}),
             "cell": config["rnn"]["cell"], "method": method} | {
         k: final.get(k) for k in keys} | {
         "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals]} | ({
@@ -140,10 +142,11 @@ def markdown(report: dict) -> str:
     for r in report["runs"]:
         r = r | {"args": r["args"][len(common):]}
         curve = ", ".join(f"{t:.0f}: {a:.2f}" for t, a in r["curve"])
+        steps = f"{r['steps']} (best at {r['best_step']})" if r.get("best_step") else f"{r['steps']}"
         lines.append(f"| {r['name']} | {r['method']} | {r['cell']} | {number(r['rnn_accuracy'])} | "
                      f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
                      + (f"{' / '.join(number(r.get(f'{k}_bits_per_token')) for k in BIT_STAGES)} | " if bits else "")
-                     + f"{r['steps']} | {curve} | `{' '.join(r['args'])}` |")
+                     + f"{steps} | {curve} | `{' '.join(r['args'])}` |")
     lines += diagnostics_table([(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"]
                                 if r.get("diagnostics")], "runs with a teacher")
     if report["missing"]:
