@@ -10,16 +10,14 @@ atomically after the checkpoint it names is committed; pruning keeps that checkp
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-from smtrnn.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, atomic_write, read_json, regular_file
+from smtrnn.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, STEP_DIR, atomic_write, read_json, regular_file
 from smtrnn.errors import CheckpointError
 
 BEST_FILE = "best.json"
 SCORE = "rnn_bits_per_token"  # what "best" means: the RNN alone's validation bits, lower is better
-_STEP_DIR = re.compile(r"step-\d{1,12}")
 
 
 def read_best(run_dir: str | Path) -> dict[str, Any] | None:
@@ -29,7 +27,7 @@ def read_best(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     record = read_json(path)
     if (not isinstance(record, dict) or not isinstance(record.get("checkpoint"), str)
-            or not _STEP_DIR.fullmatch(record["checkpoint"]) or not isinstance(record.get(SCORE), (int, float))):
+            or not STEP_DIR.fullmatch(record["checkpoint"]) or not isinstance(record.get(SCORE), (int, float))):
         raise CheckpointError(f"{path} is corrupt: it must name a {CHECKPOINTS_DIR}/step-N folder and its {SCORE}")
     return record
 

@@ -55,7 +55,7 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 FORMAT = "smtrnn-checkpoint-1"
 _CHECKPOINT_FILES = (WEIGHTS_FILE, STATE_FILE, CONFIG_FILE)  # the order of every write: config.json completes one
-_STEP_DIR = re.compile(r"step-(\d{1,12})")
+STEP_DIR = re.compile(r"step-(\d{1,12})")  # a checkpoint folder's name
 _TMP = ".tmp"
 
 
@@ -185,7 +185,7 @@ def _read_latest(run_dir: Path) -> str | None:
         name = path.read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is unreadable: {exc}") from exc
-    if not _STEP_DIR.fullmatch(name):  # also keeps a crafted pointer from naming a path outside the run
+    if not STEP_DIR.fullmatch(name):  # also keeps a crafted pointer from naming a path outside the run
         raise CheckpointError(f"{path} is corrupt: it must name a {CHECKPOINTS_DIR}/step-N folder, got {name[:40]!r}")
     return name
 
@@ -215,7 +215,7 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     if name is None:
         return run_dir
     top = _top_level_step(run_dir)
-    if top == "unreadable" or top == int(_STEP_DIR.fullmatch(name).group(1)):
+    if top == "unreadable" or top == int(STEP_DIR.fullmatch(name).group(1)):
         return run_dir  # up to date (or damaged: read it, so that the damage is reported rather than hidden)
     folder = run_dir / CHECKPOINTS_DIR / name  # a save was cut short while it replaced the top-level files
     if not regular_file(folder / CONFIG_FILE):
@@ -295,7 +295,7 @@ def _refresh_top_level(folder: Path, run_dir: Path) -> None:
 def _step_dirs(root: Path) -> dict[int, Path]:
     found = {}
     for path in root.iterdir():
-        match = _STEP_DIR.fullmatch(path.name)
+        match = STEP_DIR.fullmatch(path.name)
         if match and path.is_dir():
             found[int(match.group(1))] = path
     return found

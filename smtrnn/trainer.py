@@ -325,10 +325,12 @@ class Trainer:
         self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "skipped": message})
         return metrics | {"skipped": True}
 
-    def evaluate(self) -> dict:
+    def evaluate(self, model: Model | None = None) -> dict:
+        """The RNN alone (and teacher) on the validation split: the trainer's model, or `model` (same config)."""
         cfg = self.cfg
         with self._guard("evaluation"):
-            return evaluate(self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size)
+            return evaluate(model or self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches,
+                            cfg.optim.batch_size)
 
     def _guard(self, what: str, budget_left: float | None = None):
         return self.step_timer.guard(what, budget_left) if self.step_timer is not None else nullcontext()
@@ -437,9 +439,7 @@ class Trainer:
         else:
             model = copy.deepcopy(self.model)  # the trainer's own model stays as training left it
             load_weights(best_checkpoint(self.out_dir), model)
-            cfg = self.cfg
-            with self._guard("evaluation"):
-                best = evaluate(model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size)
+            best = self.evaluate(model)
         self._log({"step": self.step, "elapsed": round(self.elapsed, 3), "best": self.best, "eval": best})
         return best | {"best_step": self.best["step"]}
 

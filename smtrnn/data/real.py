@@ -101,8 +101,7 @@ class _DataTask(Task):
             raise TaskError(f"task '{self.name}': valid_fraction must lie in (0, 1), got {self.valid_fraction}")
 
     def held_out(self, split: str = "valid") -> Task:
-        if split not in ("valid", "test"):
-            raise TaskError(f"task '{self.name}': a held-out split is valid or test, got {split!r}")
+        super().held_out(split)  # the split's name is checked there
         return dataclasses.replace(self, split=split)
 
     def _split_data(self, splits: dict):
