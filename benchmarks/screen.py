@@ -8,6 +8,11 @@ is gone (a fresh checkout: WORK is not committed) keeps its row of the earlier r
 instead of training again.
 
     python benchmarks/screen.py benchmarks/plans/delayed_recall_64.txt --name screen_delayed_recall_64
+
+Runs named NAME-sSEED are seeds of one setting: the report adds their mean and spread. With `--split test` each
+finished run is also scored once on the test split (`smtrnn eval --split test`, kept as test.json in its folder;
+the best validation checkpoint where the run kept one) and those numbers are the ones the seed table gives: choose
+settings on the validation numbers, report the test numbers. `--plot` draws validation bits against training time.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -27,7 +34,9 @@ from smtrnn.config import TEACHER_METHODS
 
 ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as its plan line gave them
 DIAGNOSTICS_FILE = "diagnostics.json"
-BIT_STAGES = ("teacher", "readout_on_teacher", "onestep", "rnn")  # from the teacher's bits to the RNN alone's  # a finished run's failure diagnostics (`smtrnn eval`), measured once
+BIT_STAGES = ("teacher", "readout_on_teacher", "onestep", "rnn")  # from the teacher's bits to the RNN alone's
+TEST_FILE = "test.json"  # a finished run's test-split evaluation, measured once
+SEED = re.compile(r"-s(\d+)$")  # NAME-sSEED: one seed of the setting NAME
 
 
 def read_plan(path: Path) -> list[tuple[str, list[str]]]:
@@ -87,7 +96,23 @@ def run_diagnostics(folder: Path) -> dict:
     return json.loads(kept.read_text())
 
 
-def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
+def test_scores(folder: Path) -> dict:
+    """The run's scores on the test split: the stages of the bits on test windows and, for data tasks, the RNN
+    alone (and the teacher) over whole test documents from m_∅; measured once on one thread and kept."""
+    kept = folder / TEST_FILE
+    if not kept.exists():
+        result = json.loads(finish(run_cli(["eval", str(folder), "--json", "--split", "test", "--no-diagnostics",
+                                            "--device", "cpu"], threads=1)))
+        documents = result.get("held_out_documents") or {}
+        scores = {k: result.get(k) for k in ("checkpoint", "rnn_accuracy", "teacher_accuracy", "onestep_accuracy",
+                                             *(f"{stage}_bits_per_token" for stage in BIT_STAGES))}
+        scores |= {f"documents_{k}": documents.get(k) for k in ("rnn_bits_per_token", "teacher_bits_per_token",
+                                                                 "tokens", "documents")}
+        kept.write_text(json.dumps(scores) + "\n")
+    return json.loads(kept.read_text())
+
+
+def summarize_run(name: str, args: list[str], folder: Path, split: str = "valid") -> dict | None:
     """One finished run: its final evaluation, its curve of (seconds, RNN-alone accuracy) and, with a teacher, its
     teacher's curve and its failure diagnostics."""
     if not (folder / "result.json").exists():
@@ -105,7 +130,9 @@ def summarize_run(name: str, args: list[str], folder: Path) -> dict | None:
             **({"best_step": best[-1]} if best else {}),
             "cell": config["rnn"]["cell"], "method": method} | {
         k: final.get(k) for k in keys} | {
-        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals]} | ({
+        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals],
+        "bits_curve": [(round(r["elapsed"], 1), r["eval"].get("rnn_bits_per_token")) for r in evals]} | ({
+        "test": test_scores(folder)} if split == "test" else {}) | ({
         "teacher_curve": [(round(r["elapsed"], 1), r["eval"]["teacher_accuracy"]) for r in evals],
         "diagnostics": run_diagnostics(folder)} if method in TEACHER_METHODS else {})
 
@@ -147,11 +174,80 @@ def markdown(report: dict) -> str:
                      f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
                      + (f"{' / '.join(number(r.get(f'{k}_bits_per_token')) for k in BIT_STAGES)} | " if bits else "")
                      + f"{steps} | {curve} | `{' '.join(r['args'])}` |")
+    lines += seed_table(report)
     lines += diagnostics_table([(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"]
                                 if r.get("diagnostics")], "runs with a teacher")
     if report["missing"]:
         lines += ["", "Not finished: " + ", ".join(report["missing"])]
     return "\n".join(lines) + "\n"
+
+
+def headline_bits(row: dict) -> float | None:
+    """A run's RNN-alone bits on the test split: over whole documents where the task has them, else on windows."""
+    test = row.get("test") or {}
+    return test.get("documents_rnn_bits_per_token") or test.get("rnn_bits_per_token")
+
+
+def seed_groups(runs: list[dict]) -> dict[str, list[dict]]:
+    """The runs named NAME-sSEED grouped by NAME, in plan order; other runs are left out."""
+    groups: dict[str, list[dict]] = {}
+    for row in runs:
+        if SEED.search(row["name"]):
+            groups.setdefault(SEED.sub("", row["name"]), []).append(row)
+    return groups
+
+
+def spread(values: list[float | None]) -> str:
+    """mean ± std (sample) of the values that are there, or a dash."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+
+
+def seed_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): per setting with seeds, the test-split bits as mean ± std over seeds."""
+    groups = seed_groups([r for r in report["runs"] if r.get("test")])
+    if not groups:
+        return []
+    lines = ["", "Test split (the best validation checkpoint of each run; RNN alone from m_∅ over whole test "
+             "documents where the task has them, else on test windows): mean ± std over seeds.", "",
+             "| setting | method | cell | seeds | RNN alone bits | per seed | teacher bits | one-step bits | "
+             "steps |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, rows in groups.items():
+        tests = [r["test"] for r in rows]
+        teacher = [t.get("documents_teacher_bits_per_token") or t.get("teacher_bits_per_token") for t in tests]
+        lines.append(f"| {name} | {rows[0]['method']} | {rows[0]['cell']} | {len(rows)} | "
+                     f"{spread([headline_bits(r) for r in rows])} | "
+                     f"{' / '.join(number(headline_bits(r)) for r in rows)} | {spread(teacher)} | "
+                     f"{spread([t.get('onestep_bits_per_token') for t in tests])} | "
+                     f"{round(statistics.mean(r['steps'] for r in rows))} |")
+    return lines
+
+
+def plot_bits(report: dict, path: Path) -> None:
+    """Validation bits of the RNN alone against training seconds, one line per run, one colour per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours: dict[str, str] = {}
+    for row in report["runs"]:
+        points = [(t, b) for t, b in row.get("bits_curve", []) if b is not None]
+        if not points:
+            continue
+        setting = SEED.sub("", row["name"])
+        first = setting not in colours  # one legend entry per setting
+        colour = colours.setdefault(setting, f"C{len(colours) % 10}")
+        ax.plot(*zip(*points), color=colour, alpha=0.8, label=setting if first else None)
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("RNN alone, validation bits per token")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -162,6 +258,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
+    parser.add_argument("--split", default="valid", choices=("valid", "test"),
+                        help="test: also score every finished run on the test split, for the final numbers")
+    parser.add_argument("--plot", action="store_true", help="also write NAME.png: validation bits against time")
     args = parser.parse_args()
     plan, work = Path(args.plan), Path(args.work)
     if not plan.is_file():
@@ -173,11 +272,13 @@ def main() -> None:
             if not (work / name / "result.json").exists() and row["args"] == dict(runs).get(name)}
     if not args.report_only:
         train_all([(name, run_args) for name, run_args in runs if name not in kept], work, args.parallel)
-    rows = [summarize_run(name, run_args, work / name) or kept.get(name) for name, run_args in runs]
+    rows = [summarize_run(name, run_args, work / name, args.split) or kept.get(name) for name, run_args in runs]
     report = {"benchmark": "screen", "plan": plan.name, "device": f"cpu ({platform.machine()})",
               "torch": torch.__version__, "command": " ".join(sys.argv),
               "runs": [r for r in rows if r], "missing": [name for (name, _), r in zip(runs, rows) if r is None]}
     save_report(report, args.out, args.name, markdown)
+    if args.plot:
+        plot_bits(report, Path(args.out) / f"{args.name}.png")
 
 
 if __name__ == "__main__":

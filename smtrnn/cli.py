@@ -29,7 +29,7 @@ from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError, Us
 from smtrnn.evaluate import available_memory, evaluate, evaluate_documents, evaluate_lengths, evaluation_bytes
 from smtrnn.tools.gradients import gradient_curves
 from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
-from smtrnn.presets import RECIPE, make_preset
+from smtrnn.presets import RECIPE, make_preset, small
 from smtrnn.tools.png import image_grid, write_png
 from smtrnn.sample import complete_images, stream_continuation
 from smtrnn.step_timer import StepOverrun, StepTimer
@@ -101,7 +101,14 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     else:
         if task is None:
             task = file_data.get("task", {}).get("name", "retrieval")
-        cfg = make_preset(args.preset, task)
+        # The recipe is a rule over the task's declared properties: it reads the task as the user's settings leave it
+        final = user_settings(small(task), args, file_data).task
+        cfg = make_preset(args.preset, final.name, final.params)
+    return user_settings(cfg, args, file_data)
+
+
+def user_settings(cfg: RunConfig, args: argparse.Namespace, file_data: dict) -> RunConfig:
+    """cfg (in place) with the config file, then the explicit flags, then the --set overrides."""
     apply_overrides(cfg, upgrade(flatten(file_data)))
     flags = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in FLAG_FIELDS.items()
              if flag not in ("--init", "--labels")}  # those two chose the base config above
@@ -412,15 +419,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("compare needs --budget (wall-clock per run) or --steps")
     file_data = load_config_file(args.config) if args.config else {}
 
-    def base() -> RunConfig:
-        cfg = make_preset(args.preset, args.task)
+    def settings(cfg: RunConfig) -> RunConfig:
         apply_overrides(cfg, upgrade(flatten(file_data)))
         if args.data is not None:
             if args.task not in DATA_TASKS:
                 raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{args.task}'")
             cfg.task.params = cfg.task.params | {"path": args.data}
-        apply_set(cfg, args.set, {"train.device": args.device})
-        return cfg
+        return apply_set(cfg, args.set, {"train.device": args.device})
+
+    def base() -> RunConfig:  # the recipe reads the task's final parameters, as in build_config
+        return settings(make_preset(args.preset, args.task, settings(small(args.task)).task.params))
 
     report = compare.run_study(base, args.task, args.preset, lengths, methods, cells, args.seeds, budget,
                                args.steps or 10**9, Path(args.out), resolve_device(args.device),

@@ -149,7 +149,8 @@ class TeacherConfig(_Section):
     future_len: int = 16
     """Tf: the targets y_t..y_{t+Tf-1} the decoder predicts from m_t."""
     decoder_positions: int = 16
-    """Positions per sequence the decoder is trained on each step, drawn at random; >= T: every position, once."""
+    """Positions per sequence the decoder is trained on each step, drawn at random; 0 (or >= T): every position,
+    once."""
     token_shift: bool = True
     """The encoder adds a projection of the previous token's embedding at each position."""
     future_input_dropout: float = 0.0
@@ -159,7 +160,8 @@ class TeacherConfig(_Section):
 
     def check(self) -> None:
         super().check()
-        self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", "decoder_positions", strict=True)
+        self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", strict=True)
+        self._at_least(0, "decoder_positions")
         self._fraction("future_input_dropout")
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
         _check(self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0,

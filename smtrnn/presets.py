@@ -1,21 +1,24 @@
 """Presets: plain functions returning a full `RunConfig` for a task.
 
-`debug` trains in seconds on CPU (tests, smoke runs); `small` is the 2-CPU-core setting of the older benchmarks;
-`long` is `small` with the long-range levers (a memory sized to the task and a noise channel on the memories the
-decoder and readout read; the linear memory lever on shift-register tasks); `contractive` is `long` with the
-contraction lever, the adopted recipe (`recipe`, the setting of the demo and of `smtrnn compare`); `staged` is
-`small` with the staged SMT schedule instead of the paper's joint one.
+`debug` trains in seconds on CPU (tests, smoke runs); `small` is the 2-CPU-core base; `recipe` (the setting of the
+demo and of `smtrnn compare`) is `small` plus a rule over what the task declares: its memory size, the noise and
+contraction levers, a shift-register lever, and a dense teacher for tasks with targets at most positions. `long`
+and `contractive` are its long-range parts alone (the presets of the synthetic studies); `staged` is `small` with
+the staged SMT schedule instead of the paper's joint one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
+
+import torch
 
 from smtrnn.config import (BPTTConfig, MemoryConfig, OptimConfig, RNNConfig, RunConfig, SMTConfig, TaskConfig,
                            TeacherConfig, TrainConfig)
 from smtrnn.errors import ConfigError
-from smtrnn.data.tasks import make_task
+from smtrnn.data.tasks import Task, make_task
 
 # Small task parameters for the debug preset, so a few dozen steps already show learning.
 DEBUG_TASK_PARAMS = {
@@ -72,79 +75,90 @@ def staged(task: str = "retrieval") -> RunConfig:
     return cfg
 
 
-# The long preset's memory size Z per task: about what the task must hold at once, with room to spare. A memory
-# larger than the task needs leaves spare directions for the rollout to drift in (retrieval, T = 256, 600 s: RNN
-# alone 0.445 at Z = 128, 0.834 over 3 seeds at Z = 16). Tasks not named keep small's Z = 128.
-LONG_MEMORY_SIZE = {
-    "retrieval": 16,  # one needle of 8 symbols, and whether the marker has passed
-    "parity": 16,  # one bit
-    "delayed_recall": 64,  # the last `lag` (16) symbols, in order
-}
-LONG_MEMORY_NOISE = 0.2  # std of the noise channel, in units of the memories' RMS per float
-# Tasks whose memory is a shift register: the linear memory lever (a linear decoder and the linear-skip cell). The
-# Transformer decoder lets the teacher write the window of symbols in a code that only a nonlinear re-encoding can
-# shift: delayed_recall (lag 16, T = 64, 240 s, the mlp-linear cell) RNN alone 0.25 with the Transformer decoder,
-# 0.98 with the linear decoder, where BPTT on the same cell reached 0.95 (benchmarks/results/screen_*).
-LINEAR_MEMORY_TASKS = ("delayed_recall",)
-# Their DMT: with the linear memory lever the one-step fit is near perfect (0.999) within the SMT share and the RNN
-# alone climbs during DMT (delayed_recall, T = 256, 600 s, seed 0: DMT 25 % 0.801, 50 % 0.926, 75 % 0.822; 50 %
-# with 2-step targets, the gradient through both updates, 0.968; 50 % with the readout CE of f(visited, x) 0.673).
-LINEAR_MEMORY_DMT = {"fraction": 0.5, "grad_through_rollout_steps": 1}
-# Their learning rate (AdamW's peak), for every method on the preset, BPTT too: three times small's. At small's 1e-3
-# the teacher was not done in every seed when DMT froze it (delayed_recall, T = 256, 600 s, `contractive`: RNN alone
-# 0.958 / 0.923 / 0.636, BPTT 0.962 / 0.979 / 0.978); at 2e-3 one seed still lagged (0.999 / 1.000 / 0.898, BPTT
-# 0.980 / 0.979 / 0.979); at 3e-3 1.000 / 1.000 / 0.999, BPTT 0.981 / 0.980 / 0.983 (benchmarks/long_range.py).
-LINEAR_MEMORY_LR = 3e-3
+# The recipe's settings, each a rule over what the task declares (`Task.memory_bits`, `Task.target_lag`, which
+# positions carry targets); the measurements behind each are in docs/LOG.md.
+MEMORY_NOISE = 0.2  # std of the noise channel on the memories the decoder and readout read, per float
+SMALLEST_MEMORY = 16  # Z for a task that declares a few bits: spare directions would let the rollout drift
+CONTRACTION = 0.3  # std of the perturbation of SMT's input memories, decaying to 0 over the SMT share
+DENSE_TARGETS = 0.5  # a task whose sample labels at least this fraction of positions gets the dense teacher
+DENSE_TEACHER_WIDTH = 128  # a dense teacher learns real data faster wider (text, T = 256: 2.15 -> 2.01 bits)
+FAST_LR = 3e-3  # AdamW's peak rate for dense and shift-register tasks, every method (BPTT's best rate there too)
+SHIFT_REGISTER_DMT = {"fraction": 0.5, "grad_through_rollout_steps": 1}  # DMT's share and 2-step targets
 
 
-def with_long_range_recipe(cfg: RunConfig) -> RunConfig:
-    """The long-range recipe on a config (in place): the memory sized to its task (LONG_MEMORY_SIZE, K = 1) and a
-    noise channel of std 0.2 on the memories the decoder and the RNN's readout read in training
-    (smt.memory_noise). On delayed_recall (LINEAR_MEMORY_TASKS) the linear memory lever: the teacher's decoder
-    reads each of the Tf = lag + 1 targets y_t..y_{t+lag} = x_{t-lag}..x_t from m_t by its own linear map, so m_t
-    holds the window linearly, and the cell is mlp-linear, whose linear skip shifts such a memory exactly; DMT
-    takes half the budget there, with 2-step targets (LINEAR_MEMORY_DMT), and the learning rate is three times
-    small's (LINEAR_MEMORY_LR)."""
-    task = cfg.task.name
-    if task in LONG_MEMORY_SIZE:
-        cfg.memory.tokens, cfg.memory.width = 1, LONG_MEMORY_SIZE[task]
-    cfg.smt.memory_noise = LONG_MEMORY_NOISE
-    if task in LINEAR_MEMORY_TASKS:
-        cfg.teacher.decoder, cfg.rnn.cell = "linear", "mlp-linear"
-        cfg.teacher.future_len = make_task(task, **cfg.task.params).lag + 1
-        cfg.dmt = dataclasses.replace(cfg.dmt, **LINEAR_MEMORY_DMT)
-        cfg.optim.lr = LINEAR_MEMORY_LR
+def memory_size(bits: float | None, default: int) -> int:
+    """Z for a task that must hold `bits` at once: the next power of two, at least SMALLEST_MEMORY; `default`
+    (small's 128) where the task cannot say."""
+    if bits is None:
+        return default
+    return max(SMALLEST_MEMORY, 1 << math.ceil(math.log2(max(bits, 1.0))))
+
+
+def labelled_fraction(task: Task, seq_len: int) -> float:
+    """The fraction of positions that carry a target, in a fixed sample of the task at (about) `seq_len`."""
+    longest = task.max_seq_len()
+    length = max(task.min_seq_len(), seq_len if longest is None else min(seq_len, longest))
+    _, y = task.sample(8, length, torch.Generator().manual_seed(0))
+    return float((y >= 0).float().mean())
+
+
+def with_long_range_rule(cfg: RunConfig, task: Task) -> RunConfig:
+    """The long-range part of the recipe (in place): K = 1 memory sized by `memory_size(task.memory_bits())`, a noise
+    channel of std MEMORY_NOISE on the memories the decoder and the RNN's readout read in training, and, for a task
+    whose targets are its inputs `target_lag` steps back, the shift-register lever: a linear decoder reading the
+    Tf = lag + 1 targets y_t..y_{t+lag} = x_{t-lag}..x_t from m_t, so m_t holds the window linearly, the
+    mlp-linear cell whose linear skip shifts such a memory exactly, DMT on half the budget with 2-step targets, and
+    the rate FAST_LR."""
+    bits = task.memory_bits()
+    if bits is not None:
+        cfg.memory.tokens, cfg.memory.width = 1, memory_size(bits, cfg.memory.size)
+    cfg.smt.memory_noise = MEMORY_NOISE
+    lag = task.target_lag()
+    if lag is not None:
+        cfg.teacher.decoder, cfg.rnn.cell, cfg.teacher.future_len = "linear", "mlp-linear", lag + 1
+        cfg.dmt = dataclasses.replace(cfg.dmt, **SHIFT_REGISTER_DMT)
+        cfg.optim.lr = FAST_LR
     return cfg
 
 
-def long(task: str = "retrieval") -> RunConfig:
-    """`small` with the long-range recipe (`with_long_range_recipe`)."""
-    return with_long_range_recipe(small(task))
+def with_dense_teacher(cfg: RunConfig) -> RunConfig:
+    """The dense part of the recipe (in place), for tasks with a target at most positions (text, pixels): the
+    teacher's decoder is trained on every position once, by a linear head on m_t for the next target (Tf = 1),
+    instead of a Transformer decoder on 8 sampled windows; the teacher is DENSE_TEACHER_WIDTH wide and every method
+    trains at FAST_LR."""
+    cfg.teacher.decoder_positions, cfg.teacher.decoder, cfg.teacher.future_len = 0, "linear", 1
+    cfg.teacher.width = DENSE_TEACHER_WIDTH
+    cfg.optim.lr = FAST_LR
+    return cfg
 
 
-def contractive(task: str = "retrieval") -> RunConfig:
+def long(task: str = "retrieval", params: dict | None = None) -> RunConfig:
+    """`small` with the long-range part of the recipe (`with_long_range_rule`) for the task with these parameters."""
+    cfg = small(task)
+    cfg.task.params = dict(params or {})
+    return with_long_range_rule(cfg, make_task(task, **cfg.task.params))
+
+
+def contractive(task: str = "retrieval", params: dict | None = None) -> RunConfig:
     """`long` with the contraction lever: every SMT transition starts from a perturbed teacher memory,
-    f(norm(m_{t-1} + σ·ε), x_t) -> m_t, σ = 0.3 decaying linearly to 0 over the SMT share, so the update learns to
-    pull states near the teacher's trajectory back onto it. On retrieval it held the RNN alone at 1.000 in every seed
-    at T = 256 (600 s) and T = 1024 (900 s), where `long` reached 0.926 and 0.133 (benchmarks/long_range.py). The
-    adopted recipe (`recipe_preset`)."""
-    cfg = long(task)
-    cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final = 0.3, 0.0
+    f(norm(m_{t-1} + σ·ε), x_t) -> m_t, σ = CONTRACTION decaying linearly to 0 over the SMT share, so the update
+    learns to pull states near the teacher's trajectory back onto it."""
+    cfg = long(task, params)
+    cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final = CONTRACTION, 0.0
     return cfg
 
 
-def recipe_preset(task: str) -> str:
-    """The preset the adopted long-range recipe is on `task`: `contractive` on every task measured. On delayed_recall
-    it was `long` (no contraction) while the rate there was small's 1e-3, where the contraction cost the RNN alone
-    accuracy in every seed (T = 256, 600 s: 0.958 / 0.923 / 0.636 with it, 0.997 / 0.956 / 0.660 without); at 2e-3
-    it was at least as good in every seed (0.999 / 1.000 / 0.898 with it, 0.997 / 1.000 / 0.741 without;
-    benchmarks/long_range.py)."""
-    return "contractive"
-
-
-def recipe(task: str = "retrieval") -> RunConfig:
-    """The adopted long-range recipe on `task` (RECIPE): the config of `recipe_preset(task)`."""
-    return PRESETS[recipe_preset(task)](task)
+def recipe(task: str = "retrieval", params: dict | None = None) -> RunConfig:
+    """The recipe for any task, built from what the task declares, never from its name: `contractive` (memory size
+    from `memory_bits`, the noise channel, the shift-register lever from `target_lag`, the contraction), plus the
+    dense teacher (`with_dense_teacher`) where a sample labels at least DENSE_TARGETS of its positions and the
+    targets are not a shift register. A task that declares nothing (a user's text, images or task) gets Z = 128
+    and, with dense targets, the dense teacher. On sparse-target tasks it equals `contractive`."""
+    cfg = contractive(task, params)
+    made = make_task(task, **cfg.task.params)
+    if made.target_lag() is None and labelled_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:
+        with_dense_teacher(cfg)
+    return cfg
 
 
 RECIPE = "recipe"  # the preset `smtrnn demo` and `smtrnn compare` start from
@@ -152,7 +166,12 @@ PRESETS: dict[str, Callable[[str], RunConfig]] = {"debug": debug, "small": small
                                                   "contractive": contractive, "recipe": recipe, "staged": staged}
 
 
-def make_preset(name: str, task: str) -> RunConfig:
+RULE_PRESETS = ("long", "contractive", "recipe")  # presets that read the task's parameters
+
+
+def make_preset(name: str, task: str, params: dict | None = None) -> RunConfig:
+    """The preset `name` for `task`; the presets that follow a rule over the task's declared properties build the
+    task with `params` (its final parameters), the others keep theirs."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'; choose from: {', '.join(PRESETS)}")
-    return PRESETS[name](task)
+    return PRESETS[name](task, params) if name in RULE_PRESETS else PRESETS[name](task)

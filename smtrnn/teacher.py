@@ -134,10 +134,10 @@ class Teacher(nn.Module):
     def sample_positions(self, y: Tensor) -> Tensor:
         """`decoder_positions` positions per sequence of y (B, T) -> (B, P), drawn among those whose window of Tf
         targets holds at least one, so a sparse task (one label at the end) does not spend the decoder on windows
-        that carry no loss. With `decoder_positions` >= T, every position, once (P = T): a window without a label
-        adds no loss, and a cheap decoder (the linear one) then trains on every memory of the batch."""
+        that carry no loss. With `decoder_positions` 0 or >= T, every position, once (P = T): a window without a
+        label adds no loss, and a cheap decoder (the linear one) then trains on every memory of the batch."""
         batch, length = y.shape
-        if self.decoder_positions >= length:
+        if self.decoder_positions == 0 or self.decoder_positions >= length:
             return torch.arange(length, device=y.device).expand(batch, length)
         _, y_win = future_windows(y, self.future_len)  # (B, T, Tf)
         has_label = (y_win >= 0).any(-1)  # (B, T)

@@ -16,7 +16,7 @@ from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import memory_channel, perturb_on_sphere
 from smtrnn.model import Model
-from smtrnn.presets import LINEAR_MEMORY_TASKS, LONG_MEMORY_SIZE, long, make_preset, small, with_long_range_recipe
+from smtrnn.presets import long, make_preset, small, with_long_range_rule
 from smtrnn.smt import dynamics_input_sigma, smt_loss
 from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
@@ -174,14 +174,16 @@ def test_without_future_dropout_the_teacher_has_no_blank_so_older_checkpoints_lo
 
 # --- memory size and the long recipe ----------------------------------------------------------------------------
 
-def test_long_preset_sizes_the_memory_per_task_and_turns_the_noise_channel_on():
-    for task, size in LONG_MEMORY_SIZE.items():
+def test_long_preset_sizes_the_memory_from_the_bits_a_task_declares_and_turns_the_noise_channel_on():
+    """retrieval holds a needle of 8 symbols and a flag (4 bits), parity one bit: Z = 16, the smallest; delayed_recall
+    a window of 16 symbols of 3 bits (48): Z = 64; copy declares nothing and keeps small's Z = 128."""
+    for task, size in (("retrieval", 16), ("parity", 16), ("delayed_recall", 64), ("copy", 128)):
         cfg = long(task)
         assert cfg.memory.size == size and cfg.smt.memory_noise > 0
         model, _ = build(cfg)
         assert model.rnn.init_state(1).shape == (1, size)
         assert model.teacher.encode(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, size)
-    assert long("copy").memory.size == make_preset("small", "copy").memory.size  # a task not named keeps Z = 128
+    assert long("delayed_recall", {"lag": 40}).memory.size == 128  # 120 bits: the size follows the parameters
 
 
 def test_long_recipe_turns_the_linear_memory_lever_on_for_shift_register_tasks_only():
@@ -189,7 +191,7 @@ def test_long_recipe_turns_the_linear_memory_lever_on_for_shift_register_tasks_o
     the Transformer decoder and small's MLP cell, and BPTT under `long` runs the same cell as SMT."""
     for task in ("delayed_recall", "retrieval", "copy"):
         cfg = long(task)
-        linear = task in LINEAR_MEMORY_TASKS
+        linear = make_task(task).target_lag() is not None
         assert cfg.teacher.decoder == ("linear" if linear else "transformer")
         assert cfg.rnn.cell == ("mlp-linear" if linear else "mlp")
         assert make_preset("contractive", task).rnn.cell == cfg.rnn.cell
@@ -204,12 +206,13 @@ def test_long_recipe_turns_the_linear_memory_lever_on_for_shift_register_tasks_o
 
 
 def test_the_long_recipe_trains_and_evaluates_at_debug_sizes(tmp_path):
-    cfg = with_long_range_recipe(debug_config("retrieval", "smt+dmt", steps=20))
+    cfg = debug_config("retrieval", "smt+dmt", steps=20)
+    cfg = with_long_range_rule(cfg, make_task("retrieval", **cfg.task.params))
     cfg.rnn.hidden = 32
     validate(cfg)
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     result = trainer.run()
-    assert trainer.model.rnn.size == LONG_MEMORY_SIZE["retrieval"]
+    assert trainer.model.rnn.size == 16
     assert 0.0 <= result["rnn_accuracy"] <= 1.0 and math.isfinite(result["drift_final"])
 
 
@@ -314,7 +317,7 @@ def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
                  "--device", "cpu", "--batch-size", "4", "--out", str(tmp_path / "run")])
     assert code == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
-    assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
+    assert config["memory"]["width"] == 16 and config["smt"]["memory_noise"] == 0.2
 
 
 def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path):
@@ -322,10 +325,10 @@ def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path):
 
     assert make_parser().parse_args(["compare", "--out", str(tmp_path)]).preset == "recipe"
     assert main(["demo", "--budget", "0.2", "--seq-len", "8", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
-    assert "preset recipe (contractive)" in capsys.readouterr().out
+    assert "preset recipe" in capsys.readouterr().out
     for run in ("smt-dmt", "bptt"):
         config = json.loads((tmp_path / "demo" / run / "config.json").read_text())["config"]
-        assert config["memory"]["width"] == LONG_MEMORY_SIZE["retrieval"] and config["smt"]["memory_noise"] == 0.2
+        assert config["memory"]["width"] == 16 and config["smt"]["memory_noise"] == 0.2
         assert config["smt"]["dynamics_input_noise"] == 0.3 and config["smt"]["dynamics_input_noise_final"] == 0.0
 
 
@@ -361,16 +364,6 @@ def test_dmt_teacher_learns_needs_a_teacher_and_the_time_parallel_step():
         validate(debug_config("retrieval", "bptt", dmt__teacher_learns=True))
     with pytest.raises(ConfigError, match="time-parallel"):
         validate(debug_config("retrieval", "smt+dmt", dmt__teacher_learns=True, dmt__time_parallel=False))
-
-
-def test_recipe_is_the_contractive_preset_with_each_tasks_levers():
-    from smtrnn.presets import contractive, recipe, recipe_preset
-
-    for task in ("retrieval", "copy", "delayed_recall"):
-        assert recipe_preset(task) == "contractive"
-        assert recipe(task) == contractive(task) == make_preset("recipe", task)
-    assert recipe("delayed_recall").smt.dynamics_input_noise == 0.3
-    assert recipe("delayed_recall").rnn.cell == "mlp-linear" and recipe("retrieval").rnn.cell == "mlp"
 
 
 def test_contractive_preset_is_long_with_the_contraction_lever():

@@ -274,3 +274,26 @@ def test_a_screen_plan_with_a_repeated_run_name_is_refused(tmp_path):
     plan.write_text("a --steps 1\na --steps 2\n")
     with pytest.raises(SystemExit, match="run name 'a' appears twice"):
         load_benchmark("screen").read_plan(plan)
+
+
+@pytest.mark.slow
+def test_a_screen_with_seeds_reports_their_test_split_mean_and_plots_validation_bits(tmp_path):
+    import json
+    import statistics
+    import subprocess
+    import sys
+
+    plan = tmp_path / "plan.txt"
+    plan.write_text("".join(f"t-s{seed} --preset debug --task text --steps 2 --seed {seed} --method bptt "
+                            "--set train.keep_best=true --set train.eval_every=1\n" for seed in (0, 1)))
+    command = [sys.executable, str(ROOT / "benchmarks" / "screen.py"), str(plan), "--name", "s", "--split", "test",
+               "--plot", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads((tmp_path / "out" / "s.json").read_text())["runs"]
+    bits = [r["test"]["documents_rnn_bits_per_token"] for r in runs]
+    assert all(json.loads((tmp_path / "work" / r["name"] / "test.json").read_text()) == r["test"] for r in runs)
+    assert runs[0]["test"]["checkpoint"].startswith("best") and len(set(bits)) == 2  # two seeds, two different models
+    row = next(line for line in (tmp_path / "out" / "s.md").read_text().splitlines() if line.startswith("| t |"))
+    assert f"{statistics.mean(bits):.3f} ± {statistics.stdev(bits):.3f}" in row and "| 2 |" in row
+    assert len(runs[0]["bits_curve"]) >= 2 and (tmp_path / "out" / "s.png").stat().st_size > 0

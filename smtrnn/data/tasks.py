@@ -18,6 +18,7 @@ In the worked examples of the class docstrings, ``.`` marks a position with no t
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Optional
@@ -58,6 +59,16 @@ class Task(ABC):
 
     def max_seq_len(self) -> int | None:
         """The longest sequence the task can give (data tasks: bounded by their data); None = unbounded."""
+        return None
+
+    def memory_bits(self) -> float | None:
+        """What a memory must hold at once to solve the task, in bits, where the task can say (a needle, a window of
+        symbols); None where it cannot (real data). The recipe sizes the memory from it (`smtrnn.presets`)."""
+        return None
+
+    def target_lag(self) -> int | None:
+        """L where every target is the input L steps back (y_t = x_{t-L}: the memory is a shift register); None
+        otherwise. The recipe then has the teacher write that window in linearly readable form."""
         return None
 
     def held_out(self, split: str = "valid") -> "Task":
@@ -158,6 +169,9 @@ class Retrieval(Task):
 
     def min_seq_len(self) -> int:
         return 3  # marker, needle, query
+
+    def memory_bits(self) -> float:
+        return math.log2(self.num_symbols) + 1  # the needle, and whether the marker has passed
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = _randint(0, self.num_symbols, (batch_size, seq_len), generator)
@@ -269,6 +283,12 @@ class DelayedRecall(Task):
 
     def min_seq_len(self) -> int:
         return self.lag + 1  # at least one labelled position
+
+    def memory_bits(self) -> float:
+        return self.lag * math.log2(self.num_symbols)  # the last `lag` symbols, in order
+
+    def target_lag(self) -> int:
+        return self.lag
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = _randint(0, self.num_symbols, (batch_size, seq_len), generator)
@@ -413,6 +433,9 @@ class Parity(Task):
     @property
     def vocab_size(self) -> int:
         return 2
+
+    def memory_bits(self) -> float:
+        return 1.0  # the running parity
 
     def min_seq_len(self) -> int:
         return 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from smtrnn.presets import RECIPE, make_preset, recipe_preset
+from smtrnn.presets import RECIPE, make_preset
 from smtrnn.trainer import Trainer
 
 COLUMNS = ("method", "steps", "seconds", "rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy",
@@ -21,20 +21,19 @@ def run_demo(task: str, seq_len: int, budget: float, out: Path | None, device: t
     """Both methods from the same preset (default RECIPE, the long-range recipe) for `budget` training seconds."""
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="smtrnn-demo-"))
     out.mkdir(parents=True, exist_ok=True)  # an unusable path is refused before anything is printed or trained
-    named = f"{preset} ({recipe_preset(task)})" if preset == RECIPE else preset
     rows = []
     for method in ("smt+dmt", "bptt"):
         cfg = make_preset(preset, task)
         cfg.task.seq_len, cfg.train.method, cfg.train.seed = seq_len, method, seed
         cfg.train.steps, cfg.train.max_seconds = 1_000_000, budget
         trainer = Trainer(cfg, out / method.replace("+", "-"), device)
-        print(f"{method}: training for {budget:g} s ({task}, T = {seq_len}, preset {named})", file=sys.stderr,
+        print(f"{method}: training for {budget:g} s ({task}, T = {seq_len}, preset {preset})", file=sys.stderr,
               flush=True)  # a non-interactive run (no progress bar) is not silent for minutes
         result = trainer.run()
         print(f"{method}: RNN alone {result['rnn_accuracy']:.3f} after {trainer.step} steps", file=sys.stderr,
               flush=True)
         rows.append({"method": method, "steps": trainer.step, "seconds": trainer.elapsed} | result)
-    print(f"\n{task}, T = {seq_len}, preset {named}, {budget:g} s of training per method on {device}; "
+    print(f"\n{task}, T = {seq_len}, preset {preset}, {budget:g} s of training per method on {device}; "
           f"runs in {out}\n")
     print(format_table(rows))
     return rows
