@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, finish, quality_run, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, quality_run, run_cli
 
 # dataset -> (task, T, unit)
 DATASETS = {"text": ("text", 256, "byte"), "pixels": ("pixels", 64, "pixel")}
@@ -38,42 +38,57 @@ TEXT_PROMPT = "def main():\n    "
 
 
 def markdown(report: dict) -> str:
-    budget = (f"Preset `{report['preset']}`, budget" if "preset" in report else "Budget")  # older reports: small
-    lines = [f"{budget} {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, methods of a dataset "
-             f"side by side, 1 thread each; held-out scores over whole documents / images (text: the first "
-             f"{report['max_tokens']} held-out bytes); {report['device']}, torch {report['torch']}.", "",
-             "| data | T | method | RNN alone (bits/unit) | teacher (bits/unit) | RNN / teacher | RNN-alone acc | "
-             "steps |", "|---|---|---|---|---|---|---|---|"]
+    budget = f"Preset `{report['preset']}`, budget" if "preset" in report else "Budget"  # older reports: small
+    lines = [
+        f"{budget} {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, methods of a dataset "
+        f"side by side, 1 thread each; held-out scores over whole documents / images (text: the first "
+        f"{report['max_tokens']} held-out bytes); {report['device']}, torch {report['torch']}.",
+        "",
+        "| data | T | method | RNN alone (bits/unit) | teacher (bits/unit) | RNN / teacher | RNN-alone acc | steps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in report["runs"]:
         held = row["held_out_documents"]
         teacher = held.get("teacher_bits_per_token")
         ratio = f"{held['rnn_bits_per_token'] / teacher:.3f}" if teacher else "–"
-        lines.append(f"| {row['dataset']} ({held['tokens']} {row['unit']}s) | {row['T']} | {row['method']} | "
-                     f"{held['rnn_bits_per_token']:.3f} | {f'{teacher:.3f}' if teacher else '–'} | {ratio} | "
-                     f"{held['rnn_accuracy']:.3f} | {row['steps']} |")
+        lines.append(
+            f"| {row['dataset']} ({held['tokens']} {row['unit']}s) | {row['T']} | {row['method']} | "
+            f"{held['rnn_bits_per_token']:.3f} | {f'{teacher:.3f}' if teacher else '–'} | {ratio} | "
+            f"{held['rnn_accuracy']:.3f} | {row['steps']} |"
+        )
     curves = [row for row in report["runs"] if row.get("held_out_curve")]
     if curves:
         points = len(curves[0]["held_out_curve"])
-        lines += ["", "Held-out bits/unit against training time (sampled validation windows of T; BPTT's training "
-                  "bits are its last logged training CE):", "",
-                  "| data | method | " + " | ".join(f"≈{(i + 1) * report['budget_s'] / points:.0f} s"
-                                                    for i in range(points)) +
-                  " | best → end | overfits | BPTT train bits |",
-                  "|---|---|" + "---|" * (len(curves[0]["held_out_curve"]) + 3)]
+        lines += [
+            "",
+            "Held-out bits/unit against training time (sampled validation windows of T; BPTT's training "
+            "bits are its last logged training CE):",
+            "",
+            "| data | method | "
+            + " | ".join(f"≈{(i + 1) * report['budget_s'] / points:.0f} s" for i in range(points))
+            + " | best → end | overfits | BPTT train bits |",
+            "|---|---|" + "---|" * (len(curves[0]["held_out_curve"]) + 3),
+        ]
         for row in curves:
             values = [v for _, v in row["held_out_curve"]]
             train = row.get("train_bits")
-            lines.append(f"| {row['dataset']} | {row['method']} | " + " | ".join(f"{v:.3f}" for v in values) +
-                         f" | {min(values):.3f} → {values[-1]:.3f} | {'yes' if row['overfits'] else 'no'} | "
-                         f"{f'{train:.3f}' if train is not None else '–'} |")
+            lines.append(
+                f"| {row['dataset']} | {row['method']} | "
+                + " | ".join(f"{v:.3f}" for v in values)
+                + f" | {min(values):.3f} → {values[-1]:.3f} | {'yes' if row['overfits'] else 'no'} | "
+                f"{f'{train:.3f}' if train is not None else '–'} |"
+            )
     samples = [row for row in report["runs"] if "text_sample" in row]
     if samples:
         lines += ["", f"Text continuations of `{TEXT_PROMPT!r}` (greedy, 120 bytes):", ""]
         lines += [f"- {row['method']}: `{row['text_sample']!r}`" for row in samples]
     grids = [row for row in report["runs"] if "png" in row]
     if grids:
-        lines += ["", "Digit grids (rows: held-out images, lower halves completed by the RNN, unconditional "
-                  "samples): " + ", ".join(f"`{row['png']}` ({row['method']})" for row in grids)]
+        lines += [
+            "",
+            "Digit grids (rows: held-out images, lower halves completed by the RNN, unconditional "
+            "samples): " + ", ".join(f"`{row['png']}` ({row['method']})" for row in grids),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -103,25 +118,45 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    report = {"benchmark": "data", "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                              f"{os.cpu_count()} cores)",
-              "torch": torch.__version__, "python": platform.python_version(), "budget_s": args.budget,
-              "cell": args.cell, "preset": args.preset, "max_tokens": args.max_tokens, "runs": [],
-              "command": " ".join(sys.argv)}
+    report = {
+        "benchmark": "data",
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "budget_s": args.budget,
+        "cell": args.cell,
+        "preset": args.preset,
+        "max_tokens": args.max_tokens,
+        "runs": [],
+        "command": " ".join(sys.argv),
+    }
     train_args = ["--preset", args.preset, "--set", f"train.eval_every_seconds={args.budget / 8}"]
     with tempfile.TemporaryDirectory(prefix="smtrnn-data-") as work:
         for dataset in args.datasets.split(","):
             task, length, unit = DATASETS[dataset]
             scored = args.max_tokens if task == "text" else 0  # every held-out image
-            rows = quality_run(task, length, args.seed, args.budget, args.cell, Path(work), 1, METHODS,
-                               eval_args=["--max-tokens", str(scored)], train_args=train_args)
+            rows = quality_run(
+                task,
+                length,
+                args.seed,
+                args.budget,
+                args.cell,
+                Path(work),
+                1,
+                METHODS,
+                eval_args=["--max-tokens", str(scored)],
+                train_args=train_args,
+            )
             for row in rows:
                 run_dir = Path(work) / f"{task}-T{length}-s{args.seed}-{row['method']}"
                 row |= {"dataset": dataset, "unit": unit} | held_out_curve(run_dir, row["method"])
                 if task == "text":
-                    text = finish(run_cli(["sample", str(run_dir), "--text", TEXT_PROMPT, "--length", "120",
-                                           "--device", "cpu"], 2))
-                    row["text_sample"] = text[len(TEXT_PROMPT):].rstrip("\n")
+                    text = finish(
+                        run_cli(
+                            ["sample", str(run_dir), "--text", TEXT_PROMPT, "--length", "120", "--device", "cpu"], 2
+                        )
+                    )
+                    row["text_sample"] = text[len(TEXT_PROMPT) :].rstrip("\n")
                 else:
                     png = f"{args.name}_digits_{row['method'].replace('+', '_')}.png"
                     finish(run_cli(["sample", str(run_dir), "--png", str(Path(work) / png), "--device", "cpu"], 2))

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, quality_run, quality_table, small_model, step_time, summarize  # noqa: E402  (benchmarks/ is on sys.path when run)
-
-from smtrnn.dmt import dmt_loss  # noqa: E402
-from smtrnn.reference import dmt_sequential_loss  # noqa: E402
+from harness import ROOT, quality_run, quality_table, small_model, step_time, summarize
+from smtrnn.dmt import dmt_loss
+from smtrnn.reference import dmt_sequential_loss
 
 METHODS = ["smt", "smt+dmt", "bptt"]
 
@@ -45,10 +44,12 @@ def dmt_throughput(length: int, cell: str, batch: int, repeats: int, device: str
         "time_parallel": step_time(lambda: dmt_loss(model, x, y, cfg.dmt)[0].backward(), repeats),
         "sequential": step_time(lambda: dmt_sequential_loss(model, x, y, cfg.dmt)[0].backward(), repeats),
     }
-    return {"T": length, "batch": batch, "cell": cell, "device": device, "label_every": cfg.dmt.label_every} | {
-        f"{name}_step_s": t for name, t in times.items()} | {
-        f"{name}_transitions_per_s": batch * length / t for name, t in times.items()} | {
-        "ratio_time_parallel_over_sequential": times["sequential"] / times["time_parallel"]}
+    return (
+        {"T": length, "batch": batch, "cell": cell, "device": device, "label_every": cfg.dmt.label_every}
+        | {f"{name}_step_s": t for name, t in times.items()}
+        | {f"{name}_transitions_per_s": batch * length / t for name, t in times.items()}
+        | {"ratio_time_parallel_over_sequential": times["sequential"] / times["time_parallel"]}
+    )
 
 
 def drift_rows(rows: list[dict]) -> list[dict]:
@@ -60,8 +61,14 @@ def drift_rows(rows: list[dict]) -> list[dict]:
     out = []
     for (task, length, method), curves in groups.items():
         buckets = list(curves[0])
-        out.append({"task": task, "T": length, "method": method,
-                    "drift": {b: sum(c[b] for c in curves) / len(curves) for b in buckets}})
+        out.append(
+            {
+                "task": task,
+                "T": length,
+                "method": method,
+                "drift": {b: sum(c[b] for c in curves) / len(curves) for b in buckets},
+            }
+        )
     return out
 
 
@@ -69,23 +76,38 @@ def markdown(report: dict) -> str:
     budgets = ", ".join(f"T = {t}: {s:.0f} s" for t, s in report["budgets_s"].items())
     lines = []
     if report["summary"]:
-        lines = [f"Training budget per run ({budgets}), cell `{report['cell']}`, {report['threads_per_run']} thread "
-                 f"per run, the {len(report['methods'])} methods of a (task, T, seed) run at once; "
-                 f"{report['device']}, torch {report['torch']}.", "", *quality_table(report["summary"])]
+        lines = [
+            f"Training budget per run ({budgets}), cell `{report['cell']}`, {report['threads_per_run']} thread "
+            f"per run, the {len(report['methods'])} methods of a (task, T, seed) run at once; "
+            f"{report['device']}, torch {report['torch']}.",
+            "",
+            *quality_table(report["summary"]),
+        ]
     if report["drift"]:
-        lines += ["", "Drift δ_t = mean (m̂_t − m_t)² of the RNN's own rollout against the teacher, mean per position "
-                  "bucket (0 = on the teacher, ≈ 2 = unrelated):", ""]
+        lines += [
+            "",
+            "Drift δ_t = mean (m̂_t − m_t)² of the RNN's own rollout against the teacher, mean per position "
+            "bucket (0 = on the teacher, ≈ 2 = unrelated):",
+            "",
+        ]
         for d in report["drift"]:
             cells = " ".join(f"{b}: {v:.3f}" for b, v in d["drift"].items())
             lines.append(f"- {d['task']} T = {d['T']} {d['method']}: {cells}")
     if report["throughput"]:
         where = report["device"] if report["throughput"][0].get("device", "cpu") != "cpu" else "2 threads"
-        lines += [*([""] if lines else [f"torch {report['torch']}.", ""]), f"DMT optimizer-step time, forward + backward, {where} (sequential: graph kept through the "
-                  "rollout, MSE every `label_every` steps):", "",
-                  "| T | batch | time-parallel step (s) | sequential step (s) | speed-up |", "|---|---|---|---|---|"]
+        lines += [
+            *([""] if lines else [f"torch {report['torch']}.", ""]),
+            f"DMT optimizer-step time, forward + backward, {where} (sequential: graph kept through the "
+            "rollout, MSE every `label_every` steps):",
+            "",
+            "| T | batch | time-parallel step (s) | sequential step (s) | speed-up |",
+            "|---|---|---|---|---|",
+        ]
         for t in report["throughput"]:
-            lines.append(f"| {t['T']} | {t['batch']} | {t['time_parallel_step_s']:.3f} | {t['sequential_step_s']:.3f} "
-                         f"| {t['ratio_time_parallel_over_sequential']:.2f}× |")
+            lines.append(
+                f"| {t['T']} | {t['batch']} | {t['time_parallel_step_s']:.3f} | {t['sequential_step_s']:.3f} "
+                f"| {t['ratio_time_parallel_over_sequential']:.2f}× |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -117,19 +139,30 @@ def main() -> None:
     if missing:
         parser.error(f"--budgets has no entry for T = {missing[0]}")
 
-    report = {"benchmark": "dmt", "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                             f"{os.cpu_count()} cores)",
-              "torch": torch.__version__, "python": platform.python_version(),
-              "budgets_s": {t: budgets[t] for t in lengths}, "cell": args.cell, "threads_per_run": args.threads,
-              "methods": METHODS, "summary": [], "drift": [], "runs": [], "throughput": [],
-              "command": " ".join(sys.argv)}
+    report = {
+        "benchmark": "dmt",
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "budgets_s": {t: budgets[t] for t in lengths},
+        "cell": args.cell,
+        "threads_per_run": args.threads,
+        "methods": METHODS,
+        "summary": [],
+        "drift": [],
+        "runs": [],
+        "throughput": [],
+        "command": " ".join(sys.argv),
+    }
     out = Path(args.out)
     torch.set_num_threads(2)
     if args.device != "cpu":
         report["device"] = f"{args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else ''})"
-    report["throughput"] = [dmt_throughput(t, args.cell, batch, args.repeats, args.device)
-                            for t in map(int, filter(None, args.throughput_lengths.split(",")))
-                            for batch in map(int, args.throughput_batches.split(","))]
+    report["throughput"] = [
+        dmt_throughput(t, args.cell, batch, args.repeats, args.device)
+        for t in map(int, filter(None, args.throughput_lengths.split(",")))
+        for batch in map(int, args.throughput_batches.split(","))
+    ]
     write(report, out, args.name)
     if args.skip_quality:
         lengths = []
@@ -137,8 +170,9 @@ def main() -> None:
         for length in lengths:  # short lengths first: an interrupted study still covers them
             for task in args.tasks.split(","):
                 for seed in map(int, args.seeds.split(",")):
-                    report["runs"] += quality_run(task, length, seed, budgets[length], args.cell, Path(work),
-                                                  args.threads, METHODS)
+                    report["runs"] += quality_run(
+                        task, length, seed, budgets[length], args.cell, Path(work), args.threads, METHODS
+                    )
                     report["summary"], report["drift"] = summarize(report["runs"]), drift_rows(report["runs"])
                     write(report, out, args.name)
     print(markdown(report))

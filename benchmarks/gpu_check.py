@@ -45,19 +45,33 @@ def training_run(preset, steps: int, seconds: float, device: str, precision: str
         result = trainer.run()
         seconds = time.perf_counter() - start
         records = [json.loads(line) for line in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
-    return {"preset": preset.__name__, "task": "retrieval", "T": cfg.task.seq_len, "batch": cfg.optim.batch_size,
-            "steps": trainer.step, "max_steps": steps, "precision": precision, "compile": compile_, "seconds": seconds,
-            "train_seconds": trainer.elapsed, "steps_per_s": trainer.step / trainer.elapsed,
-            "losses": [{"step": r["step"], "loss": r["loss"]} for r in records if "loss" in r],
-            "eval": result}
+    return {
+        "preset": preset.__name__,
+        "task": "retrieval",
+        "T": cfg.task.seq_len,
+        "batch": cfg.optim.batch_size,
+        "steps": trainer.step,
+        "max_steps": steps,
+        "precision": precision,
+        "compile": compile_,
+        "seconds": seconds,
+        "train_seconds": trainer.elapsed,
+        "steps_per_s": trainer.step / trainer.elapsed,
+        "losses": [{"step": r["step"], "loss": r["loss"]} for r in records if "loss" in r],
+        "eval": result,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="CPU, tiny sizes: seconds (CI)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training run's modules")
-    parser.add_argument("--budget", type=float, default=270.0, help="seconds for the whole check (the training run "
-                                                                     "gets what remains, at least a tenth)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=270.0,
+        help="seconds for the whole check (the training run gets what remains, at least a tenth)",
+    )
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and not args.tiny
     device = "cuda" if cuda else "cpu"
@@ -77,12 +91,18 @@ def main() -> None:
     remaining = max(args.budget / 10, args.budget - (time.perf_counter() - start))
     training = training_run(preset, steps, remaining, device, "bf16" if cuda else "fp32", args.compile)
     report = {
-        "benchmark": "gpu_check", "device": device,
+        "benchmark": "gpu_check",
+        "device": device,
         "device_name": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
-        "torch": torch.__version__, "python": platform.python_version(), "tiny": args.tiny,
-        "throughput": rows, "training": training, "peak_gpu_memory_gb":
-            torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-        "budget_s": args.budget, "seconds": time.perf_counter() - start, "command": " ".join(sys.argv),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "tiny": args.tiny,
+        "throughput": rows,
+        "training": training,
+        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "budget_s": args.budget,
+        "seconds": time.perf_counter() - start,
+        "command": " ".join(sys.argv),
     }
     print(json.dumps(report))
 

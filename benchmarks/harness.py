@@ -18,18 +18,19 @@ from pathlib import Path
 import torch
 
 from smtrnn.bptt import bptt_loss
+from smtrnn.data.tasks import make_task
 from smtrnn.model import Model
 from smtrnn.presets import small
 from smtrnn.smt import smt_loss
-from smtrnn.data.tasks import make_task
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
 
 
 def run_cli(args: list[str], threads: int) -> subprocess.Popen:
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "smtrnn", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "smtrnn", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -49,26 +50,75 @@ METHODS = {
 }
 
 
-def quality_run(task: str, length: int, seed: int, budget: float, cell: str, work: Path, threads: int,
-                methods: list[str], eval_args: list[str] = (), train_args: list[str] = ()) -> list[dict]:
+def quality_run(
+    task: str,
+    length: int,
+    seed: int,
+    budget: float,
+    cell: str,
+    work: Path,
+    threads: int,
+    methods: list[str],
+    eval_args: list[str] = (),
+    train_args: list[str] = (),
+) -> list[dict]:
     """All methods side by side for one (task, T, seed); returns one row per method. The run directories stay in
     `work`, named TASK-TT-sSEED-METHOD. `train_args` are added to every training command (e.g. a preset)."""
     procs = {}
     for method in methods:
         out = work / f"{task}-T{length}-s{seed}-{method}"
-        procs[method] = (out, run_cli(["train", "--task", task, *METHODS[method], "--cell", cell, "--seq-len",
-                                       str(length), "--steps", "1000000", "--budget", str(budget), "--seed", str(seed),
-                                       "--out", str(out), "--quiet", "--device", "cpu", *train_args], threads))
+        procs[method] = (
+            out,
+            run_cli(
+                [
+                    "train",
+                    "--task",
+                    task,
+                    *METHODS[method],
+                    "--cell",
+                    cell,
+                    "--seq-len",
+                    str(length),
+                    "--steps",
+                    "1000000",
+                    "--budget",
+                    str(budget),
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(out),
+                    "--quiet",
+                    "--device",
+                    "cpu",
+                    *train_args,
+                ],
+                threads,
+            ),
+        )
     rows = []
     for method, (out, proc) in procs.items():
         finish(proc)
-        result = json.loads(finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu",
-                                               *eval_args], 2)))
+        result = json.loads(
+            finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu", *eval_args], 2))
+        )
         last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
-        rows.append({"task": task, "T": length, "seed": seed, "method": method, "cell": cell,
-                     "steps": last["step"], "train_seconds": last["elapsed"]} | result)
-        print(f"{task} T={length} seed={seed} {method}: rnn {result['rnn_accuracy']:.3f} "
-              f"teacher {result.get('teacher_accuracy', float('nan')):.3f} steps {last['step']}", flush=True)
+        rows.append(
+            {
+                "task": task,
+                "T": length,
+                "seed": seed,
+                "method": method,
+                "cell": cell,
+                "steps": last["step"],
+                "train_seconds": last["elapsed"],
+            }
+            | result
+        )
+        print(
+            f"{task} T={length} seed={seed} {method}: rnn {result['rnn_accuracy']:.3f} "
+            f"teacher {result.get('teacher_accuracy', float('nan')):.3f} steps {last['step']}",
+            flush=True,
+        )
     return rows
 
 
@@ -106,20 +156,26 @@ def diagnostics_table(rows: list[tuple[str, float, dict]], runs: str) -> list[st
     score, diagnostics) rows; none without rows. `runs` names them in the caption."""
     if not rows:
         return []
-    lines = ["", f"Diagnostics of the {runs} (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
-             "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
-             "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
-             "the task needs, from teacher memories / the RNN's rollout (chance in brackets).", "",
-             "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
-             "finite growth, RMS 0.2 over 32 steps (median, max) | probe: teacher / rollout |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"Diagnostics of the {runs} (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
+        "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
+        "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
+        "the task needs, from teacher memories / the RNN's rollout (chance in brackets).",
+        "",
+        "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
+        "finite growth, RMS 0.2 over 32 steps (median, max) | probe: teacher / rollout |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, score, d in rows:
         probe = d.get("probe")
         finite = f"{d['growth_finite']['median']:.3f}, {d['growth_finite']['max']:.3f}" if "growth_finite" in d else "–"
         probe_text = f"{probe['teacher']:.3f} / {probe['rollout']:.3f} ({probe['chance']:.3f})" if probe else "–"
-        lines.append(f"| {name} | {score:.3f} | {d['markov_gap']['mean']:.3f}, {d['markov_gap']['worst']:.3f} at "
-                     f"t={d['markov_gap']['worst_position']} | {d['growth']['median']:.3f}, {d['growth']['max']:.3f} "
-                     f"| {finite} | {probe_text} |")
+        lines.append(
+            f"| {name} | {score:.3f} | {d['markov_gap']['mean']:.3f}, {d['markov_gap']['worst']:.3f} at "
+            f"t={d['markov_gap']['worst_position']} | {d['growth']['median']:.3f}, {d['growth']['max']:.3f} "
+            f"| {finite} | {probe_text} |"
+        )
     return lines
 
 
@@ -157,13 +213,20 @@ def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "
     def bptt():
         bptt_loss(model, x, y, cfg.bptt)[0].backward()
 
-    times = {name: step_time(fn, repeats) for name, fn in
-             (("smt_full", smt_joint), ("smt_rnn_phase", smt_rnn_phase), ("bptt", bptt))}
-    per_s = {f"{name}_transitions_per_s": batch * length / t for name, t in times.items()}
-    return {"T": length, "batch": batch, "cell": cell, "device": device} | {f"{k}_step_s": v for k, v in times.items()} | per_s | {
-        "ratio_smt_full_over_bptt": per_s["smt_full_transitions_per_s"] / per_s["bptt_transitions_per_s"],
-        "ratio_smt_rnn_phase_over_bptt": per_s["smt_rnn_phase_transitions_per_s"] / per_s["bptt_transitions_per_s"],
+    times = {
+        name: step_time(fn, repeats)
+        for name, fn in (("smt_full", smt_joint), ("smt_rnn_phase", smt_rnn_phase), ("bptt", bptt))
     }
+    per_s = {f"{name}_transitions_per_s": batch * length / t for name, t in times.items()}
+    return (
+        {"T": length, "batch": batch, "cell": cell, "device": device}
+        | {f"{k}_step_s": v for k, v in times.items()}
+        | per_s
+        | {
+            "ratio_smt_full_over_bptt": per_s["smt_full_transitions_per_s"] / per_s["bptt_transitions_per_s"],
+            "ratio_smt_rnn_phase_over_bptt": per_s["smt_rnn_phase_transitions_per_s"] / per_s["bptt_transitions_per_s"],
+        }
+    )
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -174,26 +237,39 @@ def summarize(rows: list[dict]) -> list[dict]:
     for (task, length, method), items in groups.items():
         acc = [r["rnn_accuracy"] for r in items]
         teacher = [r["teacher_accuracy"] for r in items if "teacher_accuracy" in r]
-        out.append({"task": task, "T": length, "method": method, "seeds": len(items),
-                    "rnn_accuracy_mean": statistics.mean(acc), "rnn_accuracy_min": min(acc),
-                    "rnn_accuracy_max": max(acc),
-                    "teacher_accuracy_mean": statistics.mean(teacher) if teacher else None,
-                    "onestep_accuracy_mean": statistics.mean([r["onestep_accuracy"] for r in items])
-                    if teacher else None,
-                    "drift_final_mean": statistics.mean([r["drift_final"] for r in items]) if teacher else None,
-                    "steps_mean": statistics.mean([r["steps"] for r in items])})
+        out.append(
+            {
+                "task": task,
+                "T": length,
+                "method": method,
+                "seeds": len(items),
+                "rnn_accuracy_mean": statistics.mean(acc),
+                "rnn_accuracy_min": min(acc),
+                "rnn_accuracy_max": max(acc),
+                "teacher_accuracy_mean": statistics.mean(teacher) if teacher else None,
+                "onestep_accuracy_mean": statistics.mean([r["onestep_accuracy"] for r in items]) if teacher else None,
+                "drift_final_mean": statistics.mean([r["drift_final"] for r in items]) if teacher else None,
+                "steps_mean": statistics.mean([r["steps"] for r in items]),
+            }
+        )
     return out
 
 
 def quality_table(summary: list[dict]) -> list[str]:
     """The markdown table of `summarize`'s rows: RNN alone, teacher, one-step, drift, steps."""
+
     def fmt(v):
         return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    lines = ["| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
-             "final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
+        "final drift | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summary:
-        lines.append(f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
-                     f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
-                     f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |")
+        lines.append(
+            f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
+            f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
+            f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |"
+        )
     return lines

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
-
-from smtrnn.config import TrainConfig  # noqa: E402
-from smtrnn.data.labels import load_labels, write_labels  # noqa: E402
-from smtrnn.model import Model  # noqa: E402
-from smtrnn.presets import small  # noqa: E402
-from smtrnn.smt import labels_loss, smt_loss  # noqa: E402
-from smtrnn.trainer import train  # noqa: E402
+from harness import ROOT, step_time
+from smtrnn.config import TrainConfig
+from smtrnn.data.labels import load_labels, write_labels
+from smtrnn.model import Model
+from smtrnn.presets import small
+from smtrnn.smt import labels_loss, smt_loss
+from smtrnn.trainer import train
 
 
 def base_config(task: str, length: int, cell: str, budget: float, seed: int):
@@ -46,8 +45,10 @@ def throughput(cfg, store, repeats: int) -> dict:
     labels_cfg.train.method = "labels"
     alone = Model.for_run(labels_cfg, store.manifest["vocab_size"])
     x, y, m = store.sample(cfg.optim.batch_size, cfg.task.seq_len, torch.Generator().manual_seed(0))
-    times = {"joint_smt": step_time(lambda: smt_loss(joint, x, y, cfg.smt)[0].backward(), repeats),
-             "labels": step_time(lambda: labels_loss(alone, x, y, m, cfg.smt)[0].backward(), repeats)}
+    times = {
+        "joint_smt": step_time(lambda: smt_loss(joint, x, y, cfg.smt)[0].backward(), repeats),
+        "labels": step_time(lambda: labels_loss(alone, x, y, m, cfg.smt)[0].backward(), repeats),
+    }
     per_s = {f"{name}_transitions_per_s": x.numel() / t for name, t in times.items()}
     return per_s | {"ratio_labels_over_joint": per_s["labels_transitions_per_s"] / per_s["joint_smt_transitions_per_s"]}
 
@@ -70,26 +71,51 @@ def main() -> None:
         work = Path(work)
         joint = {}
         for cell in cells:
-            joint[cell] = train(base_config(args.task, args.seq_len, cell, args.budget, args.seed), work / f"smt-{cell}",
-                                show_progress=False)
+            joint[cell] = train(
+                base_config(args.task, args.seq_len, cell, args.budget, args.seed),
+                work / f"smt-{cell}",
+                show_progress=False,
+            )
         manifest = write_labels(work / f"smt-{cells[0]}", work / "labels", args.sequences)
         store = load_labels(work / "labels")
         disk = sum(s["bytes"] for s in manifest["shards"])
         for cell in cells:
             cfg = store.config()
             cfg.rnn.cell = cell
-            cfg.train = TrainConfig(method="labels", labels=str(work / "labels"), steps=10**9, max_seconds=args.budget,
-                                    seed=args.seed, device="cpu", eval_batches=8)
+            cfg.train = TrainConfig(
+                method="labels",
+                labels=str(work / "labels"),
+                steps=10**9,
+                max_seconds=args.budget,
+                seed=args.seed,
+                device="cpu",
+                eval_batches=8,
+            )
             alone = train(cfg, work / f"labels-{cell}", show_progress=False)
-            rows.append({"cell": cell, "joint_smt_rnn_accuracy": joint[cell]["rnn_accuracy"],
-                         "labels_rnn_accuracy": alone["rnn_accuracy"],
-                         "joint_smt_rnn_bits": joint[cell]["rnn_bits_per_token"],
-                         "labels_rnn_bits": alone["rnn_bits_per_token"]}
-                        | throughput(base_config(args.task, args.seq_len, cell, 0, 0), store, args.repeats))
-    report = {"device": "cpu", "threads": 1, "torch": torch.__version__, "python": platform.python_version(),
-              "task": args.task, "T": args.seq_len, "budget_s": args.budget, "sequences": args.sequences,
-              "teacher": f"joint SMT, cell {cells[0]}", "label_dtype": manifest["dtype"],
-              "disk_bytes_per_million_tokens": disk / (args.sequences * args.seq_len) * 1e6, "cells": rows}
+            rows.append(
+                {
+                    "cell": cell,
+                    "joint_smt_rnn_accuracy": joint[cell]["rnn_accuracy"],
+                    "labels_rnn_accuracy": alone["rnn_accuracy"],
+                    "joint_smt_rnn_bits": joint[cell]["rnn_bits_per_token"],
+                    "labels_rnn_bits": alone["rnn_bits_per_token"],
+                }
+                | throughput(base_config(args.task, args.seq_len, cell, 0, 0), store, args.repeats)
+            )
+    report = {
+        "device": "cpu",
+        "threads": 1,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "task": args.task,
+        "T": args.seq_len,
+        "budget_s": args.budget,
+        "sequences": args.sequences,
+        "teacher": f"joint SMT, cell {cells[0]}",
+        "label_dtype": manifest["dtype"],
+        "disk_bytes_per_million_tokens": disk / (args.sequences * args.seq_len) * 1e6,
+        "cells": rows,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "labels.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -98,15 +124,20 @@ def main() -> None:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Label once, train many: {report['task']} T={report['T']}, {report['budget_s']:.0f} s per run, "
-             f"{report['sequences']} labelled sequences ({report['label_dtype']}, "
-             f"{report['disk_bytes_per_million_tokens'] / 1e6:.1f} MB per million tokens), CPU 1 thread.", "",
-             "| cell | labels transitions/s | joint SMT transitions/s | ratio | RNN acc, labels | RNN acc, joint SMT |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Label once, train many: {report['task']} T={report['T']}, {report['budget_s']:.0f} s per run, "
+        f"{report['sequences']} labelled sequences ({report['label_dtype']}, "
+        f"{report['disk_bytes_per_million_tokens'] / 1e6:.1f} MB per million tokens), CPU 1 thread.",
+        "",
+        "| cell | labels transitions/s | joint SMT transitions/s | ratio | RNN acc, labels | RNN acc, joint SMT |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in report["cells"]:
-        lines.append(f"| {r['cell']} | {r['labels_transitions_per_s']:.0f} | {r['joint_smt_transitions_per_s']:.0f} | "
-                     f"{r['ratio_labels_over_joint']:.2f} | {r['labels_rnn_accuracy']:.3f} | "
-                     f"{r['joint_smt_rnn_accuracy']:.3f} |")
+        lines.append(
+            f"| {r['cell']} | {r['labels_transitions_per_s']:.0f} | {r['joint_smt_transitions_per_s']:.0f} | "
+            f"{r['ratio_labels_over_joint']:.2f} | {r['labels_rnn_accuracy']:.3f} | "
+            f"{r['joint_smt_rnn_accuracy']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

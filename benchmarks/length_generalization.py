@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import save_report  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import save_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("stack", "parity", "retrieval")
@@ -30,10 +30,32 @@ EVAL_LENGTHS = (128, 256, 512)
 
 
 def compare_argv(task: str, args: argparse.Namespace, work: Path) -> list[str]:
-    return [sys.executable, "-m", "smtrnn", "compare", "--task", task, "--lengths", str(TRAIN_LENGTH),
-            "--methods", ",".join(METHODS), "--seeds", str(args.seeds), "--budget", str(args.budget),
-            "--preset", args.preset, "--eval-lengths", ",".join(map(str, EVAL_LENGTHS)), "--eval-batches", "4",
-            "--device", "cpu", "--out", str(work / task)]
+    return [
+        sys.executable,
+        "-m",
+        "smtrnn",
+        "compare",
+        "--task",
+        task,
+        "--lengths",
+        str(TRAIN_LENGTH),
+        "--methods",
+        ",".join(METHODS),
+        "--seeds",
+        str(args.seeds),
+        "--budget",
+        str(args.budget),
+        "--preset",
+        args.preset,
+        "--eval-lengths",
+        ",".join(map(str, EVAL_LENGTHS)),
+        "--eval-batches",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        str(work / task),
+    ]
 
 
 def collect(work: Path, args: argparse.Namespace) -> dict:
@@ -44,30 +66,49 @@ def collect(work: Path, args: argparse.Namespace) -> dict:
             continue
         for run in json.loads(study.read_text())["runs"]:
             at = {str(TRAIN_LENGTH): {"rnn": run["rnn_accuracy"], "teacher": run.get("teacher_accuracy")}}
-            at |= {n: {"rnn": v["rnn_accuracy"], "teacher": v.get("teacher_accuracy")}
-                   for n, v in run["lengths"].items()}
-            rows.append({"task": task, "method": run["method"], "cell": run["cell"], "seed": run["seed"],
-                         "steps": run["steps"], "train_seconds": run["train_seconds"], "accuracy": at})
+            at |= {
+                n: {"rnn": v["rnn_accuracy"], "teacher": v.get("teacher_accuracy")} for n, v in run["lengths"].items()
+            }
+            rows.append(
+                {
+                    "task": task,
+                    "method": run["method"],
+                    "cell": run["cell"],
+                    "seed": run["seed"],
+                    "steps": run["steps"],
+                    "train_seconds": run["train_seconds"],
+                    "accuracy": at,
+                }
+            )
     import torch
 
-    return {"benchmark": "length_generalization", "train_length": TRAIN_LENGTH,
-            "lengths": [TRAIN_LENGTH, *EVAL_LENGTHS], "budget_s": args.budget, "seeds": args.seeds,
-            "preset": args.preset, "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                             f"{os.cpu_count()} cores)", "torch": torch.__version__, "runs": rows}
+    return {
+        "benchmark": "length_generalization",
+        "train_length": TRAIN_LENGTH,
+        "lengths": [TRAIN_LENGTH, *EVAL_LENGTHS],
+        "budget_s": args.budget,
+        "seeds": args.seeds,
+        "preset": args.preset,
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "runs": rows,
+    }
 
 
 def markdown(report: dict) -> str:
     lengths = [str(n) for n in report["lengths"]]
-    lines = [f"Trained at T = {report['train_length']} for {report['budget_s']:g} s each (preset `{report['preset']}`, "
-             f"{report['seeds']} seed(s), one thread per run), scored on held-out sequences at every length: accuracy "
-             "of the RNN alone from m_∅, and of SMT→DMT's Transformer teacher. "
-             f"{report['device']}, torch {report['torch']}.", "",
-             "| task | model | steps | " + " | ".join(f"T = {n}" for n in lengths) + " |",
-             "|---|---|---|" + "---|" * len(lengths)]
+    lines = [
+        f"Trained at T = {report['train_length']} for {report['budget_s']:g} s each (preset `{report['preset']}`, "
+        f"{report['seeds']} seed(s), one thread per run), scored on held-out sequences at every length: accuracy "
+        "of the RNN alone from m_∅, and of SMT→DMT's Transformer teacher. "
+        f"{report['device']}, torch {report['torch']}.",
+        "",
+        "| task | model | steps | " + " | ".join(f"T = {n}" for n in lengths) + " |",
+        "|---|---|---|" + "---|" * len(lengths),
+    ]
 
     def cells(run, who):
-        return " | ".join("–" if run["accuracy"][n][who] is None else f"{run['accuracy'][n][who]:.3f}"
-                          for n in lengths)
+        return " | ".join("–" if run["accuracy"][n][who] is None else f"{run['accuracy'][n][who]:.3f}" for n in lengths)
 
     for run in report["runs"]:
         name = run["method"] + (f" s{run['seed']}" if report["seeds"] > 1 else "")

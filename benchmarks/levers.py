@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, run_cli
 
 # name -> CLI arguments of the training run (the small preset, cell mlp unless the variant names another)
 VARIANTS = {
@@ -30,8 +30,14 @@ VARIANTS = {
     "uniformity 0.03": ["--method", "smt+dmt", "--set", "smt.uniformity_weight=0.03"],
     "uniformity 0.3": ["--method", "smt+dmt", "--set", "smt.uniformity_weight=0.3"],
     "dynamics 1.0": ["--method", "smt+dmt", "--set", "smt.dynamics_weight=1.0"],
-    "DMT half + 4-step grad": ["--method", "smt+dmt", "--set", "dmt.fraction=0.5", "--set",
-                              "dmt.grad_through_rollout_steps=4"],
+    "DMT half + 4-step grad": [
+        "--method",
+        "smt+dmt",
+        "--set",
+        "dmt.fraction=0.5",
+        "--set",
+        "dmt.grad_through_rollout_steps=4",
+    ],
     "staged": ["--method", "smt+dmt", "--preset", "staged"],
     # a predictive-state horizon that covers the tasks' dependencies (lag 16; copy: 32 steps from a symbol to its
     # output) instead of the small preset's Tf = 4, jointly and with the staged schedule
@@ -42,8 +48,16 @@ VARIANTS = {
     "Tf=20 wide cell": ["--method", "smt+dmt", "--set", "teacher.future_len=20", "--set", "rnn.hidden=1024"],
     # ... with half the budget on DMT (once the teacher is ready), or with the paper's cell over 8 slots of 16
     "Tf=20 DMT half": ["--method", "smt+dmt", "--set", "teacher.future_len=20", "--set", "dmt.fraction=0.5"],
-    "Tf=20 transformer cell K=8": ["--method", "smt+dmt", "--set", "teacher.future_len=20", "--cell", "transformer",
-                                   "--memory-tokens", "8"],
+    "Tf=20 transformer cell K=8": [
+        "--method",
+        "smt+dmt",
+        "--set",
+        "teacher.future_len=20",
+        "--cell",
+        "transformer",
+        "--memory-tokens",
+        "8",
+    ],
     # the paper's cell: a Transformer over K memory slots and the input token (Z = 128 as 4 tokens of 32)
     "transformer cell K=4": ["--method", "smt+dmt", "--cell", "transformer", "--memory-tokens", "4"],
     "bptt": ["--method", "bptt"],
@@ -54,19 +68,46 @@ def run_pair(jobs: list[tuple[str, str, Path]], args, work: Path) -> list[dict]:
     """Train the (task, variant) jobs side by side, then evaluate each; one row per job."""
     procs = []
     for task, variant, out in jobs:
-        argv = ["train", "--task", task, "--seq-len", str(args.seq_len), "--cell", "mlp", *VARIANTS[variant],
-                "--steps", "1000000", "--budget", str(args.budget), "--seed", str(args.seed), "--out", str(out),
-                "--quiet", "--device", "cpu"]
+        argv = [
+            "train",
+            "--task",
+            task,
+            "--seq-len",
+            str(args.seq_len),
+            "--cell",
+            "mlp",
+            *VARIANTS[variant],
+            "--steps",
+            "1000000",
+            "--budget",
+            str(args.budget),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
         procs.append(run_cli(argv, 1))
     rows = []
     for (task, variant, out), proc in zip(jobs, procs):
         finish(proc)
         result = json.loads(finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu"], 2)))
         last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
-        keep = ("rnn_accuracy", "teacher_accuracy", "onestep_accuracy", "drift_labelled", "drift_relative",
-                "memory_effective_rank", "rnn_effective_rank")
-        rows.append({"task": task, "T": args.seq_len, "variant": variant, "args": VARIANTS[variant],
-                     "steps": last["step"]} | {k: result[k] for k in keep if k in result})
+        keep = (
+            "rnn_accuracy",
+            "teacher_accuracy",
+            "onestep_accuracy",
+            "drift_labelled",
+            "drift_relative",
+            "memory_effective_rank",
+            "rnn_effective_rank",
+        )
+        rows.append(
+            {"task": task, "T": args.seq_len, "variant": variant, "args": VARIANTS[variant], "steps": last["step"]}
+            | {k: result[k] for k in keep if k in result}
+        )
         print(f"{task} {variant}: rnn {result['rnn_accuracy']:.3f}", flush=True)
     return rows
 
@@ -75,17 +116,23 @@ def markdown(report: dict) -> str:
     def num(row, key):
         return f"{row[key]:.3f}" if isinstance(row.get(key), (int, float)) else "–"
 
-    lines = [f"T = {report['T']}, {report['budget_s']:.0f} s of training per run, seed {report['seed']}, "
-             f"two runs at a time, 1 thread each; {report['device']}, torch {report['torch']}. Drift/spread: drift at "
-             f"labelled positions over the spread of teacher memories between sequences there (below 1: the rollout "
-             f"stays nearer its own sequence's memory than sequences are to each other).", "",
-             "| task | variant | cell | RNN-alone acc | teacher acc | one-step acc | drift/spread | "
-             "teacher memory eff. rank | steps |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"T = {report['T']}, {report['budget_s']:.0f} s of training per run, seed {report['seed']}, "
+        f"two runs at a time, 1 thread each; {report['device']}, torch {report['torch']}. Drift/spread: drift at "
+        f"labelled positions over the spread of teacher memories between sequences there (below 1: the rollout "
+        f"stays nearer its own sequence's memory than sequences are to each other).",
+        "",
+        "| task | variant | cell | RNN-alone acc | teacher acc | one-step acc | drift/spread | "
+        "teacher memory eff. rank | steps |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in report["runs"]:
         cell = row["args"][row["args"].index("--cell") + 1] if "--cell" in row["args"] else "mlp"
-        lines.append(f"| {row['task']} | {row['variant']} | {cell} | {num(row, 'rnn_accuracy')} | "
-                     f"{num(row, 'teacher_accuracy')} | {num(row, 'onestep_accuracy')} | {num(row, 'drift_relative')} "
-                     f"| {num(row, 'memory_effective_rank')} | {row['steps']} |")
+        lines.append(
+            f"| {row['task']} | {row['variant']} | {cell} | {num(row, 'rnn_accuracy')} | "
+            f"{num(row, 'teacher_accuracy')} | {num(row, 'onestep_accuracy')} | {num(row, 'drift_relative')} "
+            f"| {num(row, 'memory_effective_rank')} | {row['steps']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -103,17 +150,27 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
-    report = {"benchmark": "levers", "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                                f"{os.cpu_count()} cores)",
-              "torch": torch.__version__, "python": platform.python_version(), "T": args.seq_len,
-              "budget_s": args.budget, "seed": args.seed, "runs": [], "command": " ".join(sys.argv)}
+    report = {
+        "benchmark": "levers",
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "T": args.seq_len,
+        "budget_s": args.budget,
+        "seed": args.seed,
+        "runs": [],
+        "command": " ".join(sys.argv),
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="smtrnn-levers-") as work:
-        jobs = [(task, variant, Path(work) / f"{task}-{i}") for task in args.tasks.split(",")
-                for i, variant in enumerate(variants)]
+        jobs = [
+            (task, variant, Path(work) / f"{task}-{i}")
+            for task in args.tasks.split(",")
+            for i, variant in enumerate(variants)
+        ]
         for start in range(0, len(jobs), 2):
-            report["runs"] += run_pair(jobs[start: start + 2], args, Path(work))
+            report["runs"] += run_pair(jobs[start : start + 2], args, Path(work))
             (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
             (out / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))

@@ -52,8 +52,7 @@ class Spec:
     @property
     def name(self) -> str:
         variant = "-" + re.sub(r"[^A-Za-z0-9.]+", "_", self.variant).strip("_") if self.variant else ""
-        return (f"{self.group}-{self.method.replace('+', '_')}-{self.preset}{variant}-"
-                f"{self.budget:.0f}s-s{self.seed}")
+        return f"{self.group}-{self.method.replace('+', '_')}-{self.preset}{variant}-{self.budget:.0f}s-s{self.seed}"
 
 
 # The confirmation plan. Each group: (task, T, budget in seconds). SMT→DMT with the adopted recipe (`adopted(task)`,
@@ -92,20 +91,38 @@ SEEDS = 3
 # memory lever with small's DMT (25 % of the budget, one-step targets; the recipe gives it 50 % with 2-step targets
 # there), both at 1e-3 too: their runs stay in the report.
 SMALL_LR = (("optim.lr", 0.001),)
-BEFORE_LINEAR_MEMORY = (("rnn.cell", "mlp"), ("teacher.decoder", "transformer"), ("teacher.future_len", 20),
-                        ("dmt.fraction", 0.25), ("dmt.grad_through_rollout_steps", 0)) + SMALL_LR
+BEFORE_LINEAR_MEMORY = (
+    ("rnn.cell", "mlp"),
+    ("teacher.decoder", "transformer"),
+    ("teacher.future_len", 20),
+    ("dmt.fraction", 0.25),
+    ("dmt.grad_through_rollout_steps", 0),
+) + SMALL_LR
 GROUP_VARIANTS = {
-    "retrieval-1024": {"curriculum 0.7": ((("train.curriculum_fraction", 0.7),),
-                                          (("smt+dmt", "long", None), ("bptt", BPTT_PRESET, None)))},
+    "retrieval-1024": {
+        "curriculum 0.7": (
+            (("train.curriculum_fraction", 0.7),),
+            (("smt+dmt", "long", None), ("bptt", BPTT_PRESET, None)),
+        )
+    },
     "delayed_recall-256": {
-        "lr 2e-3": ((("optim.lr", 0.002),), (("smt+dmt", "contractive", None), ("bptt", BPTT_PRESET, None),
-                                           ("smt+dmt", "long", None))),
-        "lr 1e-3": (SMALL_LR, (("smt+dmt", "long", None), ("bptt", BPTT_PRESET, None),
-                               ("smt+dmt", "contractive", None))),
-        "mlp cell, transformer decoder": (BEFORE_LINEAR_MEMORY, (
-            ("smt+dmt", "contractive", None), ("bptt", BPTT_PRESET, None), ("smt+dmt", "long", (0,)))),
-        "DMT 25 %, one-step targets": ((("dmt.fraction", 0.25), ("dmt.grad_through_rollout_steps", 0)) + SMALL_LR,
-                                       (("smt+dmt", "contractive", (0,)),))},
+        "lr 2e-3": (
+            (("optim.lr", 0.002),),
+            (("smt+dmt", "contractive", None), ("bptt", BPTT_PRESET, None), ("smt+dmt", "long", None)),
+        ),
+        "lr 1e-3": (
+            SMALL_LR,
+            (("smt+dmt", "long", None), ("bptt", BPTT_PRESET, None), ("smt+dmt", "contractive", None)),
+        ),
+        "mlp cell, transformer decoder": (
+            BEFORE_LINEAR_MEMORY,
+            (("smt+dmt", "contractive", None), ("bptt", BPTT_PRESET, None), ("smt+dmt", "long", (0,))),
+        ),
+        "DMT 25 %, one-step targets": (
+            (("dmt.fraction", 0.25), ("dmt.grad_through_rollout_steps", 0)) + SMALL_LR,
+            (("smt+dmt", "contractive", (0,)),),
+        ),
+    },
 }
 # Lever screens: retrieval T = 256, 300 s, seed 0; name -> (method, preset, overrides); the name says the effect.
 LEVERS = {
@@ -114,14 +131,23 @@ LEVERS = {
     "long (Z=16, noise 0.2)": ("smt+dmt", "long", ()),
     "long + memory dropout 0.2": ("smt+dmt", "long", (("smt.memory_dropout", 0.2),)),
     "long + contraction 0.1": ("smt+dmt", "long", (("smt.dynamics_input_noise", 0.1),)),
-    "long + contraction 0.3 decaying": ("smt+dmt", "long", (("smt.dynamics_input_noise", 0.3),
-                                                            ("smt.dynamics_input_noise_final", 0.0))),
+    "long + contraction 0.3 decaying": (
+        "smt+dmt",
+        "long",
+        (("smt.dynamics_input_noise", 0.3), ("smt.dynamics_input_noise_final", 0.0)),
+    ),
     "long + DMT half": ("smt+dmt", "long", (("dmt.fraction", 0.5),)),
     "long + DMT half, teacher learning": ("smt+dmt", "long", (("dmt.fraction", 0.5), ("dmt.teacher_learns", True))),
-    "long + Tf=16, future dropout 0.5": ("smt+dmt", "long", (("teacher.future_len", 16),
-                                                             ("teacher.future_input_dropout", 0.5))),
-    "long + transformer cell K=2": ("smt+dmt", "long", (("rnn.cell", "transformer"), ("memory.tokens", 2),
-                                                        ("memory.width", 8), ("rnn.heads", 2))),
+    "long + Tf=16, future dropout 0.5": (
+        "smt+dmt",
+        "long",
+        (("teacher.future_len", 16), ("teacher.future_input_dropout", 0.5)),
+    ),
+    "long + transformer cell K=2": (
+        "smt+dmt",
+        "long",
+        (("rnn.cell", "transformer"), ("memory.tokens", 2), ("memory.width", 8), ("rnn.heads", 2)),
+    ),
     # is the memory size a lever of BPTT too? the same cell by BPTT at small's Z = 128 and at long's Z = 16
     "bptt, small (Z=128)": ("bptt", "small", ()),
     "bptt, long (Z=16)": ("bptt", "long", ()),
@@ -133,8 +159,10 @@ LEVER_SEEDS = {"long + contraction 0.3 decaying": (1, 2)}
 # delayed_recall the two seeds where SMT→DMT was below BPTT at 600 s at learning rate 1e-3 with `long` (the recipe
 # there then), both with a teacher short of 1 when DMT froze it (0.968, 0.983), at that rate and preset. The budgets
 # below 600 s run early, the longer ones last.
-BUDGETS = {"retrieval": ((120.0, 300.0, 1200.0), (0,), "", (), None),
-           "delayed_recall": ((1200.0,), (2, 1), "lr 1e-3", SMALL_LR, "long")}
+BUDGETS = {
+    "retrieval": ((120.0, 300.0, 1200.0), (0,), "", (), None),
+    "delayed_recall": ((1200.0,), (2, 1), "lr 1e-3", SMALL_LR, "long"),
+}
 
 
 def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: bool) -> list[Spec]:
@@ -145,8 +173,10 @@ def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: boo
     for group in groups:
         task, length, budget = GROUPS[group]
         for seed in range(seeds):
-            specs += [Spec(group, task, length, "smt+dmt", adopted(task), seed, budget * scale),
-                      Spec(group, task, length, "bptt", BPTT_PRESET, seed, budget * scale)]
+            specs += [
+                Spec(group, task, length, "smt+dmt", adopted(task), seed, budget * scale),
+                Spec(group, task, length, "bptt", BPTT_PRESET, seed, budget * scale),
+            ]
     fused = []
     for group in sorted(groups, key=lambda g: -GROUPS[g][1]):  # longest first; a stable sort keeps the given order
         task, length, budget = GROUPS[group]
@@ -154,27 +184,39 @@ def plan(groups: list[str], seeds: int, scale: float, levers: bool, budgets: boo
     specs += fused[:2]
 
     def budget_series(keep) -> list[Spec]:
-        return [Spec(f"budget-{task}-256", task, 256, method, preset, seed, budget * scale, overrides, variant)
-                for task, (task_budgets, task_seeds, variant, overrides, smt) in BUDGETS.items() if budgets
-                for budget in task_budgets if keep(budget) for seed in task_seeds
-                for method, preset in (("smt+dmt", smt or adopted(task)), ("bptt", BPTT_PRESET))]
+        return [
+            Spec(f"budget-{task}-256", task, 256, method, preset, seed, budget * scale, overrides, variant)
+            for task, (task_budgets, task_seeds, variant, overrides, smt) in BUDGETS.items()
+            if budgets
+            for budget in task_budgets
+            if keep(budget)
+            for seed in task_seeds
+            for method, preset in (("smt+dmt", smt or adopted(task)), ("bptt", BPTT_PRESET))
+        ]
 
     specs += budget_series(lambda budget: budget < 600.0)
     if levers:
-        specs += [Spec("levers-retrieval-256", "retrieval", 256, method, preset, 0, 300.0 * scale, overrides, variant)
-                  for variant, (method, preset, overrides) in LEVERS.items()]
+        specs += [
+            Spec("levers-retrieval-256", "retrieval", 256, method, preset, 0, 300.0 * scale, overrides, variant)
+            for variant, (method, preset, overrides) in LEVERS.items()
+        ]
         for variant, seeds_more in LEVER_SEEDS.items():
             method, preset, overrides = LEVERS[variant]
-            specs += [Spec("levers-retrieval-256", "retrieval", 256, method, preset, seed, 300.0 * scale, overrides,
-                           variant) for seed in seeds_more]
+            specs += [
+                Spec("levers-retrieval-256", "retrieval", 256, method, preset, seed, 300.0 * scale, overrides, variant)
+                for seed in seeds_more
+            ]
     specs += fused[2:]
     for group in groups:
         task, length, budget = GROUPS[group]
         for seed in range(seeds):
             specs.append(Spec(group, task, length, "smt+dmt", previous(task), seed, budget * scale))
             for variant, (overrides, runs) in GROUP_VARIANTS.get(group, {}).items():
-                specs += [Spec(group, task, length, method, preset, seed, budget * scale, overrides, variant)
-                          for method, preset, only in runs if only is None or seed in only]
+                specs += [
+                    Spec(group, task, length, method, preset, seed, budget * scale, overrides, variant)
+                    for method, preset, only in runs
+                    if only is None or seed in only
+                ]
     return specs + budget_series(lambda budget: budget > 600.0)
 
 
@@ -182,9 +224,9 @@ def run_worker(spec: Spec, work: Path) -> None:
     """Train (or resume, or skip) one run in this process, through `smtrnn.tools.compare`'s run store."""
     import torch
 
-    from smtrnn.tools import compare
     from smtrnn.config import apply_overrides
     from smtrnn.presets import make_preset
+    from smtrnn.tools import compare
 
     torch.set_num_threads(1)
 
@@ -194,8 +236,9 @@ def run_worker(spec: Spec, work: Path) -> None:
     cell = base().rnn.cell
     run = compare.RunSpec(spec.length, spec.method, compare.METHODS[spec.method].get("rnn.cell", cell), spec.seed)
     cfg = compare.run_config(base, run, spec.budget, 10**9, eval_points=8)
-    compare.run_one(cfg, run, work / "runs" / spec.name, "cpu", eval_batches=8,
-                    log=lambda line: print(line, flush=True))
+    compare.run_one(
+        cfg, run, work / "runs" / spec.name, "cpu", eval_batches=8, log=lambda line: print(line, flush=True)
+    )
 
 
 def measured(spec: Spec, work: Path, filename: str, measure) -> dict:
@@ -245,66 +288,99 @@ def summarize(rows: list[dict]) -> list[dict]:
         scores = [r["score"] for r in items]
         teacher = [r["teacher_accuracy"] for r in items if r.get("teacher_accuracy") is not None]
         drift = [r["drift_final"] for r in items if r.get("drift_final") is not None]
-        out.append({"group": group, "method": method, "preset": preset, "variant": variant, "budget_s": budget,
-                    "seeds": len(items), "mean": statistics.mean(scores),
-                    "std": statistics.stdev(scores) if len(scores) > 1 else 0.0, "scores": scores,
-                    # the best of the evaluations during training (8 per run), what checkpoint selection would keep
-                    "best_during": statistics.mean(max([v for _, v in r["curve"]] + [r["score"]]) for r in items),
-                    "teacher": statistics.mean(teacher) if teacher else None,
-                    "drift_final": statistics.mean(drift) if drift else None,
-                    "steps": statistics.mean(r["steps"] for r in items)})
+        out.append(
+            {
+                "group": group,
+                "method": method,
+                "preset": preset,
+                "variant": variant,
+                "budget_s": budget,
+                "seeds": len(items),
+                "mean": statistics.mean(scores),
+                "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                "scores": scores,
+                # the best of the evaluations during training (8 per run), what checkpoint selection would keep
+                "best_during": statistics.mean(max([v for _, v in r["curve"]] + [r["score"]]) for r in items),
+                "teacher": statistics.mean(teacher) if teacher else None,
+                "drift_final": statistics.mean(drift) if drift else None,
+                "steps": statistics.mean(r["steps"] for r in items),
+            }
+        )
     return out
 
 
 def markdown(report: dict) -> str:
-    lines = [f"RNN alone from m_∅, accuracy on held-out sequences ({report['eval_sequences']} per run); the same "
-             f"training wall-clock per method, two runs at a time with 1 thread each; {report['device']}, torch "
-             f"{report['torch']}. SMT→DMT and BPTT use the same cell and memory (`long`; SMT→DMT "
-             f"runs the adopted recipe, `contractive`, or `long` without the contraction where a row says so; "
-             "delayed_recall has the linear memory lever and three times the learning rate, both "
-             "methods); the fused GRU "
-             "and minGRU use `small` (hidden 128). Teacher and final drift are for SMT→DMT runs.", "",
-             "Best during training = mean over seeds of the best of the 8 evaluations during training and the final "
-             "one (what keeping the best checkpoint would give).", "",
-             "| group | method | preset / variant | budget | seeds | RNN alone (mean ± std) | per seed | best during "
-             "training | teacher | final drift | steps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"RNN alone from m_∅, accuracy on held-out sequences ({report['eval_sequences']} per run); the same "
+        f"training wall-clock per method, two runs at a time with 1 thread each; {report['device']}, torch "
+        f"{report['torch']}. SMT→DMT and BPTT use the same cell and memory (`long`; SMT→DMT "
+        f"runs the adopted recipe, `contractive`, or `long` without the contraction where a row says so; "
+        "delayed_recall has the linear memory lever and three times the learning rate, both "
+        "methods); the fused GRU "
+        "and minGRU use `small` (hidden 128). Teacher and final drift are for SMT→DMT runs.",
+        "",
+        "Best during training = mean over seeds of the best of the 8 evaluations during training and the final "
+        "one (what keeping the best checkpoint would give).",
+        "",
+        "| group | method | preset / variant | budget | seeds | RNN alone (mean ± std) | per seed | best during "
+        "training | teacher | final drift | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in report["summary"]:
         name = f"{s['preset']} / {s['variant']}" if s["variant"] else s["preset"]
-        lines.append(f"| {s['group']} | {s['method']} | {name} | {s['budget_s']:.0f} s | {s['seeds']} | "
-                     f"{s['mean']:.3f} ± {s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | "
-                     f"{s['best_during']:.3f} | {number(s['teacher'])} | {number(s['drift_final'])} | {s['steps']:.0f} |")
+        lines.append(
+            f"| {s['group']} | {s['method']} | {name} | {s['budget_s']:.0f} s | {s['seeds']} | "
+            f"{s['mean']:.3f} ± {s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | "
+            f"{s['best_during']:.3f} | {number(s['teacher'])} | {number(s['drift_final'])} | {s['steps']:.0f} |"
+        )
     longer = [r for r in report["runs"] if r.get("generalization")]
     if longer:
-        lines += ["", "Trained at T = 256, scored at longer T (4 batches of 32; RNN alone / teacher):", "",
-                  "| run | " + " | ".join(f"T = {n}" for n in GENERALIZATION_LENGTHS) + " |",
-                  "|---|" + "---|" * len(GENERALIZATION_LENGTHS)]
+        lines += [
+            "",
+            "Trained at T = 256, scored at longer T (4 batches of 32; RNN alone / teacher):",
+            "",
+            "| run | " + " | ".join(f"T = {n}" for n in GENERALIZATION_LENGTHS) + " |",
+            "|---|" + "---|" * len(GENERALIZATION_LENGTHS),
+        ]
         for r in longer:
             cells = []
             for n in GENERALIZATION_LENGTHS:
                 g = r["generalization"][str(n)]
                 cells.append(f"{g['rnn']:.3f}" + (f" / {g['teacher']:.3f}" if g["teacher"] is not None else ""))
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
-    lines += diagnostics_table([(r["name"], r["score"], r["diagnostics"]) for r in report["runs"]
-                                if r.get("diagnostics")], "SMT→DMT runs")
+    lines += diagnostics_table(
+        [(r["name"], r["score"], r["diagnostics"]) for r in report["runs"] if r.get("diagnostics")], "SMT→DMT runs"
+    )
     return "\n".join(lines) + "\n"
 
 
 def headline(report: dict) -> str:
     """The confirmation groups only, SMT→DMT with the adopted recipe: RNN alone per method, mean ± std over seeds
     and the per-seed scores (the previous recipe and the variants are in the full table)."""
-    lines = ["| task, T (budget) | method | seeds | RNN alone | per seed | best during training |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| task, T (budget) | method | seeds | RNN alone | per seed | best during training |",
+        "|---|---|---|---|---|---|",
+    ]
     order = ["smt+dmt", "bptt", "gru-fused", "mingru"]
-    rows = sorted((s for s in report["summary"] if s["group"] in GROUPS and not s["variant"]
-                   and (s["method"] != "smt+dmt" or s["preset"] == adopted(GROUPS[s["group"]][0]))),
-                  key=lambda s: (list(GROUPS).index(s["group"]), s["variant"], order.index(s["method"])))
+    rows = sorted(
+        (
+            s
+            for s in report["summary"]
+            if s["group"] in GROUPS
+            and not s["variant"]
+            and (s["method"] != "smt+dmt" or s["preset"] == adopted(GROUPS[s["group"]][0]))
+        ),
+        key=lambda s: (list(GROUPS).index(s["group"]), s["variant"], order.index(s["method"])),
+    )
     for s in rows:
         if s["group"] in GROUPS:
             recipe = s["preset"] if s["method"] == "smt+dmt" else ""
             detail = ", ".join(x for x in (recipe, s["variant"]) if x)
             name = s["method"] + (f" ({detail})" if detail else "")
-            lines.append(f"| {s['group']} ({s['budget_s']:.0f} s) | {name} | {s['seeds']} | {s['mean']:.3f} ± "
-                         f"{s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | {s['best_during']:.3f} |")
+            lines.append(
+                f"| {s['group']} ({s['budget_s']:.0f} s) | {name} | {s['seeds']} | {s['mean']:.3f} ± "
+                f"{s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | {s['best_during']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -327,8 +403,14 @@ def write_plots(report: dict, out: Path) -> None:
             for r in confirm:
                 if r["group"] == group and r["curve"]:
                     xs, ys = zip(*r["curve"])
-                    ax.plot(xs, ys, marker=".", color=colors.get(r["method"]), alpha=0.8,
-                            label=f"{r['method']} s{r['seed']}")
+                    ax.plot(
+                        xs,
+                        ys,
+                        marker=".",
+                        color=colors.get(r["method"]),
+                        alpha=0.8,
+                        label=f"{r['method']} s{r['seed']}",
+                    )
             ax.set(title=group, xlabel="training seconds", ylabel="RNN-alone accuracy", ylim=(0, 1.02))
             ax.legend(fontsize=6)
         fig.tight_layout()
@@ -343,8 +425,7 @@ def write_plots(report: dict, out: Path) -> None:
             axes[1].plot(d["growth"]["positions"], d["growth"]["by_position"], label=label)
             if d.get("probe"):
                 axes[2].plot(d["probe"]["positions"], d["probe"]["teacher_by_position"], label=f"{label} teacher")
-                axes[2].plot(d["probe"]["positions"], d["probe"]["rollout_by_position"], "--",
-                             label=f"{label} rollout")
+                axes[2].plot(d["probe"]["positions"], d["probe"]["rollout_by_position"], "--", label=f"{label} rollout")
         axes[0].set(title="Markov gap (one-step MSE / spread)", xlabel="position t", yscale="log")
         axes[1].set(title="perturbation growth per step", xlabel="position t")
         axes[1].axhline(1.0, color="k", lw=0.5)
@@ -356,8 +437,7 @@ def write_plots(report: dict, out: Path) -> None:
         plt.close(fig)
 
 
-def collect(specs: list[Spec], planned: list[Spec], work: Path, kept: dict[str, dict],
-            with_diagnostics: bool) -> dict:
+def collect(specs: list[Spec], planned: list[Spec], work: Path, kept: dict[str, dict], with_diagnostics: bool) -> dict:
     """The report over the finished runs of `specs` (the whole study, so a run of one group does not drop the
     others from the report): from the run store, or, for a run whose directory is gone, its row in the earlier
     report (`kept`, marked kept_from_report). `planned` is what this invocation set out to train."""
@@ -377,11 +457,18 @@ def collect(specs: list[Spec], planned: list[Spec], work: Path, kept: dict[str, 
         if with_diagnostics and spec.group == "retrieval-256":
             row["generalization"] = measured(spec, work, "lengths.json", generalize)
         rows.append(row)
-    report = {"benchmark": "long_range", "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                                   f"{os.cpu_count()} cores)",
-              "torch": torch.__version__, "python": platform.python_version(), "command": " ".join(sys.argv),
-              "eval_sequences": 8 * 32, "planned": [s.name for s in planned], "finished": len(rows),
-              "summary": summarize(rows), "runs": rows}
+    report = {
+        "benchmark": "long_range",
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "command": " ".join(sys.argv),
+        "eval_sequences": 8 * 32,
+        "planned": [s.name for s in planned],
+        "finished": len(rows),
+        "summary": summarize(rows),
+        "runs": rows,
+    }
     return report
 
 

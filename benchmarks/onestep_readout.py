@@ -13,14 +13,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, run_cli
 
 VARIANTS = {
     "smt": ["--method", "smt"],
     "smt + one-step readout": ["--method", "smt", "--set", "smt.onestep_readout_weight=1.0"],
     "smt+dmt": ["--method", "smt+dmt"],
-    "smt+dmt + one-step readout": ["--method", "smt+dmt", "--set", "smt.onestep_readout_weight=1.0",
-                                   "--set", "dmt.onestep_readout_weight=1.0"],
+    "smt+dmt + one-step readout": [
+        "--method",
+        "smt+dmt",
+        "--set",
+        "smt.onestep_readout_weight=1.0",
+        "--set",
+        "dmt.onestep_readout_weight=1.0",
+    ],
 }
 
 
@@ -41,26 +47,64 @@ def main() -> None:
         for task in args.tasks.split(","):
             for variant, flags in VARIANTS.items():
                 out = Path(work) / f"{task}-{len(procs)}"
-                procs[(task, variant)] = (out, run_cli(
-                    ["train", "--task", task, *flags, "--seq-len", str(args.seq_len), "--steps", "1000000",
-                     "--budget", str(args.budget), "--seed", str(args.seed), "--out", str(out), "--quiet",
-                     "--device", args.device], args.threads))
+                procs[(task, variant)] = (
+                    out,
+                    run_cli(
+                        [
+                            "train",
+                            "--task",
+                            task,
+                            *flags,
+                            "--seq-len",
+                            str(args.seq_len),
+                            "--steps",
+                            "1000000",
+                            "--budget",
+                            str(args.budget),
+                            "--seed",
+                            str(args.seed),
+                            "--out",
+                            str(out),
+                            "--quiet",
+                            "--device",
+                            args.device,
+                        ],
+                        args.threads,
+                    ),
+                )
         for (task, variant), (out, proc) in procs.items():
             finish(proc)
-            result = json.loads(finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device",
-                                                args.device], args.threads)))
+            result = json.loads(
+                finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", args.device], args.threads))
+            )
             steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]["step"]
             rows.append({"task": task, "variant": variant, "steps": steps} | result)
-            print(f"{task} {variant}: rnn {result['rnn_accuracy']:.3f} one-step {result['onestep_accuracy']:.3f} "
-                  f"teacher {result['teacher_accuracy']:.3f} steps {steps}", flush=True)
-    report = {"benchmark": "onestep_readout", "device": args.device, "budget_s": args.budget, "T": args.seq_len,
-              "seed": args.seed, "runs": rows, "command": " ".join(sys.argv)}
-    lines = [f"T = {args.seq_len}, {args.budget:.0f} s of training per run, all {len(rows)} runs at once on "
-             f"`{args.device}`, seed {args.seed}, `small` preset (MLP cell).", "",
-             "| task | variant | RNN-alone acc | one-step acc | teacher acc | final drift | steps |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['task']} | {r['variant']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
-              f"{r['teacher_accuracy']:.3f} | {r['drift_final']:.3f} | {r['steps']} |" for r in rows]
+            print(
+                f"{task} {variant}: rnn {result['rnn_accuracy']:.3f} one-step {result['onestep_accuracy']:.3f} "
+                f"teacher {result['teacher_accuracy']:.3f} steps {steps}",
+                flush=True,
+            )
+    report = {
+        "benchmark": "onestep_readout",
+        "device": args.device,
+        "budget_s": args.budget,
+        "T": args.seq_len,
+        "seed": args.seed,
+        "runs": rows,
+        "command": " ".join(sys.argv),
+    }
+    lines = [
+        f"T = {args.seq_len}, {args.budget:.0f} s of training per run, all {len(rows)} runs at once on "
+        f"`{args.device}`, seed {args.seed}, `small` preset (MLP cell).",
+        "",
+        "| task | variant | RNN-alone acc | one-step acc | teacher acc | final drift | steps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['task']} | {r['variant']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
+        f"{r['teacher_accuracy']:.3f} | {r['drift_final']:.3f} | {r['steps']} |"
+        for r in rows
+    ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -24,6 +24,7 @@ def documents(root: Path = ROOT) -> list[Path]:
 
 def render(readme: str, results_dir: Path) -> str:
     """`readme` with every marked block replaced by its stored table; text outside the blocks is unchanged."""
+
     def fill(match: re.Match) -> str:
         name = match.group(1)
         table = (results_dir / f"{name}.md").read_text().strip()

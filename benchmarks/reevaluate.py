@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness import ROOT, finish, run_cli  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import ROOT, finish, run_cli
 
 
 def main() -> None:
@@ -23,20 +23,29 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for run in args.runs:
-        result = json.loads(finish(run_cli(["eval", run, "--json", "--batches", str(args.batches), "--device", "cpu"],
-                                           1)))
+        result = json.loads(
+            finish(run_cli(["eval", run, "--json", "--batches", str(args.batches), "--device", "cpu"], 1))
+        )
         rows.append({"run": Path(run).name} | result)
-        print(f"{Path(run).name}: rnn {result['rnn_accuracy']:.3f} drift_relative {result.get('drift_relative')}",
-              flush=True)
-    lines = [f"`smtrnn eval --batches {args.batches}` of finished runs (RNN alone from m_∅; drift at the labelled "
-             "positions, and that drift over the variance of teacher memories across sequences there):", "",
-             "| run | RNN-alone acc | one-step acc | readout on teacher memories | drift (labelled) | "
-             "drift / memory spread |", "|---|---|---|---|---|---|"]
+        print(
+            f"{Path(run).name}: rnn {result['rnn_accuracy']:.3f} drift_relative {result.get('drift_relative')}",
+            flush=True,
+        )
+    lines = [
+        f"`smtrnn eval --batches {args.batches}` of finished runs (RNN alone from m_∅; drift at the labelled "
+        "positions, and that drift over the variance of teacher memories across sequences there):",
+        "",
+        "| run | RNN-alone acc | one-step acc | readout on teacher memories | drift (labelled) | "
+        "drift / memory spread |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "drift_relative" in r:
-            lines.append(f"| {r['run']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
-                         f"{r['readout_on_teacher_accuracy']:.3f} | {r['drift_labelled']:.3f} | "
-                         f"{r['drift_relative']:.2f} |")
+            lines.append(
+                f"| {r['run']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
+                f"{r['readout_on_teacher_accuracy']:.3f} | {r['drift_labelled']:.3f} | "
+                f"{r['drift_relative']:.2f} |"
+            )
     out = Path(args.out)
     (out / f"{args.name}.json").write_text(json.dumps({"command": " ".join(sys.argv), "runs": rows}, indent=2) + "\n")
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")

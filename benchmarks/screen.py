@@ -42,12 +42,12 @@ SEED = re.compile(r"-s(\d+)$")  # NAME-sSEED: one seed of the setting NAME
 def read_plan(path: Path) -> list[tuple[str, list[str]]]:
     """The plan's runs as (name, train arguments), in order; a repeated name is refused."""
     runs, seen = [], set()
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for line_number, line in enumerate(path.read_text().splitlines(), 1):
         words = shlex.split(line, comments=True)
         if not words:
             continue
         if words[0] in seen:
-            sys.exit(f"screen: {path}:{number}: run name '{words[0]}' appears twice")
+            sys.exit(f"screen: {path}:{line_number}: run name '{words[0]}' appears twice")
         seen.add(words[0])
         runs.append((words[0], words[1:]))
     return runs
@@ -59,8 +59,10 @@ def check_finished(runs: list[tuple[str, list[str]]], work: Path) -> None:
     for name, args in runs:
         kept = work / name / ARGS_FILE
         if kept.exists() and json.loads(kept.read_text()) != args:
-            sys.exit(f"screen: {work / name} finished with other arguments than its plan line; move it aside or "
-                     "rename the run")
+            sys.exit(
+                f"screen: {work / name} finished with other arguments than its plan line; move it aside or "
+                "rename the run"
+            )
 
 
 def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> None:
@@ -70,8 +72,24 @@ def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> N
         while pending and len(running) < parallel:
             name, args = pending.pop(0)
             print(f"start {name}", flush=True)
-            running.append((name, run_cli(["train", *args, "--out", str(work / name), "--quiet", "--device", "cpu",
-                                           *(["--resume"] if (work / name).exists() else [])], threads=1)))
+            running.append(
+                (
+                    name,
+                    run_cli(
+                        [
+                            "train",
+                            *args,
+                            "--out",
+                            str(work / name),
+                            "--quiet",
+                            "--device",
+                            "cpu",
+                            *(["--resume"] if (work / name).exists() else []),
+                        ],
+                        threads=1,
+                    ),
+                )
+            )
         time.sleep(2)
         for item in list(running):
             name, proc = item
@@ -82,8 +100,10 @@ def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> N
                     (work / name / ARGS_FILE).write_text(json.dumps(dict(runs)[name]) + "\n")
                     (work / name / "result.json").write_text(out)
                 err = err.strip().splitlines()
-                print(f"end {name}: exit {proc.returncode}" + (f" ({err[-1]})" if proc.returncode and err else ""),
-                      flush=True)
+                print(
+                    f"end {name}: exit {proc.returncode}" + (f" ({err[-1]})" if proc.returncode and err else ""),
+                    flush=True,
+                )
 
 
 def run_diagnostics(folder: Path) -> dict:
@@ -101,13 +121,28 @@ def test_scores(folder: Path) -> dict:
     alone (and the teacher) over whole test documents from m_∅; measured once on one thread and kept."""
     kept = folder / TEST_FILE
     if not kept.exists():
-        result = json.loads(finish(run_cli(["eval", str(folder), "--json", "--split", "test", "--no-diagnostics",
-                                            "--device", "cpu"], threads=1)))
+        result = json.loads(
+            finish(
+                run_cli(
+                    ["eval", str(folder), "--json", "--split", "test", "--no-diagnostics", "--device", "cpu"], threads=1
+                )
+            )
+        )
         documents = result.get("held_out_documents") or {}
-        scores = {k: result.get(k) for k in ("checkpoint", "rnn_accuracy", "teacher_accuracy", "onestep_accuracy",
-                                             *(f"{stage}_bits_per_token" for stage in BIT_STAGES))}
-        scores |= {f"documents_{k}": documents.get(k) for k in ("rnn_bits_per_token", "teacher_bits_per_token",
-                                                                 "tokens", "documents")}
+        scores = {
+            k: result.get(k)
+            for k in (
+                "checkpoint",
+                "rnn_accuracy",
+                "teacher_accuracy",
+                "onestep_accuracy",
+                *(f"{stage}_bits_per_token" for stage in BIT_STAGES),
+            )
+        }
+        scores |= {
+            f"documents_{k}": documents.get(k)
+            for k in ("rnn_bits_per_token", "teacher_bits_per_token", "tokens", "documents")
+        }
         kept.write_text(json.dumps(scores) + "\n")
     return json.loads(kept.read_text())
 
@@ -120,21 +155,45 @@ def summarize_run(name: str, args: list[str], folder: Path, split: str = "valid"
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval" in r and "best" not in r]  # the curve: the evaluations as they came
     final = [r for r in records if "eval" in r][-1]["eval"]  # train.keep_best: the best checkpoint's, logged last
-    keys = ("rnn_accuracy", "teacher_accuracy", "onestep_accuracy", "drift_labelled", "drift_relative",
-            "rnn_bits_per_token", "teacher_bits_per_token", "onestep_bits_per_token",
-            "readout_on_teacher_bits_per_token")
+    keys = (
+        "rnn_accuracy",
+        "teacher_accuracy",
+        "onestep_accuracy",
+        "drift_labelled",
+        "drift_relative",
+        "rnn_bits_per_token",
+        "teacher_bits_per_token",
+        "onestep_bits_per_token",
+        "readout_on_teacher_bits_per_token",
+    )
     config = json.loads((folder / "config.json").read_text())["config"]
     method = config["train"]["method"]
     best = [r["best"]["step"] for r in records if "best" in r]
-    return {"name": name, "args": args, "steps": records[-1]["step"], "train_seconds": records[-1]["elapsed"],
+    return (
+        {
+            "name": name,
+            "args": args,
+            "steps": records[-1]["step"],
+            "train_seconds": records[-1]["elapsed"],
             **({"best_step": best[-1]} if best else {}),
-            "cell": config["rnn"]["cell"], "method": method} | {
-        k: final.get(k) for k in keys} | {
-        "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals],
-        "bits_curve": [(round(r["elapsed"], 1), r["eval"].get("rnn_bits_per_token")) for r in evals]} | ({
-        "test": test_scores(folder)} if split == "test" else {}) | ({
-        "teacher_curve": [(round(r["elapsed"], 1), r["eval"]["teacher_accuracy"]) for r in evals],
-        "diagnostics": run_diagnostics(folder)} if method in TEACHER_METHODS else {})
+            "cell": config["rnn"]["cell"],
+            "method": method,
+        }
+        | {k: final.get(k) for k in keys}
+        | {
+            "curve": [(round(r["elapsed"], 1), r["eval"]["rnn_accuracy"]) for r in evals],
+            "bits_curve": [(round(r["elapsed"], 1), r["eval"].get("rnn_bits_per_token")) for r in evals],
+        }
+        | ({"test": test_scores(folder)} if split == "test" else {})
+        | (
+            {
+                "teacher_curve": [(round(r["elapsed"], 1), r["eval"]["teacher_accuracy"]) for r in evals],
+                "diagnostics": run_diagnostics(folder),
+            }
+            if method in TEACHER_METHODS
+            else {}
+        )
+    )
 
 
 def common_prefix(arg_lists: list[list[str]]) -> list[str]:
@@ -153,30 +212,39 @@ def common_prefix(arg_lists: list[list[str]]) -> list[str]:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Plan `{report['plan']}`: one seed per run, two runs at a time with 1 thread each; {report['device']}, "
-             f"torch {report['torch']}. RNN alone = the RNN from m_∅ on held-out sequences; drift/spread below 1: "
-             "the rollout stays nearer the teacher's memory than other sequences' memories are.", "",
-             "| run | method | cell | RNN alone | teacher | one-step | drift/spread | steps | RNN alone during training "
-             "(s: acc) | arguments |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Plan `{report['plan']}`: one seed per run, two runs at a time with 1 thread each; {report['device']}, "
+        f"torch {report['torch']}. RNN alone = the RNN from m_∅ on held-out sequences; drift/spread below 1: "
+        "the rollout stays nearer the teacher's memory than other sequences' memories are.",
+        "",
+        "| run | method | cell | RNN alone | teacher | one-step | drift/spread | steps | RNN alone during training "
+        "(s: acc) | arguments |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     bits = any(r.get("rnn_bits_per_token") is not None for r in report["runs"])  # screens before bits: as they were
     if bits:
-        lines[-2] = lines[-2].replace("| drift/spread |", "| drift/spread | bits: teacher / readout on teacher / "
-                                      "one-step / RNN alone |")
+        lines[-2] = lines[-2].replace(
+            "| drift/spread |", "| drift/spread | bits: teacher / readout on teacher / one-step / RNN alone |"
+        )
         lines[-1] += "---|"
     common = common_prefix([r["args"] for r in report["runs"]])
     if common:
         lines[0] += f" Every run: `{' '.join(common)}`; the table gives the rest."
     for r in report["runs"]:
-        r = r | {"args": r["args"][len(common):]}
+        r = r | {"args": r["args"][len(common) :]}
         curve = ", ".join(f"{t:.0f}: {a:.2f}" for t, a in r["curve"])
         steps = f"{r['steps']} (best at {r['best_step']})" if r.get("best_step") else f"{r['steps']}"
-        lines.append(f"| {r['name']} | {r['method']} | {r['cell']} | {number(r['rnn_accuracy'])} | "
-                     f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
-                     + (f"{' / '.join(number(r.get(f'{k}_bits_per_token')) for k in BIT_STAGES)} | " if bits else "")
-                     + f"{steps} | {curve} | `{' '.join(r['args'])}` |")
+        lines.append(
+            f"| {r['name']} | {r['method']} | {r['cell']} | {number(r['rnn_accuracy'])} | "
+            f"{number(r['teacher_accuracy'])} | {number(r['onestep_accuracy'])} | {number(r['drift_relative'])} | "
+            + (f"{' / '.join(number(r.get(f'{k}_bits_per_token')) for k in BIT_STAGES)} | " if bits else "")
+            + f"{steps} | {curve} | `{' '.join(r['args'])}` |"
+        )
     lines += seed_table(report)
-    lines += diagnostics_table([(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"]
-                                if r.get("diagnostics")], "runs with a teacher")
+    lines += diagnostics_table(
+        [(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"] if r.get("diagnostics")],
+        "runs with a teacher",
+    )
     if report["missing"]:
         lines += ["", "Not finished: " + ", ".join(report["missing"])]
     return "\n".join(lines) + "\n"
@@ -210,18 +278,24 @@ def seed_table(report: dict) -> list[str]:
     groups = seed_groups([r for r in report["runs"] if r.get("test")])
     if not groups:
         return []
-    lines = ["", "Test split (the best validation checkpoint of each run; RNN alone from m_∅ over whole test "
-             "documents where the task has them, else on test windows): mean ± std over seeds.", "",
-             "| setting | method | cell | seeds | RNN alone bits | per seed | teacher bits | one-step bits | "
-             "steps |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        "Test split (the best validation checkpoint of each run; RNN alone from m_∅ over whole test "
+        "documents where the task has them, else on test windows): mean ± std over seeds.",
+        "",
+        "| setting | method | cell | seeds | RNN alone bits | per seed | teacher bits | one-step bits | steps |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, rows in groups.items():
         tests = [r["test"] for r in rows]
         teacher = [t.get("documents_teacher_bits_per_token") or t.get("teacher_bits_per_token") for t in tests]
-        lines.append(f"| {name} | {rows[0]['method']} | {rows[0]['cell']} | {len(rows)} | "
-                     f"{spread([headline_bits(r) for r in rows])} | "
-                     f"{' / '.join(number(headline_bits(r)) for r in rows)} | {spread(teacher)} | "
-                     f"{spread([t.get('onestep_bits_per_token') for t in tests])} | "
-                     f"{round(statistics.mean(r['steps'] for r in rows))} |")
+        lines.append(
+            f"| {name} | {rows[0]['method']} | {rows[0]['cell']} | {len(rows)} | "
+            f"{spread([headline_bits(r) for r in rows])} | "
+            f"{' / '.join(number(headline_bits(r)) for r in rows)} | {spread(teacher)} | "
+            f"{spread([t.get('onestep_bits_per_token') for t in tests])} | "
+            f"{round(statistics.mean(r['steps'] for r in rows))} |"
+        )
     return lines
 
 
@@ -258,8 +332,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one thread each)")
     parser.add_argument("--report-only", action="store_true", help="write the report from the finished runs")
-    parser.add_argument("--split", default="valid", choices=("valid", "test"),
-                        help="test: also score every finished run on the test split, for the final numbers")
+    parser.add_argument(
+        "--split",
+        default="valid",
+        choices=("valid", "test"),
+        help="test: also score every finished run on the test split, for the final numbers",
+    )
     parser.add_argument("--plot", action="store_true", help="also write NAME.png: validation bits against time")
     args = parser.parse_args()
     plan, work = Path(args.plan), Path(args.work)
@@ -268,14 +346,23 @@ def main() -> None:
     runs = read_plan(plan)
     check_finished(runs, work)
     earlier = reported(Path(args.out) / f"{args.name}.json")
-    kept = {name: row | {"kept_from_report": True} for name, row in earlier.items()
-            if not (work / name / "result.json").exists() and row["args"] == dict(runs).get(name)}
+    kept = {
+        name: row | {"kept_from_report": True}
+        for name, row in earlier.items()
+        if not (work / name / "result.json").exists() and row["args"] == dict(runs).get(name)
+    }
     if not args.report_only:
         train_all([(name, run_args) for name, run_args in runs if name not in kept], work, args.parallel)
     rows = [summarize_run(name, run_args, work / name, args.split) or kept.get(name) for name, run_args in runs]
-    report = {"benchmark": "screen", "plan": plan.name, "device": f"cpu ({platform.machine()})",
-              "torch": torch.__version__, "command": " ".join(sys.argv),
-              "runs": [r for r in rows if r], "missing": [name for (name, _), r in zip(runs, rows) if r is None]}
+    report = {
+        "benchmark": "screen",
+        "plan": plan.name,
+        "device": f"cpu ({platform.machine()})",
+        "torch": torch.__version__,
+        "command": " ".join(sys.argv),
+        "runs": [r for r in rows if r],
+        "missing": [name for (name, _), r in zip(runs, rows) if r is None],
+    }
     save_report(report, args.out, args.name, markdown)
     if args.plot:
         plot_bits(report, Path(args.out) / f"{args.name}.png")

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, save_report  # noqa: E402  (benchmarks/ is on sys.path when run; core puts the repo on it)
+from harness import ROOT, save_report
+from smtrnn.checkpoint import CHECKPOINTS_DIR
+from smtrnn.presets import debug
+from smtrnn.trainer import Trainer
 
-from smtrnn.checkpoint import CHECKPOINTS_DIR  # noqa: E402
-from smtrnn.presets import debug  # noqa: E402
-from smtrnn.trainer import Trainer  # noqa: E402
-
-MIB = 2 ** 20
+MIB = 2**20
 NOISE_MIB, NOISE_FRACTION = 4.0, 0.02
 
 
@@ -64,9 +63,14 @@ def soak(steps: int, every: int, task: str, method: str) -> dict:
         def step_and_sample() -> dict:
             metrics = step_once()
             if trainer.step % every == 0:
-                samples.append({"step": trainer.step, "seconds": round(time.perf_counter() - start, 2),
-                                "rss_mib": round(rss_bytes() / MIB, 2),
-                                "peak_rss_mib": round(peak_rss_bytes() / MIB, 2)})
+                samples.append(
+                    {
+                        "step": trainer.step,
+                        "seconds": round(time.perf_counter() - start, 2),
+                        "rss_mib": round(rss_bytes() / MIB, 2),
+                        "peak_rss_mib": round(peak_rss_bytes() / MIB, 2),
+                    }
+                )
             return metrics
 
         trainer.train_step = step_and_sample
@@ -78,14 +82,24 @@ def soak(steps: int, every: int, task: str, method: str) -> dict:
     last = sum(s["rss_mib"] for s in samples[-third:]) / third
     growth = last - first
     bound = max(NOISE_MIB, NOISE_FRACTION * first)
-    return {"steps": steps, "sample_every": every, "task": task, "method": method,
-            "seconds": samples[-1]["seconds"], "samples": samples,
-            "first_third_rss_mib": round(first, 2), "last_third_rss_mib": round(last, 2),
-            "growth_mib": round(growth, 2), "growth_fraction": round(growth / first, 4),
-            "peak_growth_mib": round(samples[-1]["peak_rss_mib"] - samples[third - 1]["peak_rss_mib"], 2),
-            "noise_bound_mib": round(bound, 2), "flat": abs(growth) < bound,
-            "slope_after_warmup_mib_per_1000_steps": round(1000 * slope(after_warmup), 3),
-            "checkpoints_kept": kept, "final_rnn_accuracy": result["rnn_accuracy"]}
+    return {
+        "steps": steps,
+        "sample_every": every,
+        "task": task,
+        "method": method,
+        "seconds": samples[-1]["seconds"],
+        "samples": samples,
+        "first_third_rss_mib": round(first, 2),
+        "last_third_rss_mib": round(last, 2),
+        "growth_mib": round(growth, 2),
+        "growth_fraction": round(growth / first, 4),
+        "peak_growth_mib": round(samples[-1]["peak_rss_mib"] - samples[third - 1]["peak_rss_mib"], 2),
+        "noise_bound_mib": round(bound, 2),
+        "flat": abs(growth) < bound,
+        "slope_after_warmup_mib_per_1000_steps": round(1000 * slope(after_warmup), 3),
+        "checkpoints_kept": kept,
+        "final_rnn_accuracy": result["rnn_accuracy"],
+    }
 
 
 def slope(samples: list[dict]) -> float:
@@ -101,18 +115,26 @@ def slope(samples: list[dict]) -> float:
 def markdown(report: dict) -> str:
     s = report["soak"]
     threads = f"{report['threads']} thread{'s' * (report['threads'] > 1)}"
-    lines = [f"Soak: {s['steps']} steps of the debug preset ({s['method']}, {s['task']}) on {report['device']}, "
-             f"torch {report['torch']}, {threads}; RSS sampled every {s['sample_every']} steps.", "",
-             "| step | seconds | RSS (MiB) | peak RSS (MiB) |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['step']} | {r['seconds']:.1f} | {r['rss_mib']:.1f} | {r['peak_rss_mib']:.1f} |"
-              for r in s["samples"]]
+    lines = [
+        f"Soak: {s['steps']} steps of the debug preset ({s['method']}, {s['task']}) on {report['device']}, "
+        f"torch {report['torch']}, {threads}; RSS sampled every {s['sample_every']} steps.",
+        "",
+        "| step | seconds | RSS (MiB) | peak RSS (MiB) |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['step']} | {r['seconds']:.1f} | {r['rss_mib']:.1f} | {r['peak_rss_mib']:.1f} |" for r in s["samples"]
+    ]
     verdict = "flat" if s["flat"] else "GROWING"
-    lines += ["", f"Mean RSS, first third {s['first_third_rss_mib']:.1f} MiB, last third {s['last_third_rss_mib']:.1f} "
-              f"MiB: growth {s['growth_mib']:+.2f} MiB ({100 * s['growth_fraction']:+.2f} %), peak RSS "
-              f"{s['peak_growth_mib']:+.2f} MiB after the first third; noise bound {s['noise_bound_mib']:.1f} MiB: "
-              f"**{verdict}**. After the teacher warm-up RSS moves "
-              f"{s['slope_after_warmup_mib_per_1000_steps']:+.3f} MiB per 1000 steps. Checkpoints kept at the end: "
-              f"{', '.join(s['checkpoints_kept'])}."]
+    lines += [
+        "",
+        f"Mean RSS, first third {s['first_third_rss_mib']:.1f} MiB, last third {s['last_third_rss_mib']:.1f} "
+        f"MiB: growth {s['growth_mib']:+.2f} MiB ({100 * s['growth_fraction']:+.2f} %), peak RSS "
+        f"{s['peak_growth_mib']:+.2f} MiB after the first third; noise bound {s['noise_bound_mib']:.1f} MiB: "
+        f"**{verdict}**. After the teacher warm-up RSS moves "
+        f"{s['slope_after_warmup_mib_per_1000_steps']:+.3f} MiB per 1000 steps. Checkpoints kept at the end: "
+        f"{', '.join(s['checkpoints_kept'])}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -128,10 +150,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    report = {"benchmark": "soak", "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                             f"{os.cpu_count()} CPU cores)",
-              "torch": torch.__version__, "python": platform.python_version(), "threads": args.threads,
-              "command": " ".join(sys.argv), "soak": soak(args.steps, args.every, args.task, args.method)}
+    report = {
+        "benchmark": "soak",
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "command": " ".join(sys.argv),
+        "soak": soak(args.steps, args.every, args.task, args.method),
+    }
     save_report(report, args.out, args.name, markdown)
 
 

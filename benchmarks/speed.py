@@ -24,14 +24,13 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness import ROOT, save_report, step_time  # noqa: E402  (benchmarks/ is on sys.path when run)
-
-from smtrnn.bptt import bptt_loss  # noqa: E402
-from smtrnn.model import Model  # noqa: E402
-from smtrnn.presets import small  # noqa: E402
-from smtrnn.reference import smt_one_transition_loss  # noqa: E402
-from smtrnn.smt import smt_loss  # noqa: E402
-from smtrnn.data.tasks import make_task  # noqa: E402
+from harness import ROOT, save_report, step_time
+from smtrnn.bptt import bptt_loss
+from smtrnn.data.tasks import make_task
+from smtrnn.model import Model
+from smtrnn.presets import small
+from smtrnn.reference import smt_one_transition_loss
+from smtrnn.smt import smt_loss
 
 
 def build(device: str):
@@ -58,8 +57,11 @@ def training_steps(lengths: list[int], batch: int, repeats: int, device: str) ->
         row["ratio_smt_all_over_one"] = row["smt_all_transitions_per_s"] / row["smt_one_transitions_per_s"]
         row["ratio_smt_all_over_bptt"] = row["smt_all_transitions_per_s"] / row["bptt_transitions_per_s"]
         rows.append(row)
-        print(f"T={length}: SMT {row['smt_all_step_s']:.3f}s/step, one-transition {row['smt_one_step_s']:.3f}, "
-              f"BPTT {row['bptt_step_s']:.3f}", flush=True)
+        print(
+            f"T={length}: SMT {row['smt_all_step_s']:.3f}s/step, one-transition {row['smt_one_step_s']:.3f}, "
+            f"BPTT {row['bptt_step_s']:.3f}",
+            flush=True,
+        )
     return rows
 
 
@@ -109,8 +111,11 @@ def inference(contexts: list[int], tokens: int, device: str) -> list[dict]:
             cache.previous = previous
 
         row = {"context": length}
-        for name, fn, count in (("rnn", rnn_token, tokens), ("teacher_reencode", reencode_token, max(2, tokens // 8)),
-                                ("teacher_kv_cache", cached_token, tokens)):
+        for name, fn, count in (
+            ("rnn", rnn_token, tokens),
+            ("teacher_reencode", reencode_token, max(2, tokens // 8)),
+            ("teacher_kv_cache", cached_token, tokens),
+        ):
             fn()  # warm-up
             row[f"{name}_s_per_token"] = _per_token(fn, count, device)
         row |= {"rnn_state_bytes": state.numel() * state.element_size(), "teacher_kv_cache_bytes": cache.nbytes()}
@@ -120,9 +125,12 @@ def inference(contexts: list[int], tokens: int, device: str) -> list[dict]:
             reencode_token()
             row["teacher_reencode_peak_bytes"] = torch.cuda.max_memory_allocated() - base
         rows.append(row)
-        print(f"L={length}: RNN {row['rnn_s_per_token'] * 1e3:.3f} ms/token, re-encode "
-              f"{row['teacher_reencode_s_per_token'] * 1e3:.2f}, KV cache {row['teacher_kv_cache_s_per_token'] * 1e3:.2f}",
-              flush=True)
+        print(
+            f"L={length}: RNN {row['rnn_s_per_token'] * 1e3:.3f} ms/token, re-encode "
+            f"{row['teacher_reencode_s_per_token'] * 1e3:.2f}, "
+            f"KV cache {row['teacher_kv_cache_s_per_token'] * 1e3:.2f}",
+            flush=True,
+        )
     first = rows[0]
     for row in rows:
         row["rnn_latency_vs_shortest"] = row["rnn_s_per_token"] / first["rnn_s_per_token"]
@@ -143,37 +151,60 @@ def limit(length: int, batch: int, repeats: int, device: str) -> dict:
     n = 8192 if device.startswith("cuda") else 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     matmul = step_time(lambda: a @ b, repeats)
-    peak = 2 * n ** 3 / matmul
-    return {"T": length, "batch": batch, "smt_step_flops": flops, "smt_step_s": seconds,
-            "smt_flops_per_s": flops / seconds, "matmul_n": n, "matmul_peak_flops_per_s": peak,
-            "fraction_of_peak": flops / seconds / peak}
+    peak = 2 * n**3 / matmul
+    return {
+        "T": length,
+        "batch": batch,
+        "smt_step_flops": flops,
+        "smt_step_s": seconds,
+        "smt_flops_per_s": flops / seconds,
+        "matmul_n": n,
+        "matmul_peak_flops_per_s": peak,
+        "fraction_of_peak": flops / seconds / peak,
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = [f"{report['device']}, torch {report['torch']}, {report['threads']} threads; model: `small` preset "
-             "(MLP cell, Z = 128, width-64 teacher).", "",
-             "Training step, forward + backward (transitions/s = supervised transitions per second):", "",
-             "| T | SMT all-timestep (s/step) | one-transition (s/step) | BPTT (s/step) | SMT transitions/s | "
-             "one-transition tr./s | BPTT tr./s | SMT / one-transition | SMT / BPTT |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{report['device']}, torch {report['torch']}, {report['threads']} threads; model: `small` preset "
+        "(MLP cell, Z = 128, width-64 teacher).",
+        "",
+        "Training step, forward + backward (transitions/s = supervised transitions per second):",
+        "",
+        "| T | SMT all-timestep (s/step) | one-transition (s/step) | BPTT (s/step) | SMT transitions/s | "
+        "one-transition tr./s | BPTT tr./s | SMT / one-transition | SMT / BPTT |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["training"]:
-        lines.append(f"| {r['T']} | {r['smt_all_step_s']:.4f} | {r['smt_one_step_s']:.4f} | {r['bptt_step_s']:.4f} | "
-                     f"{r['smt_all_transitions_per_s']:.0f} | {r['smt_one_transitions_per_s']:.0f} | "
-                     f"{r['bptt_transitions_per_s']:.0f} | {r['ratio_smt_all_over_one']:.1f}× | "
-                     f"{r['ratio_smt_all_over_bptt']:.2f}× |")
-    lines += ["", "Inference, batch 1, per generated token (ms) and state carried:", "",
-              "| context | RNN alone | teacher re-encoding | teacher + KV cache | RNN vs shortest context | "
-              "re-encode / RNN | KV cache / RNN | RNN state | KV cache |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['T']} | {r['smt_all_step_s']:.4f} | {r['smt_one_step_s']:.4f} | {r['bptt_step_s']:.4f} | "
+            f"{r['smt_all_transitions_per_s']:.0f} | {r['smt_one_transitions_per_s']:.0f} | "
+            f"{r['bptt_transitions_per_s']:.0f} | {r['ratio_smt_all_over_one']:.1f}× | "
+            f"{r['ratio_smt_all_over_bptt']:.2f}× |"
+        )
+    lines += [
+        "",
+        "Inference, batch 1, per generated token (ms) and state carried:",
+        "",
+        "| context | RNN alone | teacher re-encoding | teacher + KV cache | RNN vs shortest context | "
+        "re-encode / RNN | KV cache / RNN | RNN state | KV cache |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["inference"]:
-        lines.append(f"| {r['context']} | {r['rnn_s_per_token'] * 1e3:.3f} | "
-                     f"{r['teacher_reencode_s_per_token'] * 1e3:.2f} | {r['teacher_kv_cache_s_per_token'] * 1e3:.3f} | "
-                     f"{r['rnn_latency_vs_shortest']:.2f}× | {r['reencode_over_rnn']:.1f}× | "
-                     f"{r['kv_cache_over_rnn']:.1f}× | {r['rnn_state_bytes']} B | "
-                     f"{r['teacher_kv_cache_bytes'] / 2 ** 20:.1f} MiB |")
+        lines.append(
+            f"| {r['context']} | {r['rnn_s_per_token'] * 1e3:.3f} | "
+            f"{r['teacher_reencode_s_per_token'] * 1e3:.2f} | {r['teacher_kv_cache_s_per_token'] * 1e3:.3f} | "
+            f"{r['rnn_latency_vs_shortest']:.2f}× | {r['reencode_over_rnn']:.1f}× | "
+            f"{r['kv_cache_over_rnn']:.1f}× | {r['rnn_state_bytes']} B | "
+            f"{r['teacher_kv_cache_bytes'] / 2**20:.1f} MiB |"
+        )
     lim = report["limit"]
-    lines += ["", f"SMT step at T = {lim['T']}, B = {lim['batch']}: {lim['smt_flops_per_s'] / 1e9:.1f} GFLOP/s "
-              f"achieved against a measured fp32 matmul peak of {lim['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
-              f"({lim['matmul_n']}² matmul): {100 * lim['fraction_of_peak']:.1f} % of peak."]
+    lines += [
+        "",
+        f"SMT step at T = {lim['T']}, B = {lim['batch']}: {lim['smt_flops_per_s'] / 1e9:.1f} GFLOP/s "
+        f"achieved against a measured fp32 matmul peak of {lim['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
+        f"({lim['matmul_n']}² matmul): {100 * lim['fraction_of_peak']:.1f} % of peak.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -192,11 +223,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else (platform.processor() or platform.machine())
-    report = {"benchmark": "speed", "device": f"{device} ({name}, {os.cpu_count()} CPU cores)",
-              "torch": torch.__version__, "threads": args.threads, "command": " ".join(sys.argv),
-              "training": training_steps([int(t) for t in args.lengths.split(",")], args.batch, args.repeats, device),
-              "inference": inference([int(t) for t in args.contexts.split(",")], args.tokens, device),
-              "limit": limit(1024, args.batch, args.repeats, device)}
+    report = {
+        "benchmark": "speed",
+        "device": f"{device} ({name}, {os.cpu_count()} CPU cores)",
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "command": " ".join(sys.argv),
+        "training": training_steps([int(t) for t in args.lengths.split(",")], args.batch, args.repeats, device),
+        "inference": inference([int(t) for t in args.contexts.split(",")], args.tokens, device),
+        "limit": limit(1024, args.batch, args.repeats, device),
+    }
     save_report(report, args.out, args.name, markdown)
 
 

@@ -25,7 +25,7 @@ import tempfile
 from io import BytesIO
 from pathlib import Path
 
-from harness import save_report  # noqa: E402  (benchmarks/ is on sys.path when run)
+from harness import save_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "9a05483"  # the last commit with per-term .item() in the objectives
@@ -65,17 +65,27 @@ def checkout(rev: str, into: Path) -> Path:
 def time_steps(source: Path, method: str, length: int, steps: int) -> float:
     train_method, fraction = METHODS[method]
     env = os.environ | {"PYTHONPATH": str(source), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", WORKER, train_method, str(fraction), str(length), str(steps)],
-                          capture_output=True, text=True, env=env, cwd=source, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER, train_method, str(fraction), str(length), str(steps)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=source,
+        check=True,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])["median_s"]
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Median seconds per training step, `small` preset on retrieval T = {report['seq_len']}, 1 thread, "
-             f"{report['rounds']} alternating rounds of {report['steps']} steps; before = smtrnn at "
-             f"{report['before']} (a host read per loss term), after = one host read per step. {report['device']}, "
-             f"torch {report['torch']}.", "",
-             "| method | before (s/step) | after (s/step) | after / before |", "|---|---|---|---|"]
+    lines = [
+        f"Median seconds per training step, `small` preset on retrieval T = {report['seq_len']}, 1 thread, "
+        f"{report['rounds']} alternating rounds of {report['steps']} steps; before = smtrnn at "
+        f"{report['before']} (a host read per loss term), after = one host read per step. {report['device']}, "
+        f"torch {report['torch']}.",
+        "",
+        "| method | before (s/step) | after (s/step) | after / before |",
+        "|---|---|---|---|",
+    ]
     for row in report["rows"]:
         lines.append(f"| {row['method']} | {row['before_s']:.4f} | {row['after_s']:.4f} | {row['ratio']:.3f} |")
     return "\n".join(lines) + "\n"
@@ -100,13 +110,20 @@ def main() -> None:
                 for version, source in sources.items():
                     times[version].append(time_steps(source, method, args.seq_len, args.steps))
             before, after = statistics.median(times["before"]), statistics.median(times["after"])
-            rows.append({"method": method, "before_s": before, "after_s": after, "ratio": after / before,
-                         "rounds": times})
+            rows.append(
+                {"method": method, "before_s": before, "after_s": after, "ratio": after / before, "rounds": times}
+            )
             print(f"{method}: {before:.4f} -> {after:.4f} s/step", flush=True)
-    report = {"benchmark": "step_syncs", "before": args.before, "seq_len": args.seq_len, "steps": args.steps,
-              "rounds": args.rounds, "device": f"cpu ({platform.processor() or platform.machine()}, "
-                                                f"{os.cpu_count()} cores)", "torch": torch.__version__,
-              "rows": rows}
+    report = {
+        "benchmark": "step_syncs",
+        "before": args.before,
+        "seq_len": args.seq_len,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     save_report(report, args.out, "step_syncs", markdown)
 
 

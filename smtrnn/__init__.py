@@ -9,13 +9,13 @@ Memories are flat (..., Z) tensors whose K tokens of width D are each RMS-normal
 
 from smtrnn.bptt import bptt_loss
 from smtrnn.config import RunConfig, validate
+from smtrnn.data.tasks import TASKS, make_task
 from smtrnn.evaluate import evaluate
 from smtrnn.model import Model
 from smtrnn.presets import contractive, debug, long, recipe, small
 from smtrnn.rnn import RNN
 from smtrnn.sample import continue_prompt
 from smtrnn.smt import smt_loss
-from smtrnn.data.tasks import TASKS, make_task
 from smtrnn.teacher import Teacher
 from smtrnn.trainer import Trainer, train
 from smtrnn.user_cell import use_cell
@@ -23,6 +23,23 @@ from smtrnn.user_cell import use_cell
 __version__ = "0.1.0"
 
 __all__ = [
-    "RNN", "TASKS", "Model", "RunConfig", "Teacher", "Trainer", "bptt_loss", "continue_prompt", "contractive",
-    "debug", "evaluate", "long", "make_task", "recipe", "small", "smt_loss", "train", "use_cell", "validate",
+    "RNN",
+    "TASKS",
+    "Model",
+    "RunConfig",
+    "Teacher",
+    "Trainer",
+    "bptt_loss",
+    "continue_prompt",
+    "contractive",
+    "debug",
+    "evaluate",
+    "long",
+    "make_task",
+    "recipe",
+    "small",
+    "smt_loss",
+    "train",
+    "use_cell",
+    "validate",
 ]

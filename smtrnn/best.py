@@ -26,8 +26,12 @@ def read_best(run_dir: str | Path) -> dict[str, Any] | None:
     if not regular_file(path):
         return None
     record = read_json(path)
-    if (not isinstance(record, dict) or not isinstance(record.get("checkpoint"), str)
-            or not STEP_DIR.fullmatch(record["checkpoint"]) or not isinstance(record.get(SCORE), (int, float))):
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("checkpoint"), str)
+        or not STEP_DIR.fullmatch(record["checkpoint"])
+        or not isinstance(record.get(SCORE), (int, float))
+    ):
         raise CheckpointError(f"{path} is corrupt: it must name a {CHECKPOINTS_DIR}/step-N folder and its {SCORE}")
     return record
 
@@ -45,6 +49,7 @@ def best_checkpoint(run_dir: str | Path) -> Path | None:
         return None
     folder = Path(run_dir) / CHECKPOINTS_DIR / record["checkpoint"]
     if not regular_file(folder / CONFIG_FILE):
-        raise CheckpointError(f"{Path(run_dir) / BEST_FILE} names {CHECKPOINTS_DIR}/{record['checkpoint']}, which is "
-                              "missing")
+        raise CheckpointError(
+            f"{Path(run_dir) / BEST_FILE} names {CHECKPOINTS_DIR}/{record['checkpoint']}, which is missing"
+        )
     return folder

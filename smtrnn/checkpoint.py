@@ -33,8 +33,9 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -42,9 +43,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from smtrnn.config import RunConfig, validate
+from smtrnn.data.tasks import make_task
 from smtrnn.errors import CheckpointError, ConfigError
 from smtrnn.model import Model
-from smtrnn.data.tasks import make_task
 from smtrnn.user_cell import require_trusted_cell
 
 CONFIG_FILE = "config.json"
@@ -219,8 +220,7 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
         return run_dir  # up to date (or damaged: read it, so that the damage is reported rather than hidden)
     folder = run_dir / CHECKPOINTS_DIR / name  # a save was cut short while it replaced the top-level files
     if not regular_file(folder / CONFIG_FILE):
-        raise CheckpointError(f"{run_dir / LATEST_FILE} names {CHECKPOINTS_DIR}/{name}, which is missing or "
-                              "incomplete")
+        raise CheckpointError(f"{run_dir / LATEST_FILE} names {CHECKPOINTS_DIR}/{name}, which is missing or incomplete")
     return folder
 
 
@@ -237,8 +237,14 @@ def holds_run(run_dir: str | Path) -> bool:
     return has_checkpoint(run_dir) or any((run_dir / name).exists() for name in (METRICS_FILE, CHECKPOINTS_DIR))
 
 
-def save_checkpoint(run_dir: str | Path, cfg: RunConfig, model: Model, trainer_state: dict[str, Any],
-                    keep: int = 3, protect: str | None = None) -> Path:
+def save_checkpoint(
+    run_dir: str | Path,
+    cfg: RunConfig,
+    model: Model,
+    trainer_state: dict[str, Any],
+    keep: int = 3,
+    protect: str | None = None,
+) -> Path:
     """Save weights, trainer state and config as checkpoints/step-N, commit it as `latest`, refresh the top level
     and delete all but the newest `keep` checkpoints and the one named `protect` (the best, `smtrnn.best`); returns
     the checkpoint's folder."""
@@ -407,12 +413,15 @@ def load_weights(run_dir: str | Path, model: Model) -> None:
         raise CheckpointError(f"{path} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
     for name, tensor in weights.items():
         if tensor.shape != expected[name].shape:
-            raise CheckpointError(f"{path} does not match its config: {name} has shape {tuple(tensor.shape)}, "
-                                  f"expected {tuple(expected[name].shape)}")
+            raise CheckpointError(
+                f"{path} does not match its config: {name} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(expected[name].shape)}"
+            )
     broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
     if broken:
-        raise CheckpointError(f"{path} holds non-finite weights ({len(broken)} tensors, first {broken[0]}): the "
-                              "checkpoint is damaged")
+        raise CheckpointError(
+            f"{path} holds non-finite weights ({len(broken)} tensors, first {broken[0]}): the checkpoint is damaged"
+        )
     model.load_state_dict(weights)
 
 
@@ -426,14 +435,17 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's message suggests weights_only=False: never to be followed here
-        raise CheckpointError(f"{path} is corrupt or unsafe: not a file of tensors and plain containers (damaged, "
-                              "or pickled code); refused unread") from exc
+        raise CheckpointError(
+            f"{path} is corrupt or unsafe: not a file of tensors and plain containers (damaged, "
+            "or pickled code); refused unread"
+        ) from exc
     except Exception as exc:  # any other failure is a corrupt file to the user
         raise CheckpointError(f"{path} is corrupt or unsafe: {str(exc).splitlines()[0]}") from exc
 
 
-def load_model(run_dir: str | Path, device: torch.device | str = "cpu", *,
-               trust_cell_code: bool = False) -> tuple[RunConfig, Model]:
+def load_model(
+    run_dir: str | Path, device: torch.device | str = "cpu", *, trust_cell_code: bool = False
+) -> tuple[RunConfig, Model]:
     """Rebuild the model a run directory describes and load its weights. A run whose cell is a user's code (a
     MODULE:CLASS or FILE.py:CLASS, which importing runs) is refused unless `trust_cell_code`
     (`user_cell.require_trusted_cell`)."""

@@ -21,19 +21,29 @@ import torch
 from smtrnn import distributed
 from smtrnn.best import best_checkpoint
 from smtrnn.checkpoint import has_checkpoint, load_model, read_config
-from smtrnn.config import (RunConfig, TrainConfig, apply_overrides, describe_fields, field_docs, flatten,
-                           load_config_file, shown, size_text, upgrade)
+from smtrnn.config import (
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    describe_fields,
+    field_docs,
+    flatten,
+    load_config_file,
+    shown,
+    size_text,
+    upgrade,
+)
+from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.data.real import DATA_TASKS
+from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError, UserCodeError, out_of_memory
 from smtrnn.evaluate import available_memory, evaluate, evaluate_documents, evaluate_lengths, evaluation_bytes
-from smtrnn.tools.gradients import gradient_curves
-from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.presets import RECIPE, make_preset, small
-from smtrnn.tools.png import image_grid, write_png
 from smtrnn.sample import complete_images, stream_continuation
 from smtrnn.step_timer import StepOverrun, StepTimer
-from smtrnn.data.tasks import TaskError, make_task
+from smtrnn.tools.gradients import gradient_curves
+from smtrnn.tools.png import image_grid, write_png
 from smtrnn.trainer import Trainer, resolve_device
 from smtrnn.user_cell import require_trusted_cell
 
@@ -47,10 +57,19 @@ class _Parser(argparse.ArgumentParser):
 # (`config.field_docs`), so a flag never drifts from the field it sets. --task, --init and --labels also choose the
 # base config (a preset for the task, the SMT run DMT continues, the labelling teacher's run).
 FLAG_FIELDS = {
-    "--task": "task.name", "--method": "train.method", "--init": "train.init", "--labels": "train.labels",
-    "--cell": "rnn.cell", "--seq-len": "task.seq_len", "--steps": "train.steps", "--budget": "train.max_seconds",
-    "--batch-size": "optim.batch_size", "--lr": "optim.lr", "--memory-tokens": "memory.tokens",
-    "--seed": "train.seed", "--device": "train.device",
+    "--task": "task.name",
+    "--method": "train.method",
+    "--init": "train.init",
+    "--labels": "train.labels",
+    "--cell": "rnn.cell",
+    "--seq-len": "task.seq_len",
+    "--steps": "train.steps",
+    "--budget": "train.max_seconds",
+    "--batch-size": "optim.batch_size",
+    "--lr": "optim.lr",
+    "--memory-tokens": "memory.tokens",
+    "--seed": "train.seed",
+    "--device": "train.device",
 }
 
 
@@ -60,22 +79,35 @@ def _add_field_flags(p: argparse.ArgumentParser) -> None:
         section, field_name = name.split(".")
         kind = type(getattr(getattr(defaults, section), field_name))
         doc = field_docs(type(getattr(defaults, section))).get(field_name, "")
-        p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=kind if kind in (int, float) else str,
-                       help=f"{name}: {doc}".replace("%", "%%"))
+        p.add_argument(
+            flag,
+            dest=flag[2:].replace("-", "_"),
+            type=kind if kind in (int, float) else str,
+            help=f"{name}: {doc}".replace("%", "%%"),
+        )
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     _add_field_flags(p)
-    p.add_argument("--data", help="text: a text file or folder, a .npy/.bin token file or hf:NAME (default: the "
-                                  "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits)")
+    p.add_argument(
+        "--data",
+        help="text: a text file or folder, a .npy/.bin token file or hf:NAME (default: the "
+        "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits)",
+    )
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (sets memory.width = Z / K)")
-    p.add_argument("--preset", default="small",
-                   help="small (default), recipe (the long-range recipe for the task), long, contractive, "
-                        "staged or debug")
+    p.add_argument(
+        "--preset",
+        default="small",
+        help="small (default), recipe (the long-range recipe for the task), long, contractive, staged or debug",
+    )
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable; the fields "
-                        "are listed below)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any config field, e.g. --set smt.dynamics_weight=0.1 (repeatable; the fields are listed below)",
+    )
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
@@ -85,8 +117,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.init and args.labels:
         raise ConfigError("--init (method dmt) and --labels (method labels) exclude each other")
     # A cell named on this command line is the user's choice; one that comes with a stored config is the run's code
-    named_cell = (args.cell is not None or "rnn.cell" in _set_overrides(args.set)
-                  or "rnn.cell" in upgrade(flatten(file_data)))
+    named_cell = (
+        args.cell is not None or "rnn.cell" in _set_overrides(args.set) or "rnn.cell" in upgrade(flatten(file_data))
+    )
     if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
         cfg, meta = read_config(args.init)
         if not named_cell:
@@ -110,8 +143,11 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 def user_settings(cfg: RunConfig, args: argparse.Namespace, file_data: dict) -> RunConfig:
     """cfg (in place) with the config file, then the explicit flags, then the --set overrides."""
     apply_overrides(cfg, upgrade(flatten(file_data)))
-    flags = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in FLAG_FIELDS.items()
-             if flag not in ("--init", "--labels")}  # those two chose the base config above
+    flags = {
+        name: getattr(args, flag[2:].replace("-", "_"))
+        for flag, name in FLAG_FIELDS.items()
+        if flag not in ("--init", "--labels")
+    }  # those two chose the base config above
     apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
     if args.data is not None:
         if cfg.task.name not in DATA_TASKS:
@@ -120,8 +156,9 @@ def user_settings(cfg: RunConfig, args: argparse.Namespace, file_data: dict) -> 
     if args.memory_size is not None:
         tokens = cfg.memory.tokens
         if args.memory_size <= 0:
-            raise ConfigError(f"--memory-size must be a positive multiple of memory tokens K={tokens}, got "
-                              f"{args.memory_size}")
+            raise ConfigError(
+                f"--memory-size must be a positive multiple of memory tokens K={tokens}, got {args.memory_size}"
+            )
         if args.memory_size % tokens:
             raise ConfigError(f"--memory-size {args.memory_size} is not divisible by memory tokens K={tokens}")
         cfg.memory.width = args.memory_size // tokens
@@ -219,13 +256,19 @@ def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> in
                 Path(args.out).rmdir()  # a run that failed before writing anything leaves no empty folder
             raise
     except _SecondSignal as stop:
-        print(f"smtrnn: {signal.Signals(stop.signum).name} again: stopped at once after {trainer.step} steps, "
-              f"without saving; {args.out} keeps its last checkpoint", file=sys.stderr)
+        print(
+            f"smtrnn: {signal.Signals(stop.signum).name} again: stopped at once after {trainer.step} steps, "
+            f"without saving; {args.out} keeps its last checkpoint",
+            file=sys.stderr,
+        )
         return 128 + stop.signum
     except StepOverrun as overrun:
         kept = "keeps its last checkpoint" if has_checkpoint(args.out) else "holds no checkpoint"
-        print(f"smtrnn: {'' if overrun.stopped_by else 'error: '}{overrun}: stopped after {trainer.step} steps, "
-              f"without saving; {args.out} {kept}", file=sys.stderr)
+        print(
+            f"smtrnn: {'' if overrun.stopped_by else 'error: '}{overrun}: stopped after {trainer.step} steps, "
+            f"without saving; {args.out} {kept}",
+            file=sys.stderr,
+        )
         return 128 + signal.Signals[overrun.stopped_by] if overrun.stopped_by else 1
     except TrainingError as exc:  # every rank reaches the same verdict (see Trainer.train_step): rank 0 says it
         if distributed.is_main():
@@ -235,8 +278,11 @@ def _train(cfg: RunConfig, args: argparse.Namespace, device: torch.device) -> in
         return 0
     if result is None:
         cause = received[0] if received else "stop requested"
-        print(f"smtrnn: {cause}: stopped after step {trainer.step} of {cfg.train.steps} and saved {args.out}; "
-              "continue with --resume", file=sys.stderr)
+        print(
+            f"smtrnn: {cause}: stopped after step {trainer.step} of {cfg.train.steps} and saved {args.out}; "
+            "continue with --resume",
+            file=sys.stderr,
+        )
         return 0
     print(json.dumps(result, indent=2))
     return 0
@@ -266,19 +312,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for length in lengths:  # before any work: a length that cannot fit would be ended by the kernel, unexplained
         need = evaluation_bytes(cfg, model.vocab_size, length, cfg.optim.batch_size)
         if free is not None and need > free:
-            raise ConfigError(f"--seq-len {shown(length)} needs about {size_text(need)} to evaluate (batch "
-                              f"{cfg.optim.batch_size}); {size_text(free)} are available")
+            raise ConfigError(
+                f"--seq-len {shown(length)} needs about {size_text(need)} to evaluate (batch "
+                f"{cfg.optim.batch_size}); {size_text(free)} are available"
+            )
     task.held_out(args.split).check_seq_len(cfg.task.seq_len)  # a split too small (or missing) is refused first
     checkpoint = f"best ({best.name})" if best else "last"
-    result = {"split": args.split, "checkpoint": checkpoint} | evaluate(model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size,
-                                              curves=plots is not None, split=args.split)
+    result = {"split": args.split, "checkpoint": checkpoint} | evaluate(
+        model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size, curves=plots is not None, split=args.split
+    )
     if lengths:
         result["lengths"] = evaluate_lengths(model, task, lengths, args.batches, cfg.optim.batch_size, args.split)
     if model.teacher is not None and not args.no_diagnostics:
         result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
     if cfg.task.name in DATA_TASKS:  # bits over whole held-out documents / images, the RNN reading each from m_∅
-        result["held_out_documents"] = evaluate_documents(model, task, cfg.task.seq_len, cfg.optim.batch_size,
-                                                          args.max_tokens, args.split)
+        result["held_out_documents"] = evaluate_documents(
+            model, task, cfg.task.seq_len, cfg.optim.batch_size, args.max_tokens, args.split
+        )
     if plots is not None:
         gradients = gradient_curves(model, task, cfg.task.seq_len, cfg.optim.batch_size)
         title = f"{Path(args.run_dir).name}: {cfg.train.method}, {cfg.task.name} T={cfg.task.seq_len}"
@@ -329,8 +379,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown --format {args.format!r}; choose from: {', '.join(FORMATS)}")
     _, model = load_model(args.run_dir, torch.device("cpu"), trust_cell_code=args.trust_cell_code)
     path = export(model.rnn, args.format, args.out)
-    print(f"wrote {path}: step(state (B, {model.rnn.size}), token (B,)) -> next_state, logits (B, {model.vocab_size})",
-          file=sys.stderr)
+    print(
+        f"wrote {path}: step(state (B, {model.rnn.size}), token (B,)) -> next_state, logits (B, {model.vocab_size})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -340,8 +392,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not args.temperature >= 0 or args.temperature == float("inf"):  # NaN fails the first test
         raise ConfigError(f"--temperature must be a finite number >= 0, got {args.temperature}")
     if sum(a is not None for a in (args.prompt, args.text, args.png)) != 1:
-        raise ConfigError("sample needs exactly one of --prompt TOKENS, --text STRING (text runs) or --png FILE "
-                          "(pixels runs)")
+        raise ConfigError(
+            "sample needs exactly one of --prompt TOKENS, --text STRING (text runs) or --png FILE (pixels runs)"
+        )
     device = resolve_device(args.device)
     cfg, model = load_model(args.run_dir, device, trust_cell_code=args.trust_cell_code)
     generator = torch.Generator(device=device).manual_seed(args.seed)
@@ -349,8 +402,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return _sample_png(args, cfg, model, generator)
     if args.text is not None:
         if cfg.task.name != "text" or model.vocab_size != 256:
-            raise ConfigError(f"--text needs a byte-level text run; {args.run_dir} is a '{cfg.task.name}' run with "
-                              f"vocabulary {model.vocab_size}")
+            raise ConfigError(
+                f"--text needs a byte-level text run; {args.run_dir} is a '{cfg.task.name}' run with "
+                f"vocabulary {model.vocab_size}"
+            )
         # the bytes as given: argv that is not valid UTF-8 arrives surrogate-escaped, and a byte-level model reads
         # any bytes
         tokens = list(args.text.encode("utf-8", errors="surrogateescape"))
@@ -358,8 +413,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         tokens = parse_tokens(args.prompt, model.vocab_size)
     prompt = torch.tensor([tokens], dtype=torch.long, device=device)
     # printed as drawn, so any --length runs in constant memory and shows its progress
-    stream = (int(token) for token in stream_continuation(model.rnn, prompt, args.length, args.temperature,
-                                                           generator))
+    stream = (int(token) for token in stream_continuation(model.rnn, prompt, args.length, args.temperature, generator))
     try:
         if args.text is not None:  # bytes decoded as they come: a character split over tokens prints once, whole
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -396,8 +450,10 @@ def _sample_png(args: argparse.Namespace, cfg, model, generator: torch.Generator
     levels = task.held_out().images().levels
     grid = image_grid(dequantize(torch.cat(rows), levels), columns=rows[0].shape[0])
     write_png(args.png, grid)
-    print(f"wrote {args.png}: {grid.shape[1]}x{grid.shape[0]} pixels; rows: held-out images, lower halves "
-          f"completed by the RNN, unconditional samples (temperature {temperature})")
+    print(
+        f"wrote {args.png}: {grid.shape[1]}x{grid.shape[0]} pixels; rows: held-out images, lower halves "
+        f"completed by the RNN, unconditional samples (temperature {temperature})"
+    )
     return 0
 
 
@@ -430,11 +486,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     def base() -> RunConfig:  # the recipe reads the task's final parameters, as in build_config
         return settings(make_preset(args.preset, args.task, settings(small(args.task)).task.params))
 
-    report = compare.run_study(base, args.task, args.preset, lengths, methods, cells, args.seeds, budget,
-                               args.steps or 10**9, Path(args.out), resolve_device(args.device),
-                               eval_batches=args.eval_batches, log=lambda line: print(line, file=sys.stderr),
-                               eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths")
-                               if args.eval_lengths else ())
+    report = compare.run_study(
+        base,
+        args.task,
+        args.preset,
+        lengths,
+        methods,
+        cells,
+        args.seeds,
+        budget,
+        args.steps or 10**9,
+        Path(args.out),
+        resolve_device(args.device),
+        eval_batches=args.eval_batches,
+        log=lambda line: print(line, file=sys.stderr),
+        eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths else (),
+    )
     print(compare.markdown(report), end="")
     return 0
 
@@ -449,14 +516,33 @@ def cmd_label(args: argparse.Namespace) -> int:
             raise ConfigError("--split chooses the split of --data; sampled labels come from the training split")
         sequences = 4096 if args.sequences is None else args.sequences
         seed = 0 if args.seed is None else args.seed
-        manifest = write_labels(args.teacher, args.out, sequences, args.batch_size, args.dtype, seed,
-                                args.shard_sequences, device, log=log, trust_cell_code=args.trust_cell_code)
+        manifest = write_labels(
+            args.teacher,
+            args.out,
+            sequences,
+            args.batch_size,
+            args.dtype,
+            seed,
+            args.shard_sequences,
+            device,
+            log=log,
+            trust_cell_code=args.trust_cell_code,
+        )
     else:
         if args.sequences is not None or args.seed is not None:
             raise ConfigError("--data labels every position of the data: --sequences and --seed do not apply")
-        manifest = write_dataset_labels(args.teacher, args.out, args.data or None, args.split, args.batch_size,
-                                        args.dtype, args.shard_sequences, device, log=log,
-                                        trust_cell_code=args.trust_cell_code)
+        manifest = write_dataset_labels(
+            args.teacher,
+            args.out,
+            args.data or None,
+            args.split,
+            args.batch_size,
+            args.dtype,
+            args.shard_sequences,
+            device,
+            log=log,
+            trust_cell_code=args.trust_cell_code,
+        )
     keys = ("source", "teacher_hash", "task", "data", "seq_len", "memory", "dtype", "sequences_written", "shapes")
     print(json.dumps({"labels": str(args.out)} | {k: manifest[k] for k in keys}))
     return 0
@@ -470,27 +556,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")
     make_preset(args.preset, args.task)  # an unknown preset or task: one line before anything trains
 
-    run_demo(args.task, args.seq_len, args.budget, Path(args.out) if args.out else None, resolve_device(args.device),
-             args.seed, args.preset)
+    run_demo(
+        args.task,
+        args.seq_len,
+        args.budget,
+        Path(args.out) if args.out else None,
+        resolve_device(args.device),
+        args.seed,
+        args.preset,
+    )
     return 0
 
 
 def _add_trust_flag(p: argparse.ArgumentParser, source: str) -> None:
-    p.add_argument("--trust-cell-code", action="store_true",
-                   help=f"import a user's cell (rnn.cell MODULE:CLASS or FILE.py:CLASS) that {source} names: importing "
-                        "runs its code, so only for runs you trust (without this flag such a run is refused, naming "
-                        "the file and its sha256 at training)")
+    p.add_argument(
+        "--trust-cell-code",
+        action="store_true",
+        help=f"import a user's cell (rnn.cell MODULE:CLASS or FILE.py:CLASS) that {source} names: importing "
+        "runs its code, so only for runs you trust (without this flag such a run is refused, naming "
+        "the file and its sha256 at training)",
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="smtrnn", description="Train nonlinear RNNs without backpropagation through time.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train an RNN by SMT, DMT, SMT then DMT, or BPTT",
-                       description="Train a run: a preset, then --config, then the flags, then --set.",
-                       epilog="config fields (--set FIELD=VALUE; defaults of the plain RunConfig, presets change "
-                              "some):\n" + describe_fields().replace("%", "%%"),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="train an RNN by SMT, DMT, SMT then DMT, or BPTT",
+        description="Train a run: a preset, then --config, then the flags, then --set.",
+        epilog="config fields (--set FIELD=VALUE; defaults of the plain RunConfig, presets change "
+        "some):\n" + describe_fields().replace("%", "%%"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_train_arguments(p)
     p.add_argument("--out", required=True, help="run directory (refused if it already holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -498,13 +597,21 @@ def make_parser() -> argparse.ArgumentParser:
     _add_trust_flag(p, "the --init run or the --labels store (and no --cell of yours)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("label", help="write a trained teacher's memories m_t for a seeded set of sequences, or for "
-                                     "every position of a dataset (--data), to fit RNNs to (train --method labels)")
+    p = sub.add_parser(
+        "label",
+        help="write a trained teacher's memories m_t for a seeded set of sequences, or for "
+        "every position of a dataset (--data), to fit RNNs to (train --method labels)",
+    )
     p.add_argument("--teacher", required=True, help="a trained SMT (or DMT) run directory")
     p.add_argument("--out", required=True, help="label directory (a store begun with the same arguments resumes)")
-    p.add_argument("--data", nargs="?", const="", default=None,
-                   help="label every position of a text/pixels dataset: PATH (same vocabulary as the teacher), or "
-                        "no value for the teacher run's own data")
+    p.add_argument(
+        "--data",
+        nargs="?",
+        const="",
+        default=None,
+        help="label every position of a text/pixels dataset: PATH (same vocabulary as the teacher), or "
+        "no value for the teacher run's own data",
+    )
     p.add_argument("--split", default="train", help="with --data: train (default) or valid")
     p.add_argument("--sequences", type=int, help="sampled labels: sequences of the teacher run's task (default 4096)")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per teacher forward")
@@ -520,30 +627,55 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--last", action="store_true",
-                   help="score the last checkpoint even where the run kept its best (train.keep_best)")
-    p.add_argument("--split", default="valid", choices=("valid", "test"),
-                   help="the held-out split scored: valid (default; what training evaluates and settings are chosen "
-                        "on) or test (final numbers only; synthetic tasks: a stream under its own seed). The failure "
-                        "diagnostics always use validation sequences")
-    p.add_argument("--seq-len", metavar="T[,T...]",
-                   help="also score the RNN alone (and the teacher) at these sequence lengths, e.g. 256,512,1024: "
-                        "length generalization past the training length")
-    p.add_argument("--max-tokens", type=int, default=100_000,
-                   help="text/pixels: score at most this many held-out tokens over whole documents (0: all)")
-    p.add_argument("--no-diagnostics", action="store_true",
-                   help="SMT runs: leave out the failure diagnostics (Markov gap, error growth, information probe)")
-    p.add_argument("--probe", action="store_true",
-                   help="require the information probe (refused for tasks without a needed symbol, or without a "
-                        "teacher)")
-    p.add_argument("--plots", metavar="DIR", help="also write diagnostic PNGs (drift, collapse, accuracy by "
-                                                  "position, gradient norms) and their data to DIR; needs matplotlib")
+    p.add_argument(
+        "--last",
+        action="store_true",
+        help="score the last checkpoint even where the run kept its best (train.keep_best)",
+    )
+    p.add_argument(
+        "--split",
+        default="valid",
+        choices=("valid", "test"),
+        help="the held-out split scored: valid (default; what training evaluates and settings are chosen "
+        "on) or test (final numbers only; synthetic tasks: a stream under its own seed). The failure "
+        "diagnostics always use validation sequences",
+    )
+    p.add_argument(
+        "--seq-len",
+        metavar="T[,T...]",
+        help="also score the RNN alone (and the teacher) at these sequence lengths, e.g. 256,512,1024: "
+        "length generalization past the training length",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=100_000,
+        help="text/pixels: score at most this many held-out tokens over whole documents (0: all)",
+    )
+    p.add_argument(
+        "--no-diagnostics",
+        action="store_true",
+        help="SMT runs: leave out the failure diagnostics (Markov gap, error growth, information probe)",
+    )
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="require the information probe (refused for tasks without a needed symbol, or without a teacher)",
+    )
+    p.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="also write diagnostic PNGs (drift, collapse, accuracy by "
+        "position, gradient norms) and their data to DIR; needs matplotlib",
+    )
     p.add_argument("--device", default="auto")
     _add_trust_flag(p, "the run")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("export", help="write the RNN alone as a step function with explicit state: TorchScript or "
-                                      "ONNX, to run without smtrnn")
+    p = sub.add_parser(
+        "export",
+        help="write the RNN alone as a step function with explicit state: TorchScript or ONNX, to run without smtrnn",
+    )
     p.add_argument("run_dir")
     p.add_argument("--format", default="torchscript", help="torchscript (default) or onnx (needs smtrnn[export])")
     p.add_argument("--out", required=True, help="the file to write (refused if it exists)")
@@ -554,8 +686,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--prompt", help="token ids, e.g. '3,1,4'")
     p.add_argument("--text", help="text runs: a string, fed as UTF-8 bytes; the continuation is printed as text")
-    p.add_argument("--png", metavar="FILE", help="pixels runs: write a PNG grid of held-out images, their lower "
-                                                 "halves completed by the RNN, and unconditional samples")
+    p.add_argument(
+        "--png",
+        metavar="FILE",
+        help="pixels runs: write a PNG grid of held-out images, their lower "
+        "halves completed by the RNN, and unconditional samples",
+    )
     p.add_argument("--count", type=int, default=8, help="--png: images per row")
     p.add_argument("--length", type=int, default=16)
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (--png: 0 means 1.0)")
@@ -568,21 +704,31 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="retrieval")
     p.add_argument("--data", help="text / pixels: the data path (see train --data)")
     p.add_argument("--lengths", default="64,256", help="comma-separated sequence lengths")
-    p.add_argument("--methods", default="smt,smt+dmt,bptt",
-                   help="comma-separated, from: smt, smt+dmt, bptt, tbptt (truncated, 32 steps), gru-fused, "
-                        "lstm-fused, mingru (the last three are BPTT baselines with their own cell)")
+    p.add_argument(
+        "--methods",
+        default="smt,smt+dmt,bptt",
+        help="comma-separated, from: smt, smt+dmt, bptt, tbptt (truncated, 32 steps), gru-fused, "
+        "lstm-fused, mingru (the last three are BPTT baselines with their own cell)",
+    )
     p.add_argument("--cells", default="mlp", help="comma-separated cells for smt / smt+dmt / bptt / tbptt")
     p.add_argument("--seeds", type=int, default=2, help="seeds per combination (0, 1, ...)")
     p.add_argument("--budget", help="wall-clock training time per run: 90, 90s, 10m, 1.5h")
     p.add_argument("--steps", type=int, help="optimizer steps per run (with --budget: whichever ends first)")
-    p.add_argument("--preset", default=RECIPE, help=f"the base config of every run: {RECIPE} (default: the "
-                                                    "long-range recipe for the task), contractive, long, small, "
-                                                    "staged, debug")
+    p.add_argument(
+        "--preset",
+        default=RECIPE,
+        help=f"the base config of every run: {RECIPE} (default: the "
+        "long-range recipe for the task), contractive, long, small, "
+        "staged, debug",
+    )
     p.add_argument("--config", help="JSON or YAML file with (part of) the base config")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a base config field")
     p.add_argument("--eval-batches", type=int, default=8)
-    p.add_argument("--eval-lengths", metavar="T[,T...]",
-                   help="also score every run's RNN alone at these lengths (length generalization), e.g. 128,256,512")
+    p.add_argument(
+        "--eval-lengths",
+        metavar="T[,T...]",
+        help="also score every run's RNN alone at these lengths (length generalization), e.g. 128,256,512",
+    )
     p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_compare)
@@ -593,9 +739,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=100.0, help="training seconds per method")
     p.add_argument("--out", help="directory for the two runs (default: a new temporary directory)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", default=RECIPE,
-                   help=f"{RECIPE} (default: the long-range recipe for the task), contractive, long, small, "
-                        "staged or debug")
+    p.add_argument(
+        "--preset",
+        default=RECIPE,
+        help=f"{RECIPE} (default: the long-range recipe for the task), contractive, long, small, staged or debug",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_demo)
     return parser
@@ -621,8 +769,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError and the CPU allocator's are RuntimeErrors
         if not out_of_memory(exc):
             raise
-        print(f"smtrnn: error: out of memory: {_first_line(exc)} ({_MEMORY_HINTS.get(command, _MEMORY_HINTS[None])})",
-              file=sys.stderr)
+        print(
+            f"smtrnn: error: out of memory: {_first_line(exc)} ({_MEMORY_HINTS.get(command, _MEMORY_HINTS[None])})",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("smtrnn: interrupted", file=sys.stderr)
@@ -630,10 +780,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # What to change when a command runs out of memory: only flags the command takes
-_MEMORY_HINTS = {None: "a smaller --seq-len, --batch-size or --memory-size fits",
-                 "eval": "fewer or shorter --seq-len lengths, or --no-diagnostics, fit",
-                 "label": "a smaller --batch-size fits",
-                 "export": "the model does not fit in memory", "sample": "the model does not fit in memory"}
+_MEMORY_HINTS = {
+    None: "a smaller --seq-len, --batch-size or --memory-size fits",
+    "eval": "fewer or shorter --seq-len lengths, or --no-diagnostics, fit",
+    "label": "a smaller --batch-size fits",
+    "export": "the model does not fit in memory",
+    "sample": "the model does not fit in memory",
+}
 
 
 def _first_line(exc: BaseException) -> str:

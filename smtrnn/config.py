@@ -3,8 +3,8 @@
 Each field carries its documentation as a string right under it (`field_docs` reads them; `smtrnn train --help`
 lists them). Choices are `Literal` types. Each section checks its own fields (`check`, also run on construction);
 the rules that tie sections together live in `validate`, which does no I/O (the task and its data are checked where
-the task is built, `smtrnn.data.tasks.build_task`). Shared sizes (memory tokens K, memory width D, hence Z = K·D) live in
-`MemoryConfig` and nowhere else; the vocabulary V comes from the task.
+the task is built, `smtrnn.data.tasks.build_task`). Shared sizes (memory tokens K, memory width D, hence Z = K·D)
+live in `MemoryConfig` and nowhere else; the vocabulary V comes from the task.
 """
 
 from __future__ import annotations
@@ -82,8 +82,10 @@ class _Section:
     def check(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            _check(not isinstance(value, float) or math.isfinite(value),
-                   f"{self.SECTION}.{item.name} must be finite, got {value}")
+            _check(
+                not isinstance(value, float) or math.isfinite(value),
+                f"{self.SECTION}.{item.name} must be finite, got {value}",
+            )
 
     def _at_least(self, bound: float, *names: str, strict: bool = False) -> None:
         for name in names:
@@ -164,8 +166,10 @@ class TeacherConfig(_Section):
         self._at_least(0, "decoder_positions")
         self._fraction("future_input_dropout")
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
-        _check(self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0,
-               f"teacher.heads={self.heads} must divide the width {self.width} into an even head size")
+        _check(
+            self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0,
+            f"teacher.heads={self.heads} must divide the width {self.width} into an even head size",
+        )
 
 
 @dataclass
@@ -190,11 +194,15 @@ class RNNConfig(_Section):
 
     def check(self) -> None:
         super().check()
-        _check(self.cell in CELLS or USER_CELL_PATTERN.fullmatch(self.cell) is not None,
-               f"unknown rnn.cell {shown(self.cell)}; choose from: {', '.join(CELLS)}, or a user's cell as "
-               "MODULE:CLASS or FILE.py:CLASS")
-        _check(not self.cell_args or self.cell not in CELLS,
-               f"rnn.cell_args are the keyword arguments of a user's cell; the built-in {self.cell!r} takes none")
+        _check(
+            self.cell in CELLS or USER_CELL_PATTERN.fullmatch(self.cell) is not None,
+            f"unknown rnn.cell {shown(self.cell)}; choose from: {', '.join(CELLS)}, or a user's cell as "
+            "MODULE:CLASS or FILE.py:CLASS",
+        )
+        _check(
+            not self.cell_args or self.cell not in CELLS,
+            f"rnn.cell_args are the keyword arguments of a user's cell; the built-in {self.cell!r} takes none",
+        )
         self._at_least(0, "hidden", "depth", "heads", "embed", "readout_hidden", strict=True)
 
 
@@ -255,28 +263,38 @@ class SMTConfig(_Section):
 
     def check(self) -> None:
         super().check()
-        self._at_least(0, "decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight",
-                       "onestep_readout_weight")
+        self._at_least(
+            0, "decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight", "onestep_readout_weight"
+        )
         self._at_least(0, "uniformity_samples", strict=True)
         _choice("smt", "schedule", self.schedule, SMT_SCHEDULES)
         _choice("smt", "transitions", self.transitions, get_args(Transitions))
         self._fraction("warmup")
-        _check(self.schedule != "staged" or self.warmup > 0,
-               "smt.schedule='staged' trains the teacher alone first: it needs smt.warmup > 0")
+        _check(
+            self.schedule != "staged" or self.warmup > 0,
+            "smt.schedule='staged' trains the teacher alone first: it needs smt.warmup > 0",
+        )
         for name in ("memory_noise", "dynamics_input_noise"):
             value = getattr(self, name)
             _check(value >= 0, f"smt.{name} must be >= 0 (a noise std in units of the memories' RMS), got {value}")
         self._fraction("memory_dropout")
-        _check(0 <= self.dynamics_input_noise_final <= 1,
-               f"smt.dynamics_input_noise_final must be in [0, 1] (a fraction of smt.dynamics_input_noise), got "
-               f"{self.dynamics_input_noise_final}")
-        _check(self.transitions == "all" or (self.schedule == "joint" and not self.warmup),
-               "smt.transitions='one' is the reference recipe, trained jointly: it takes smt.schedule='joint' "
-               "and no smt.warmup")
+        _check(
+            0 <= self.dynamics_input_noise_final <= 1,
+            f"smt.dynamics_input_noise_final must be in [0, 1] (a fraction of smt.dynamics_input_noise), got "
+            f"{self.dynamics_input_noise_final}",
+        )
+        _check(
+            self.transitions == "all" or (self.schedule == "joint" and not self.warmup),
+            "smt.transitions='one' is the reference recipe, trained jointly: it takes smt.schedule='joint' "
+            "and no smt.warmup",
+        )
         levers = [name for name in ("memory_noise", "memory_dropout", "dynamics_input_noise") if getattr(self, name)]
-        _check(self.transitions == "all" or not levers,
-               f"smt.transitions='one' is the reference recipe, kept for comparison: it takes no smt.{levers[0]}"
-               if levers else "")
+        _check(
+            self.transitions == "all" or not levers,
+            f"smt.transitions='one' is the reference recipe, kept for comparison: it takes no smt.{levers[0]}"
+            if levers
+            else "",
+        )
 
 
 @dataclass
@@ -310,8 +328,10 @@ class DMTConfig(_Section):
         self._fraction("restart_fraction", high_open=False)
         self._at_least(0, "grad_through_rollout_steps", "dynamics_weight", "readout_weight", "onestep_readout_weight")
         self._at_least(0, "label_every", strict=True)
-        _check(not self.teacher_learns or self.time_parallel,
-               "dmt.teacher_learns runs with the time-parallel DMT step (dmt.time_parallel=true)")
+        _check(
+            not self.teacher_learns or self.time_parallel,
+            "dmt.teacher_learns runs with the time-parallel DMT step (dmt.time_parallel=true)",
+        )
 
 
 @dataclass
@@ -410,23 +430,37 @@ class TrainConfig(_Section):
         _choice("train", "method", self.method, METHODS)
         _choice("train", "precision", self.precision, PRECISIONS)
         self._at_least(0, "steps", "log_every", "eval_batches", strict=True)
-        self._at_least(0, "max_seconds", "eval_every", "eval_every_seconds", "save_every", "curriculum_start",
-                       "skip_nonfinite_steps")
+        self._at_least(
+            0,
+            "max_seconds",
+            "eval_every",
+            "eval_every_seconds",
+            "save_every",
+            "curriculum_start",
+            "skip_nonfinite_steps",
+        )
         self._at_least(0, "stop_grace", strict=True)
-        _check(not self.keep_best or bool(self.eval_every or self.eval_every_seconds),
-               "train.keep_best chooses among the periodic evaluations: set train.eval_every or "
-               "train.eval_every_seconds")
+        _check(
+            not self.keep_best or bool(self.eval_every or self.eval_every_seconds),
+            "train.keep_best chooses among the periodic evaluations: set train.eval_every or train.eval_every_seconds",
+        )
         self._at_least(1, "keep_checkpoints")
         self._fraction("curriculum_fraction", low_open=True)
         _check(0 <= self.seed < 2**63, f"train.seed must be in [0, 2^63), got {shown(self.seed)}")
         _check(self.method != "dmt" or bool(self.init), "method dmt starts from a trained SMT run: pass --init DIR")
         _check(not self.init or self.method == "dmt", "train.init (--init) is only for method dmt")
-        _check(self.method not in LABEL_METHODS or bool(self.labels),
-               "method labels fits the RNN to stored teacher memories: pass --labels DIR (written by smtrnn label)")
-        _check(not self.labels or self.method in LABEL_METHODS,
-               "train.labels (--labels) is only for methods labels and labels+dmt")
-        _check(self.method not in LABEL_METHODS or not self.curriculum_start,
-               "train.curriculum_start draws shorter sequences; method labels trains on the stored length only")
+        _check(
+            self.method not in LABEL_METHODS or bool(self.labels),
+            "method labels fits the RNN to stored teacher memories: pass --labels DIR (written by smtrnn label)",
+        )
+        _check(
+            not self.labels or self.method in LABEL_METHODS,
+            "train.labels (--labels) is only for methods labels and labels+dmt",
+        )
+        _check(
+            self.method not in LABEL_METHODS or not self.curriculum_start,
+            "train.curriculum_start draws shorter sequences; method labels trains on the stored length only",
+        )
 
 
 @dataclass
@@ -456,9 +490,11 @@ class RunConfig:
 # Fields of earlier versions, by the fields that replaced them: config.json files of older runs and label stores
 # (and --config files) still load through `upgrade`; --set of an old name says what replaced it.
 _OLD_SCHEDULE_FIELDS = ("smt.dyn_loss_updates_teacher", "smt.freeze_teacher_after_warmup")
-RENAMED = {"smt.teacher_warmup": "smt.warmup",
-           "smt.dyn_loss_updates_teacher": "smt.schedule (joint, joint-detached, staged)",
-           "smt.freeze_teacher_after_warmup": "smt.schedule (joint, joint-detached, staged)"}
+RENAMED = {
+    "smt.teacher_warmup": "smt.warmup",
+    "smt.dyn_loss_updates_teacher": "smt.schedule (joint, joint-detached, staged)",
+    "smt.freeze_teacher_after_warmup": "smt.schedule (joint, joint-detached, staged)",
+}
 
 
 def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
@@ -471,8 +507,11 @@ def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
     if any(name in out for name in _OLD_SCHEDULE_FIELDS):
         updates = _coerce("smt.dyn_loss_updates_teacher", True, out.pop("smt.dyn_loss_updates_teacher", True))
         frozen = _coerce("smt.freeze_teacher_after_warmup", False, out.pop("smt.freeze_teacher_after_warmup", False))
-        _check(not (frozen and updates), "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false "
-                                         "(a frozen teacher takes no gradient)")
+        _check(
+            not (frozen and updates),
+            "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false "
+            "(a frozen teacher takes no gradient)",
+        )
         out["smt.schedule"] = "staged" if frozen else "joint" if updates else "joint-detached"
     return out
 
@@ -589,17 +628,26 @@ def validate(cfg: RunConfig) -> None:
     naming the field. No I/O: the task and its data are checked where the task is built (`tasks.build_task`)."""
     for name in SECTIONS:
         getattr(cfg, name).check()
-    _check(cfg.rnn.cell not in BPTT_ONLY_CELLS or cfg.train.method == "bptt",
-           f"cell '{cfg.rnn.cell}' is a BPTT baseline; method '{cfg.train.method}' needs a cell whose memories are "
-           f"RMS-normalized like the teacher's: one of {', '.join(SMT_CELLS)}")
-    _check(not cfg.dmt.teacher_learns or cfg.train.method in ("smt+dmt", "dmt"),
-           f"dmt.teacher_learns trains the teacher during DMT: methods smt+dmt or dmt, not {cfg.train.method}")
+    _check(
+        cfg.rnn.cell not in BPTT_ONLY_CELLS or cfg.train.method == "bptt",
+        f"cell '{cfg.rnn.cell}' is a BPTT baseline; method '{cfg.train.method}' needs a cell whose memories are "
+        f"RMS-normalized like the teacher's: one of {', '.join(SMT_CELLS)}",
+    )
+    _check(
+        not cfg.dmt.teacher_learns or cfg.train.method in ("smt+dmt", "dmt"),
+        f"dmt.teacher_learns trains the teacher during DMT: methods smt+dmt or dmt, not {cfg.train.method}",
+    )
     if cfg.rnn.cell == "transformer":
-        _check(cfg.memory.width % cfg.rnn.heads == 0 and (cfg.memory.width // cfg.rnn.heads) % 2 == 0,
-               f"rnn.heads={cfg.rnn.heads} must divide the width {cfg.memory.width} into an even head size")
+        _check(
+            cfg.memory.width % cfg.rnn.heads == 0 and (cfg.memory.width // cfg.rnn.heads) % 2 == 0,
+            f"rnn.heads={cfg.rnn.heads} must divide the width {cfg.memory.width} into an even head size",
+        )
     if cfg.rnn.cell in ("lstm", "lstm-fused"):
-        _check(cfg.memory.size % 2 == 0, f"the {cfg.rnn.cell} cell splits the memory into h and c: memory size "
-                                         f"{cfg.memory.size} (tokens·width) must be even")
+        _check(
+            cfg.memory.size % 2 == 0,
+            f"the {cfg.rnn.cell} cell splits the memory into h and c: memory size "
+            f"{cfg.memory.size} (tokens·width) must be even",
+        )
 
 
 def field_docs(section: type) -> dict[str, str]:
@@ -608,8 +656,13 @@ def field_docs(section: type) -> dict[str, str]:
     body = tree.body[0].body
     docs = {}
     for item, following in zip(body, body[1:]):
-        if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+        if (
+            isinstance(item, ast.AnnAssign)
+            and isinstance(item.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[item.target.id] = " ".join(following.value.value.split())
     return docs
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from smtrnn.data.tasks import Task, TaskError
 from smtrnn.errors import ConfigError
 from smtrnn.layers import rms_normalize
 from smtrnn.model import Model
-from smtrnn.data.tasks import Task, TaskError
 
 DIAGNOSTICS_SEED = 2_000_003  # its own held-out stream, apart from training and evaluation
 FINITE_PERTURBATION = 0.2  # RMS per float of the finite perturbation (the `long` preset's noise channel)
@@ -42,8 +42,13 @@ def markov_gap(model: Model, x: Tensor, m: Tensor) -> dict:
     gap = (predicted - m).pow(2).mean(dim=(0, 2)) / spread
     update = (m - previous).pow(2).mean(dim=(0, 2)) / spread
     worst = int(gap.argmax())
-    return {"by_position": gap.tolist(), "mean": float(gap.mean()), "worst": float(gap[worst]),
-            "worst_position": worst, "teacher_update_by_position": update.tolist()}
+    return {
+        "by_position": gap.tolist(),
+        "mean": float(gap.mean()),
+        "worst": float(gap[worst]),
+        "worst_position": worst,
+        "teacher_update_by_position": update.tolist(),
+    }
 
 
 def tangent_direction(m: Tensor, tokens: int, generator: torch.Generator) -> Tensor:
@@ -55,8 +60,9 @@ def tangent_direction(m: Tensor, tokens: int, generator: torch.Generator) -> Ten
     return direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def error_growth(model: Model, x: Tensor, m: Tensor, steps: int = 8, positions: int = 16, epsilon: float = 1e-3,
-                 seed: int = 0) -> dict:
+def error_growth(
+    model: Model, x: Tensor, m: Tensor, steps: int = 8, positions: int = 16, epsilon: float = 1e-3, seed: int = 0
+) -> dict:
     """Per-step growth factor of a perturbation of size `epsilon` placed on the teacher's m_t and carried k = `steps`
     RNN updates (inputs x_{t+1}..x_{t+k}) beside the unperturbed memory, at `positions` evenly spaced t.
 
@@ -81,12 +87,19 @@ def error_growth(model: Model, x: Tensor, m: Tensor, steps: int = 8, positions: 
         ratio = (b - a).norm(dim=-1) / initial.clamp_min(1e-12)
         factors.append(float(ratio.clamp_min(1e-12).log().mean().div(steps).exp()))  # geometric mean per step
     values = torch.tensor(factors)
-    return {"positions": starts.tolist(), "by_position": factors, "steps": steps, "epsilon": epsilon,
-            "median": float(values.median()), "max": float(values.max())}
+    return {
+        "positions": starts.tolist(),
+        "by_position": factors,
+        "steps": steps,
+        "epsilon": epsilon,
+        "median": float(values.median()),
+        "max": float(values.max()),
+    }
 
 
-def fit_probe(memories: Tensor, symbols: Tensor, classes: int, hidden: int = 64, iterations: int = 300,
-              seed: int = 0) -> nn.Module:
+def fit_probe(
+    memories: Tensor, symbols: Tensor, classes: int, hidden: int = 64, iterations: int = 300, seed: int = 0
+) -> nn.Module:
     """A small MLP probe memories (N, Z) -> symbol logits (N, classes), fitted full-batch with Adam."""
     torch.manual_seed(seed)
     probe = nn.Sequential(nn.Linear(memories.shape[-1], hidden), nn.GELU(), nn.Linear(hidden, classes))
@@ -100,8 +113,9 @@ def fit_probe(memories: Tensor, symbols: Tensor, classes: int, hidden: int = 64,
     return probe
 
 
-def probe_accuracy(train_m: Tensor, train_s: Tensor, test_m: Tensor, test_s: Tensor, classes: int,
-                   seed: int = 0, max_fit: int = 20_000) -> tuple[float, Tensor]:
+def probe_accuracy(
+    train_m: Tensor, train_s: Tensor, test_m: Tensor, test_s: Tensor, classes: int, seed: int = 0, max_fit: int = 20_000
+) -> tuple[float, Tensor]:
     """Fit a probe on memories (B, T, Z) for symbols (B, T) (-1 = undefined) and score it on the test set ->
     (accuracy over defined entries, accuracy per position (T,), NaN where no entry is defined)."""
     keep = torch.nonzero(train_s >= 0)
@@ -117,8 +131,7 @@ def probe_accuracy(train_m: Tensor, train_s: Tensor, test_m: Tensor, test_s: Ten
     return float(correct.sum() / (test_s >= 0).sum().clamp_min(1)), by_position
 
 
-def information_probe(model: Model, task: Task, x: Tensor, y: Tensor, m: Tensor, rolled: Tensor,
-                      fit: int) -> dict:
+def information_probe(model: Model, task: Task, x: Tensor, y: Tensor, m: Tensor, rolled: Tensor, fit: int) -> dict:
     """Probe accuracy for `task.needed_symbol` from teacher memories m and from the RNN's rollout (both (B, T, Z)),
     fitted on the first `fit` sequences and scored on the rest. A task without such a symbol raises ConfigError."""
     try:
@@ -141,8 +154,9 @@ def _chance(symbols: Tensor) -> float:
 
 
 @torch.no_grad()
-def diagnostics(model: Model, task: Task, seq_len: int, batch_size: int = 128, seed: int = DIAGNOSTICS_SEED,
-                growth_steps: int = 8) -> dict:
+def diagnostics(
+    model: Model, task: Task, seq_len: int, batch_size: int = 128, seed: int = DIAGNOSTICS_SEED, growth_steps: int = 8
+) -> dict:
     """All three diagnostics of an SMT run on fresh held-out sequences: {"markov_gap", "growth", "probe"}; "probe"
     is None for a task without a needed symbol. The probe is fitted on half the batch, scored on the other half."""
     if model.teacher is None:
@@ -156,10 +170,13 @@ def diagnostics(model: Model, task: Task, seq_len: int, batch_size: int = 128, s
     # the local regime (a tiny perturbation, 8 steps) and a finite one: a perturbation the size of the noise
     # channel (RMS 0.2 per float) carried 32 steps, which says whether a rollout that has left the teacher comes back
     finite_steps = min(4 * growth_steps, seq_len - 1)
-    result = {"markov_gap": markov_gap(model, x, m),
-              "growth": error_growth(model, x, m, steps=min(growth_steps, seq_len - 1)),
-              "growth_finite": error_growth(model, x, m, steps=finite_steps,
-                                            epsilon=FINITE_PERTURBATION * m.shape[-1] ** 0.5)}
+    result = {
+        "markov_gap": markov_gap(model, x, m),
+        "growth": error_growth(model, x, m, steps=min(growth_steps, seq_len - 1)),
+        "growth_finite": error_growth(
+            model, x, m, steps=finite_steps, epsilon=FINITE_PERTURBATION * m.shape[-1] ** 0.5
+        ),
+    }
     try:
         result["probe"] = information_probe(model, task, x, y, m, rolled, fit=batch_size // 2)
     except ConfigError:

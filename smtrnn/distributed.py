@@ -53,8 +53,9 @@ def init(device: torch.device) -> torch.device:
     if world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
         return device
     if not dist.is_available():
-        raise ConfigError(f"WORLD_SIZE={world_size()} asks for data parallelism, but this torch has no "
-                          "torch.distributed")
+        raise ConfigError(
+            f"WORLD_SIZE={world_size()} asks for data parallelism, but this torch has no torch.distributed"
+        )
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -84,8 +85,10 @@ def leave(code: int) -> None:
 def per_rank_batch(batch_size: int, world: int) -> int:
     """optim.batch_size is the global batch: each of `world` ranks draws batch_size / world sequences."""
     if batch_size % world:
-        raise ConfigError(f"optim.batch_size={batch_size} must be divisible by the world size {world} "
-                          f"(each rank draws an equal share)")
+        raise ConfigError(
+            f"optim.batch_size={batch_size} must be divisible by the world size {world} "
+            f"(each rank draws an equal share)"
+        )
     return batch_size // world
 
 
@@ -108,8 +111,9 @@ def data_parallel(model: nn.Module, device: torch.device, find_unused: bool) -> 
     objective = Objective(model)
     if not active():
         return objective
-    return nn.parallel.DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None,
-                                               find_unused_parameters=find_unused)
+    return nn.parallel.DistributedDataParallel(
+        objective, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=find_unused
+    )
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

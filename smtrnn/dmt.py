@@ -91,8 +91,9 @@ def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, memories: Tenso
     return loss, metrics | {"loss": loss.detach()}
 
 
-def dmt_with_teacher_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig,
-                          smt_cfg: SMTConfig) -> tuple[Tensor, dict]:
+def dmt_with_teacher_loss(
+    model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, smt_cfg: SMTConfig
+) -> tuple[Tensor, dict]:
     """DMT while the teacher keeps learning (`dmt.teacher_learns`): the SMT objective on x, y (B, T) plus the
     time-parallel DMT loss on the same batch, relabelled by the teacher's current memories -> (loss, metrics).
     The DMT terms are reported as dmt_dynamics and dmt_readout."""

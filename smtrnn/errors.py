@@ -41,5 +41,6 @@ class UserCodeError(SmtrnnError):
 def out_of_memory(exc: BaseException) -> bool:
     """Whether `exc` is an allocator's out-of-memory error (MemoryError, torch.OutOfMemoryError and the CPU
     allocator's are RuntimeErrors saying so): a resource problem, never blamed on the code that asked."""
-    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
-        words in str(exc) for words in ("can't allocate memory", "out of memory")))
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and any(words in str(exc) for words in ("can't allocate memory", "out of memory"))
+    )

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from smtrnn.config import TEACHER_METHODS, RunConfig
+from smtrnn.data.tasks import Task
 from smtrnn.losses import masked_accuracy, uniformity
 from smtrnn.model import Model
-from smtrnn.data.tasks import Task
 
 EVAL_SEED = 1_000_003  # held-out stream: training streams use the run's seed, evaluation always this one
 TEST_SEED = 2_000_003  # a synthetic task's test stream (final numbers), apart from the validation stream above
@@ -163,8 +163,16 @@ class _PositionScore:
 
 
 @torch.no_grad()
-def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: int, seed: int | None = None,
-             curves: bool = False, split: str = "valid") -> dict:
+def evaluate(
+    model: Model,
+    task: Task,
+    seq_len: int,
+    batches: int,
+    batch_size: int,
+    seed: int | None = None,
+    curves: bool = False,
+    split: str = "valid",
+) -> dict:
     """Score the RNN alone (and, when present, the teacher) on `batches` fresh batches of the held-out `split`
     ("valid" during training and for choosing settings, "test" for final numbers), drawn with `seed` (default: the
     split's own, SPLIT_SEEDS).
@@ -210,10 +218,14 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
         "rnn_effective_rank": effective_rank(first_batch["rnn"].flatten(0, 1)),
     }
     if curves:
-        result["curves"] = {"accuracy_by_position": {name: score.by_bucket() for name, score in positions.items()
-                                                     if score.labelled.any()},
-                            "singular_values": {name: singular_spectrum(memories.flatten(0, 1)).tolist()
-                                                for name, memories in first_batch.items()}}
+        result["curves"] = {
+            "accuracy_by_position": {
+                name: score.by_bucket() for name, score in positions.items() if score.labelled.any()
+            },
+            "singular_values": {
+                name: singular_spectrum(memories.flatten(0, 1)).tolist() for name, memories in first_batch.items()
+            },
+        }
     if teacher is None:
         return result
     drift = drift_sum / batches
@@ -235,10 +247,14 @@ def evaluate(model: Model, task: Task, seq_len: int, batches: int, batch_size: i
         # between sequences at those positions (>= 1: the RNN's error is as large as the signal)
         "drift_labelled": float(drift[labelled_at].mean()) if labelled_at.any() else 0.0,
         "drift_relative": float((drift_sum / spread_sum.clamp_min(1e-12))[labelled_at].mean())
-        if labelled_at.any() else 0.0,
+        if labelled_at.any()
+        else 0.0,
         "memory_effective_rank": effective_rank(teacher_memories.flatten(0, 1)),
-        "memory_uniformity": float(uniformity(teacher_memories.reshape(-1, rnn.width), 512,
-                                              generator=torch.Generator(device=device).manual_seed(0))),
+        "memory_uniformity": float(
+            uniformity(
+                teacher_memories.reshape(-1, rnn.width), 512, generator=torch.Generator(device=device).manual_seed(0)
+            )
+        ),
     }
     return result
 
@@ -248,8 +264,9 @@ def _bucket_name(start: int, stop: int) -> str:
 
 
 @torch.no_grad()
-def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, max_tokens: int = 0,
-                       split: str = "valid") -> dict:
+def evaluate_documents(
+    model: Model, task: Task, seq_len: int, batch_size: int, max_tokens: int = 0, split: str = "valid"
+) -> dict:
     """Bits per token over the whole documents (text) or images (pixels) of a data task's held-out `split`.
 
     The RNN alone reads each document from m_∅ to its end, O(1) memory per token, in chunks of T. The teacher, a
@@ -273,44 +290,63 @@ def evaluate_documents(model: Model, task: Task, seq_len: int, batch_size: int, 
     rnn_positions, teacher_positions = _PositionBits(), _PositionBits()
     pairs.sort(key=lambda pair: pair[0].numel())  # similar lengths share a batch: little padding
     for start in range(0, len(pairs), batch_size):
-        group = pairs[start: start + batch_size]
+        group = pairs[start : start + batch_size]
         x = torch.nn.utils.rnn.pad_sequence([p[0] for p in group], batch_first=True).to(device)
         y = torch.nn.utils.rnn.pad_sequence([p[1] for p in group], batch_first=True, padding_value=-1).to(device)
         state = None
         for t in range(0, x.shape[1], seq_len):
-            memories, logits = model.rnn.rollout(x[:, t: t + seq_len], state)
-            rnn_score.add(logits, y[:, t: t + seq_len])
-            rnn_positions.add(logits, y[:, t: t + seq_len], offset=t)
+            memories, logits = model.rnn.rollout(x[:, t : t + seq_len], state)
+            rnn_score.add(logits, y[:, t : t + seq_len])
+            rnn_positions.add(logits, y[:, t : t + seq_len], offset=t)
             state = memories[:, -1]
         if model.teacher is not None:
             pad = -x.shape[1] % seq_len
             windows = F.pad(x, (0, pad)).view(-1, seq_len)
             targets = F.pad(y, (0, pad), value=-1).view(-1, seq_len)
             for w in range(0, windows.shape[0], batch_size):
-                m = model.teacher.encode(windows[w: w + batch_size])
+                m = model.teacher.encode(windows[w : w + batch_size])
                 teacher_logits = model.teacher.predict_next(m)
-                teacher_score.add(teacher_logits, targets[w: w + batch_size])
-                teacher_positions.add(teacher_logits, targets[w: w + batch_size])  # t within its window of T
-    result = {"documents": len(pairs), "tokens": rnn_score.labelled, "truncated": bool(max_tokens) and
-              total >= max_tokens, "rnn_bits_per_token": rnn_score.bits(),
-              "rnn_nats_per_token": rnn_score.bits() * math.log(2), "rnn_accuracy": rnn_score.accuracy(),
-              "rnn_bits_by_position": rnn_positions.by_bucket()}
+                teacher_score.add(teacher_logits, targets[w : w + batch_size])
+                teacher_positions.add(teacher_logits, targets[w : w + batch_size])  # t within its window of T
+    result = {
+        "documents": len(pairs),
+        "tokens": rnn_score.labelled,
+        "truncated": bool(max_tokens) and total >= max_tokens,
+        "rnn_bits_per_token": rnn_score.bits(),
+        "rnn_nats_per_token": rnn_score.bits() * math.log(2),
+        "rnn_accuracy": rnn_score.accuracy(),
+        "rnn_bits_by_position": rnn_positions.by_bucket(),
+    }
     if model.teacher is not None:
-        result |= {"teacher_bits_per_token": teacher_score.bits(), "teacher_accuracy": teacher_score.accuracy(),
-                   "teacher_bits_by_position": teacher_positions.by_bucket()}
+        result |= {
+            "teacher_bits_per_token": teacher_score.bits(),
+            "teacher_accuracy": teacher_score.accuracy(),
+            "teacher_bits_by_position": teacher_positions.by_bucket(),
+        }
     return result
 
 
-def evaluate_lengths(model: Model, task: Task, lengths: list[int], batches: int, batch_size: int,
-                     split: str = "valid") -> dict:
+def evaluate_lengths(
+    model: Model, task: Task, lengths: list[int], batches: int, batch_size: int, split: str = "valid"
+) -> dict:
     """Length generalization: the RNN alone (and the teacher, when present) scored at each of `lengths`, which may
     differ from the training length -> {str(T): {"rnn_accuracy", "teacher_accuracy", "drift", ...}}. A length the
     task cannot give (below its minimum, or past a data split) is a TaskError naming it, before anything is scored."""
     held_out = task.held_out(split)
     for length in lengths:
         held_out.check_seq_len(length)
-    keep = ("rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy", "teacher_bits_per_token", "onestep_accuracy",
-            "drift_final", "drift_labelled")
-    return {str(length): {k: v for k, v in evaluate(model, task, length, batches, batch_size, split=split).items()
-                          if k in keep}
-            for length in lengths}
+    keep = (
+        "rnn_accuracy",
+        "rnn_bits_per_token",
+        "teacher_accuracy",
+        "teacher_bits_per_token",
+        "onestep_accuracy",
+        "drift_final",
+        "drift_labelled",
+    )
+    return {
+        str(length): {
+            k: v for k, v in evaluate(model, task, length, batches, batch_size, split=split).items() if k in keep
+        }
+        for length in lengths
+    }

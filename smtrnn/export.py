@@ -71,13 +71,22 @@ def export_onnx(rnn: RNN, out: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals
-        program = torch.onnx.export(step, (state, token), input_names=["state", "token"],
-                                    output_names=["next_state", "logits"], dynamo=True, verbose=False,
-                                    dynamic_shapes={"state": {0: batch}, "token": {0: batch}})
+        program = torch.onnx.export(
+            step,
+            (state, token),
+            input_names=["state", "token"],
+            output_names=["next_state", "logits"],
+            dynamo=True,
+            verbose=False,
+            dynamic_shapes={"state": {0: batch}, "token": {0: batch}},
+        )
     model = program.model_proto
-    for key, value in (("initial_state", json.dumps(step.initial_state[0].tolist())),
-                       ("memory_size", str(rnn.size)), ("vocab_size", str(rnn.readout_net[-1].out_features)),
-                       ("producer", "smtrnn export: the RNN alone; start from initial_state")):
+    for key, value in (
+        ("initial_state", json.dumps(step.initial_state[0].tolist())),
+        ("memory_size", str(rnn.size)),
+        ("vocab_size", str(rnn.readout_net[-1].out_features)),
+        ("producer", "smtrnn export: the RNN alone; start from initial_state"),
+    ):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(out))

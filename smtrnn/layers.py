@@ -62,7 +62,6 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         return self.proj(out.transpose(1, 2).reshape(n, length, width))
 
-
     def step(self, x: Tensor, cache: KVCache, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
         """One new position per sequence, x (N, 1, W), attending to itself and the cached keys/values (which it
         extends in place): the causal forward of the whole prefix, at O(L) cost instead of O(L²)."""

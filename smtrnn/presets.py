@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from smtrnn.config import (BPTTConfig, MemoryConfig, OptimConfig, RNNConfig, RunConfig, SMTConfig, TaskConfig,
-                           TeacherConfig, TrainConfig)
-from smtrnn.errors import ConfigError
+from smtrnn.config import (
+    BPTTConfig,
+    MemoryConfig,
+    OptimConfig,
+    RNNConfig,
+    RunConfig,
+    SMTConfig,
+    TaskConfig,
+    TeacherConfig,
+    TrainConfig,
+)
 from smtrnn.data.tasks import Task, make_task
+from smtrnn.errors import ConfigError
 
 # Small task parameters for the debug preset, so a few dozen steps already show learning.
 DEBUG_TASK_PARAMS = {
@@ -162,8 +171,14 @@ def recipe(task: str = "retrieval", params: dict | None = None) -> RunConfig:
 
 
 RECIPE = "recipe"  # the preset `smtrnn demo` and `smtrnn compare` start from
-PRESETS: dict[str, Callable[[str], RunConfig]] = {"debug": debug, "small": small, "long": long,
-                                                  "contractive": contractive, "recipe": recipe, "staged": staged}
+PRESETS: dict[str, Callable[[str], RunConfig]] = {
+    "debug": debug,
+    "small": small,
+    "long": long,
+    "contractive": contractive,
+    "recipe": recipe,
+    "staged": staged,
+}
 
 
 RULE_PRESETS = ("long", "contractive", "recipe")  # presets that read the task's parameters

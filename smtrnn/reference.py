@@ -14,8 +14,9 @@ from smtrnn.losses import masked_cross_entropy, uniformity
 from smtrnn.model import Model
 
 
-def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
-                            t: int | None = None) -> tuple[Tensor, dict]:
+def smt_one_transition_loss(
+    model: Model, x: Tensor, y: Tensor, cfg: SMTConfig, t: int | None = None
+) -> tuple[Tensor, dict]:
     """The reference release's SMT step, kept for comparison: ONE transition per sequence per step.
 
     A random t (one per step, shared by the batch); the teacher encodes the prefixes x_0..x_t and x_0..x_{t+1} in
@@ -27,17 +28,26 @@ def smt_one_transition_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
     t = int(torch.randint(0, x.shape[1] - 1, ())) if t is None else t  # the transition trained (drawn by default)
     m_t = teacher.encode(x[:, : t + 1])[:, -1]  # (B, Z)
     m_next = teacher.encode(x[:, : t + 2])[:, -1]
-    logits = teacher.decode(m_t, x[:, t + 1: t + teacher.future_len])  # (B, F, V), F <= Tf
-    decoder = masked_cross_entropy(logits, y[:, t: t + logits.shape[1]])
+    logits = teacher.decode(m_t, x[:, t + 1 : t + teacher.future_len])  # (B, F, V), F <= Tf
+    decoder = masked_cross_entropy(logits, y[:, t : t + logits.shape[1]])
     unif = uniformity(m_t.reshape(-1, rnn.width), cfg.uniformity_samples)
     target = m_next if cfg.dynamics_trains_teacher else m_next.detach()
     source = m_t if cfg.dynamics_trains_teacher else m_t.detach()
     dynamics = F.mse_loss(rnn.step(source, x[:, t + 1]), target)
     readout = masked_cross_entropy(rnn.readout(m_next.detach()), y[:, t + 1])
-    loss = (cfg.decoder_weight * decoder + cfg.uniformity_weight * unif + cfg.dynamics_weight * dynamics
-            + cfg.readout_weight * readout)
-    return loss, {"decoder": decoder.detach(), "uniformity": unif.detach(), "dynamics": dynamics.detach(),
-                  "readout": readout.detach(), "loss": loss.detach()}
+    loss = (
+        cfg.decoder_weight * decoder
+        + cfg.uniformity_weight * unif
+        + cfg.dynamics_weight * dynamics
+        + cfg.readout_weight * readout
+    )
+    return loss, {
+        "decoder": decoder.detach(),
+        "uniformity": unif.detach(),
+        "dynamics": dynamics.detach(),
+        "readout": readout.detach(),
+        "loss": loss.detach(),
+    }
 
 
 def dmt_sequential_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:

@@ -7,8 +7,8 @@ With m_∅ the RNN needs no teacher to start: `rollout(x)` runs from scratch, O(
 
 from __future__ import annotations
 
-from torch import Tensor, nn
 import torch
+from torch import Tensor, nn
 
 from smtrnn.baselines import BASELINE_CELLS
 from smtrnn.cells import CELL_TYPES

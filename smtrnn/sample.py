@@ -3,7 +3,7 @@ prediction back as the next input. O(1) time and memory per token; no teacher in
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -12,8 +12,9 @@ from smtrnn.rnn import RNN
 
 
 @torch.no_grad()
-def continue_prompt(rnn: RNN, prompt: Tensor, length: int, temperature: float = 0.0,
-                    generator: torch.Generator | None = None) -> Tensor:
+def continue_prompt(
+    rnn: RNN, prompt: Tensor, length: int, temperature: float = 0.0, generator: torch.Generator | None = None
+) -> Tensor:
     """prompt (B, P) token ids, P >= 0 -> the next `length` tokens (B, length).
 
     temperature 0 takes the argmax; > 0 samples from softmax(logits / temperature).
@@ -22,8 +23,9 @@ def continue_prompt(rnn: RNN, prompt: Tensor, length: int, temperature: float = 
     return torch.stack(out, dim=1) if out else prompt.new_zeros(prompt.shape[0], 0)
 
 
-def stream_continuation(rnn: RNN, prompt: Tensor, length: int, temperature: float = 0.0,
-                        generator: torch.Generator | None = None) -> Iterator[Tensor]:
+def stream_continuation(
+    rnn: RNN, prompt: Tensor, length: int, temperature: float = 0.0, generator: torch.Generator | None = None
+) -> Iterator[Tensor]:
     """prompt (B, P) token ids -> the next `length` tokens one at a time, each (B,), as they are drawn. Holds only
     the memory, so a caller can print a continuation of any length as it goes (`smtrnn sample`); `continue_prompt`
     collects it."""
@@ -45,8 +47,9 @@ def stream_continuation(rnn: RNN, prompt: Tensor, length: int, temperature: floa
 
 
 @torch.no_grad()
-def complete_images(rnn: RNN, task, count: int, temperature: float = 1.0,
-                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def complete_images(
+    rnn: RNN, task, count: int, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """For a `pixels` task: the first `count` held-out images, the RNN's completion of their lower half given the
     upper half, and `count` unconditional samples — three (count, H, W) level tensors.
 

@@ -25,8 +25,9 @@ def dynamics_input_sigma(cfg: SMTConfig, smt_progress: float) -> float:
     return cfg.dynamics_input_noise * decay
 
 
-def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
-             rnn_active: bool = True, smt_progress: float = 0.0) -> tuple[Tensor, dict]:
+def smt_loss(
+    model: Model, x: Tensor, y: Tensor, cfg: SMTConfig, rnn_active: bool = True, smt_progress: float = 0.0
+) -> tuple[Tensor, dict]:
     """x, y (B, T) -> (scalar loss, metrics). Like every objective, the metrics are detached 0-d tensors, so a step
     makes no host sync of its own; the trainer reads them all at once (`Trainer.train_step`).
 
@@ -56,8 +57,9 @@ def smt_loss(model: Model, x: Tensor, y: Tensor, cfg: SMTConfig,
     return loss, metrics
 
 
-def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
-              input_sigma: float = 0.0) -> tuple[Tensor, dict]:
+def rnn_terms(
+    rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig, input_sigma: float = 0.0
+) -> tuple[Tensor, dict]:
     """The RNN's half of SMT on memories m (B, T, Z): λ_dyn · MSE(f(m_{t-1}, x_t), m_t) with m_{-1} = m_∅, plus
     λ_read · readout CE on m read through the memory channel (and the optional one-step readout CE). When m
     carries the teacher's graph, the dynamics MSE trains the encoder too; the readout terms never do.
@@ -78,8 +80,9 @@ def rnn_terms(rnn: RNN, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
     return loss, metrics
 
 
-def labels_loss(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig,
-                smt_progress: float = 0.0) -> tuple[Tensor, dict]:
+def labels_loss(
+    model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: SMTConfig, smt_progress: float = 0.0
+) -> tuple[Tensor, dict]:
     """x, y (B, T) and stored teacher memories m (B, T, Z) -> (scalar loss, metrics): SMT's RNN terms on labels
     written once by `smtrnn.data.labels`, with no teacher in the model (label once, train many)."""
     loss, metrics = rnn_terms(model.rnn, x, y, m, cfg, dynamics_input_sigma(cfg, smt_progress))

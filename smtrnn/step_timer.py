@@ -15,8 +15,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class StepOverrun(BaseException):
@@ -84,7 +84,13 @@ class StepTimer:
             return
         ran = time.monotonic() - self._started
         if self.stopped_by is not None:
-            raise StepOverrun(f"{self.stopped_by}: the current {self._what} did not end within {self.allowance():.0f} s "
-                              f"of the stop request ({ran:.0f} s in it)", self.stopped_by)
-        raise StepOverrun(f"the current {self._what} ran {ran:.0f} s, {self.allowance():.0f} s past the wall-clock "
-                          "budget (a cell whose forward does not return?)", None)
+            raise StepOverrun(
+                f"{self.stopped_by}: the current {self._what} did not end within {self.allowance():.0f} s "
+                f"of the stop request ({ran:.0f} s in it)",
+                self.stopped_by,
+            )
+        raise StepOverrun(
+            f"the current {self._what} ran {ran:.0f} s, {self.allowance():.0f} s past the wall-clock "
+            "budget (a cell whose forward does not return?)",
+            None,
+        )

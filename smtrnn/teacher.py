@@ -77,7 +77,7 @@ class Decoder(nn.Module):
         """m (N, Z), embedded future inputs (N, F, W) with 0 <= F -> logits (N, F+1, V) for y_t..y_{t+F}."""
         mem = self.from_memory(m.unflatten(-1, (self.tokens, self.width))) + self.slot  # (N, K, W)
         h = self.transformer(torch.cat([mem, future], dim=1))
-        return self.head(h[:, self.tokens - 1:])
+        return self.head(h[:, self.tokens - 1 :])
 
 
 class LinearDecoder(nn.Module):
@@ -179,4 +179,3 @@ def future_windows(y: Tensor, window: int) -> tuple[Tensor, Tensor]:
     length = y.shape[1]
     idx = torch.arange(length, device=y.device)[:, None] + torch.arange(window, device=y.device)[None, :]
     return idx, F.pad(y, (0, window), value=-1)[:, idx]
-

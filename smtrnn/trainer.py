@@ -27,10 +27,10 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -38,26 +38,43 @@ from tqdm.auto import tqdm
 from smtrnn import distributed
 from smtrnn.best import SCORE, best_checkpoint, mark_best, read_best
 from smtrnn.bptt import bptt_loss
-from smtrnn.checkpoint import (METRICS_FILE, check_run_layout, damage, has_checkpoint, holds_run, load_trainer_state,
-                               load_weights, read_config, save_checkpoint, trim_metrics)
+from smtrnn.checkpoint import (
+    METRICS_FILE,
+    check_run_layout,
+    damage,
+    has_checkpoint,
+    holds_run,
+    load_trainer_state,
+    load_weights,
+    read_config,
+    save_checkpoint,
+    trim_metrics,
+)
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
+from smtrnn.data.labels import load_labels
+from smtrnn.data.tasks import build_task
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SaveError, SmtrnnError, TrainingError
 from smtrnn.evaluate import evaluate
-from smtrnn.data.labels import load_labels
 from smtrnn.model import Model
 from smtrnn.reference import dmt_sequential_loss, smt_one_transition_loss
 from smtrnn.smt import labels_loss, smt_loss
 from smtrnn.step_timer import StepTimer
-from smtrnn.data.tasks import build_task
 
 # The fields of a training-log record that depend on the machine's speed, not on the run: a resumed or repeated run
 # logs everything else bit for bit. transitions_per_s = supervised transitions (B·T per step, over all ranks; B for
 # smt.transitions='one') per second of training since the previous record.
 TIMING_FIELDS = ("elapsed", "transitions_per_s")
 TENSORBOARD_DIR = "tensorboard"  # train.tensorboard's event files, inside the run directory
-LOSS_TERMS = ("decoder", "dynamics", "uniformity", "readout", "onestep_readout", "dmt_dynamics",
-              "dmt_readout")  # as the loss functions name them
+LOSS_TERMS = (
+    "decoder",
+    "dynamics",
+    "uniformity",
+    "readout",
+    "onestep_readout",
+    "dmt_dynamics",
+    "dmt_readout",
+)  # as the loss functions name them
 _STATE_KEYS = ("optimizer", "step", "elapsed", "torch_rng", "data_rng")
 
 
@@ -111,7 +128,7 @@ def sequence_length(cfg: RunConfig, progress: float) -> int:
         return full
     stages = math.ceil(math.log2(full / start)) + 1
     stage = int(stages * progress / cfg.train.curriculum_fraction)
-    return min(full, start * 2 ** stage)
+    return min(full, start * 2**stage)
 
 
 def loss_function(cfg: RunConfig, progress: float) -> Callable:
@@ -133,8 +150,9 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
     if progress < smt_share:
         if cfg.smt.transitions == "one":
             return partial(smt_one_transition_loss, cfg=cfg.smt)
-        return partial(smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.warmup,
-                       smt_progress=progress / smt_share)
+        return partial(
+            smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.warmup, smt_progress=progress / smt_share
+        )
     if cfg.dmt.teacher_learns:
         return partial(dmt_with_teacher_loss, cfg=cfg.dmt, smt_cfg=cfg.smt)
     return partial(dmt_loss if cfg.dmt.time_parallel else dmt_sequential_loss, cfg=cfg.dmt)
@@ -143,33 +161,44 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
 class Trainer:
     """Owns one run: its model, optimizer, data stream and run directory."""
 
-    def __init__(self, cfg: RunConfig, out_dir: str | Path, device: torch.device | str = "cpu",
-                 resume: bool = False, show_progress: bool = True):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out_dir: str | Path,
+        device: torch.device | str = "cpu",
+        resume: bool = False,
+        show_progress: bool = True,
+    ):
         validate(cfg)
         self.cfg, self.out_dir, self.device = cfg, Path(out_dir), torch.device(device)
         self.show_progress = show_progress
         self.world, self.rank = distributed.world_size(), distributed.rank()
         self.batch_size = distributed.per_rank_batch(cfg.optim.batch_size, self.world)
         if cfg.train.precision == "bf16" and self.device.type != "cuda":
-            raise ConfigError(f"train.precision='bf16' runs under CUDA autocast; this run is on {self.device.type} "
-                              "(use fp32 there)")
+            raise ConfigError(
+                f"train.precision='bf16' runs under CUDA autocast; this run is on {self.device.type} (use fp32 there)"
+            )
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise CheckpointError(f"output path {self.out_dir} exists and is not a directory")
         check_run_layout(self.out_dir)  # before anything is read or written: a refused run changes nothing
         if holds_run(self.out_dir) and not resume:
-            raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it "
-                                  "or choose another --out")
+            raise CheckpointError(
+                f"{self.out_dir} already holds a run; pass --resume to continue it or choose another --out"
+            )
         if resume and not holds_run(self.out_dir):
-            raise CheckpointError(f"--resume: {self.out_dir} holds no run to continue (no checkpoint or metrics "
-                                  "log); drop --resume to start one there")
+            raise CheckpointError(
+                f"--resume: {self.out_dir} holds no run to continue (no checkpoint or metrics "
+                "log); drop --resume to start one there"
+            )
         self.task = build_task(cfg)  # evaluation draws from task.held_out()
         self.tensorboard = None  # a SummaryWriter when train.tensorboard (rank 0)
         if cfg.train.tensorboard and distributed.is_main():
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
-                raise ConfigError("train.tensorboard needs the tensorboard package: pip install "
-                                  "'smtrnn[tensorboard]'") from exc
+                raise ConfigError(
+                    "train.tensorboard needs the tensorboard package: pip install 'smtrnn[tensorboard]'"
+                ) from exc
             self.tensorboard = SummaryWriter(str(self.out_dir / TENSORBOARD_DIR))
         self.data = self.task  # what training batches come from: .sample(batch, length, generator) -> tensors
         if cfg.train.method in LABEL_METHODS:
@@ -188,9 +217,11 @@ class Trainer:
         self.best = None  # train.keep_best: the best checkpoint's record so far (`smtrnn.best`)
         if cfg.train.keep_best:
             if not self.task.has_splits:
-                raise ConfigError(f"train.keep_best picks a checkpoint by its validation bits; task "
-                                  f"'{cfg.task.name}' has no validation split (fresh draws never overfit): the data "
-                                  "tasks (text, pixels) have one")
+                raise ConfigError(
+                    f"train.keep_best picks a checkpoint by its validation bits; task "
+                    f"'{cfg.task.name}' has no validation split (fresh draws never overfit): the data "
+                    "tasks (text, pixels) have one"
+                )
             if self.world > 1:
                 raise ConfigError("train.keep_best runs on one process (not yet under torchrun)")
             self.best = read_best(self.out_dir) if resume else None
@@ -233,18 +264,24 @@ class Trainer:
         if changed:
             ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())
             shown = ", ".join(f"{name}={theirs.get(name)!r} there, {ours[name]!r} here" for name in changed[:2])
-            raise CheckpointError(f"{self.out_dir} was trained with a different config ({shown}"
-                                  f"{f' and {len(changed) - 2} more' if len(changed) > 2 else ''}); resume with the "
-                                  "same one")
+            raise CheckpointError(
+                f"{self.out_dir} was trained with a different config ({shown}"
+                f"{f' and {len(changed) - 2} more' if len(changed) > 2 else ''}); resume with the "
+                "same one"
+            )
         load_weights(self.out_dir, self.model)
         state = load_trainer_state(self.out_dir)
         if not isinstance(state, dict) or any(key not in state for key in _STATE_KEYS):
-            raise CheckpointError(f"{self.out_dir}: the trainer state lacks "
-                                  f"{[k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]}")
+            raise CheckpointError(
+                f"{self.out_dir}: the trainer state lacks "
+                f"{[k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]}"
+            )
         saved_world = int(state.get("world_size", 1))
         if saved_world != self.world:
-            raise CheckpointError(f"{self.out_dir} was trained with world size {saved_world}, this run has world size "
-                                  f"{self.world}; resume with {saved_world} processes (the data streams are per rank)")
+            raise CheckpointError(
+                f"{self.out_dir} was trained with world size {saved_world}, this run has world size "
+                f"{self.world}; resume with {saved_world} processes (the data streams are per rank)"
+            )
         if self.world > 1:  # rank r continues its own streams
             state = state | state["rank_rngs"][self.rank]
         try:
@@ -256,8 +293,9 @@ class Trainer:
             if "cuda_rng" in state and self.device.type == "cuda":
                 torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{self.out_dir}: the trainer state does not fit this run: "
-                                  f"{str(exc).splitlines()[0]}") from exc
+            raise CheckpointError(
+                f"{self.out_dir}: the trainer state does not fit this run: {str(exc).splitlines()[0]}"
+            ) from exc
 
     def progress(self) -> float:
         budget = self.cfg.train.max_seconds
@@ -307,8 +345,12 @@ class Trainer:
         self.optimizer.step()
         self.step += 1
         per_sequence = 1 if objective.func is smt_one_transition_loss else length  # supervised transitions
-        return metrics | {"lr": lr, "grad_norm": values[-1], "seq_len": length,
-                          "transitions": self.batch_size * self.world * per_sequence}
+        return metrics | {
+            "lr": lr,
+            "grad_norm": values[-1],
+            "seq_len": length,
+            "transitions": self.batch_size * self.world * per_sequence,
+        }
 
     def _nonfinite(self, message: str, metrics: dict) -> dict:
         """Skip the step (no update) while `train.skip_nonfinite_steps` allows, else stop; either way, log it."""
@@ -329,8 +371,9 @@ class Trainer:
         """The RNN alone (and teacher) on the validation split: the trainer's model, or `model` (same config)."""
         cfg = self.cfg
         with self._guard("evaluation"):
-            return evaluate(model or self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches,
-                            cfg.optim.batch_size)
+            return evaluate(
+                model or self.model, self.task, cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size
+            )
 
     def _guard(self, what: str, budget_left: float | None = None):
         return self.step_timer.guard(what, budget_left) if self.step_timer is not None else nullcontext()
@@ -348,16 +391,29 @@ class Trainer:
         if problem:  # a destructive update: the previous checkpoint stays the run's last good state
             kept = "the previous checkpoint is kept" if has_checkpoint(self.out_dir) else "no checkpoint was written"
             raise TrainingError(f"after step {self.step} {problem}; not saved, {kept}")
-        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "elapsed": self.elapsed,
-                 "skipped": self.skipped, "world_size": self.world} | rngs
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "skipped": self.skipped,
+            "world_size": self.world,
+        } | rngs
         if self.world > 1:
             state["rank_rngs"] = rank_rngs
         try:
-            return save_checkpoint(self.out_dir, self.cfg, self.model, state, keep=self.cfg.train.keep_checkpoints,
-                                   protect=self.best["checkpoint"] if self.best else None)
+            return save_checkpoint(
+                self.out_dir,
+                self.cfg,
+                self.model,
+                state,
+                keep=self.cfg.train.keep_checkpoints,
+                protect=self.best["checkpoint"] if self.best else None,
+            )
         except OSError as exc:  # a full disk, lost permissions: the previous checkpoint is still whole
-            raise SaveError(f"cannot save the checkpoint of step {self.step} in {self.out_dir}: "
-                                f"{exc.strerror or exc}; the previous checkpoint is kept") from exc
+            raise SaveError(
+                f"cannot save the checkpoint of step {self.step} in {self.out_dir}: "
+                f"{exc.strerror or exc}; the previous checkpoint is kept"
+            ) from exc
 
     def _log(self, record: dict) -> None:
         if not distributed.is_main():
@@ -378,8 +434,13 @@ class Trainer:
         main = distributed.is_main()
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=None if self.show_progress and main else True,
-                   desc=f"{cfg.method} {self.cfg.task.name}", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=None if self.show_progress and main else True,
+            desc=f"{cfg.method} {self.cfg.task.name}",
+            dynamic_ncols=True,
+        )
         next_timed_eval = cfg.eval_every_seconds  # learning curves against training time (evaluation not counted)
         since = {"elapsed": self.elapsed, "transitions": 0}  # since the last log record: the throughput's window
         while not self.done() and not self.stop_requested:
@@ -387,8 +448,9 @@ class Trainer:
             with self._guard("step", cfg.max_seconds - self.elapsed if cfg.max_seconds else None):
                 metrics = self.train_step()
             self.elapsed += time.perf_counter() - start
-            self.elapsed, self.stop_requested = distributed.agree_progress(self.elapsed, self.stop_requested,
-                                                                           self.device)
+            self.elapsed, self.stop_requested = distributed.agree_progress(
+                self.elapsed, self.stop_requested, self.device
+            )
             bar.update(1)
             since["transitions"] += metrics.pop("transitions", 0)
             if (self.step % cfg.log_every == 0 or self.done()) and not metrics.get("skipped"):
@@ -396,8 +458,9 @@ class Trainer:
                 rate = round(since["transitions"] / window) if window > 0 else None
                 since = {"elapsed": self.elapsed, "transitions": 0}
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}", transitions_per_s=rate)
-                self._log({"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics
-                          | {"transitions_per_s": rate})
+                self._log(
+                    {"step": self.step, "elapsed": round(self.elapsed, 3)} | metrics | {"transitions_per_s": rate}
+                )
             if cfg.save_every and self.step % cfg.save_every == 0 and not self.done():
                 self.save()
             timed = cfg.eval_every_seconds and self.elapsed >= next_timed_eval
@@ -456,19 +519,33 @@ def _nonfinite_loss(metrics: dict) -> tuple[str, str] | None:
 
 def _nonfinite_gradient(model: Model, metrics: dict) -> tuple[str, str]:
     """('gradient', 'in rnn.readout (2 tensors, first rnn.readout.net.0.weight); the loss terms were finite ...')."""
-    names = [name for name, p in model.named_parameters()
-             if p.grad is not None and not torch.isfinite(p.grad).all()]
+    names = [name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     modules = list(dict.fromkeys(".".join(name.split(".")[:2]) for name in names))
-    where = (f"in {', '.join(modules)} ({len(names)} tensor{'s' * (len(names) > 1)}, first {names[0]})" if names
-             else "norm overflowed, though every entry is finite")
+    where = (
+        f"in {', '.join(modules)} ({len(names)} tensor{'s' * (len(names) > 1)}, first {names[0]})"
+        if names
+        else "norm overflowed, though every entry is finite"
+    )
     terms = ", ".join(f"{k}={metrics[k]:.4g}" for k in LOSS_TERMS if k in metrics)
     return "gradient", f"{where}; the loss terms were finite ({terms})"
 
 
 # Train fields that do not change what a run learns from its data: how it is watched, saved and placed.
-_BOOKKEEPING = ("device", "eval_every", "eval_every_seconds", "eval_batches", "log_every", "save_every",
-                "keep_checkpoints", "skip_nonfinite_steps", "precision", "compile", "tensorboard", "stop_grace",
-                "keep_best")
+_BOOKKEEPING = (
+    "device",
+    "eval_every",
+    "eval_every_seconds",
+    "eval_batches",
+    "log_every",
+    "save_every",
+    "keep_checkpoints",
+    "skip_nonfinite_steps",
+    "precision",
+    "compile",
+    "tensorboard",
+    "stop_grace",
+    "keep_best",
+)
 
 
 def changed_fields(saved: RunConfig, cfg: RunConfig, budget: bool = True) -> list[str]:
@@ -478,12 +555,18 @@ def changed_fields(saved: RunConfig, cfg: RunConfig, budget: bool = True) -> lis
     ours, theirs = flatten(cfg.to_dict()), flatten(saved.to_dict())
     ignored = {f"train.{name}" for name in _BOOKKEEPING + (() if budget else ("steps", "max_seconds"))}
     unread = () if cfg.train.method in TEACHER_METHODS + LABEL_METHODS else ("teacher.", "smt.", "dmt.")
-    return [name for name in ours
-            if name not in ignored and not name.startswith(unread) and ours[name] != theirs.get(name)]
+    return [
+        name for name in ours if name not in ignored and not name.startswith(unread) and ours[name] != theirs.get(name)
+    ]
 
 
-def train(cfg: RunConfig, out_dir: str | Path, device: torch.device | str = "cpu", resume: bool = False,
-          show_progress: bool = True) -> dict | None:
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    show_progress: bool = True,
+) -> dict | None:
     """Train a run described by `cfg` into `out_dir`; returns the final evaluation of the RNN alone (None when the
     run was stopped early by `Trainer.request_stop`)."""
     return Trainer(cfg, out_dir, device, resume, show_progress).run()

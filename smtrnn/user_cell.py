@@ -50,8 +50,12 @@ from smtrnn.errors import CheckpointError, ConfigError, UserCodeError, out_of_me
 
 USER_CELL = re.compile(r"(?P<module>[^:]+):(?P<name>[A-Za-z_]\w*)")
 # Frames of smtrnn, torch and the import machinery: those before the user's first frame are left out of their traceback
-_NOT_USERS = (str(Path(__file__).parent) + os.sep, str(Path(torch.__file__).parent) + os.sep,
-              str(Path(importlib.__file__).parent) + os.sep, "<frozen ")
+_NOT_USERS = (
+    str(Path(__file__).parent) + os.sep,
+    str(Path(torch.__file__).parent) + os.sep,
+    str(Path(importlib.__file__).parent) + os.sep,
+    "<frozen ",
+)
 
 
 def is_user_cell(name: str) -> bool:
@@ -154,8 +158,12 @@ def require_trusted_cell(cfg: RunConfig, record: Any, source: str | Path, trust:
         seen = "no sha256 recorded at training"
     seen = f"{where}, {seen}" if where else seen
     runs = "runs that file" if a_file else f"imports module {module}, which runs its code"
-    raise CheckpointError(_printable(f"{source}: the cell is user code, {name} ({seen}); loading it {runs}: pass "
-                                     "--trust-cell-code (Python: trust_cell_code=True) if you trust it"))
+    raise CheckpointError(
+        _printable(
+            f"{source}: the cell is user code, {name} ({seen}); loading it {runs}: pass "
+            "--trust-cell-code (Python: trust_cell_code=True) if you trust it"
+        )
+    )
 
 
 class UserCell(Cell):
@@ -172,9 +180,11 @@ class UserCell(Cell):
         except TypeError as exc:
             if _user_frames(exc):  # raised inside the user's __init__, not by the call's arguments
                 raise _blame(exc, cfg.cell, "in __init__")
-            raise ConfigError(f"cell {cfg.cell!r} cannot be built with tokens={memory.tokens}, "
-                              f"width={memory.width}, embed={cfg.embed} and rnn.cell_args {cfg.cell_args}: "
-                              f"{exc}") from exc
+            raise ConfigError(
+                f"cell {cfg.cell!r} cannot be built with tokens={memory.tokens}, "
+                f"width={memory.width}, embed={cfg.embed} and rnn.cell_args {cfg.cell_args}: "
+                f"{exc}"
+            ) from exc
         except (Exception, SystemExit) as exc:
             raise _blame(exc, cfg.cell, "in __init__")
 
@@ -184,8 +194,12 @@ class UserCell(Cell):
         except (Exception, SystemExit) as exc:
             raise _blame(exc, self.name, "in forward")
         if not isinstance(out, Tensor) or not out.is_floating_point() or out.shape != m.shape:
-            raise ConfigError(_printable(f"cell {self.name} returned {_describe(out)}; the protocol needs a floating "
-                                         f"tensor of its input memory's shape {tuple(m.shape)}"))
+            raise ConfigError(
+                _printable(
+                    f"cell {self.name} returned {_describe(out)}; the protocol needs a floating "
+                    f"tensor of its input memory's shape {tuple(m.shape)}"
+                )
+            )
         return self.normalize(out)
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.trainer import Trainer
-from support import debug_config
 
 torch.set_num_threads(1)
 

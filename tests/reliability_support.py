@@ -51,8 +51,14 @@ def cli_env() -> dict[str, str]:
 
 
 def start_training(*argv) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "smtrnn", *map(str, argv)], cwd=ROOT, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "smtrnn", *map(str, argv)],
+        cwd=ROOT,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:

@@ -8,17 +8,17 @@ import re
 
 import pytest
 import torch
+from support import debug_config, state_dicts_equal
 
 from smtrnn.baselines import BASELINE_CELLS, linear_scan
 from smtrnn.bptt import bptt_loss
 from smtrnn.cells import CELL_TYPES
 from smtrnn.checkpoint import load_model
 from smtrnn.config import BPTT_ONLY_CELLS, SMT_CELLS, BPTTConfig, validate
+from smtrnn.data.tasks import make_task
 from smtrnn.errors import ConfigError
 from smtrnn.model import Model
-from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
-from support import debug_config, state_dicts_equal
 
 B, T = 3, 7  # T odd on purpose
 TOL = dict(atol=1e-5, rtol=1e-4)

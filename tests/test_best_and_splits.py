@@ -7,6 +7,8 @@ import json
 
 import pytest
 import torch
+from reliability_support import one_line, run_cli
+from support import debug_config
 
 from smtrnn.best import BEST_FILE, best_checkpoint, read_best
 from smtrnn.checkpoint import CHECKPOINTS_DIR, load_model
@@ -16,13 +18,12 @@ from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.data.text import Corpus, split_corpus, split_held_out
 from smtrnn.evaluate import TEST_SEED, evaluate, evaluate_documents
 from smtrnn.trainer import Trainer
-from reliability_support import one_line, run_cli
-from support import debug_config
 
 
 def _corpus(count: int) -> Corpus:
-    return Corpus([torch.full((5 + i,), i, dtype=torch.uint8) for i in range(count)],
-                  [f"doc{i}.txt" for i in range(count)], 256)
+    return Corpus(
+        [torch.full((5 + i,), i, dtype=torch.uint8) for i in range(count)], [f"doc{i}.txt" for i in range(count)], 256
+    )
 
 
 def test_the_held_out_documents_halve_into_validation_and_test_and_training_keeps_the_rest():
@@ -66,40 +67,76 @@ def test_the_test_split_scores_other_data_than_validation(smt_run):
     text = make_task("text", max_bytes=100_000)
     cfg = debug_config("text", "bptt", steps=1)
     text_model = Trainer(cfg, "/nonexistent-never-written", show_progress=False).model
-    counted = {split: evaluate_documents(text_model, text, cfg.task.seq_len, 8, split=split)["tokens"]
-               for split in ("valid", "test")}
-    expected = {split: sum(d.numel() - 1 for d in text.held_out(split).documents() if d.numel() >= 2)
-                for split in ("valid", "test")}
+    counted = {
+        split: evaluate_documents(text_model, text, cfg.task.seq_len, 8, split=split)["tokens"]
+        for split in ("valid", "test")
+    }
+    expected = {
+        split: sum(d.numel() - 1 for d in text.held_out(split).documents() if d.numel() >= 2)
+        for split in ("valid", "test")
+    }
     assert counted == expected and counted["valid"] != counted["test"]
 
 
-def test_keep_best_reports_the_best_validation_checkpoint_keeps_it_and_never_reads_the_test_split(tmp_path,
-                                                                                                 monkeypatch):
+def test_keep_best_reports_the_best_validation_checkpoint_keeps_it_and_never_reads_the_test_split(
+    tmp_path, monkeypatch
+):
     asked = []
     original = Text.held_out
     monkeypatch.setattr(Text, "held_out", lambda self, split="valid": (asked.append(split), original(self, split))[1])
-    cfg = debug_config("text", "bptt", steps=30, train__eval_every=5, train__keep_best=True, train__save_every=5,
-                       train__keep_checkpoints=1, optim__lr=0.3)  # a rate high enough that the bits go up and down
+    cfg = debug_config(
+        "text",
+        "bptt",
+        steps=30,
+        train__eval_every=5,
+        train__keep_best=True,
+        train__save_every=5,
+        train__keep_checkpoints=1,
+        optim__lr=0.3,
+    )  # a rate high enough that the bits go up and down
     result = Trainer(cfg, tmp_path / "run", show_progress=False).run()
     assert "test" not in asked and "valid" in asked
     record = read_best(tmp_path / "run")
-    evaluations = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
-                   if "eval" in r and "best" not in r]
+    evaluations = [
+        r
+        for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+        if "eval" in r and "best" not in r
+    ]
     assert record[("rnn_bits_per_token")] == min(r["eval"]["rnn_bits_per_token"] for r in evaluations)
     assert result["best_step"] == record["step"] and result["rnn_bits_per_token"] == pytest.approx(
-        record["rnn_bits_per_token"], rel=1e-6)
+        record["rnn_bits_per_token"], rel=1e-6
+    )
     folder = best_checkpoint(tmp_path / "run")
     assert folder.parent.name == CHECKPOINTS_DIR and folder.is_dir()  # kept, though keep_checkpoints is 1
     _, best_model = load_model(folder)
-    again = evaluate(best_model, make_task("text", **cfg.task.params), cfg.task.seq_len, cfg.train.eval_batches,
-                     cfg.optim.batch_size)
+    again = evaluate(
+        best_model, make_task("text", **cfg.task.params), cfg.task.seq_len, cfg.train.eval_batches, cfg.optim.batch_size
+    )
     assert again["rnn_bits_per_token"] == pytest.approx(record["rnn_bits_per_token"], rel=1e-6)
 
 
 def test_eval_scores_the_best_checkpoint_on_the_split_asked(tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "--preset", "debug", "--task", "text", "--method", "bptt", "--steps", 20, "--quiet", "--device",
-            "cpu", "--set", "train.eval_every=5", "--set", "train.keep_best=true", "--out", run]
+    argv = [
+        "train",
+        "--preset",
+        "debug",
+        "--task",
+        "text",
+        "--method",
+        "bptt",
+        "--steps",
+        20,
+        "--quiet",
+        "--device",
+        "cpu",
+        "--set",
+        "train.eval_every=5",
+        "--set",
+        "train.keep_best=true",
+        "--out",
+        run,
+    ]
     assert run_cli(capsys, *argv)[0] == 0
     best = read_best(run)
     for flags, checkpoint in (([], f"best ({best['checkpoint']})"), (["--last"], "last")):
@@ -109,12 +146,29 @@ def test_eval_scores_the_best_checkpoint_on_the_split_asked(tmp_path, capsys):
     assert (run / BEST_FILE).is_file()
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--task", "retrieval", "--set", "train.eval_every=5", "--set", "train.keep_best=true"],
-     "task 'retrieval' has no validation split"),
-    (["--task", "text", "--set", "train.keep_best=true"], "train.keep_best chooses among the periodic evaluations"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (
+            ["--task", "retrieval", "--set", "train.eval_every=5", "--set", "train.keep_best=true"],
+            "task 'retrieval' has no validation split",
+        ),
+        (["--task", "text", "--set", "train.keep_best=true"], "train.keep_best chooses among the periodic evaluations"),
+    ],
+)
 def test_keep_best_where_it_cannot_choose_is_one_line(argv, fragment, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "--preset", "debug", "--steps", 2, "--quiet", "--device", "cpu", *argv,
-                           "--out", tmp_path / "out")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--preset",
+        "debug",
+        "--steps",
+        2,
+        "--quiet",
+        "--device",
+        "cpu",
+        *argv,
+        "--out",
+        tmp_path / "out",
+    )
     assert code == 2 and fragment in one_line(err) and not (tmp_path / "out").exists()

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from reliability_support import TRAIN, one_line, run_cli
 
 from smtrnn.checkpoint import CONFIG_FILE, load_model
 from smtrnn.cli import main
 from smtrnn.errors import CheckpointError
-from reliability_support import TRAIN, one_line, run_cli
 
 PLANTED = """from pathlib import Path
 
@@ -46,10 +46,31 @@ def planted(tmp_path_factory) -> dict:
     cell.write_text(PLANTED.format(marker=str(marker)))
     run, labels = root / "run", root / "labels"
     assert main([*TRAIN, *STEPS, "--cell", f"{cell}:Planted", "--out", str(run)]) == 0
-    assert main(["label", "--teacher", str(run), "--out", str(labels), "--sequences", "4", "--quiet", "--device",
-                 "cpu", "--trust-cell-code"]) == 0
-    return {"cell": cell, "marker": marker, "sha256": hashlib.sha256(cell.read_bytes()).hexdigest(), "run": run,
-            "labels": labels}
+    assert (
+        main(
+            [
+                "label",
+                "--teacher",
+                str(run),
+                "--out",
+                str(labels),
+                "--sequences",
+                "4",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--trust-cell-code",
+            ]
+        )
+        == 0
+    )
+    return {
+        "cell": cell,
+        "marker": marker,
+        "sha256": hashlib.sha256(cell.read_bytes()).hexdigest(),
+        "run": run,
+        "labels": labels,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +83,18 @@ LOADERS = {
     "eval": lambda p, out: ["eval", p["run"], "--batches", 1, "--no-diagnostics", "--device", "cpu"],
     "sample": lambda p, out: ["sample", p["run"], "--prompt", "1", "--length", 2, "--device", "cpu"],
     "export": lambda p, out: ["export", p["run"], "--format", "torchscript", "--out", out / "step.pt"],
-    "label": lambda p, out: ["label", "--teacher", p["run"], "--out", out / "labels", "--sequences", 4, "--quiet",
-                             "--device", "cpu"],
+    "label": lambda p, out: [
+        "label",
+        "--teacher",
+        p["run"],
+        "--out",
+        out / "labels",
+        "--sequences",
+        4,
+        "--quiet",
+        "--device",
+        "cpu",
+    ],
     "train --init": lambda p, out: [*TRAIN, *STEPS, "--method", "dmt", "--init", p["run"], "--out", out / "dmt"],
     "train --labels": lambda p, out: [*TRAIN, *STEPS, "--labels", p["labels"], "--out", out / "fit"],
 }
@@ -102,8 +133,9 @@ def test_load_model_needs_trust_cell_code(planted):
 def test_a_cell_named_on_the_command_line_needs_no_flag(planted, tmp_path, capsys):
     """--cell names the user's own code on purpose: --init and --resume with it train as before."""
     cell = f"{planted['cell']}:Planted"
-    code, _, err = run_cli(capsys, *TRAIN, *STEPS, "--method", "dmt", "--init", planted["run"], "--cell", cell,
-                           "--out", tmp_path / "dmt")
+    code, _, err = run_cli(
+        capsys, *TRAIN, *STEPS, "--method", "dmt", "--init", planted["run"], "--cell", cell, "--out", tmp_path / "dmt"
+    )
     assert code == 0, err
     resumed = Path(shutil.copytree(planted["run"], tmp_path / "run"))
     code, _, err = run_cli(capsys, *TRAIN, "--steps", 3, "--cell", cell, "--out", resumed, "--resume")

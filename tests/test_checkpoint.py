@@ -9,13 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import debug_config, snapshot, state_dicts_equal
 
-from smtrnn.checkpoint import (CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE, load_model,
-                               load_trainer_state, load_weights)
+from smtrnn.checkpoint import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    load_trainer_state,
+    load_weights,
+)
 from smtrnn.errors import CheckpointError
 from smtrnn.model import Model
 from smtrnn.trainer import Trainer
-from support import debug_config, snapshot, state_dicts_equal
 
 
 def probe(vocab: int) -> torch.Tensor:
@@ -23,6 +30,7 @@ def probe(vocab: int) -> torch.Tensor:
 
 
 # --- round trip -------------------------------------------------------------------------------------------
+
 
 def test_load_model_restores_the_trained_weights_exactly(smt_run):
     run_dir, trainer = smt_run
@@ -60,6 +68,7 @@ def test_bptt_checkpoint_has_no_teacher(bptt_run):
 
 
 # --- damaged or foreign files -------------------------------------------------------------------------------
+
 
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -132,6 +141,7 @@ def test_config_that_does_not_match_the_weights_is_a_checkpoint_error(smt_run_co
 
 # --- trainer state is loaded without unpickling code --------------------------------------------------------
 
+
 class _Payload:
     """Unpickling this (with a full unpickler) creates the file `marker`."""
 
@@ -164,6 +174,7 @@ def test_malicious_trainer_state_is_refused_without_running(smt_run_copy, tmp_pa
 
 
 # --- never overwrite, and resume --------------------------------------------------------------------------
+
 
 def test_second_trainer_without_resume_refuses_and_touches_nothing(smt_run_copy):
     before = snapshot(smt_run_copy)

@@ -16,17 +16,25 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import smtrnn.checkpoint as checkpoint
-from smtrnn.checkpoint import (CHECKPOINTS_DIR, CONFIG_FILE, LATEST_FILE, METRICS_FILE, load_model, load_trainer_state,
-                               read_config, save_checkpoint)
-from smtrnn.errors import TrainingError
-from smtrnn.trainer import Trainer
 from reliability_support import TRAIN_RUN, folder_bytes, latest, one_line
 from support import debug_config, state_dicts_equal
 
+import smtrnn.checkpoint as checkpoint
+from smtrnn.checkpoint import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    LATEST_FILE,
+    METRICS_FILE,
+    load_model,
+    load_trainer_state,
+    read_config,
+    save_checkpoint,
+)
+from smtrnn.errors import TrainingError
+from smtrnn.trainer import Trainer
 
 # --- checkpoint layout ----------------------------------------------------------------------------------------
+
 
 def test_keeps_the_last_n_checkpoints_and_latest_names_the_newest(tmp_path):
     cfg = debug_config("retrieval", "bptt", steps=7, train__save_every=2, train__keep_checkpoints=2)
@@ -79,12 +87,22 @@ def test_a_save_cut_short_at_any_point_leaves_a_whole_checkpoint(smt_run, tmp_pa
     """The old checkpoint (step 6) until the `latest` pointer is replaced, the new one (step 7) after: never a mix of
     the two, whichever rename, link or fsync the crash interrupts; the next save then completes and tidies up."""
     old_dir, old = smt_run
-    trainer = Trainer(debug_config("retrieval", "smt", steps=8), Path(shutil.copytree(old_dir, tmp_path / "base")),
-                      resume=True, show_progress=False)
+    trainer = Trainer(
+        debug_config("retrieval", "smt", steps=8),
+        Path(shutil.copytree(old_dir, tmp_path / "base")),
+        resume=True,
+        show_progress=False,
+    )
     trainer.train_step()
     new_weights = copy.deepcopy(trainer.model.state_dict())
-    state = {"optimizer": trainer.optimizer.state_dict(), "step": trainer.step, "elapsed": 1.0, "skipped": 0,
-             "torch_rng": torch.get_rng_state(), "data_rng": trainer.data_generator.get_state()}
+    state = {
+        "optimizer": trainer.optimizer.state_dict(),
+        "step": trainer.step,
+        "elapsed": 1.0,
+        "skipped": 0,
+        "torch_rng": torch.get_rng_state(),
+        "data_rng": trainer.data_generator.get_state(),
+    }
 
     counter = _CrashingOS(None)
     monkeypatch.setattr(checkpoint, "os", counter)
@@ -123,11 +141,17 @@ def test_atomic_write_never_touches_a_file_named_like_its_temporary_file(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "latest.tmp"]
 
 
-@pytest.mark.parametrize("errno_, words", [(errno.ENOSPC, "No space left on device"),
-                                            (errno.EROFS, "Read-only file system"),
-                                            (errno.EACCES, "Permission denied")])
-def test_a_failed_write_on_the_save_path_keeps_the_previous_checkpoint(errno_, words, smt_run_copy, smt_run,
-                                                                       monkeypatch):
+@pytest.mark.parametrize(
+    "errno_, words",
+    [
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EACCES, "Permission denied"),
+    ],
+)
+def test_a_failed_write_on_the_save_path_keeps_the_previous_checkpoint(
+    errno_, words, smt_run_copy, smt_run, monkeypatch
+):
     """Whichever of the three files the write fails on, the run keeps its step-6 checkpoint, byte for byte."""
     real = checkpoint.write_bytes
     before = {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file() and p.name != METRICS_FILE}
@@ -144,8 +168,9 @@ def test_a_failed_write_on_the_save_path_keeps_the_previous_checkpoint(errno_, w
         monkeypatch.setattr(checkpoint, "write_bytes", fails)
         trainer = Trainer(debug_config("retrieval", "smt", steps=8), smt_run_copy, resume=True, show_progress=False)
         trainer.train_step()
-        with pytest.raises(TrainingError, match=f"cannot save the checkpoint of step 7 .*: {words}; the previous "
-                                                "checkpoint is kept"):
+        with pytest.raises(
+            TrainingError, match=f"cannot save the checkpoint of step 7 .*: {words}; the previous checkpoint is kept"
+        ):
             trainer.save()
         assert state_dicts_equal(load_model(smt_run_copy)[1].state_dict(), smt_run[1].model.state_dict())
         assert load_trainer_state(smt_run_copy)["step"] == 6
@@ -164,8 +189,9 @@ def test_a_file_size_limit_on_the_save_path_is_one_line_and_keeps_the_run(smt_ru
 
     before = {p: p.read_bytes() for p in sorted(smt_run_copy.rglob("*")) if p.is_file() and p.name != METRICS_FILE}
     argv = [sys.executable, "-m", "smtrnn", *map(str, TRAIN_RUN), "--steps", "9", "--resume", "--out", smt_run_copy]
-    proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=limit, timeout=300,
-                          env=os.environ | {"OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, preexec_fn=limit, timeout=300, env=os.environ | {"OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = one_line(proc.stderr)
     assert line.startswith("smtrnn: error: ") and "File too large" in line and "previous checkpoint is kept" in line

@@ -15,16 +15,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import snapshot
 
 from smtrnn.checkpoint import WEIGHTS_FILE, load_model
 from smtrnn.cli import main
 from smtrnn.sample import continue_prompt, stream_continuation
-from support import snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["train", "--preset", "debug", "--task", "retrieval", "--steps", "5", "--quiet", "--device", "cpu"]
-TEACHER_KEYS = {"teacher_accuracy", "teacher_bits_per_token", "readout_on_teacher_accuracy", "onestep_accuracy",
-                "drift", "drift_final", "memory_effective_rank", "memory_uniformity"}
+TEACHER_KEYS = {
+    "teacher_accuracy",
+    "teacher_bits_per_token",
+    "readout_on_teacher_accuracy",
+    "onestep_accuracy",
+    "drift",
+    "drift_final",
+    "memory_effective_rank",
+    "memory_uniformity",
+}
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -45,6 +53,7 @@ def cli_runs(tmp_path_factory) -> dict[str, Path]:
 
 
 # --- smoke --------------------------------------------------------------------------------------------------
+
 
 def test_train_prints_the_final_evaluation_and_writes_a_run(capsys, tmp_path):
     out = tmp_path / "run"
@@ -115,8 +124,25 @@ def test_sample_prints_continue_prompts_tokens_greedily_and_alike_each_time(caps
 
 def test_sample_text_prints_bytes_split_over_tokens_as_whole_characters(capsys, tmp_path, monkeypatch):
     run = tmp_path / "text"
-    assert main(["train", "--task", "text", "--preset", "debug", "--steps", "1", "--out", str(run), "--quiet",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "text",
+                "--preset",
+                "debug",
+                "--steps",
+                "1",
+                "--out",
+                str(run),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     drawn = "é€😀".encode() + b"\xff" + b"z"  # 2-, 3- and 4-byte characters, then a byte that begins none
     monkeypatch.setattr("smtrnn.cli.stream_continuation", lambda *args: (torch.tensor([b]) for b in drawn))
     chunks = []
@@ -127,11 +153,15 @@ def test_sample_text_prints_bytes_split_over_tokens_as_whole_characters(capsys, 
     assert len(chunks) > 3  # printed as drawn, not at the end
 
 
-@pytest.mark.parametrize("command, hint", [("export", "the model does not fit in memory"),
-                                           ("sample", "the model does not fit in memory"),
-                                           ("eval", "--seq-len lengths, or --no-diagnostics")])
-def test_out_of_memory_names_only_what_the_command_can_change(command, hint, capsys, cli_runs, tmp_path,
-                                                              monkeypatch):
+@pytest.mark.parametrize(
+    "command, hint",
+    [
+        ("export", "the model does not fit in memory"),
+        ("sample", "the model does not fit in memory"),
+        ("eval", "--seq-len lengths, or --no-diagnostics"),
+    ],
+)
+def test_out_of_memory_names_only_what_the_command_can_change(command, hint, capsys, cli_runs, tmp_path, monkeypatch):
     def exhausted(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 bytes")
 
@@ -145,9 +175,25 @@ def test_out_of_memory_names_only_what_the_command_can_change(command, hint, cap
 @pytest.mark.slow
 def test_sample_streams_a_billion_tokens_and_stops_when_the_reader_does(cli_runs):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "smtrnn", "sample", str(cli_runs["smt"]), "--prompt", "1",
-                             "--length", "1000000000", "--device", "cpu"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "smtrnn",
+            "sample",
+            str(cli_runs["smt"]),
+            "--prompt",
+            "1",
+            "--length",
+            "1000000000",
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     first, deadline = b"", time.monotonic() + 120
     while len(first) < 40:  # it arrives while the rest is still being drawn
         if not select.select([proc.stdout], [], [], max(deadline - time.monotonic(), 0))[0]:
@@ -163,8 +209,9 @@ def test_sample_streams_a_billion_tokens_and_stops_when_the_reader_does(cli_runs
 
 
 def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):
-    code, out, err = run_cli(capsys, "demo", "--budget", 0.2, "--seq-len", 8, "--out", tmp_path / "demo",
-                             "--device", "cpu")
+    code, out, err = run_cli(
+        capsys, "demo", "--budget", 0.2, "--seq-len", 8, "--out", tmp_path / "demo", "--device", "cpu"
+    )
     assert code == 0, err
     rows = [line for line in out.splitlines() if line.startswith("| smt") or line.startswith("| bptt")]
     assert len(rows) == 2
@@ -178,14 +225,16 @@ def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):
 @pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_module_entry_point_help():
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, "-m", "smtrnn", "--help"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "smtrnn", "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     for command in ("train", "eval", "sample", "demo"):
         assert command in proc.stdout
 
 
 # --- bad input ----------------------------------------------------------------------------------------------
+
 
 def assert_one_line_error(code: int, out: str, err: str, *names: str) -> None:
     assert code == 2, (out, err)
@@ -247,8 +296,9 @@ def test_missing_config_file(capsys, tmp_path):
     assert_one_line_error(*run_cli(capsys, *TRAIN, "--out", tmp_path / "run", "--config", missing), "missing.yaml")
 
 
-@pytest.mark.parametrize("name, text", [("bad.yaml", "rnn: [1, 2\n"), ("bad.json", "{not json"),
-                                        ("list.yaml", "- 1\n- 2\n")])
+@pytest.mark.parametrize(
+    "name, text", [("bad.yaml", "rnn: [1, 2\n"), ("bad.json", "{not json"), ("list.yaml", "- 1\n- 2\n")]
+)
 def test_bad_config_file(capsys, tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
@@ -292,8 +342,9 @@ def test_eval_with_zero_batches(capsys, cli_runs):
     assert_one_line_error(*run_cli(capsys, "eval", cli_runs["smt"], "--batches", 0, "--device", "cpu"), "--batches")
 
 
-@pytest.mark.parametrize("prompt, names", [("1,99", ["99", "vocabulary"]), ("1,-1", ["-1"]),
-                                           ("1,x", ["--prompt", "1,x"])])
+@pytest.mark.parametrize(
+    "prompt, names", [("1,99", ["99", "vocabulary"]), ("1,-1", ["-1"]), ("1,x", ["--prompt", "1,x"])]
+)
 def test_sample_with_a_bad_prompt(capsys, cli_runs, prompt, names):
     argv = ["sample", cli_runs["smt"], "--prompt", prompt, "--length", 3, "--device", "cpu"]
     assert_one_line_error(*run_cli(capsys, *argv), *names)

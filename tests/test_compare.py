@@ -8,8 +8,8 @@ import json
 import pytest
 
 from smtrnn.cli import main
-from smtrnn.tools.compare import RESULT_FILE, RunSpec, parse_budget, plan, summarize
 from smtrnn.errors import ConfigError
+from smtrnn.tools.compare import RESULT_FILE, RunSpec, parse_budget, plan, summarize
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1.5h", 5400), (" 2m ", 120)])
@@ -31,15 +31,34 @@ def test_plan_runs_baselines_once_with_their_own_cell():
 
 
 def test_summary_is_mean_and_spread_over_seeds():
-    rows = [{"T": 8, "method": "smt", "cell": "mlp", "seed": s, "score": v, "steps": 10} for s, v in
-            enumerate([0.5, 0.7, 0.9])]
+    rows = [
+        {"T": 8, "method": "smt", "cell": "mlp", "seed": s, "score": v, "steps": 10}
+        for s, v in enumerate([0.5, 0.7, 0.9])
+    ]
     (summary,) = summarize(rows)
     assert summary["mean"] == pytest.approx(0.7) and summary["std"] == pytest.approx(0.2)
     assert (summary["min"], summary["max"], summary["seeds"]) == (0.5, 0.9, 3)
 
 
-ARGS = ["compare", "--task", "retrieval", "--preset", "debug", "--lengths", "12,16", "--methods", "smt,bptt",
-        "--seeds", "1", "--steps", "3", "--eval-batches", "1", "--device", "cpu"]
+ARGS = [
+    "compare",
+    "--task",
+    "retrieval",
+    "--preset",
+    "debug",
+    "--lengths",
+    "12,16",
+    "--methods",
+    "smt,bptt",
+    "--seeds",
+    "1",
+    "--steps",
+    "3",
+    "--eval-batches",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 def test_study_end_to_end_then_resume(tmp_path, capsys):
@@ -79,19 +98,25 @@ def test_baselines_run_with_their_own_cell(tmp_path, capsys):
     argv[argv.index("--lengths") + 1], argv[argv.index("--methods") + 1] = "12", "gru-fused,lstm-fused,mingru"
     assert main(argv) == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
-    assert [(r["method"], r["cell"]) for r in runs] == [("gru-fused", "gru-fused"), ("lstm-fused", "lstm-fused"),
-                                                         ("mingru", "mingru")]
+    assert [(r["method"], r["cell"]) for r in runs] == [
+        ("gru-fused", "gru-fused"),
+        ("lstm-fused", "lstm-fused"),
+        ("mingru", "mingru"),
+    ]
     assert all("teacher_accuracy" not in r for r in runs)
 
 
-@pytest.mark.parametrize("change, message", [
-    (["--methods", "smt,magic"], "unknown 'magic'"),
-    (["--lengths", "12,abc"], "--lengths must be positive integers"),
-    (["--cells", "nope"], "nope"),
-    (["--lengths", "2"], "seq_len"),
-    (["--seeds", "0"], "--seeds"),
-    (["--steps", "0"], "--budget"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--methods", "smt,magic"], "unknown 'magic'"),
+        (["--lengths", "12,abc"], "--lengths must be positive integers"),
+        (["--cells", "nope"], "nope"),
+        (["--lengths", "2"], "seq_len"),
+        (["--seeds", "0"], "--seeds"),
+        (["--steps", "0"], "--budget"),
+    ],
+)
 def test_bad_studies_fail_before_any_run(change, message, tmp_path, capsys):
     argv = list(ARGS)
     for flag, value in zip(change[::2], change[1::2]):
@@ -108,8 +133,23 @@ def test_bad_studies_fail_before_any_run(change, message, tmp_path, capsys):
 
 def test_eval_lengths_score_every_run_past_its_training_length_and_extend_finished_runs(tmp_path, capsys):
     out = tmp_path / "study"
-    argv = ["compare", "--preset", "debug", "--lengths", "8", "--methods", "smt,bptt", "--seeds", "1", "--steps", "2",
-            "--device", "cpu", "--out", str(out)]
+    argv = [
+        "compare",
+        "--preset",
+        "debug",
+        "--lengths",
+        "8",
+        "--methods",
+        "smt,bptt",
+        "--seeds",
+        "1",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     assert main([*argv, "--eval-lengths", "16"]) == 0
     capsys.readouterr()
     assert main([*argv, "--eval-lengths", "16,32"]) == 0  # nothing trains again; only T = 32 is scored
@@ -125,11 +165,43 @@ def test_eval_lengths_score_every_run_past_its_training_length_and_extend_finish
 
 def test_eval_scores_the_rnn_at_other_lengths(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--preset", "debug", "--task", "retrieval", "--steps", "2", "--quiet", "--device", "cpu",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "debug",
+                "--task",
+                "retrieval",
+                "--steps",
+                "2",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["eval", str(run), "--seq-len", "16,32,16", "--json", "--no-diagnostics", "--batches", "1",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--seq-len",
+                "16,32,16",
+                "--json",
+                "--no-diagnostics",
+                "--batches",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     lengths = json.loads(capsys.readouterr().out)["lengths"]
     assert list(lengths) == ["16", "32"] and {"rnn_accuracy", "teacher_accuracy"} <= set(lengths["32"])
     for bad, words in (("0", "positive"), ("a,b", "separated by commas"), ("2", "seq_len >= 3")):

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from smtrnn.config import RunConfig, apply_overrides, validate
+from smtrnn.data.tasks import TASKS
 from smtrnn.errors import ConfigError
 from smtrnn.presets import PRESETS, debug
-from smtrnn.data.tasks import TASKS
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -55,11 +55,22 @@ def test_lstm_with_an_even_memory_size_is_valid():
 
 
 def nondefault() -> RunConfig:
-    return apply_overrides(RunConfig(), {
-        "task.name": "delayed_recall", "task.seq_len": 33, "task.params": {"lag": 3, "num_symbols": 5},
-        "memory.tokens": 3, "rnn.cell": "gru", "smt.schedule": "joint-detached", "smt.warmup": 0.4,
-        "optim.lr": 2e-4, "optim.schedule": "cosine", "train.max_seconds": 12.5, "train.seed": 9,
-    })
+    return apply_overrides(
+        RunConfig(),
+        {
+            "task.name": "delayed_recall",
+            "task.seq_len": 33,
+            "task.params": {"lag": 3, "num_symbols": 5},
+            "memory.tokens": 3,
+            "rnn.cell": "gru",
+            "smt.schedule": "joint-detached",
+            "smt.warmup": 0.4,
+            "optim.lr": 2e-4,
+            "optim.schedule": "cosine",
+            "train.max_seconds": 12.5,
+            "train.seed": 9,
+        },
+    )
 
 
 def test_round_trip_through_a_dict():
@@ -84,8 +95,19 @@ def test_from_dict_with_an_unknown_field_names_it():
         RunConfig.from_dict({"rnn": {"nope": 1}})
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("True", True), ("1", True), ("yes", True),
-                                         ("false", False), ("FALSE", False), ("0", False), ("no", False)])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("True", True),
+        ("1", True),
+        ("yes", True),
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("no", False),
+    ],
+)
 def test_bool_strings(text, value):
     cfg = RunConfig()
     cfg.dmt.teacher_learns = not value
@@ -148,6 +170,7 @@ def test_task_params_override_replaces_rather_than_aliases():
 
 # --- typed fields, their documentation, and configs written by an earlier smtrnn --------------------------------
 
+
 def test_the_task_is_checked_where_it_is_built_not_by_validate():
     from smtrnn.data.tasks import build_task
 
@@ -192,15 +215,17 @@ def test_train_help_lists_the_fields_with_their_documentation(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "smt.schedule = \"joint\"" in out and "joint-detached: the same" in out
+    assert 'smt.schedule = "joint"' in out and "joint-detached: the same" in out
     assert "--seq-len SEQ_LEN     task.seq_len: T, the training sequence length." in out
 
 
 FIXTURE = Path(__file__).parent / "fixtures" / "configs_before_smt_schedule.json"
 
 
-@pytest.mark.parametrize("name, schedule, warmup", [("staged_debug", "staged", 0.25), ("joint_small", "joint", 0.0),
-                                                     ("joint_detached", "joint-detached", 0.4)])
+@pytest.mark.parametrize(
+    "name, schedule, warmup",
+    [("staged_debug", "staged", 0.25), ("joint_small", "joint", 0.0), ("joint_detached", "joint-detached", 0.4)],
+)
 def test_configs_written_before_smt_schedule_still_load(name, schedule, warmup):
     """Stored configs of an earlier smtrnn (its three flags teacher_warmup, dyn_loss_updates_teacher,
     freeze_teacher_after_warmup) map onto smt.schedule and smt.warmup; everything else is kept."""
@@ -216,9 +241,10 @@ def test_configs_written_before_smt_schedule_still_load(name, schedule, warmup):
 
 
 def test_a_run_directory_with_an_old_config_loads_and_resumes(tmp_path):
+    from support import debug_config
+
     from smtrnn.checkpoint import CONFIG_FILE, load_model, read_config
     from smtrnn.trainer import Trainer
-    from support import debug_config
 
     cfg = debug_config("retrieval", "smt", steps=3)
     Trainer(cfg, tmp_path / "run", show_progress=False).run()

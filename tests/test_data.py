@@ -11,13 +11,13 @@ import struct
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.cli import main
+from smtrnn.data.tasks import NO_TARGET, TaskError, make_task
 from smtrnn.evaluate import evaluate_documents
 from smtrnn.model import Model
 from smtrnn.tools.png import read_png_size
-from smtrnn.data.tasks import NO_TARGET, TaskError, make_task
-from support import debug_config
 
 pytest.importorskip("sklearn")  # the pixels default is scikit-learn's digits
 
@@ -39,6 +39,7 @@ def write_idx(path, images):
 
 
 # --- text ---------------------------------------------------------------------------------------------------
+
 
 def test_text_windows_are_next_byte_pairs_from_the_training_documents(text_dir):
     task = make_task("text", path=str(text_dir))
@@ -77,6 +78,7 @@ def test_token_file_task_uses_its_vocabulary(tmp_path):
 
 # --- pixels -------------------------------------------------------------------------------------------------
 
+
 def test_pixel_sequences_are_one_image_each_with_a_start_token():
     task = make_task("pixels")
     images = task.images().pixels.flatten(1).long()
@@ -112,6 +114,7 @@ def test_pixels_from_an_idx_file_and_a_held_out_split(tmp_path):
 
 # --- bits over whole documents ------------------------------------------------------------------------------
 
+
 def model_for(task_name: str, **params) -> tuple[Model, object, int]:
     cfg = debug_config(task_name)
     cfg.task.params = params
@@ -138,14 +141,18 @@ def test_bits_by_position_cover_every_token_and_average_to_the_total(text_dir):
     longest = max(d.numel() - 1 for d in task.held_out().documents())
     for who, furthest in (("rnn", longest), ("teacher", seq_len)):  # the teacher's context restarts every T
         buckets = result[f"{who}_bits_by_position"]
-        assert list(buckets)[0] == "0" and int(list(buckets)[-1].split("-")[0]) < furthest <= 2 * int(
-            list(buckets)[-1].split("-")[0]) + 1
+        assert (
+            list(buckets)[0] == "0"
+            and int(list(buckets)[-1].split("-")[0]) < furthest <= 2 * int(list(buckets)[-1].split("-")[0]) + 1
+        )
     # the buckets' token-weighted mean is the total: count each bucket's tokens by hand
     counts = torch.zeros(longest)
     for d in task.held_out().documents():
         counts[: d.numel() - 1] += 1
-    weights = {name: float(counts[int(name.split("-")[0]): int(name.split("-")[-1]) + 1].sum())
-               for name in result["rnn_bits_by_position"]}
+    weights = {
+        name: float(counts[int(name.split("-")[0]) : int(name.split("-")[-1]) + 1].sum())
+        for name in result["rnn_bits_by_position"]
+    }
     mean = sum(weights[k] * v for k, v in result["rnn_bits_by_position"].items()) / sum(weights.values())
     assert mean == pytest.approx(result["rnn_bits_per_token"], rel=1e-6)
 
@@ -177,13 +184,34 @@ def test_max_tokens_cuts_and_says_so(text_dir):
 
 # --- every method and the CLI -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["smt", "bptt", "smt+dmt"])
 @pytest.mark.parametrize("task", ["text", "pixels"])
 def test_every_method_trains_on_real_data(task, method, text_dir, tmp_path, capsys):
     data = ["--data", str(text_dir)] if task == "text" else []
     out = tmp_path / "run"
-    assert main(["train", "--task", task, *data, "--method", method, "--preset", "debug", "--steps", "4",
-                 "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                task,
+                *data,
+                "--method",
+                method,
+                "--preset",
+                "debug",
+                "--steps",
+                "4",
+                "--out",
+                str(out),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(out), "--json", "--device", "cpu", "--batches", "1", "--max-tokens", "100"]) == 0
     report = json.loads(capsys.readouterr().out)["held_out_documents"]
@@ -194,8 +222,27 @@ def test_every_method_trains_on_real_data(task, method, text_dir, tmp_path, caps
 
 def test_sample_text_continues_a_string(text_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--task", "text", "--data", str(text_dir), "--preset", "debug", "--steps", "2",
-                 "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "text",
+                "--data",
+                str(text_dir),
+                "--preset",
+                "debug",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["sample", str(out), "--text", "héllo", "--length", "10", "--device", "cpu"]) == 0
     assert capsys.readouterr().out.startswith("héllo")
@@ -205,8 +252,25 @@ def test_sample_text_continues_a_string(text_dir, tmp_path, capsys):
 
 def test_sample_png_writes_a_grid_of_three_rows(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--task", "pixels", "--preset", "debug", "--steps", "2", "--out", str(out), "--quiet",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "pixels",
+                "--preset",
+                "debug",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     png = tmp_path / "grid.png"
     assert main(["sample", str(out), "--png", str(png), "--count", "5", "--device", "cpu"]) == 0
     assert read_png_size(png) == (5 * 9 + 1, 3 * 9 + 1)  # 8x8 images, 1-pixel gaps
@@ -227,23 +291,42 @@ def bad_idx(tmp_path):
     return str(tmp_path / "short.idx")
 
 
-@pytest.mark.parametrize("argv, names", [
-    (lambda p: ["--task", "retrieval", "--data", str(p)], "--data applies"),
-    (lambda p: ["--task", "text", "--data", str(p / "missing.txt")], "missing.txt"),
-    (lambda p: ["--task", "text", "--data", str(p / "empty.txt")], "empty"),
-    (lambda p: ["--task", "text", "--data", str(p / "blob.txt")], "binary"),
-    (lambda p: ["--task", "text", "--data", bad_token_file(p)], "250"),
-    (lambda p: ["--task", "text", "--data", str(p / "short.txt"), "--seq-len", "64"], "at most"),
-    (lambda p: ["--task", "pixels", "--data", bad_idx(p)], "short.idx"),
-    (lambda p: ["--task", "pixels", "--seq-len", "100"], "at most 64"),
-])
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (lambda p: ["--task", "retrieval", "--data", str(p)], "--data applies"),
+        (lambda p: ["--task", "text", "--data", str(p / "missing.txt")], "missing.txt"),
+        (lambda p: ["--task", "text", "--data", str(p / "empty.txt")], "empty"),
+        (lambda p: ["--task", "text", "--data", str(p / "blob.txt")], "binary"),
+        (lambda p: ["--task", "text", "--data", bad_token_file(p)], "250"),
+        (lambda p: ["--task", "text", "--data", str(p / "short.txt"), "--seq-len", "64"], "at most"),
+        (lambda p: ["--task", "pixels", "--data", bad_idx(p)], "short.idx"),
+        (lambda p: ["--task", "pixels", "--seq-len", "100"], "at most 64"),
+    ],
+)
 def test_bad_data_is_one_line_and_exit_2(argv, names, tmp_path, capsys):
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary")
     (tmp_path / "short.txt").write_text("too short for one sequence")
     out = tmp_path / "run"
-    assert main(["train", *argv(tmp_path), "--preset", "debug", "--steps", "2", "--out", str(out), "--quiet",
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                *argv(tmp_path),
+                "--preset",
+                "debug",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("smtrnn: error:") and names in err and "\n" not in err
     assert not out.exists()
@@ -254,8 +337,27 @@ def test_text_task_reads_a_local_huggingface_dataset(tmp_path, capsys):
     rows = [f"story {i}: once upon a time there was a byte-level model number {i}. " * 2 for i in range(30)]
     datasets.Dataset.from_dict({"text": rows}).save_to_disk(str(tmp_path / "stories"))
     out = tmp_path / "run"
-    assert main(["train", "--task", "text", "--data", f"hf:{tmp_path / 'stories'}", "--preset", "debug",
-                 "--steps", "2", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "text",
+                "--data",
+                f"hf:{tmp_path / 'stories'}",
+                "--preset",
+                "debug",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     task = make_task("text", path=f"hf:{tmp_path / 'stories'}")
     held_out = len(task.held_out().documents()) + len(task.held_out("test").documents())
     assert task.vocab_size == 256 and len(task.documents()) + held_out == 30

@@ -12,15 +12,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.checkpoint import load_model
 from smtrnn.cli import main
-from smtrnn.data.real import forget_loaded
-from smtrnn.errors import CheckpointError
 from smtrnn.data.labels import MANIFEST, load_labels, store_bytes, write_dataset_labels
+from smtrnn.data.real import forget_loaded
 from smtrnn.data.tasks import make_task
+from smtrnn.errors import CheckpointError
 from smtrnn.trainer import Trainer, train
-from support import debug_config
 
 
 def write_corpus(root: Path, documents: int = 6, repeat: int = 3) -> Path:
@@ -65,9 +65,9 @@ def test_text_windows_cover_every_position_of_the_split(tmp_path, seq_len):
     hits = torch.zeros(flat.numel() - 1, dtype=torch.long)
     for row_x, row_y in zip(x, y):
         start = int(row_x[0] - flat[0])
-        assert torch.equal(row_x, flat[start: start + seq_len])
-        assert torch.equal(row_y, flat[start + 1: start + seq_len + 1])
-        hits[start: start + seq_len] += 1
+        assert torch.equal(row_x, flat[start : start + seq_len])
+        assert torch.equal(row_y, flat[start + 1 : start + seq_len + 1])
+        hits[start : start + seq_len] += 1
     assert int(hits.min()) >= 1 and int((hits > 1).sum()) < seq_len  # only the last window overlaps its neighbour
     assert int(y[-1, -1]) == int(flat[-1])  # the last window ends at the final token
 
@@ -154,7 +154,8 @@ def test_a_partial_dataset_store_resumes(text_teacher, text_store, tmp_path):
 
 
 def test_a_store_larger_than_the_free_disk_is_refused_before_writing_and_counts_only_what_is_left(
-        text_teacher, text_store, tmp_path, monkeypatch):
+    text_teacher, text_store, tmp_path, monkeypatch
+):
     manifest = json.loads((text_store / MANIFEST).read_text())
     need = store_bytes(manifest, manifest["sequences"])
     assert need <= sum(shard["bytes"] for shard in manifest["shards"])  # the estimate leaves out only the headers
@@ -191,8 +192,8 @@ def test_the_store_is_read_from_disk_row_by_row(text_store, tmp_path):
     shard = copy / "shard-00000.safetensors"
     data = bytearray(shard.read_bytes())
     tail = len(data) - before.numel() * 2 * 7  # m is the last tensor written: the first row's bytes start here
-    assert np.frombuffer(bytes(data[tail: tail + 2]), np.float16)[0] == before.flatten()[0].item()
-    data[tail: tail + 2] = np.float16(123.0).tobytes()
+    assert np.frombuffer(bytes(data[tail : tail + 2]), np.float16)[0] == before.flatten()[0].item()
+    data[tail : tail + 2] = np.float16(123.0).tobytes()
     with open(shard, "r+b") as handle:
         handle.write(data)
     assert store.read(0, 1)[2].flatten()[0].item() == 123.0
@@ -220,16 +221,59 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def test_cli_labels_pixels_then_trains_and_evaluates(tmp_path, capsys):
     pytest.importorskip("sklearn")
     teacher = tmp_path / "teacher"
-    assert run_cli(capsys, "train", "--task", "pixels", "--preset", "debug", "--steps", 2, "--out", teacher,
-                   "--quiet", "--device", "cpu")[0] == 0
-    code, out, err = run_cli(capsys, "label", "--teacher", teacher, "--data", "--split", "valid", "--out",
-                             tmp_path / "labels", "--device", "cpu", "--quiet")
+    assert (
+        run_cli(
+            capsys,
+            "train",
+            "--task",
+            "pixels",
+            "--preset",
+            "debug",
+            "--steps",
+            2,
+            "--out",
+            teacher,
+            "--quiet",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
+    code, out, err = run_cli(
+        capsys,
+        "label",
+        "--teacher",
+        teacher,
+        "--data",
+        "--split",
+        "valid",
+        "--out",
+        tmp_path / "labels",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["source"] == "dataset" and summary["data"]["split"] == "valid"
     assert summary["sequences_written"] == len(make_task("pixels", levels=4).held_out().images())
-    code, out, err = run_cli(capsys, "train", "--method", "labels", "--labels", tmp_path / "labels", "--cell", "gru",
-                             "--steps", 2, "--quiet", "--device", "cpu", "--out", tmp_path / "gru")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--method",
+        "labels",
+        "--labels",
+        tmp_path / "labels",
+        "--cell",
+        "gru",
+        "--steps",
+        2,
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "gru",
+    )
     assert code == 0, err
     assert main(["eval", str(tmp_path / "gru"), "--json", "--device", "cpu", "--batches", "1"]) == 0
     assert "held_out_documents" in json.loads(capsys.readouterr().out)
@@ -242,16 +286,16 @@ def test_bad_dataset_label_inputs_exit_2_with_one_line(capsys, text_teacher, smt
     label = ["label", "--device", "cpu", "--quiet"]
     cases = {
         "generated task 'retrieval'": label + ["--teacher", smt_run[0], "--data", "--out", tmp_path / "a"],
-        "--sequences and --seed do not apply": label + ["--teacher", text_teacher, "--data", "--sequences", 4,
-                                                        "--out", tmp_path / "b"],
-        "--split test is for final numbers only": label + ["--teacher", text_teacher, "--data", "--split", "test",
-                                                           "--out", tmp_path / "c"],
-        "vocabulary of 1000, the teacher's is 256": label + ["--teacher", text_teacher, "--data", tokens, "--out",
-                                                             tmp_path / "d"],
-        "--split chooses the split of --data": label + ["--teacher", smt_run[0], "--split", "valid", "--out",
-                                                        tmp_path / "e"],
-        "no such file or folder": label + ["--teacher", text_teacher, "--data", tmp_path / "nowhere", "--out",
-                                           tmp_path / "f"],
+        "--sequences and --seed do not apply": label
+        + ["--teacher", text_teacher, "--data", "--sequences", 4, "--out", tmp_path / "b"],
+        "--split test is for final numbers only": label
+        + ["--teacher", text_teacher, "--data", "--split", "test", "--out", tmp_path / "c"],
+        "vocabulary of 1000, the teacher's is 256": label
+        + ["--teacher", text_teacher, "--data", tokens, "--out", tmp_path / "d"],
+        "--split chooses the split of --data": label
+        + ["--teacher", smt_run[0], "--split", "valid", "--out", tmp_path / "e"],
+        "no such file or folder": label
+        + ["--teacher", text_teacher, "--data", tmp_path / "nowhere", "--out", tmp_path / "f"],
     }
     for named, argv in cases.items():
         code, out, err = run_cli(capsys, *argv)

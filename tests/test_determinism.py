@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from support import debug_config, state_dicts_equal
 
 from smtrnn.checkpoint import METRICS_FILE, WEIGHTS_FILE
 from smtrnn.trainer import TIMING_FIELDS, train
-from support import debug_config, state_dicts_equal
 
 STEPS = 10
 

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.cli import main
-from smtrnn.evaluate import evaluate
-from smtrnn.tools.gradients import bptt_memory_gradients, gradient_curves, smt_memory_gradients
-from smtrnn.model import Model
 from smtrnn.data.tasks import make_task
-from support import debug_config
+from smtrnn.evaluate import evaluate
+from smtrnn.model import Model
+from smtrnn.tools.gradients import bptt_memory_gradients, gradient_curves, smt_memory_gradients
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -37,6 +37,7 @@ def with_input_changed(x, s):
 
 
 # --- gradient paths ------------------------------------------------------------------------------------------
+
 
 def test_smt_gradient_at_m_t_only_depends_on_the_steps_touching_it():
     """With the memories given, changing x_s moves ∂L/∂m_t only at t = s-1 (input of step s) and t = s (its
@@ -85,6 +86,7 @@ def test_gradient_curves_of_a_bptt_model_have_no_smt_curve():
 
 # --- evaluation curves ---------------------------------------------------------------------------------------
 
+
 def test_curves_agree_with_the_summary_numbers():
     model, task, seq_len = build()
     result = evaluate(model, task, seq_len, 2, 4, curves=True)
@@ -92,7 +94,7 @@ def test_curves_agree_with_the_summary_numbers():
     assert len(curves["drift"]) == seq_len and curves["drift"][-1] == pytest.approx(result["drift_final"])
     for bucket, value in result["drift"].items():
         start, _, stop = bucket.partition("-")
-        span = curves["drift"][int(start): int(stop or start) + 1]
+        span = curves["drift"][int(start) : int(stop or start) + 1]
         assert sum(span) / len(span) == pytest.approx(value)
     assert set(curves["accuracy_by_position"]) == {"rnn", "onestep", "teacher"}
     assert set(curves["accuracy_by_position"]["rnn"]) <= set(result["drift"])
@@ -109,6 +111,7 @@ def test_single_labelled_position_accuracy_equals_the_total():
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------
+
 
 def test_eval_plots_writes_pngs_and_data(smt_run, tmp_path, capsys):
     run_dir, _ = smt_run
@@ -132,11 +135,31 @@ def test_eval_plots_of_a_bptt_run_skip_the_teacher_figures(bptt_run, tmp_path):
 
 def test_eval_plots_of_a_text_run_add_bits_by_context(tmp_path):
     run = tmp_path / "run"
-    assert main(["train", "--preset", "debug", "--task", "text", "--method", "bptt", "--steps", "2", "--quiet",
-                 "--device", "cpu", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "debug",
+                "--task",
+                "text",
+                "--method",
+                "bptt",
+                "--steps",
+                "2",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "plots"
-    assert main(["eval", str(run), "--device", "cpu", "--batches", "1", "--max-tokens", "3000", "--plots",
-                 str(out)]) == 0
+    assert (
+        main(["eval", str(run), "--device", "cpu", "--batches", "1", "--max-tokens", "3000", "--plots", str(out)]) == 0
+    )
     assert (out / "context.png").read_bytes().startswith(PNG_SIGNATURE)
     documents = json.loads((out / "diagnostics.json").read_text())["eval"]["held_out_documents"]
     assert "rnn_bits_by_position" in documents

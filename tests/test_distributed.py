@@ -14,22 +14,23 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from support import debug_config
 
 from smtrnn import distributed
 from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import load_trainer_state
 from smtrnn.cli import main
 from smtrnn.config import validate
+from smtrnn.data.tasks import make_task
 from smtrnn.errors import ConfigError
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
-from support import debug_config
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with gloo is not available")
+needs_gloo = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo is not available"
+)
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
@@ -44,9 +45,11 @@ def _losses(cfg):
     uniformity pairs are drawn at random, so they match the whole batch's only in expectation), the dynamics loss
     reaching the encoder; and a teacher-only loss, as in SMT's warm-up, where the RNN's parameters get no gradient."""
     cfg.smt.decoder_weight, cfg.smt.uniformity_weight, cfg.smt.schedule = 0.0, 0.0, "joint"
-    return {"bptt": lambda m, x, y: bptt_loss(m, x, y, cfg.bptt)[0],
-            "smt": lambda m, x, y: smt_loss(m, x, y, cfg.smt, rnn_active=True)[0],
-            "smt-warmup": lambda m, x, y: m.teacher.encode(x)[..., :3].sum(-1).mean()}
+    return {
+        "bptt": lambda m, x, y: bptt_loss(m, x, y, cfg.bptt)[0],
+        "smt": lambda m, x, y: smt_loss(m, x, y, cfg.smt, rnn_active=True)[0],
+        "smt-warmup": lambda m, x, y: m.teacher.encode(x)[..., :3].sum(-1).mean(),
+    }
 
 
 def _model(cfg) -> Model:
@@ -63,7 +66,7 @@ def _gradients(method: str, x, y, rank: int | None = None, world: int = 1, skip_
     step = distributed.Objective(model)
     if rank is not None:
         share = x.shape[0] // world
-        x, y = x[rank * share:(rank + 1) * share], y[rank * share:(rank + 1) * share]
+        x, y = x[rank * share : (rank + 1) * share], y[rank * share : (rank + 1) * share]
         step = distributed.data_parallel(model, torch.device("cpu"), find_unused=method.startswith("smt"))
         assert isinstance(step, torch.nn.parallel.DistributedDataParallel)
         if skip_first:
@@ -103,8 +106,16 @@ def test_two_ranks_with_half_batches_average_to_the_whole_batch_gradient(tmp_pat
 
 
 def _torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
-               "-m", "smtrnn", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "--standalone",
+        "-m",
+        "smtrnn",
+        *args,
+    ]
     return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
 
 
@@ -112,12 +123,32 @@ def _torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
 @needs_gloo
 def test_torchrun_writes_one_run_from_rank_0_and_refuses_a_resume_on_another_world_size(tmp_path, capsys):
     out = tmp_path / "run"
-    proc = _torchrun("train", "--preset", "debug", "--steps", "3", "--out", str(out), "--device", "cpu", "--quiet",
-                     "--set", "train.log_every=1", "--set", "train.save_every=2")
+    proc = _torchrun(
+        "train",
+        "--preset",
+        "debug",
+        "--steps",
+        "3",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.save_every=2",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["labelled_tokens"] > 0  # one evaluation printed, by rank 0 alone
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "latest", "metrics.jsonl",
-                                                    "model.safetensors", "trainer_state.pt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "config.json",
+        "latest",
+        "metrics.jsonl",
+        "model.safetensors",
+        "trainer_state.pt",
+    ]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000003"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]  # each step logged once, not once per rank
@@ -126,8 +157,12 @@ def test_torchrun_writes_one_run_from_rank_0_and_refuses_a_resume_on_another_wor
     assert state["world_size"] == 2 and len(state["rank_rngs"]) == 2
     assert not torch.equal(state["rank_rngs"][0]["data_rng"], state["rank_rngs"][1]["data_rng"])  # own streams
 
-    assert main(["train", "--resume", "--preset", "debug", "--steps", "4", "--out", str(out), "--device", "cpu",
-                 "--quiet"]) == 2
+    assert (
+        main(
+            ["train", "--resume", "--preset", "debug", "--steps", "4", "--out", str(out), "--device", "cpu", "--quiet"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "world size 2" in err and "world size 1" in err
 
@@ -138,16 +173,32 @@ def test_torchrun_writes_one_run_from_rank_0_and_refuses_a_resume_on_another_wor
 def test_torchrun_trains_every_method(tmp_path, method):
     """BPTT (every parameter used every step) and SMT then DMT (the teacher left unused once DMT starts) under DDP."""
     out = tmp_path / "run"
-    proc = _torchrun("train", "--preset", "debug", "--method", method, "--steps", "4", "--out", str(out),
-                     "--device", "cpu", "--quiet", "--set", "train.log_every=1")
+    proc = _torchrun(
+        "train",
+        "--preset",
+        "debug",
+        "--method",
+        method,
+        "--steps",
+        "4",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--set",
+        "train.log_every=1",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
 
 
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                    reason="torch.compile on CPU generates C++ (needs a compiler)")
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None,
+    reason="torch.compile on CPU generates C++ (needs a compiler)",
+)
 def test_compile_trains_like_eager_on_cpu(tmp_path):
     """train.compile=true compiles the teacher's and the RNN's modules in place (inductor's C++ backend on CPU): the
     same losses as eager to float tolerance, graphs actually compiled, checkpoint names unchanged."""
@@ -178,8 +229,22 @@ def test_precision_and_compile_validate():
 
 
 def test_bf16_on_cpu_is_refused_in_one_line(tmp_path, capsys):
-    code = main(["train", "--preset", "debug", "--steps", "2", "--out", str(tmp_path / "run"), "--device", "cpu",
-                 "--quiet", "--set", "train.precision=bf16"])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "debug",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--set",
+            "train.precision=bf16",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "bf16" in err and "cpu" in err
     assert not (tmp_path / "run").exists()
@@ -198,8 +263,13 @@ def test_bf16_and_compile_train_on_cuda(tmp_path):
 
 @pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_gpu_check_tiny_prints_one_json():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny"], env=ENV,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["device"] == "cpu" and len(report["throughput"]) == 2
@@ -210,8 +280,13 @@ def test_gpu_check_tiny_prints_one_json():
 
 @pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_gpu_check_training_stops_at_the_budget():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--budget", "0.01"],
-                          env=ENV, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--tiny", "--budget", "0.01"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     training = json.loads(proc.stdout)["training"]
     assert 1 <= training["steps"] < training["max_steps"]
@@ -220,6 +295,9 @@ def test_gpu_check_training_stops_at_the_budget():
 def test_leave_flushes_what_was_written_and_exits_with_the_code():
     """`distributed.leave` ends a finished rank without interpreter finalization (where gloo's threads can abort
     it), and loses nothing already printed."""
-    script = "import sys\nfrom smtrnn import distributed\nprint('result', end='')\nsys.stderr.write('note')\ndistributed.leave(3)\nprint('never')\n"
+    script = (
+        "import sys\nfrom smtrnn import distributed\nprint('result', end='')\nsys.stderr.write('note')\n"
+        "distributed.leave(3)\nprint('never')\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "result", "note")

@@ -11,20 +11,20 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from support import debug_config, state_dicts_equal
 
 from smtrnn.checkpoint import METRICS_FILE, load_model, read_config
 from smtrnn.cli import main
 from smtrnn.config import DMTConfig, MemoryConfig, RNNConfig
+from smtrnn.data.tasks import make_task
 from smtrnn.dmt import dmt_loss, predict_from_visited, visited_states
-from smtrnn.reference import dmt_sequential_loss
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model
+from smtrnn.reference import dmt_sequential_loss
 from smtrnn.rnn import RNN
 from smtrnn.smt import smt_loss
-from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer, loss_function
-from support import debug_config, state_dicts_equal
 
 # delayed_recall with 64 symbols and lag 1: a vocabulary large enough for every token of a (4, 12) batch to be
 # distinct, so a gradient on an embedding row tells exactly which (sequence, position) it came from.
@@ -47,7 +47,7 @@ def sample(made, batch: int, length: int, seed: int = 0):
 
 def distinct_tokens(batch: int, length: int, vocab: int, seed: int = 0) -> torch.Tensor:
     """(batch, length) token ids, each id at most once in the whole batch."""
-    return torch.randperm(vocab, generator=torch.Generator().manual_seed(seed))[:batch * length].view(batch, length)
+    return torch.randperm(vocab, generator=torch.Generator().manual_seed(seed))[: batch * length].view(batch, length)
 
 
 def graph_size(loss: torch.Tensor) -> int:
@@ -67,6 +67,7 @@ def grad_is_zero(p: torch.nn.Parameter) -> bool:
 
 
 # --- visited_states -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("restart_fraction", [0.0, 0.5, 1.0])
 def test_visited_states_build_no_graph(restart_fraction):
@@ -153,6 +154,7 @@ def test_dmt_graph_does_not_grow_with_the_sequence_length():
 
 # --- predict_from_visited -----------------------------------------------------------------------------------
 
+
 def small_rnn(vocab: int, seed: int = 0) -> RNN:
     torch.manual_seed(seed)
     return RNN(MemoryConfig(tokens=2, width=8), RNNConfig(hidden=32, depth=1, embed=8, readout_hidden=16), vocab)
@@ -172,7 +174,7 @@ def test_each_prediction_is_k_plus_one_steps_from_its_visited_state(k):
         assert predicted.shape == (batch, length, 16)
         for t in range(length):
             s = max(t - k, 0)
-            expected = rnn.rollout(x[:, s:t + 1], m0=visited[:, s])[0][:, -1]
+            expected = rnn.rollout(x[:, s : t + 1], m0=visited[:, s])[0][:, -1]
             torch.testing.assert_close(predicted[:, t], expected, rtol=0, atol=1e-5, msg=f"t={t}, k={k}")
     if k == 0:  # plain one-step regression: rnn.step from the visited state of the same step
         stepped = rnn.step(visited.flatten(0, 1), x.flatten()).view_as(predicted)
@@ -207,6 +209,7 @@ def test_gradient_reaches_exactly_the_last_k_plus_one_inputs(k):
 
 
 # --- frozen teacher, gradient routing -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("loss_fn", [dmt_loss, dmt_sequential_loss])
 def test_dmt_trains_the_rnn_and_never_the_teacher(loss_fn):
@@ -260,6 +263,7 @@ def test_dmt_readout_is_on_the_rnns_own_memories_and_the_terms_are_weighted():
 
 # --- the smt+dmt schedule ------------------------------------------------------------------------------------
 
+
 def test_smt_then_dmt_switches_loss_at_one_minus_the_dmt_fraction():
     cfg = debug_config("retrieval", "smt+dmt")
     cfg.dmt.fraction, cfg.smt.warmup = 0.25, 0.6
@@ -291,6 +295,7 @@ def test_method_dmt_is_dmt_from_the_first_step():
 
 # --- the SMT -> DMT pipeline ---------------------------------------------------------------------------------
 
+
 def dmt_config_from(smt_dir: Path, steps: int = 1):
     cfg, _ = read_config(smt_dir)
     cfg.train.method, cfg.train.init, cfg.train.steps = "dmt", str(smt_dir), steps
@@ -305,8 +310,9 @@ def test_dmt_trainer_starts_from_the_smt_weights(smt_run, tmp_path):
     # Not vacuous: the same config without --init starts elsewhere.
     fresh = dmt_config_from(smt_dir)
     fresh.train.method, fresh.train.init = "smt", ""
-    assert not state_dicts_equal(Trainer(fresh, tmp_path / "fresh", show_progress=False).model.state_dict(),
-                                 smt_model.state_dict())
+    assert not state_dicts_equal(
+        Trainer(fresh, tmp_path / "fresh", show_progress=False).model.state_dict(), smt_model.state_dict()
+    )
 
 
 def metric_records(run_dir: Path) -> list[dict]:
@@ -319,9 +325,28 @@ def test_smt_then_dmt_runs_end_to_end(capsys, tmp_path):
     (schedule joint-detached) so every SMT record has a decoder term and the DMT ones are the only
     records without one."""
     out = tmp_path / "run"
-    code = main(["train", "--method", "smt+dmt", "--preset", "debug", "--task", "retrieval", "--steps", "8",
-                 "--set", "train.log_every=1", "--set", "smt.schedule=joint-detached",
-                 "--out", str(out), "--quiet", "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "--method",
+            "smt+dmt",
+            "--preset",
+            "debug",
+            "--task",
+            "retrieval",
+            "--steps",
+            "8",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "smt.schedule=joint-detached",
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     _, err = capsys.readouterr()
     assert code == 0, err
     records = metric_records(out)
@@ -339,8 +364,7 @@ def smt_and_dmt_runs(tmp_path_factory) -> tuple[Path, Path]:
     cfg = debug_config("delayed_recall", "smt", steps=60)
     cfg.train.log_every = 10
     Trainer(cfg, smt_dir, show_progress=False).run()
-    code = main(["train", "--init", str(smt_dir), "--steps", "30", "--out", str(dmt_dir), "--quiet",
-                 "--device", "cpu"])
+    code = main(["train", "--init", str(smt_dir), "--steps", "30", "--out", str(dmt_dir), "--quiet", "--device", "cpu"])
     assert code == 0
     return smt_dir, dmt_dir
 
@@ -351,8 +375,12 @@ def test_dmt_reduces_drift(smt_and_dmt_runs):
         cfg, model = load_model(run_dir)
         result = evaluate(model, make_task(cfg.task.name, **cfg.task.params), cfg.task.seq_len, 4, 32)
         drift = result["drift"]
-        scores[name] = {"mean_drift": sum(drift.values()) / len(drift), "drift_final": result["drift_final"],
-                        "rnn_accuracy": result["rnn_accuracy"], "teacher_accuracy": result["teacher_accuracy"]}
+        scores[name] = {
+            "mean_drift": sum(drift.values()) / len(drift),
+            "drift_final": result["drift_final"],
+            "rnn_accuracy": result["rnn_accuracy"],
+            "teacher_accuracy": result["teacher_accuracy"],
+        }
     smt, dmt = scores["smt"], scores["dmt"]
     assert dmt["mean_drift"] < 0.75 * smt["mean_drift"], scores
     assert dmt["drift_final"] < smt["drift_final"], scores
@@ -374,6 +402,7 @@ def test_dmt_run_keeps_the_teacher_and_the_smt_config(smt_and_dmt_runs):
 
 
 # --- bad input ----------------------------------------------------------------------------------------------
+
 
 def assert_one_line_error(code: int, err: str, names: list[str], paths: list[str]) -> None:
     """Exit 2, one `smtrnn: error:` line naming each of `names`; a name that is not itself one of `paths` must
@@ -400,22 +429,34 @@ BAD_INIT = {
     "other task": (lambda d: ["--init", d["smt"], "--task", "copy"], lambda d: ["task.name", "copy"]),
     "--init with method smt": (lambda d: ["--init", d["smt"], "--method", "smt"], lambda d: ["--init", "dmt"]),
     "method dmt without --init": (lambda d: ["--preset", "debug", "--method", "dmt"], lambda d: ["--init"]),
-    "dmt.fraction 1": (lambda d: ["--preset", "debug", "--method", "smt+dmt", "--set", "dmt.fraction=1"],
-                       lambda d: ["dmt.fraction", "1"]),
-    "dmt.fraction 0": (lambda d: ["--preset", "debug", "--method", "smt+dmt", "--set", "dmt.fraction=0"],
-                       lambda d: ["dmt.fraction"]),
-    "dmt.fraction negative": (lambda d: ["--init", d["smt"], "--set", "dmt.fraction=-0.5"],
-                              lambda d: ["dmt.fraction", "-0.5"]),
-    "dmt.restart_fraction 2": (lambda d: ["--init", d["smt"], "--set", "dmt.restart_fraction=2"],
-                               lambda d: ["dmt.restart_fraction"]),
+    "dmt.fraction 1": (
+        lambda d: ["--preset", "debug", "--method", "smt+dmt", "--set", "dmt.fraction=1"],
+        lambda d: ["dmt.fraction", "1"],
+    ),
+    "dmt.fraction 0": (
+        lambda d: ["--preset", "debug", "--method", "smt+dmt", "--set", "dmt.fraction=0"],
+        lambda d: ["dmt.fraction"],
+    ),
+    "dmt.fraction negative": (
+        lambda d: ["--init", d["smt"], "--set", "dmt.fraction=-0.5"],
+        lambda d: ["dmt.fraction", "-0.5"],
+    ),
+    "dmt.restart_fraction 2": (
+        lambda d: ["--init", d["smt"], "--set", "dmt.restart_fraction=2"],
+        lambda d: ["dmt.restart_fraction"],
+    ),
 }
 
 
 @pytest.mark.parametrize("argv, names", BAD_INIT.values(), ids=BAD_INIT.keys())
 def test_bad_dmt_arguments(capsys, tmp_path, smt_run, bptt_run, argv, names):
     (tmp_path / "empty").mkdir()
-    dirs = {"smt": str(smt_run[0]), "bptt": str(bptt_run[0]), "missing": str(tmp_path / "nowhere"),
-            "empty": str(tmp_path / "empty")}
+    dirs = {
+        "smt": str(smt_run[0]),
+        "bptt": str(bptt_run[0]),
+        "missing": str(tmp_path / "nowhere"),
+        "empty": str(tmp_path / "empty"),
+    }
     out = tmp_path / "out"
     code = main(["train", *argv(dirs), "--steps", "2", "--out", str(out), "--quiet", "--device", "cpu"])
     _, err = capsys.readouterr()
@@ -437,6 +478,20 @@ def test_time_parallel_dmt_trains_the_empty_memory():
 def test_dmt_may_start_from_an_smt_run_of_another_length(tmp_path, capsys):
     smt_dir = tmp_path / "smt"
     Trainer(debug_config("retrieval", "smt", steps=2), smt_dir, show_progress=False).run()
-    code = main(["train", "--init", str(smt_dir), "--seq-len", "24", "--steps", "2", "--out", str(tmp_path / "dmt"),
-                 "--quiet", "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "--init",
+            str(smt_dir),
+            "--seq-len",
+            "24",
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "dmt"),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err

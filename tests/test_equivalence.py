@@ -13,12 +13,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from support import debug_config
 
 from smtrnn.config import CELLS
+from smtrnn.data.tasks import make_task
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.data.tasks import make_task
-from support import debug_config
 
 B, T = 4, 9
 ATOL = 1e-5
@@ -38,11 +38,12 @@ def random_tokens(vocab: int, *shape: int, seed: int = 1) -> torch.Tensor:
 def changed_after(x: torch.Tensor, t: int, vocab: int) -> torch.Tensor:
     """x with every input after position t replaced by a different token."""
     out = x.clone()
-    out[:, t + 1:] = (out[:, t + 1:] + 1) % vocab
+    out[:, t + 1 :] = (out[:, t + 1 :] + 1) % vocab
     return out
 
 
 # --- the RNN ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_rollout_equals_loop_of_step(cell):
@@ -83,6 +84,7 @@ def test_detach_every_changes_no_values(every):
 
 # --- the encoder --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("tokens", [1, 3])
 @pytest.mark.parametrize("t", [0, 3, T - 2])
 def test_encoder_memory_ignores_later_inputs(tokens, t):
@@ -91,7 +93,7 @@ def test_encoder_memory_ignores_later_inputs(tokens, t):
     m = model.teacher.encode(x)
     m_changed = model.teacher.encode(changed_after(x, t, vocab))
     torch.testing.assert_close(m_changed[:, : t + 1], m[:, : t + 1], atol=ATOL, rtol=0)
-    assert (m_changed[:, t + 1:] - m[:, t + 1:]).abs().max() > 1e-3  # the change did reach later memories
+    assert (m_changed[:, t + 1 :] - m[:, t + 1 :]).abs().max() > 1e-3  # the change did reach later memories
 
 
 @pytest.mark.parametrize("tokens", [1, 3])
@@ -124,7 +126,7 @@ def test_decoder_logits_ignore_inputs_beyond_their_target(j):
     changed[:, j:] = (changed[:, j:] + 1) % vocab
     logits_changed = model.teacher.decode(m, changed)
     torch.testing.assert_close(logits_changed[:, : j + 1], logits[:, : j + 1], atol=ATOL, rtol=0)
-    assert (logits_changed[:, j + 1:] - logits[:, j + 1:]).abs().max() > 1e-3
+    assert (logits_changed[:, j + 1 :] - logits[:, j + 1 :]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("j", range(FUTURE + 1))
@@ -149,6 +151,7 @@ def test_decoder_reads_every_memory_token(token):
 
 # --- the SMT terms, by hand ---------------------------------------------------------------------------------
 
+
 def test_smt_dynamics_and_readout_terms_match_a_per_step_computation():
     model, vocab = build(task="delayed_recall")
     cfg = debug_config("delayed_recall").smt
@@ -159,7 +162,7 @@ def test_smt_dynamics_and_readout_terms_match_a_per_step_computation():
 
     m = model.teacher.encode(x)
     previous = model.rnn.init_state(B)
-    squared, readout_nats = [], []
+    squared = []
     for t in range(T):
         squared.append((model.rnn.step(previous, x[:, t]) - m[:, t]).pow(2))
         previous = m[:, t]
@@ -184,9 +187,9 @@ def test_decoder_loss_scores_each_position_against_its_own_future():
     nats, count = 0.0, 0
     for b in range(B):
         for t in positions.tolist():
-            future = x[b, t + 1: t + window]
+            future = x[b, t + 1 : t + window]
             logits = teacher.decode(m[b, t][None], future[None])[0]  # (len(future)+1, V)
-            targets = y[b, t: t + window]
+            targets = y[b, t : t + window]
             for j in range(len(targets)):
                 if targets[j] >= 0:
                     nats += F.cross_entropy(logits[j], targets[j]).item()

@@ -7,18 +7,28 @@ import math
 
 import pytest
 import torch
-
-from smtrnn.evaluate import (_Score, available_memory, drift_buckets, effective_rank, evaluate,
-                             evaluation_bytes)
-from smtrnn.losses import uniformity
-from smtrnn.model import Model
-from smtrnn.data.tasks import make_task
 from support import debug_config, state_dicts_equal
 
+from smtrnn.data.tasks import make_task
+from smtrnn.evaluate import _Score, available_memory, drift_buckets, effective_rank, evaluate, evaluation_bytes
+from smtrnn.losses import uniformity
+from smtrnn.model import Model
+
 RNN_KEYS = {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens", "rnn_effective_rank"}
-TEACHER_KEYS = {"teacher_accuracy", "teacher_bits_per_token", "readout_on_teacher_accuracy", "onestep_accuracy",
-                "readout_on_teacher_bits_per_token", "onestep_bits_per_token", "drift", "drift_final", "drift_labelled", "drift_relative", "memory_effective_rank",
-                "memory_uniformity"}
+TEACHER_KEYS = {
+    "teacher_accuracy",
+    "teacher_bits_per_token",
+    "readout_on_teacher_accuracy",
+    "onestep_accuracy",
+    "readout_on_teacher_bits_per_token",
+    "onestep_bits_per_token",
+    "drift",
+    "drift_final",
+    "drift_labelled",
+    "drift_relative",
+    "memory_effective_rank",
+    "memory_uniformity",
+}
 
 
 def build(method: str = "smt", task: str = "delayed_recall"):
@@ -33,6 +43,7 @@ def run_evaluate(model, task, seq_len, batches=2, batch_size=4) -> dict:
 
 
 # --- the report ---------------------------------------------------------------------------------------------
+
 
 def test_smt_report_keys():
     result = run_evaluate(*build("smt"))
@@ -78,6 +89,7 @@ def test_evaluate_is_repeatable():
 
 # --- bits ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("vocab", [2, 5, 16])
 def test_uniform_logits_cost_log2_v_bits(vocab):
     score = _Score()
@@ -90,9 +102,15 @@ def test_uniform_logits_cost_log2_v_bits(vocab):
 def test_bits_and_accuracy_by_hand():
     """Two labelled positions, one unlabelled (ignored even though its logits are terrible)."""
     half = math.log(0.5)
-    logits = torch.tensor([[[0.0, half, half],     # p = (1/2, 1/4, 1/4) after softmax; target 0: 1 bit
-                            [half, half, 0.0],     # target 1: p = 1/4: 2 bits, and argmax 2 is wrong
-                            [100.0, 0.0, 0.0]]])   # no target
+    logits = torch.tensor(
+        [
+            [
+                [0.0, half, half],  # p = (1/2, 1/4, 1/4) after softmax; target 0: 1 bit
+                [half, half, 0.0],  # target 1: p = 1/4: 2 bits, and argmax 2 is wrong
+                [100.0, 0.0, 0.0],
+            ]
+        ]
+    )  # no target
     score = _Score()
     score.add(logits, torch.tensor([[0, 1, -1]]))
     score.add(logits[:, :1], torch.tensor([[2]]))  # a second batch: target 2 at p = 1/4: 2 bits, wrong
@@ -108,12 +126,15 @@ def test_no_labels_scores_zero_without_dividing_by_zero():
 
 # --- drift --------------------------------------------------------------------------------------------------
 
+
 def with_rollout_replaced(model: Model, memories_from_teacher) -> None:
     """Make the RNN's rollout return memories computed from the teacher's (a test double for a perfect or a
     known-imperfect RNN); logits come from the real readout."""
+
     def rollout(x, m0=None, detach_every=0):
         memories = memories_from_teacher(model.teacher.encode(x))
         return memories, model.rnn.readout(memories)
+
     model.rnn.rollout = rollout
 
 
@@ -168,6 +189,7 @@ def test_drift_buckets_cover_every_position_once(length):
 
 # --- collapse diagnostics -----------------------------------------------------------------------------------
 
+
 def test_effective_rank_of_a_rank_one_set_is_one():
     g = torch.Generator().manual_seed(0)
     memories = torch.randn(256, 1, generator=g) * torch.randn(1, 32, generator=g) + torch.randn(32, generator=g)
@@ -212,7 +234,8 @@ def test_the_memory_estimate_refuses_a_billion_positions_and_admits_the_training
     assert evaluation_bytes(cfg, vocab, 10**9, batch) > free
     assert evaluation_bytes(cfg, vocab, cfg.task.seq_len, batch) < free
     # grows with B·T, and counts at least the memories and logits evaluate holds (the teacher's beside the RNN's)
-    assert evaluation_bytes(cfg, vocab, 2 * cfg.task.seq_len, batch) == 2 * evaluation_bytes(cfg, vocab,
-                                                                                             cfg.task.seq_len, batch)
+    assert evaluation_bytes(cfg, vocab, 2 * cfg.task.seq_len, batch) == 2 * evaluation_bytes(
+        cfg, vocab, cfg.task.seq_len, batch
+    )
     held = (2 if method == "smt" else 1) * 4 * (cfg.memory.size + vocab)
     assert evaluation_bytes(cfg, vocab, 1, 1) > held

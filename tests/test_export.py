@@ -74,9 +74,11 @@ def test_export_refuses_bad_requests_in_one_line_and_overwrites_nothing(tmp_path
     run = trained(tmp_path, "mlp", capsys)
     kept = tmp_path / "kept.pt"
     kept.write_bytes(b"mine")
-    for argv, words in ((["--out", str(kept)], "exists"), (["--format", "tflite", "--out", str(tmp_path / "x")],
-                                                            "unknown --format"),
-                        (["--out", str(tmp_path / "no" / "x.pt")], "does not exist")):
+    for argv, words in (
+        (["--out", str(kept)], "exists"),
+        (["--format", "tflite", "--out", str(tmp_path / "x")], "unknown --format"),
+        (["--out", str(tmp_path / "no" / "x.pt")], "does not exist"),
+    ):
         assert main(["export", str(run), *argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err

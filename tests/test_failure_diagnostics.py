@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from smtrnn.cli import main
+from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.diagnostics import diagnostics, error_growth, markov_gap, probe_accuracy
 from smtrnn.layers import rms_normalize
 from smtrnn.rnn import RNN
-from smtrnn.data.tasks import TaskError, make_task
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -47,6 +47,7 @@ def sphere(*shape):
 
 # --- error growth ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("factor", [0.5, 2.0])
 @pytest.mark.parametrize("epsilon", [1e-3, 0.5])  # the local and the finite perturbation
 def test_error_growth_measures_the_per_step_factor_of_a_linear_update(factor, epsilon):
@@ -65,6 +66,7 @@ def test_error_growth_of_a_contractive_cell_is_below_one_and_of_an_expansive_one
 
 # --- Markov gap --------------------------------------------------------------------------------------------------
 
+
 def test_markov_gap_is_zero_where_the_update_is_exact_and_high_where_new_information_arrives():
     """Teacher memories that stay constant except for a fresh random memory at t = 7: an identity update predicts
     every step but step 7 (and step 0, from m_∅)."""
@@ -80,6 +82,7 @@ def test_markov_gap_is_zero_where_the_update_is_exact_and_high_where_new_informa
 
 
 # --- information probe -------------------------------------------------------------------------------------------
+
 
 def test_probe_finds_a_planted_symbol_and_not_noise():
     generator = torch.Generator().manual_seed(0)
@@ -98,6 +101,7 @@ def test_probe_finds_a_planted_symbol_and_not_noise():
 
 
 # --- needed symbols ----------------------------------------------------------------------------------------------
+
 
 def test_needed_symbols_of_the_three_probed_tasks():
     g = torch.Generator().manual_seed(0)
@@ -125,6 +129,7 @@ def test_a_task_without_a_needed_symbol_says_so():
 
 # --- on a trained run, and through the CLI ---------------------------------------------------------------------
 
+
 def test_diagnostics_of_a_trained_smt_run(smt_run):
     _, trainer = smt_run
     result = diagnostics(trainer.model, trainer.task, trainer.cfg.task.seq_len, batch_size=16)
@@ -145,8 +150,20 @@ def test_diagnostics_refuse_a_run_without_teacher(bptt_run):
 
 def test_eval_json_and_plots_carry_the_diagnostics(smt_run, capsys, tmp_path):
     run_dir, _ = smt_run
-    code = main(["eval", str(run_dir), "--json", "--batches", "1", "--device", "cpu", "--probe",
-                 "--plots", str(tmp_path / "plots")])
+    code = main(
+        [
+            "eval",
+            str(run_dir),
+            "--json",
+            "--batches",
+            "1",
+            "--device",
+            "cpu",
+            "--probe",
+            "--plots",
+            str(tmp_path / "plots"),
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and {"markov_gap", "growth", "probe"} <= set(result["diagnostics"])
     for name in ("markov_gap.png", "growth.png", "probe.png"):
@@ -166,8 +183,25 @@ def test_eval_of_a_bptt_run_has_no_diagnostics_and_refuses_the_probe(bptt_run, c
 
 def test_probe_on_a_task_without_a_needed_symbol_is_one_line_exit_2(capsys, tmp_path):
     out = tmp_path / "parity"
-    assert main(["train", "--preset", "debug", "--task", "parity", "--steps", "2", "--quiet", "--device", "cpu",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "debug",
+                "--task",
+                "parity",
+                "--steps",
+                "2",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(out), "--probe", "--device", "cpu"]) == 2
     err = capsys.readouterr().err

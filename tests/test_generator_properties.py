@@ -10,13 +10,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reliability_support import _write
 
-from smtrnn.errors import DataError
 from smtrnn.data.images import Images, quantize, split_images
 from smtrnn.data.tasks import NO_TARGET, all_tasks, make_task
 from smtrnn.data.text import Corpus, load_text, split_corpus
-from reliability_support import _write
-
+from smtrnn.errors import DataError
 
 # --- properties of the task generators and the data loaders (hypothesis) --------------------------------------
 
@@ -24,8 +23,9 @@ SMALL_TASKS = sorted(set(all_tasks()) - {"text", "pixels"})
 
 
 @settings(max_examples=25, deadline=None)
-@given(name=st.sampled_from(SMALL_TASKS), batch=st.integers(1, 5), extra=st.integers(0, 20),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    name=st.sampled_from(SMALL_TASKS), batch=st.integers(1, 5), extra=st.integers(0, 20), seed=st.integers(0, 2**31 - 1)
+)
 def test_a_generator_is_a_function_of_its_seed_alone(name, batch, extra, seed):
     task = make_task(name)
     length = task.min_seq_len() + extra
@@ -41,9 +41,11 @@ def test_a_generator_is_a_function_of_its_seed_alone(name, batch, extra, seed):
 
 
 @settings(max_examples=15, deadline=None)
-@given(contents=st.lists(st.binary(min_size=1, max_size=80).filter(lambda b: b"\x00" not in b), min_size=2,
-                         max_size=6),
-       length=st.integers(2, 8), seed=st.integers(0, 2**31 - 1))
+@given(
+    contents=st.lists(st.binary(min_size=1, max_size=80).filter(lambda b: b"\x00" not in b), min_size=2, max_size=6),
+    length=st.integers(2, 8),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_text_windows_are_next_byte_pairs_of_the_training_documents(contents, length, seed):
     with tempfile.TemporaryDirectory() as root:
         for i, data in enumerate(contents):
@@ -62,9 +64,10 @@ def test_text_windows_are_next_byte_pairs_of_the_training_documents(contents, le
 
 
 @settings(max_examples=20, deadline=None)
-@given(contents=st.lists(st.binary(min_size=0, max_size=60).filter(lambda b: b"\x00" not in b), min_size=1,
-                         max_size=5),
-       max_bytes=st.one_of(st.none(), st.integers(1, 200)))
+@given(
+    contents=st.lists(st.binary(min_size=0, max_size=60).filter(lambda b: b"\x00" not in b), min_size=1, max_size=5),
+    max_bytes=st.one_of(st.none(), st.integers(1, 200)),
+)
 def test_load_text_keeps_the_bytes_in_sorted_order(contents, max_bytes):
     with tempfile.TemporaryDirectory() as root:
         for i, data in enumerate(contents):
@@ -82,8 +85,11 @@ def test_load_text_keeps_the_bytes_in_sorted_order(contents, max_bytes):
 
 
 @settings(max_examples=30, deadline=None)
-@given(sizes=st.lists(st.integers(1, 20), min_size=1, max_size=12),
-       fraction=st.floats(0.01, 0.99), seed=st.integers(0, 1000))
+@given(
+    sizes=st.lists(st.integers(1, 20), min_size=1, max_size=12),
+    fraction=st.floats(0.01, 0.99),
+    seed=st.integers(0, 1000),
+)
 def test_split_corpus_is_a_stable_partition(sizes, fraction, seed):
     names = [f"doc{seed}-{i}.txt" for i in range(len(sizes))]
     docs = [torch.full((n,), i % 256, dtype=torch.uint8) for i, n in enumerate(sizes)]
@@ -104,8 +110,14 @@ def test_split_corpus_is_a_stable_partition(sizes, fraction, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(count=st.integers(1, 6), height=st.integers(1, 4), width=st.integers(1, 4), levels=st.integers(2, 300),
-       target=st.integers(2, 300), seed=st.integers(0, 1000))
+@given(
+    count=st.integers(1, 6),
+    height=st.integers(1, 4),
+    width=st.integers(1, 4),
+    levels=st.integers(2, 300),
+    target=st.integers(2, 300),
+    seed=st.integers(0, 1000),
+)
 def test_quantize_is_monotone_onto_the_new_levels(count, height, width, levels, target, seed):
     pixels = torch.randint(0, levels, (count, height, width), generator=torch.Generator().manual_seed(seed))
     images = Images(pixels.to(torch.uint8 if levels <= 256 else torch.int32), levels, "random")

@@ -12,14 +12,14 @@ import dataclasses
 
 import pytest
 import torch
+from support import debug_config, state_dicts_equal
 
 from smtrnn.bptt import bptt_loss
 from smtrnn.config import BPTTConfig, SMTConfig
+from smtrnn.data.tasks import make_task
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
-from support import debug_config, state_dicts_equal
 
 
 def build(method: str = "smt", task: str = "delayed_recall") -> tuple[Model, torch.Tensor, torch.Tensor]:
@@ -33,8 +33,16 @@ def build(method: str = "smt", task: str = "delayed_recall") -> tuple[Model, tor
 
 def only(term: str, **flags) -> SMTConfig:
     """An SMTConfig whose loss is the one named term (weight 1), the others weighted 0."""
-    weights = {name: 0.0 for name in ("decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight",
-                                      "onestep_readout_weight")}
+    weights = {
+        name: 0.0
+        for name in (
+            "decoder_weight",
+            "dynamics_weight",
+            "uniformity_weight",
+            "readout_weight",
+            "onestep_readout_weight",
+        )
+    }
     weights[f"{term}_weight"] = 1.0
     return dataclasses.replace(SMTConfig(), **weights, **flags)  # joint unless a test names another schedule
 
@@ -128,6 +136,7 @@ def test_decoder_term_trains_the_whole_teacher_and_not_the_rnn():
 
 # --- BPTT truncation ----------------------------------------------------------------------------------------
 
+
 def embedding_grad(truncation: int, position: int) -> float:
     """|d loss / d embedding| of the input at `position` (T = 8), for a loss on the last step only.
 
@@ -144,15 +153,18 @@ def embedding_grad(truncation: int, position: int) -> float:
     return model.rnn.embedding.weight.grad[0].abs().max().item()
 
 
-@pytest.mark.parametrize("truncation, position, reaches", [
-    (0, 0, True),    # full BPTT: the first input influences the last loss
-    (4, 0, False),   # windows x_0..x_3 | x_4..x_7: the path from x_0 is cut
-    (4, 4, True),    # x_4 opens the last window
-    (4, 3, False),   # x_3 closes the window before it
-    (5, 4, False),   # windows x_0..x_4 | x_5..x_7
-    (5, 5, True),
-    (8, 0, True),    # one window spanning the sequence: as full BPTT
-])
+@pytest.mark.parametrize(
+    "truncation, position, reaches",
+    [
+        (0, 0, True),  # full BPTT: the first input influences the last loss
+        (4, 0, False),  # windows x_0..x_3 | x_4..x_7: the path from x_0 is cut
+        (4, 4, True),  # x_4 opens the last window
+        (4, 3, False),  # x_3 closes the window before it
+        (5, 4, False),  # windows x_0..x_4 | x_5..x_7
+        (5, 5, True),
+        (8, 0, True),  # one window spanning the sequence: as full BPTT
+    ],
+)
 def test_truncation_cuts_gradient_paths_longer_than_the_window(truncation, position, reaches):
     assert (embedding_grad(truncation, position) > 0) == reaches
 
@@ -172,8 +184,9 @@ def test_with_the_flag_the_dynamics_gradient_flows_through_both_memories(monkeyp
 
     m = memories.clone().requires_grad_(True)
     previous = torch.cat([model.rnn.init_state(x.shape[0])[:, None], m[:, :-1]], dim=1)
-    by_hand = torch.stack([(model.rnn.step(previous[:, t], x[:, t]) - m[:, t]).pow(2)
-                           for t in range(x.shape[1])], dim=1).mean()
+    by_hand = torch.stack(
+        [(model.rnn.step(previous[:, t], x[:, t]) - m[:, t]).pow(2) for t in range(x.shape[1])], dim=1
+    ).mean()
     (expected,) = torch.autograd.grad(by_hand, m)
 
     torch.testing.assert_close(grad_of_smt(True), expected)
@@ -181,6 +194,7 @@ def test_with_the_flag_the_dynamics_gradient_flows_through_both_memories(monkeyp
 
 
 # --- freezing the teacher after the warm-up -----------------------------------------------------------------
+
 
 def test_frozen_teacher_gets_no_gradient_once_the_rnn_is_active():
     model, x, y = build()
@@ -192,8 +206,7 @@ def test_frozen_teacher_gets_no_gradient_once_the_rnn_is_active():
 
 def test_frozen_teacher_still_learns_during_the_warmup():
     model, x, y = build()
-    backward(model, x, y, SMTConfig(schedule="staged", warmup=0.5),
-             rnn_active=False)
+    backward(model, x, y, SMTConfig(schedule="staged", warmup=0.5), rnn_active=False)
     assert without_grad(model.teacher) == []
     assert with_grad(model.rnn) == []
 

@@ -15,10 +15,19 @@ import zlib
 import pytest
 import torch
 
-from smtrnn.errors import DataError
-from smtrnn.data.images import (Images, dequantize, load_digits, load_idx, load_images, load_torchvision, quantize,
-                                resample, split_images)
+from smtrnn.data.images import (
+    Images,
+    dequantize,
+    load_digits,
+    load_idx,
+    load_images,
+    load_torchvision,
+    quantize,
+    resample,
+    split_images,
+)
 from smtrnn.data.tasks import TaskError, make_task
+from smtrnn.errors import DataError
 from smtrnn.tools.png import image_grid, read_png_size, write_png
 
 
@@ -37,16 +46,17 @@ def assert_one_line(info) -> None:
 
 # ---- PNG --------------------------------------------------------------------------------------------------
 
+
 def read_png(path) -> torch.Tensor:
     """Decode an 8-bit, non-interlaced grayscale or RGB PNG whose scanlines all use filter 0 (None)."""
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     position, chunks = 8, []
     while position < len(data):
-        (length,) = struct.unpack(">I", data[position:position + 4])
-        kind = data[position + 4:position + 8]
-        body = data[position + 8:position + 8 + length]
-        (crc,) = struct.unpack(">I", data[position + 8 + length:position + 12 + length])
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length : position + 12 + length])
         assert crc == zlib.crc32(kind + body), f"bad CRC in {kind!r}"
         chunks.append((kind, body))
         position += 12 + length
@@ -60,7 +70,7 @@ def read_png(path) -> torch.Tensor:
     assert len(raw) == height * stride
     rows = []
     for y in range(height):
-        line = raw[y * stride:(y + 1) * stride]
+        line = raw[y * stride : (y + 1) * stride]
         assert line[0] == 0, "only filter type 0 is expected"
         rows.append(list(line[1:]))
     pixels = torch.tensor(rows, dtype=torch.uint8)
@@ -85,14 +95,17 @@ def test_png_overwrites_atomically_and_leaves_no_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["image.png"]
 
 
-@pytest.mark.parametrize("pixels, match", [
-    (torch.zeros(3, 4, dtype=torch.int64), "uint8"),
-    (torch.zeros(3, 4), "uint8"),
-    (torch.zeros(3, dtype=torch.uint8), "shape"),
-    (torch.zeros(3, 4, 4, dtype=torch.uint8), "shape"),
-    (torch.zeros(0, 4, dtype=torch.uint8), "non-empty"),
-    ([[0, 1]], "Tensor"),
-])
+@pytest.mark.parametrize(
+    "pixels, match",
+    [
+        (torch.zeros(3, 4, dtype=torch.int64), "uint8"),
+        (torch.zeros(3, 4), "uint8"),
+        (torch.zeros(3, dtype=torch.uint8), "shape"),
+        (torch.zeros(3, 4, 4, dtype=torch.uint8), "shape"),
+        (torch.zeros(0, 4, dtype=torch.uint8), "non-empty"),
+        ([[0, 1]], "Tensor"),
+    ],
+)
 def test_png_rejects_bad_pixels(tmp_path, pixels, match):
     with raises_data_error(match) as info:
         write_png(tmp_path / "bad.png", pixels)
@@ -120,8 +133,8 @@ def test_image_grid_shape_and_placement(count, columns, pad):
     covered = torch.zeros(grid.shape, dtype=torch.bool)
     for k in range(count):
         top, left = pad + (k // columns) * (height + pad), pad + (k % columns) * (width + pad)
-        assert torch.equal(grid[top:top + height, left:left + width], images[k])
-        covered[top:top + height, left:left + width] = True
+        assert torch.equal(grid[top : top + height, left : left + width], images[k])
+        covered[top : top + height, left : left + width] = True
     assert (grid[~covered] == 7).all()  # padding and the empty cells of a partial last row
 
 
@@ -131,20 +144,24 @@ def test_image_grid_writes_as_png(tmp_path):
     assert read_png_size(tmp_path / "grid.png") == (2 * 5 + 1, 3 * 5 + 1)
 
 
-@pytest.mark.parametrize("images, kwargs, match", [
-    (torch.zeros(2, 3, dtype=torch.uint8), {}, r"\(N, H, W\)"),
-    (torch.zeros(2, 3, 3), {}, r"\(N, H, W\)"),
-    (torch.zeros(0, 3, 3, dtype=torch.uint8), {}, "at least one"),
-    (torch.zeros(2, 3, 3, dtype=torch.uint8), {"columns": 0}, "columns"),
-    (torch.zeros(2, 3, 3, dtype=torch.uint8), {"pad": -1}, "pad"),
-    (torch.zeros(2, 3, 3, dtype=torch.uint8), {"pad_value": 256}, "pad_value"),
-])
+@pytest.mark.parametrize(
+    "images, kwargs, match",
+    [
+        (torch.zeros(2, 3, dtype=torch.uint8), {}, r"\(N, H, W\)"),
+        (torch.zeros(2, 3, 3), {}, r"\(N, H, W\)"),
+        (torch.zeros(0, 3, 3, dtype=torch.uint8), {}, "at least one"),
+        (torch.zeros(2, 3, 3, dtype=torch.uint8), {"columns": 0}, "columns"),
+        (torch.zeros(2, 3, 3, dtype=torch.uint8), {"pad": -1}, "pad"),
+        (torch.zeros(2, 3, 3, dtype=torch.uint8), {"pad_value": 256}, "pad_value"),
+    ],
+)
 def test_image_grid_rejects_bad_input(images, kwargs, match):
     with raises_data_error(match):
         image_grid(images, **{"columns": 2, **kwargs})
 
 
 # ---- IDX files ----------------------------------------------------------------------------------------------
+
 
 def idx_bytes(pixels: torch.Tensor, magic: int = 0x00000803) -> bytes:
     """An IDX file: magic, then one big-endian 4-byte size per dimension, then the bytes."""
@@ -165,26 +182,34 @@ def test_idx_round_trip(tmp_path, compress):
     images = load_idx(path)
     assert torch.equal(images.pixels, pixels) and images.pixels.dtype == torch.uint8
     assert (images.levels, images.name, len(images), images.height, images.width) == (
-        256, "idx:images-idx3-ubyte", 4, 5, 3)
+        256,
+        "idx:images-idx3-ubyte",
+        4,
+        5,
+        3,
+    )
 
 
 GOOD = random_pixels(2, 3, 3)
 
 
-@pytest.mark.parametrize("data, match", [
-    (b"", "is empty"),
-    (b"\x00\x00", "truncated"),
-    (idx_bytes(GOOD)[:10], "truncated"),
-    (idx_bytes(GOOD)[:-1], r"truncated: its header says 2 images of 3x3 \(18 bytes\), but only 17"),
-    (idx_bytes(GOOD) + b"\x00\x00", "2 trailing bytes"),
-    (idx_bytes(torch.zeros(5, dtype=torch.uint8), magic=0x00000801), "labels file"),
-    (idx_bytes(GOOD.view(2, 9), magic=0x00000802), "2 dimensions, expected 3"),
-    (idx_bytes(GOOD[None], magic=0x00000804), "4 dimensions, expected 3"),
-    (idx_bytes(GOOD, magic=0x00000D03), "data type 0x0d, expected unsigned bytes"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(20), "not an IDX file"),
-    (idx_bytes(GOOD[:0]), "holds no images"),
-    (idx_bytes(GOOD[:, :0]), "empty images"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "is empty"),
+        (b"\x00\x00", "truncated"),
+        (idx_bytes(GOOD)[:10], "truncated"),
+        (idx_bytes(GOOD)[:-1], r"truncated: its header says 2 images of 3x3 \(18 bytes\), but only 17"),
+        (idx_bytes(GOOD) + b"\x00\x00", "2 trailing bytes"),
+        (idx_bytes(torch.zeros(5, dtype=torch.uint8), magic=0x00000801), "labels file"),
+        (idx_bytes(GOOD.view(2, 9), magic=0x00000802), "2 dimensions, expected 3"),
+        (idx_bytes(GOOD[None], magic=0x00000804), "4 dimensions, expected 3"),
+        (idx_bytes(GOOD, magic=0x00000D03), "data type 0x0d, expected unsigned bytes"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(20), "not an IDX file"),
+        (idx_bytes(GOOD[:0]), "holds no images"),
+        (idx_bytes(GOOD[:, :0]), "empty images"),
+    ],
+)
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_errors_name_the_file(tmp_path, data, match, compress):
     path = write_idx(tmp_path / "broken.idx", data, compress)
@@ -205,6 +230,7 @@ def test_idx_missing_and_corrupt_gzip(tmp_path):
 
 # ---- digits, Images -----------------------------------------------------------------------------------------
 
+
 def test_digits():
     pytest.importorskip("sklearn")
     digits = load_digits()
@@ -213,14 +239,17 @@ def test_digits():
     assert int(digits.pixels.min()) == 0 and int(digits.pixels.max()) == 16
 
 
-@pytest.mark.parametrize("pixels, levels, match", [
-    (torch.tensor([[[0, 4]]]), 4, r"values 0\.\.4, outside \[0, 4\)"),
-    (torch.tensor([[[-1, 0]]]), 4, "outside"),
-    (torch.zeros(1, 2, 2), 4, "integers"),
-    (torch.zeros(2, 2, dtype=torch.uint8), 4, r"\(N, H, W\)"),
-    (torch.zeros(0, 2, 2, dtype=torch.uint8), 4, "non-empty"),
-    (torch.zeros(1, 2, 2, dtype=torch.uint8), 1, "levels"),
-])
+@pytest.mark.parametrize(
+    "pixels, levels, match",
+    [
+        (torch.tensor([[[0, 4]]]), 4, r"values 0\.\.4, outside \[0, 4\)"),
+        (torch.tensor([[[-1, 0]]]), 4, "outside"),
+        (torch.zeros(1, 2, 2), 4, "integers"),
+        (torch.zeros(2, 2, dtype=torch.uint8), 4, r"\(N, H, W\)"),
+        (torch.zeros(0, 2, 2, dtype=torch.uint8), 4, "non-empty"),
+        (torch.zeros(1, 2, 2, dtype=torch.uint8), 1, "levels"),
+    ],
+)
 def test_images_validate(pixels, levels, match):
     with raises_data_error(match):
         Images(pixels, levels, "test")
@@ -232,6 +261,7 @@ def images(count: int = 10, levels: int = 256) -> Images:
 
 
 # ---- quantize / dequantize ----------------------------------------------------------------------------------
+
 
 def test_quantize_identity_is_raw():
     source = images()
@@ -312,30 +342,45 @@ def test_dequantize_rejects_out_of_range():
 
 # ---- split --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("count, fraction, held_out", [
-    (10, 0.1, 1), (10, 0.25, 3), (100, 0.07, 7), (2, 0.9, 1), (2, 0.01, 1), (7, 0.5, 4),
-])
+
+@pytest.mark.parametrize(
+    "count, fraction, held_out",
+    [
+        (10, 0.1, 1),
+        (10, 0.25, 3),
+        (100, 0.07, 7),
+        (2, 0.9, 1),
+        (2, 0.01, 1),
+        (7, 0.5, 4),
+    ],
+)
 def test_split_holds_out_the_last_images(count, fraction, held_out):
     source = images(count)
     train, valid = split_images(source, fraction)
     assert (len(train), len(valid)) == (count - held_out, held_out)
     assert torch.equal(torch.cat([train.pixels, valid.pixels]), source.pixels)  # disjoint, in order, complete
-    assert torch.equal(valid.pixels, source.pixels[count - held_out:])
+    assert torch.equal(valid.pixels, source.pixels[count - held_out :])
     again = split_images(source, fraction)
     assert torch.equal(again[0].pixels, train.pixels) and torch.equal(again[1].pixels, valid.pixels)
     assert train.levels == valid.levels == 256
 
 
-@pytest.mark.parametrize("count, fraction, match", [
-    (1, 0.1, "at least 2 images"), (10, 0.0, "valid_fraction"), (10, 1.0, "valid_fraction"),
-    (10, -0.1, "valid_fraction"),
-])
+@pytest.mark.parametrize(
+    "count, fraction, match",
+    [
+        (1, 0.1, "at least 2 images"),
+        (10, 0.0, "valid_fraction"),
+        (10, 1.0, "valid_fraction"),
+        (10, -0.1, "valid_fraction"),
+    ],
+)
 def test_split_rejects(count, fraction, match):
     with raises_data_error(match):
         split_images(images(count), fraction)
 
 
 # ---- load_images and torchvision -----------------------------------------------------------------------------
+
 
 def test_load_images_dispatch(tmp_path):
     pytest.importorskip("sklearn")
@@ -403,12 +448,15 @@ def test_torchvision_datasets(fake_torchvision, tmp_path):
     assert fake_torchvision[-1] == (str(tmp_path), False, False)
 
 
-@pytest.mark.parametrize("name, match", [
-    ("Missing", "torchvision:Missing not found under"),
-    ("Ragged", "inconsistent size"),
-    ("Nope", "no dataset 'Nope'"),
-    ("helper", "no dataset 'helper'"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("Missing", "torchvision:Missing not found under"),
+        ("Ragged", "inconsistent size"),
+        ("Nope", "no dataset 'Nope'"),
+        ("helper", "no dataset 'helper'"),
+    ],
+)
 def test_torchvision_errors(fake_torchvision, tmp_path, name, match):
     with raises_data_error(match) as info:
         load_torchvision(name, tmp_path)

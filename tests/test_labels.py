@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.checkpoint import load_model
 from smtrnn.cli import main
-from smtrnn.errors import CheckpointError
 from smtrnn.data.labels import MANIFEST, load_labels, write_labels
+from smtrnn.errors import CheckpointError
 from smtrnn.trainer import Trainer, train
-from support import debug_config
 
 SHARD = 8  # sequences per shard: 20 sequences make shards of 8, 8 and 4
 
@@ -65,7 +65,7 @@ def test_labels_equal_a_fresh_teacher_forward(teachers, store):
     with torch.no_grad():
         fresh = model.teacher.encode(x)
     torch.testing.assert_close(m.float(), fresh, atol=1e-2, rtol=1e-2)
-    assert not torch.equal(x[:SHARD], x[SHARD: 2 * SHARD])  # each shard draws its own sequences
+    assert not torch.equal(x[:SHARD], x[SHARD : 2 * SHARD])  # each shard draws its own sequences
     manifest = json.loads((store / MANIFEST).read_text())
     assert manifest["sequences_written"] == 20 and [s["sequences"] for s in manifest["shards"]] == [8, 8, 4]
     assert manifest["shapes"]["m"] == [20, 12, 32] and manifest["task"]["name"] == "retrieval"
@@ -107,8 +107,7 @@ def test_resume_skips_finished_shards_and_completes_a_partial_store(teachers, st
     assert shard_stats(partial) == after
 
 
-def test_a_full_disk_while_labelling_is_one_line_and_the_store_resumes(teachers, store, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_a_full_disk_while_labelling_is_one_line_and_the_store_resumes(teachers, store, tmp_path, capsys, monkeypatch):
     """The second shard's write fails as a full disk does (no file named by the write itself): one line naming the
     shard, exit 2, no partial shard left behind; the next run completes the store as a fresh one would."""
     import errno
@@ -125,8 +124,22 @@ def test_a_full_disk_while_labelling_is_one_line_and_the_store_resumes(teachers,
 
     monkeypatch.setattr(checkpoint, "write_bytes", full_on_second_shard)
     out = tmp_path / "labels"
-    argv = ["label", "--teacher", teachers["seed0"], "--out", out, "--sequences", 20, "--batch-size", 6,
-            "--shard-sequences", SHARD, "--quiet", "--device", "cpu"]
+    argv = [
+        "label",
+        "--teacher",
+        teachers["seed0"],
+        "--out",
+        out,
+        "--sequences",
+        20,
+        "--batch-size",
+        6,
+        "--shard-sequences",
+        SHARD,
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"smtrnn: error: cannot use {out / 'shard-00001.safetensors'}: No space left on device")
@@ -145,9 +158,14 @@ def test_a_store_of_another_teacher_is_refused(teachers, store, tmp_path):
         write_labels(teachers["seed0"], copy, 30, batch_size=6, shard_sequences=SHARD)
 
 
-@pytest.mark.parametrize("field, value, named", [("memory.width", 8, "memory.width"),
-                                                 ("task.params", {"num_symbols": 5}, "task.params"),
-                                                 ("task.seq_len", 16, "task.seq_len")])
+@pytest.mark.parametrize(
+    "field, value, named",
+    [
+        ("memory.width", 8, "memory.width"),
+        ("task.params", {"num_symbols": 5}, "task.params"),
+        ("task.seq_len", 16, "task.seq_len"),
+    ],
+)
 def test_a_run_whose_task_or_memory_differs_from_the_labels_is_refused(store, tmp_path, field, value, named):
     cfg = labels_config(store)
     section, name = field.split(".")
@@ -170,13 +188,41 @@ def test_training_from_labels_overfits_a_small_set_with_no_teacher(store, tmp_pa
 
 def test_cli_label_then_train_two_cells_from_one_label_set(capsys, teachers, tmp_path):
     labels = tmp_path / "labels"
-    code, out, err = run_cli(capsys, "label", "--teacher", teachers["seed0"], "--out", labels, "--sequences", 12,
-                             "--batch-size", 4, "--device", "cpu", "--quiet")
+    code, out, err = run_cli(
+        capsys,
+        "label",
+        "--teacher",
+        teachers["seed0"],
+        "--out",
+        labels,
+        "--sequences",
+        12,
+        "--batch-size",
+        4,
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert code == 0, err
     assert json.loads(out)["shapes"]["m"] == [12, 12, 32]
     for cell in ("transformer", "lstm"):
-        code, out, err = run_cli(capsys, "train", "--method", "labels", "--labels", labels, "--cell", cell, "--steps",
-                                 3, "--quiet", "--device", "cpu", "--out", tmp_path / cell)
+        code, out, err = run_cli(
+            capsys,
+            "train",
+            "--method",
+            "labels",
+            "--labels",
+            labels,
+            "--cell",
+            cell,
+            "--steps",
+            3,
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            tmp_path / cell,
+        )
         assert code == 0, err
         saved = json.loads((tmp_path / cell / "config.json").read_text())["config"]
         assert saved["rnn"]["cell"] == cell and saved["train"]["labels"] == str(labels)
@@ -189,15 +235,26 @@ def test_bad_label_inputs_exit_2_with_one_line(capsys, teachers, store, tmp_path
     (corrupt / MANIFEST).write_text("{not json")
     train_args = ["train", "--quiet", "--device", "cpu", "--steps", 2]
     cases = {
-        "does not exist": train_args + ["--method", "labels", "--labels", tmp_path / "missing", "--out", tmp_path / "a"],
+        "does not exist": train_args
+        + ["--method", "labels", "--labels", tmp_path / "missing", "--out", tmp_path / "a"],
         "is corrupt": train_args + ["--method", "labels", "--labels", corrupt, "--out", tmp_path / "b"],
-        "only for methods labels and labels+dmt": train_args + ["--method", "smt", "--labels", store, "--out", tmp_path / "c"],
+        "only for methods labels and labels+dmt": train_args
+        + ["--method", "smt", "--labels", store, "--out", tmp_path / "c"],
         "pass --labels": train_args + ["--preset", "debug", "--method", "labels", "--out", tmp_path / "d"],
-        "memory.width": train_args + ["--method", "labels", "--labels", store, "--memory-size", 64,
-                                      "--out", tmp_path / "e"],
+        "memory.width": train_args
+        + ["--method", "labels", "--labels", store, "--memory-size", 64, "--out", tmp_path / "e"],
         "no teacher": ["label", "--teacher", _bptt_run(tmp_path), "--out", tmp_path / "f", "--device", "cpu"],
-        "unknown label dtype": ["label", "--teacher", teachers["seed0"], "--out", tmp_path / "g", "--dtype", "int8",
-                                "--device", "cpu"],
+        "unknown label dtype": [
+            "label",
+            "--teacher",
+            teachers["seed0"],
+            "--out",
+            tmp_path / "g",
+            "--dtype",
+            "int8",
+            "--device",
+            "cpu",
+        ],
     }
     for named, argv in cases.items():
         code, out, err = run_cli(capsys, *argv)
@@ -229,13 +286,16 @@ def test_labels_then_dmt_switches_to_dmt_on_the_stored_memories(store, tmp_path,
     assert {"dynamics", "readout"} <= set(metrics) and "decoder" not in metrics
 
 
-@pytest.mark.parametrize("tamper, words", [
-    (lambda m: m.update(shards=[5]), "'shards'"),
-    (lambda m: m.pop("sequences"), "missing or invalid fields ['sequences']"),
-    (lambda m: m.update(seq_len="12"), "'seq_len'"),
-    (lambda m: m.update(memory={"tokens": 2, "width": "x"}), "'memory'"),
-    (lambda m: m.update(task=["retrieval"]), "'task'"),
-])
+@pytest.mark.parametrize(
+    "tamper, words",
+    [
+        (lambda m: m.update(shards=[5]), "'shards'"),
+        (lambda m: m.pop("sequences"), "missing or invalid fields ['sequences']"),
+        (lambda m: m.update(seq_len="12"), "'seq_len'"),
+        (lambda m: m.update(memory={"tokens": 2, "width": "x"}), "'memory'"),
+        (lambda m: m.update(task=["retrieval"]), "'task'"),
+    ],
+)
 def test_a_tampered_manifest_is_one_line_naming_the_field(store, tmp_path, capsys, tamper, words):
     import shutil
 
@@ -243,8 +303,9 @@ def test_a_tampered_manifest_is_one_line_naming_the_field(store, tmp_path, capsy
     manifest = json.loads((copy / "manifest.json").read_text())
     tamper(manifest)
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    code = main(["train", "--labels", str(copy), "--steps", "1", "--quiet", "--device", "cpu", "--out",
-                 str(tmp_path / "run")])
+    code = main(
+        ["train", "--labels", str(copy), "--steps", "1", "--quiet", "--device", "cpu", "--out", str(tmp_path / "run")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and words in err, err
 

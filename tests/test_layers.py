@@ -16,7 +16,10 @@ def test_rotary_scores_depend_only_on_the_offset():
     head_dim, length = 16, 40
     q, k = torch.randn(head_dim), torch.randn(head_dim)
     cos, sin = rotary_tables(length, head_dim, "cpu", torch.float32)
-    everywhere = lambda v: apply_rotary(v.expand(1, 1, length, head_dim), cos, sin)[0, 0]  # v at every position
+
+    def everywhere(v):  # v at every position
+        return apply_rotary(v.expand(1, 1, length, head_dim), cos, sin)[0, 0]
+
     scores = everywhere(q) @ everywhere(k).T  # (L, L): q at i, k at j
     for offset in range(-5, 6):
         along = torch.diagonal(scores, offset=-offset)  # all (i, j) with i - j = offset
@@ -33,7 +36,7 @@ def test_rotary_is_the_roformer_rotation_of_each_channel_pair():
         angle = position / 10000 ** (2 * pair / head_dim)
         a, b = x[0, 0, position, 2 * pair], x[0, 0, position, 2 * pair + 1]
         expected = torch.stack([a * math.cos(angle) - b * math.sin(angle), a * math.sin(angle) + b * math.cos(angle)])
-        torch.testing.assert_close(out[2 * pair: 2 * pair + 2], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[2 * pair : 2 * pair + 2], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_causal_attention_equals_a_softmax_written_out():

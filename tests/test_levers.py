@@ -9,18 +9,18 @@ import math
 
 import pytest
 import torch
+from support import debug_config, state_dicts_equal
 
 from smtrnn.cli import main
 from smtrnn.config import validate
+from smtrnn.data.tasks import make_task
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import memory_channel, perturb_on_sphere
 from smtrnn.model import Model
 from smtrnn.presets import long, make_preset, small, with_long_range_rule
 from smtrnn.smt import dynamics_input_sigma, smt_loss
-from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer
-from support import debug_config, state_dicts_equal
 
 
 def build(cfg):
@@ -34,6 +34,7 @@ def batch(task, length, size=8, seed=0):
 
 
 # --- the memory channel ---------------------------------------------------------------------------------------
+
 
 def test_memory_channel_adds_noise_of_the_named_std_and_is_the_identity_at_zero():
     m = torch.randn(64, 32, 16)
@@ -87,7 +88,9 @@ def test_memory_noise_reaches_the_decoder_and_readout_but_not_the_dynamics_targe
     cfg.smt.memory_noise = 0.0
     torch.manual_seed(1)
     _, clean = smt_loss(model, x, y, cfg.smt)
-    assert float(noisy["dynamics"]) == pytest.approx(float(clean["dynamics"]), rel=1e-6)  # the dynamics MSE is untouched
+    assert float(noisy["dynamics"]) == pytest.approx(
+        float(clean["dynamics"]), rel=1e-6
+    )  # the dynamics MSE is untouched
     assert float(noisy["readout"]) != pytest.approx(float(clean["readout"]), rel=1e-3)
 
 
@@ -105,8 +108,13 @@ def test_memory_noise_is_absent_at_evaluation():
 
 def test_memory_noise_keeps_the_gradient_routing_of_the_schedule():
     """With the noise on and the joint-detached schedule, the RNN terms still send no gradient into the encoder."""
-    cfg = debug_config("retrieval", smt__memory_noise=0.2, smt__schedule="joint-detached",
-                       smt__decoder_weight=0.0, smt__uniformity_weight=0.0)
+    cfg = debug_config(
+        "retrieval",
+        smt__memory_noise=0.2,
+        smt__schedule="joint-detached",
+        smt__decoder_weight=0.0,
+        smt__uniformity_weight=0.0,
+    )
     model, task = build(cfg)
     x, y = batch(task, cfg.task.seq_len)
     loss, _ = smt_loss(model, x, y, cfg.smt)
@@ -117,6 +125,7 @@ def test_memory_noise_keeps_the_gradient_routing_of_the_schedule():
 
 
 # --- contraction: perturbed dynamics inputs ----------------------------------------------------------------------
+
 
 def test_perturb_on_sphere_moves_by_about_sigma_and_stays_rms_normalized():
     m = torch.nn.functional.normalize(torch.randn(512, 2, 16), dim=-1).flatten(-2) * 4.0  # K = 2 tokens of 16
@@ -150,9 +159,15 @@ def test_dynamics_input_noise_perturbs_the_update_inputs_with_its_schedule(monke
 
 # --- the horizon without shortcuts --------------------------------------------------------------------------
 
+
 def test_future_input_dropout_replaces_that_fraction_of_future_inputs_by_a_learned_blank(monkeypatch):
-    cfg = debug_config("delayed_recall", teacher__future_len=12, teacher__decoder_positions=32,
-                       teacher__future_input_dropout=0.5, smt__schedule="joint-detached")
+    cfg = debug_config(
+        "delayed_recall",
+        teacher__future_len=12,
+        teacher__decoder_positions=32,
+        teacher__future_input_dropout=0.5,
+        smt__schedule="joint-detached",
+    )
     model, task = build(cfg)
     x, y = batch(task, cfg.task.seq_len, size=16)
     futures = []
@@ -173,6 +188,7 @@ def test_without_future_dropout_the_teacher_has_no_blank_so_older_checkpoints_lo
 
 
 # --- memory size and the long recipe ----------------------------------------------------------------------------
+
 
 def test_long_preset_sizes_the_memory_from_the_bits_a_task_declares_and_turns_the_noise_channel_on():
     """retrieval holds a needle of 8 symbols and a flag (4 bits), parity one bit: Z = 16, the smallest; delayed_recall
@@ -220,8 +236,9 @@ def test_noise_changes_training_so_runs_differ(tmp_path):
     """Two runs differing only in smt.memory_noise end with different weights (the option is not ignored)."""
     weights = []
     for i, noise in enumerate((0.0, 0.3)):
-        trainer = Trainer(debug_config("retrieval", steps=4, smt__memory_noise=noise), tmp_path / f"r{i}",
-                          show_progress=False)
+        trainer = Trainer(
+            debug_config("retrieval", steps=4, smt__memory_noise=noise), tmp_path / f"r{i}", show_progress=False
+        )
         trainer.run()
         weights.append(trainer.model.state_dict())
     assert not state_dicts_equal(*weights)
@@ -229,10 +246,12 @@ def test_noise_changes_training_so_runs_differ(tmp_path):
 
 # --- the linear decoder ---------------------------------------------------------------------------------------
 
+
 def test_linear_decoder_reads_each_future_target_from_the_memory_alone():
     """teacher.decoder=linear: logits for y_t..y_{t+F} from m_t by one linear map per offset; the future inputs
     are not read, and the first offset is the teacher's own next-target prediction."""
     from smtrnn.teacher import LinearDecoder
+
     cfg = debug_config("delayed_recall", teacher__decoder="linear")
     model, task = build(cfg)
     decoder = model.teacher.decoder
@@ -243,7 +262,9 @@ def test_linear_decoder_reads_each_future_target_from_the_memory_alone():
     assert logits.shape == (3, cfg.teacher.future_len, task.vocab_size)
     torch.testing.assert_close(logits, model.teacher.decode(m, torch.zeros_like(future)))
     per_offset = decoder.head.weight.view(cfg.teacher.future_len, task.vocab_size, -1)
-    torch.testing.assert_close(logits[:, 1], m @ per_offset[1].T + decoder.head.bias.view(cfg.teacher.future_len, -1)[1])
+    torch.testing.assert_close(
+        logits[:, 1], m @ per_offset[1].T + decoder.head.bias.view(cfg.teacher.future_len, -1)[1]
+    )
     torch.testing.assert_close(model.teacher.predict_next(m), logits[:, 0])
 
 
@@ -255,7 +276,6 @@ def test_linear_decoder_trains_the_encoder_through_the_decoder_loss():
     loss.backward()
     assert model.teacher.encoder.to_memory.weight.grad.abs().sum() > 0
     assert model.teacher.decoder.head.weight.grad.abs().sum() > 0
-
 
 
 def test_linear_decoder_loss_does_not_embed_the_future_inputs_it_never_reads():
@@ -277,31 +297,51 @@ def test_linear_decoder_loss_does_not_embed_the_future_inputs_it_never_reads():
     hook.remove()
     assert embedded == []
     logits = teacher.decoder.head(m[:, [0, 5, 11]]).unflatten(-1, (window, task.vocab_size))  # (B, 3, Tf, V)
-    targets = torch.stack([F.pad(y, (0, window), value=-1)[:, t:t + window] for t in (0, 5, 11)], dim=1)
+    targets = torch.stack([F.pad(y, (0, window), value=-1)[:, t : t + window] for t in (0, 5, 11)], dim=1)
     expected = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-1)
     torch.testing.assert_close(loss, expected)
 
+
 # --- bad values ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("field, value, words", [
-    ("smt.memory_noise", -0.1, "smt.memory_noise must be >= 0"),
-    ("smt.dynamics_input_noise", -1, "smt.dynamics_input_noise must be >= 0"),
-    ("smt.memory_dropout", 1.0, "smt.memory_dropout must be in [0, 1)"),
-    ("teacher.future_input_dropout", -0.5, "teacher.future_input_dropout must be in [0, 1)"),
-    ("smt.dynamics_input_noise_final", 2, "smt.dynamics_input_noise_final must be in [0, 1]"),
-    ("teacher.decoder", "conv", "unknown teacher.decoder 'conv'; choose from: transformer, linear"),
-])
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("smt.memory_noise", -0.1, "smt.memory_noise must be >= 0"),
+        ("smt.dynamics_input_noise", -1, "smt.dynamics_input_noise must be >= 0"),
+        ("smt.memory_dropout", 1.0, "smt.memory_dropout must be in [0, 1)"),
+        ("teacher.future_input_dropout", -0.5, "teacher.future_input_dropout must be in [0, 1)"),
+        ("smt.dynamics_input_noise_final", 2, "smt.dynamics_input_noise_final must be in [0, 1]"),
+        ("teacher.decoder", "conv", "unknown teacher.decoder 'conv'; choose from: transformer, linear"),
+    ],
+)
 def test_out_of_range_lever_values_are_refused_naming_the_field(field, value, words, capsys, tmp_path):
-    code = main(["train", "--preset", "debug", "--steps", "1", "--quiet", "--device", "cpu", "--set",
-                 f"{field}={value}", "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "debug",
+            "--steps",
+            "1",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--set",
+            f"{field}={value}",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and words in err
     assert not (tmp_path / "run").exists()
 
 
 def test_levers_are_refused_with_the_one_transition_reference_recipe():
-    cfg = debug_config("retrieval", smt__transitions="one", smt__memory_noise=0.1, smt__warmup=0.0,
-                       smt__schedule="joint")
+    cfg = debug_config(
+        "retrieval", smt__transitions="one", smt__memory_noise=0.1, smt__warmup=0.0, smt__schedule="joint"
+    )
     with pytest.raises(ConfigError, match="smt.memory_noise"):
         validate(cfg)
 
@@ -313,8 +353,26 @@ def test_memory_size_zero_names_the_allowed_values(capsys, tmp_path):
 
 
 def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
-    code = main(["train", "--preset", "long", "--task", "retrieval", "--seq-len", "16", "--steps", "2", "--quiet",
-                 "--device", "cpu", "--batch-size", "4", "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "long",
+            "--task",
+            "retrieval",
+            "--seq-len",
+            "16",
+            "--steps",
+            "2",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert config["memory"]["width"] == 16 and config["smt"]["memory_noise"] == 0.2
@@ -332,8 +390,10 @@ def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path):
         assert config["smt"]["dynamics_input_noise"] == 0.3 and config["smt"]["dynamics_input_noise_final"] == 0.0
 
 
-@pytest.mark.parametrize("argv, words", [(["--budget", "0"], "--budget must be a positive"),
-                                         (["--preset", "bogus"], "unknown preset 'bogus'")])
+@pytest.mark.parametrize(
+    "argv, words",
+    [(["--budget", "0"], "--budget must be a positive"), (["--preset", "bogus"], "unknown preset 'bogus'")],
+)
 def test_demo_bad_budget_or_preset_is_one_line_exit_2(argv, words, capsys, tmp_path):
     assert main(["demo", *argv, "--out", str(tmp_path / "demo")]) == 2
     err = capsys.readouterr().err
@@ -342,12 +402,12 @@ def test_demo_bad_budget_or_preset_is_one_line_exit_2(argv, words, capsys, tmp_p
 
 # --- DMT with the teacher still learning -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("teacher_learns", [False, True])
 def test_dmt_teacher_learns_routes_gradient_into_the_teacher_only_when_set(teacher_learns):
     from smtrnn.trainer import loss_function
 
-    cfg = debug_config("retrieval", "smt+dmt", dmt__teacher_learns=teacher_learns,
-                       smt__schedule="joint-detached")
+    cfg = debug_config("retrieval", "smt+dmt", dmt__teacher_learns=teacher_learns, smt__schedule="joint-detached")
     validate(cfg)
     model, task = build(cfg)
     x, y = batch(task, cfg.task.seq_len)
@@ -377,10 +437,12 @@ def test_contractive_preset_is_long_with_the_contraction_lever():
 
 # --- the linear-skip cell ---------------------------------------------------------------------------------------
 
+
 def test_linear_skip_cell_starts_as_the_residual_mlp_and_is_exact_for_a_shift_of_the_memory():
     """mlp-linear is m' = norm(W m + MLP([m; e])) with W = I at first (the plain residual MLP's m + MLP); with the
     MLP silenced and W a cyclic shift within each memory token, one step moves every float one place, exactly."""
     from smtrnn.cells import LinearMLPCell, MLPCell
+
     cfg = debug_config("delayed_recall", "smt", rnn__cell="mlp-linear")
     torch.manual_seed(0)
     cell = LinearMLPCell(cfg.memory, cfg.rnn)

@@ -9,16 +9,16 @@ import itertools
 
 import pytest
 import torch
+from reliability_support import ALL_TERMS, TRAIN, folder_bytes, latest, one_line, records, run_cli
+from support import debug_config, state_dicts_equal
 
 import smtrnn.smt
 from smtrnn.checkpoint import CHECKPOINTS_DIR, load_trainer_state, read_config
 from smtrnn.errors import TrainingError
 from smtrnn.trainer import Trainer
-from reliability_support import ALL_TERMS, TRAIN, folder_bytes, latest, one_line, records, run_cli
-from support import debug_config, state_dicts_equal
-
 
 # --- non-finite steps -----------------------------------------------------------------------------------------
+
 
 def poison(real, *calls: int):
     """`real`, except that its result is multiplied by NaN on the given calls (1-based)."""
@@ -78,16 +78,20 @@ def test_a_non_finite_gradient_is_caught_before_the_update(tmp_path):
     for _ in range(3):
         trainer.train_step()
     before = copy.deepcopy(trainer.model.state_dict())
-    with pytest.raises(TrainingError, match=r"non-finite gradient at step 4: in rnn\.readout_net \(1 tensor, "
-                                            r"first rnn\.readout_net\.2\.weight\); the loss terms were finite"):
+    with pytest.raises(
+        TrainingError,
+        match=r"non-finite gradient at step 4: in rnn\.readout_net \(1 tensor, "
+        r"first rnn\.readout_net\.2\.weight\); the loss terms were finite",
+    ):
         trainer.train_step()
     assert state_dicts_equal(trainer.model.state_dict(), before)
 
 
 def test_skipped_non_finite_steps_make_no_update_and_are_logged(tmp_path, monkeypatch):
     monkeypatch.setattr(smtrnn.smt, "uniformity", poison(smtrnn.smt.uniformity, 3, 5))
-    cfg = debug_config("retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0,
-                       smt__schedule="joint-detached")
+    cfg = debug_config(
+        "retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0, smt__schedule="joint-detached"
+    )
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     weights_before = {}
     original = trainer.train_step
@@ -109,7 +113,8 @@ def test_skipped_non_finite_steps_make_no_update_and_are_logged(tmp_path, monkey
 
 def test_one_non_finite_step_more_than_allowed_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(smtrnn.smt, "uniformity", poison(smtrnn.smt.uniformity, 2, 3, 6))
-    cfg = debug_config("retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0,
-                       smt__schedule="joint-detached")
+    cfg = debug_config(
+        "retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0, smt__schedule="joint-detached"
+    )
     with pytest.raises(TrainingError, match=r"at step 6: uniformity=nan .* \(after skipping 2, the most "):
         Trainer(cfg, tmp_path / "run", show_progress=False).run()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.bptt import bptt_loss
+from smtrnn.data.tasks import make_task
 from smtrnn.losses import masked_accuracy
 from smtrnn.model import Model
 from smtrnn.smt import smt_loss
-from smtrnn.data.tasks import make_task
-from support import debug_config
 
 STEPS = 150
 
@@ -58,8 +58,11 @@ def test_bptt_overfits_one_batch():
 def test_smt_overfits_one_batch(updates_teacher):
     # Every step trains teacher and RNN together (no warm-up, teacher never frozen); when the dynamics loss reaches
     # the teacher, the paper's weight 0.1 keeps it from collapsing the memories.
-    model, x, y, first, last = fit("smt", smt__schedule="joint" if updates_teacher else "joint-detached",
-                                   smt__dynamics_weight=0.1 if updates_teacher else 1.0)
+    model, x, y, first, last = fit(
+        "smt",
+        smt__schedule="joint" if updates_teacher else "joint-detached",
+        smt__dynamics_weight=0.1 if updates_teacher else 1.0,
+    )
     assert last["decoder"] < first["decoder"] / 20
     assert last["readout"] < first["readout"] / 20
     assert last["dynamics"] < first["dynamics"] / 10

@@ -1,14 +1,15 @@
 """The documents' result tables are the benchmark scripts' output, never typed by hand; the README stays short,
-its set-up runnable, and every document self-contained (no links that do not resolve, nothing outside the repository)."""
+its set-up runnable, and every document self-contained (no links that do not resolve, nothing outside the
+repository)."""
 
 from __future__ import annotations
 
-import pytest
-
 import importlib.util
-import subprocess
 import re
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README_LIMIT = 15_000  # bytes: the README is the front page; tables and the research log live in docs/
@@ -127,24 +128,51 @@ def test_stored_tables_are_regenerated_from_their_json():
     from smtrnn.tools import compare
 
     results = ROOT / "benchmarks" / "results"
-    generators = {"compare_retrieval": compare.markdown, "dmt": load_benchmark("dmt").markdown,
-                  "dmt_gpu": load_benchmark("dmt").markdown, "speed_cpu": load_benchmark("speed").markdown,
-                  "speed_gpu": load_benchmark("speed").markdown, "core": load_benchmark("core").markdown,
-                  "data": load_benchmark("data").markdown, "data_contractive": load_benchmark("data").markdown, "labels": load_benchmark("labels").markdown,
-                  "dataset_labels": load_benchmark("dataset_labels").markdown,
-                  "long_range": load_benchmark("long_range").markdown,
-                  "long_range_headline": load_benchmark("long_range").headline,
-                  "step_syncs": load_benchmark("step_syncs").markdown,
-                  "length_generalization": load_benchmark("length_generalization").markdown,
-                  **{name: load_benchmark("screen").markdown
-                     for name in ("screen_delayed_recall_64", "screen_delayed_recall_256", "screen_copy_64",
-                                  "screen_delayed_recall_256_teacher", "screen_copy_64_capacity",
-                                  "screen_delayed_recall_256_lr", "screen_delayed_recall_256_seed2",
-                                  "screen_copy_64_lr", "screen_copy_scaling", "screen_copy_64_600s",
-                                  "screen_copy_128_budget", "screen_copy_128_levers")},
-                  **{name: load_benchmark("levers").markdown
-                     for name in ("levers", "levers_cells", "levers_horizon", "levers_horizon_480", "levers_wide_480",
-                                  "levers_next_480", "levers_staged_480")}}
+    generators = {
+        "compare_retrieval": compare.markdown,
+        "dmt": load_benchmark("dmt").markdown,
+        "dmt_gpu": load_benchmark("dmt").markdown,
+        "speed_cpu": load_benchmark("speed").markdown,
+        "speed_gpu": load_benchmark("speed").markdown,
+        "core": load_benchmark("core").markdown,
+        "data": load_benchmark("data").markdown,
+        "data_contractive": load_benchmark("data").markdown,
+        "labels": load_benchmark("labels").markdown,
+        "dataset_labels": load_benchmark("dataset_labels").markdown,
+        "long_range": load_benchmark("long_range").markdown,
+        "long_range_headline": load_benchmark("long_range").headline,
+        "step_syncs": load_benchmark("step_syncs").markdown,
+        "length_generalization": load_benchmark("length_generalization").markdown,
+        **{
+            name: load_benchmark("screen").markdown
+            for name in (
+                "screen_delayed_recall_64",
+                "screen_delayed_recall_256",
+                "screen_copy_64",
+                "screen_delayed_recall_256_teacher",
+                "screen_copy_64_capacity",
+                "screen_delayed_recall_256_lr",
+                "screen_delayed_recall_256_seed2",
+                "screen_copy_64_lr",
+                "screen_copy_scaling",
+                "screen_copy_64_600s",
+                "screen_copy_128_budget",
+                "screen_copy_128_levers",
+            )
+        },
+        **{
+            name: load_benchmark("levers").markdown
+            for name in (
+                "levers",
+                "levers_cells",
+                "levers_horizon",
+                "levers_horizon_480",
+                "levers_wide_480",
+                "levers_next_480",
+                "levers_staged_480",
+            )
+        },
+    }
     for name, markdown in generators.items():
         source = name.removesuffix("_headline")  # a headline table comes from its study's JSON
         report = json.loads((results / f"{source}.json").read_text())
@@ -159,15 +187,20 @@ def test_every_levers_variant_can_be_chosen_on_the_command_line():
 
 
 def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates():
-    from smtrnn.tools import compare
     from smtrnn.config import apply_overrides, validate
     from smtrnn.presets import make_preset
+    from smtrnn.tools import compare
 
     bench = load_benchmark("long_range")
     specs = bench.plan(list(bench.GROUPS), 3, 1.0, levers=True, budgets=True)
     assert len({s.name for s in specs}) == len(specs)  # every run has its own directory
-    confirm = [s for s in specs if s.group in bench.GROUPS and not s.variant
-               and (s.method, s.preset) in (("smt+dmt", bench.adopted(s.task)), ("bptt", bench.BPTT_PRESET))]
+    confirm = [
+        s
+        for s in specs
+        if s.group in bench.GROUPS
+        and not s.variant
+        and (s.method, s.preset) in (("smt+dmt", bench.adopted(s.task)), ("bptt", bench.BPTT_PRESET))
+    ]
     assert len(confirm) == 2 * 3 * len(bench.GROUPS)
     for smt, bptt in zip(confirm[::2], confirm[1::2]):  # side by side: same task, length, seed and budget
         assert (smt.method, bptt.method) == ("smt+dmt", "bptt")
@@ -186,9 +219,22 @@ def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
     import subprocess
     import sys
 
-    argv = [sys.executable, str(ROOT / "benchmarks" / "long_range.py"), "--groups", "retrieval-256", "--seeds", "1",
-            "--scale", "0.003", "--no-levers", "--no-budgets", "--work", str(tmp_path / "work"), "--out",
-            str(tmp_path / "out")]
+    argv = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "long_range.py"),
+        "--groups",
+        "retrieval-256",
+        "--seeds",
+        "1",
+        "--scale",
+        "0.003",
+        "--no-levers",
+        "--no-budgets",
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "long_range.json").read_text())
@@ -235,10 +281,21 @@ def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_
     import sys
 
     plan = tmp_path / "plan.txt"
-    plan.write_text("# two tiny runs\na --preset debug --steps 2 --method smt+dmt\n"
-                    "b --preset debug --steps 2 --method bptt --cell mlp-linear  # the linear-skip cell\n")
-    command = [sys.executable, str(ROOT / "benchmarks" / "screen.py"), str(plan), "--name", "s",
-               "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    plan.write_text(
+        "# two tiny runs\na --preset debug --steps 2 --method smt+dmt\n"
+        "b --preset debug --steps 2 --method bptt --cell mlp-linear  # the linear-skip cell\n"
+    )
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "screen.py"),
+        str(plan),
+        "--name",
+        "s",
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     report = json.loads((tmp_path / "out" / "s.json").read_text())
@@ -284,10 +341,27 @@ def test_a_screen_with_seeds_reports_their_test_split_mean_and_plots_validation_
     import sys
 
     plan = tmp_path / "plan.txt"
-    plan.write_text("".join(f"t-s{seed} --preset debug --task text --steps 2 --seed {seed} --method bptt "
-                            "--set train.keep_best=true --set train.eval_every=1\n" for seed in (0, 1)))
-    command = [sys.executable, str(ROOT / "benchmarks" / "screen.py"), str(plan), "--name", "s", "--split", "test",
-               "--plot", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    plan.write_text(
+        "".join(
+            f"t-s{seed} --preset debug --task text --steps 2 --seed {seed} --method bptt "
+            "--set train.keep_best=true --set train.eval_every=1\n"
+            for seed in (0, 1)
+        )
+    )
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "screen.py"),
+        str(plan),
+        "--name",
+        "s",
+        "--split",
+        "test",
+        "--plot",
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     runs = json.loads((tmp_path / "out" / "s.json").read_text())["runs"]

@@ -3,10 +3,9 @@ table keyed by task name: a task the library has never seen gets it from its dec
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import ClassVar
-
-import json
 
 import pytest
 import torch
@@ -80,7 +79,9 @@ def test_a_task_with_targets_everywhere_gets_the_dense_teacher_without_an_entry(
 def test_a_sparse_task_gets_the_long_range_recipe_sized_by_its_declared_bits(user_tasks):
     cfg = recipe("user_sparse")
     assert cfg == contractive("user_sparse")
-    assert cfg.memory.size == 16 and cfg.teacher.decoder == "transformer" and cfg.optim.lr == small("user_sparse").optim.lr
+    assert (
+        cfg.memory.size == 16 and cfg.teacher.decoder == "transformer" and cfg.optim.lr == small("user_sparse").optim.lr
+    )
 
 
 def test_the_rule_reads_the_tasks_properties_not_its_name():
@@ -106,21 +107,46 @@ def test_labelled_fraction_counts_positions_with_targets(user_tasks):
 
 
 def test_decoder_positions_zero_trains_every_position_once():
-    teacher = Teacher(MemoryConfig(tokens=1, width=8),
-                      TeacherConfig(width=16, depth=1, heads=2, decoder="linear", future_len=1, decoder_positions=0), 5)
+    teacher = Teacher(
+        MemoryConfig(tokens=1, width=8),
+        TeacherConfig(width=16, depth=1, heads=2, decoder="linear", future_len=1, decoder_positions=0),
+        5,
+    )
     y = torch.zeros(3, 7, dtype=torch.long)
     assert torch.equal(teacher.sample_positions(y), torch.arange(7).expand(3, 7))
-    sparse = Teacher(MemoryConfig(tokens=1, width=8),
-                     TeacherConfig(width=16, depth=1, heads=2, future_len=1, decoder_positions=2), 5)
+    sparse = Teacher(
+        MemoryConfig(tokens=1, width=8), TeacherConfig(width=16, depth=1, heads=2, future_len=1, decoder_positions=2), 5
+    )
     assert sparse.sample_positions(y).shape == (3, 2)
 
 
 def test_the_cli_recipe_reads_the_tasks_final_parameters(tmp_path):
     """`--set task.params` comes after the preset; the rule still sees it (delayed_recall's lag sets Tf)."""
     out = tmp_path / "run"
-    code = main(["train", "--preset", "recipe", "--task", "delayed_recall", "--set", 'task.params={"lag": 3}',
-                 "--seq-len", "8", "--steps", "1", "--quiet", "--device", "cpu", "--batch-size", "2",
-                 "--set", "train.eval_batches=1", "--out", str(out)])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "recipe",
+            "--task",
+            "delayed_recall",
+            "--set",
+            'task.params={"lag": 3}',
+            "--seq-len",
+            "8",
+            "--steps",
+            "1",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--set",
+            "train.eval_batches=1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["teacher"]["future_len"] == 4 and config["memory"]["width"] == 16

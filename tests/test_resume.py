@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from smtrnn.checkpoint import LATEST_FILE, METRICS_FILE, WEIGHTS_FILE, load_trainer_state, read_config
-from smtrnn.trainer import TIMING_FIELDS, Trainer
 from reliability_support import TRAIN, latest, one_line, records, run_cli, start_training, wait_for
 from support import debug_config
 
+from smtrnn.checkpoint import LATEST_FILE, METRICS_FILE, WEIGHTS_FILE, load_trainer_state, read_config
+from smtrnn.trainer import TIMING_FIELDS, Trainer
 
 # --- exact resume after SIGKILL -------------------------------------------------------------------------------
+
 
 def training_records(run_dir: Path) -> list[str]:
     """The log without wall-clock fields, one JSON string per record."""
@@ -65,8 +65,10 @@ def test_a_killed_run_resumes_bit_identically(tmp_path, capsys):
     assert training_records(killed) == training_records(tmp_path / "straight")
     assert len(training_records(killed)) == 41  # 40 steps and the final evaluation
     assert (killed / WEIGHTS_FILE).read_bytes() == (tmp_path / "straight" / WEIGHTS_FILE).read_bytes()
-    outputs = [run_cli(capsys, "eval", run, "--json", "--batches", 2, "--device", "cpu")[1]
-               for run in (killed, tmp_path / "straight")]
+    outputs = [
+        run_cli(capsys, "eval", run, "--json", "--batches", 2, "--device", "cpu")[1]
+        for run in (killed, tmp_path / "straight")
+    ]
     assert outputs[0] == outputs[1] and "rnn_accuracy" in json.loads(outputs[0])
 
 
@@ -79,18 +81,21 @@ def test_resume_drops_log_records_written_after_the_checkpoint(smt_run_copy):
 
 # --- signals --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
 def test_sigterm_finishes_the_step_saves_and_exits_0(tmp_path):
     out = tmp_path / "run"
-    proc = start_training(*TRAIN, "--steps", 100_000, "--set", "train.save_every=0", "--set", "train.log_every=1",
-                          "--out", out)
+    proc = start_training(
+        *TRAIN, "--steps", 100_000, "--set", "train.save_every=0", "--set", "train.log_every=1", "--out", out
+    )
     wait_for(lambda: (out / METRICS_FILE).exists() and len((out / METRICS_FILE).read_text().splitlines()) >= 3, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     step = read_config(out)[1]["step"]
-    assert one_line(stderr) == (f"smtrnn: SIGTERM: stopped after step {step} of 100000 and saved {out}; "
-                                "continue with --resume")
+    assert one_line(stderr) == (
+        f"smtrnn: SIGTERM: stopped after step {step} of 100000 and saved {out}; continue with --resume"
+    )
     assert stdout == "" and step >= 3
     assert load_trainer_state(out)["step"] == step == records(out)[-1]["step"]
 
@@ -119,8 +124,7 @@ def test_a_signal_in_process_stops_after_the_step_and_restores_the_handlers(tmp_
 
 def test_a_second_signal_exits_at_once_without_saving(tmp_path, capsys, monkeypatch):
     signal_after_step(monkeypatch, 3, count=2)
-    code, stdout, err = run_cli(capsys, *TRAIN, "--steps", 20, "--set", "train.save_every=2", "--out",
-                                tmp_path / "run")
+    code, stdout, err = run_cli(capsys, *TRAIN, "--steps", 20, "--set", "train.save_every=2", "--out", tmp_path / "run")
     assert code == 128 + signal.SIGTERM
     assert "SIGTERM again: stopped at once" in one_line(err)
     assert latest(tmp_path / "run") == "step-00000002"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import snapshot
 
 from smtrnn.checkpoint import CHECKPOINTS_DIR, METRICS_FILE, holds_run
 from smtrnn.cli import build_config, main, make_parser
-from support import snapshot
 
 TRAIN = ["train", "--preset", "debug", "--task", "retrieval", "--steps", "2", "--quiet", "--device", "cpu"]
 
@@ -84,8 +84,9 @@ def test_an_empty_out_is_refused(capsys, tmp_path, monkeypatch):
 def test_sample_temperature_must_be_finite_and_non_negative(capsys, smt_run, value):
     run_dir, _ = smt_run
     before = snapshot(run_dir)
-    one_line_exit_2(capsys, ["sample", run_dir, "--prompt", "1,2", "--temperature", value, "--device", "cpu"],
-                    "--temperature")
+    one_line_exit_2(
+        capsys, ["sample", run_dir, "--prompt", "1,2", "--temperature", value, "--device", "cpu"], "--temperature"
+    )
     assert snapshot(run_dir) == before
 
 
@@ -95,15 +96,24 @@ def test_set_task_params_merges_into_the_path_from_data(tmp_path, order):
     corpus.write_text("hello world\n" * 200)
     data = ["--data", str(corpus)]
     setting = ["--set", 'task.params={"max_bytes": 1000}']
-    argv = ["train", "--task", "text", "--out", str(tmp_path / "run"),
-            *(data + setting if order == "data first" else setting + data)]
+    argv = [
+        "train",
+        "--task",
+        "text",
+        "--out",
+        str(tmp_path / "run"),
+        *(data + setting if order == "data first" else setting + data),
+    ]
     cfg = build_config(make_parser().parse_args(argv))
     assert cfg.task.params == {"path": str(corpus), "max_bytes": 1000}
 
 
 def test_set_task_params_keeps_a_presets_other_task_parameters():
-    cfg = build_config(make_parser().parse_args(["train", "--preset", "debug", "--task", "delayed_recall", "--out",
-                                                 "x", "--set", 'task.params={"lag": 3}']))
+    cfg = build_config(
+        make_parser().parse_args(
+            ["train", "--preset", "debug", "--task", "delayed_recall", "--out", "x", "--set", 'task.params={"lag": 3}']
+        )
+    )
     assert cfg.task.params == {"num_symbols": 4, "lag": 3}
 
 
@@ -128,17 +138,34 @@ def test_a_directory_as_config_and_a_file_as_run_are_named_as_such(capsys, tmp_p
 def test_a_text_file_named_npy_is_refused_without_numpys_unpickling_hint(capsys, tmp_path):
     fake = tmp_path / "tokens.npy"
     fake.write_text("hello world\n" * 50)
-    code = main(["train", "--task", "text", "--data", str(fake), "--steps", "1", "--quiet", "--device", "cpu",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "--task",
+            "text",
+            "--data",
+            str(fake),
+            "--steps",
+            "1",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "not a .npy file" in err and "allow_pickle" not in err
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--seed", str(2**64)], "train.seed must be in [0, 2^63)"),
-    (["--seq-len", str(10**13)], "out of memory"),
-    (["--memory-size", str(10**12)], "out of memory"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--seed", str(2**64)], "train.seed must be in [0, 2^63)"),
+        (["--seq-len", str(10**13)], "out of memory"),
+        (["--memory-size", str(10**12)], "out of memory"),
+    ],
+)
 def test_sizes_that_cannot_be_allocated_and_seeds_out_of_range_are_one_line(capsys, tmp_path, argv, words):
     one_line_exit_2(capsys, [*TRAIN, *argv, "--out", tmp_path / "run"], words)
     assert not (tmp_path / "run").exists()  # not even an empty folder is left behind
@@ -150,8 +177,9 @@ def test_a_failed_run_keeps_a_folder_that_was_there_before(capsys, tmp_path):
     assert (tmp_path / "run").is_dir() and not holds_run(tmp_path / "run")
 
 
-@pytest.mark.parametrize("content, words", [(b'{"train": {"steps": 1e400}}', "train.steps must be int"),
-                                            (b"\xff\xfe{}", "not UTF-8")])
+@pytest.mark.parametrize(
+    "content, words", [(b'{"train": {"steps": 1e400}}', "train.steps must be int"), (b"\xff\xfe{}", "not UTF-8")]
+)
 def test_config_files_with_overflowing_numbers_or_other_encodings_are_one_line(capsys, tmp_path, content, words):
     config = tmp_path / "config.json"
     config.write_bytes(content)
@@ -177,8 +205,11 @@ def test_a_png_path_under_a_regular_file_is_named_itself(capsys, tmp_path):
 
 
 def test_a_data_path_that_is_not_a_string_is_one_line(capsys, tmp_path):
-    one_line_exit_2(capsys, ["train", "--task", "text", "--set", 'task.params={"path": 5}', "--out", tmp_path / "r"],
-                    "path must be a string")
+    one_line_exit_2(
+        capsys,
+        ["train", "--task", "text", "--set", 'task.params={"path": 5}', "--out", tmp_path / "r"],
+        "path must be a string",
+    )
 
 
 def test_a_destructive_update_is_never_checkpointed(capsys, tmp_path):
@@ -204,8 +235,25 @@ def test_eval_and_sample_of_damaged_weights_are_one_line(capsys, smt_run_copy, s
 
 def test_sample_text_takes_a_prompt_that_is_not_valid_utf8_as_its_bytes(capsys, tmp_path):
     run = tmp_path / "text"
-    assert main(["train", "--preset", "debug", "--task", "text", "--steps", "2", "--quiet", "--device", "cpu",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "debug",
+                "--task",
+                "text",
+                "--steps",
+                "2",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     prompt = b"\xff\xfe abc".decode("utf-8", errors="surrogateescape")  # how such argv reaches Python
     assert main(["sample", str(run), "--text", prompt, "--length", "3", "--device", "cpu"]) == 0
@@ -217,5 +265,21 @@ def test_an_hf_folder_with_a_dataset_script_is_one_line(capsys, tmp_path):
     folder = tmp_path / "scripted"
     folder.mkdir()
     (folder / "scripted.py").write_text("import datasets\n")
-    one_line_exit_2(capsys, ["train", "--task", "text", "--data", f"hf:{folder}", "--steps", "1", "--quiet",
-                             "--device", "cpu", "--out", tmp_path / "run"], "datasets cannot load it")
+    one_line_exit_2(
+        capsys,
+        [
+            "train",
+            "--task",
+            "text",
+            "--data",
+            f"hf:{folder}",
+            "--steps",
+            "1",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            tmp_path / "run",
+        ],
+        "datasets cannot load it",
+    )

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.config import CELLS, SMT_CELLS
-from smtrnn.model import Model
 from smtrnn.data.tasks import make_task
-from support import debug_config
+from smtrnn.model import Model
 
 B, T = 3, 7  # T odd on purpose: nothing may assume an even length
 WIDTH = 16  # D
@@ -87,14 +87,17 @@ def test_teacher_memories_are_rms_normalized_per_token(tokens):
 
 # --- the cell protocol: one step entry point, one whole-sequence entry point -------------------------------------
 
-@pytest.mark.parametrize("cell", ["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused",
-                                  "mingru"])
+
+@pytest.mark.parametrize(
+    "cell", ["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
+)
 @pytest.mark.parametrize("detach_every", [0, 3])
 def test_every_cell_runs_a_sequence_as_its_steps_do(cell, detach_every):
     """`cell.sequence` (the base class's loop, or a baseline's fused path) gives the states that stepping the cell
     one input at a time gives, with and without a cut gradient (truncated BPTT takes the loop)."""
-    from smtrnn.model import Model
     from support import debug_config
+
+    from smtrnn.model import Model
 
     cfg = debug_config("retrieval", "bptt", rnn__cell=cell)
     torch.manual_seed(0)
@@ -110,8 +113,9 @@ def test_every_cell_runs_a_sequence_as_its_steps_do(cell, detach_every):
 
 
 def test_step_each_from_previous_memories_is_the_one_step_prediction_of_every_position():
-    from smtrnn.model import Model
     from support import debug_config
+
+    from smtrnn.model import Model
 
     rnn = Model.for_run(debug_config("retrieval", "bptt"), 8).rnn
     x, m = torch.randint(0, 8, (2, 5)), torch.randn(2, 5, rnn.size)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from support import debug_config
 
 from smtrnn.config import validate
+from smtrnn.data.tasks import make_task
 from smtrnn.errors import ConfigError
 from smtrnn.model import Model
 from smtrnn.reference import smt_one_transition_loss
-from smtrnn.data.tasks import make_task
 from smtrnn.trainer import Trainer, loss_function
-from support import debug_config
 
 
 def setup(**smt):

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from reliability_support import TRAIN, start_training, wait_for
 
 from smtrnn.checkpoint import has_checkpoint
 from smtrnn.step_timer import StepOverrun, StepTimer
-from reliability_support import TRAIN, start_training, wait_for
 
-HANGING_CELL = '''
+HANGING_CELL = """
 import pathlib, time
 from torch import nn
 
@@ -26,7 +26,7 @@ class Hang(nn.Module):
         pathlib.Path(__file__).with_name("entered").touch()
         while True:
             time.sleep(0.01)
-'''
+"""
 
 
 def test_a_step_past_its_budget_is_stopped_after_the_grace():

@@ -41,6 +41,7 @@ def rows(x: torch.Tensor, y: torch.Tensor):
 
 # ---- oracles: the targets allowed at the last position of a prefix ----
 
+
 def retrieval_oracle(task, prefix):
     if prefix[-1] != task.query:
         return {NO_TARGET}
@@ -97,6 +98,7 @@ def modular_icl_oracle(task, prefix):
 
 # ---- layouts: where each kind of token may sit ----
 
+
 def retrieval_layout(task, x, y):
     T = len(x)
     assert x.count(task.marker) == 1 and x.index(task.marker) < T // 2, "one marker, in the first half"
@@ -108,8 +110,8 @@ def copy_layout(task, x, y):
     T = len(x)
     length = task.copy_len or (T - 1) // 2
     assert all(s < task.num_symbols for s in x[:length])
-    assert x[length:2 * length + 1] == [task.sep] + [task.blank] * length
-    assert x[2 * length + 1:] == [task.pad] * (T - 2 * length - 1)
+    assert x[length : 2 * length + 1] == [task.sep] + [task.blank] * length
+    assert x[2 * length + 1 :] == [task.pad] * (T - 2 * length - 1)
 
 
 def delayed_recall_layout(task, x, y):
@@ -118,10 +120,10 @@ def delayed_recall_layout(task, x, y):
 
 def assoc_recall_layout(task, x, y):
     T, pairs, queries = len(x), task.num_pairs, task.num_queries
-    keys, values, asked = x[0:2 * pairs:2], x[1:2 * pairs:2], x[T - queries:]
+    keys, values, asked = x[0 : 2 * pairs : 2], x[1 : 2 * pairs : 2], x[T - queries :]
     assert len(set(keys)) == pairs and all(k < task.num_keys for k in keys), "distinct keys"
     assert all(task.num_keys <= v < task.fill for v in values), "values in their own range"
-    assert x[2 * pairs:T - queries] == [task.fill] * (T - 2 * pairs - queries), "filler between"
+    assert x[2 * pairs : T - queries] == [task.fill] * (T - 2 * pairs - queries), "filler between"
     assert len(set(asked)) == queries and set(asked) <= set(keys), "distinct queries about present keys"
 
 
@@ -168,7 +170,7 @@ def check_rules(task: Task, x: list[int], y: list[int]) -> None:
     oracle, layout = RULES[task.name]
     layout(task, x, y)
     for t in range(len(x)):
-        assert y[t] in oracle(task, x[:t + 1]), f"target at t={t} disagrees with the past x_0..x_t in {x}"
+        assert y[t] in oracle(task, x[: t + 1]), f"target at t={t} disagrees with the past x_0..x_t in {x}"
 
 
 def test_every_task_has_rules_and_small_params():
@@ -176,6 +178,7 @@ def test_every_task_has_rules_and_small_params():
 
 
 # ---- the contract every task keeps ----
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_shapes_dtypes_and_ids_in_range(name):
@@ -233,8 +236,18 @@ def test_min_seq_len_is_enforced(name):
     assert x.shape == (2, shortest)
 
 
-@pytest.mark.parametrize("name, shortest", [("retrieval", 3), ("copy", 3), ("delayed_recall", 4), ("assoc_recall", 8),
-                                             ("stack", 2), ("parity", 1), ("modular_icl", 5)])
+@pytest.mark.parametrize(
+    "name, shortest",
+    [
+        ("retrieval", 3),
+        ("copy", 3),
+        ("delayed_recall", 4),
+        ("assoc_recall", 8),
+        ("stack", 2),
+        ("parity", 1),
+        ("modular_icl", 5),
+    ],
+)
 def test_min_seq_len_is_the_shortest_posable_sequence(name, shortest):
     """Pinned per task (with SMALL's parameters), since sampling alone cannot tell a minimum that is too large."""
     assert make_task(name, **SMALL[name]).min_seq_len() == shortest
@@ -253,8 +266,9 @@ def test_describe_round_trips_through_json(name):
 
 
 @settings(max_examples=25, deadline=None)
-@given(name=st.sampled_from(NAMES), batch_size=st.integers(1, 6), extra=st.integers(0, 30),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    name=st.sampled_from(NAMES), batch_size=st.integers(1, 6), extra=st.integers(0, 30), seed=st.integers(0, 2**32 - 1)
+)
 def test_any_size_and_seed_gives_valid_ids(name, batch_size, extra, seed):
     task = make_task(name)
     T = task.min_seq_len() + extra
@@ -265,6 +279,7 @@ def test_any_size_and_seed_gives_valid_ids(name, batch_size, extra, seed):
 
 
 # ---- make_task errors ----
+
 
 def test_unknown_task_lists_the_choices():
     every = sorted(NAMES + ["pixels", "text"])  # the synthetic tasks and the data tasks
@@ -324,6 +339,7 @@ def test_copy_len_sets_min_seq_len():
 
 # ---- each task's docstring example ----
 
+
 def docstring_example(cls: type[Task]) -> tuple[Task, list[int], list[int]]:
     """The task, x and y of the class docstring's worked example, checking the special tokens it names.
 
@@ -331,14 +347,17 @@ def docstring_example(cls: type[Task]) -> tuple[Task, list[int], list[int]]:
     and a ``y:`` line, where ``.`` means no target.
     """
     doc = inspect.getdoc(cls)
-    header = " ".join(doc[doc.index("Example"):doc.index("::")].split())
+    header = " ".join(doc[doc.index("Example") : doc.index("::")].split())
     call = re.search(r"``(\w+)\((.*?)\)``", header)
     assert call[1] == cls.__name__
     task = cls(**{key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", call[2])})
     for token, value in re.findall(r"\b([A-Z]{2,}) = (\d+)", header):
         assert getattr(task, token.lower()) == int(value), f"{cls.__name__} docstring: {token} = {value}"
-    lines = {line.split(":")[0].strip(): line.split(":")[1].split() for line in doc.splitlines()
-             if re.match(r"\s*[xy]:", line)}
+    lines = {
+        line.split(":")[0].strip(): line.split(":")[1].split()
+        for line in doc.splitlines()
+        if re.match(r"\s*[xy]:", line)
+    }
     x = [int(v) for v in lines["x"]]
     y = [NO_TARGET if v == "." else int(v) for v in lines["y"]]
     return task, x, y
@@ -359,6 +378,7 @@ def test_modular_icl_docstring_names_its_hidden_map():
 
 
 # ---- each task's distribution: the generator explores what the rules allow ----
+
 
 def test_retrieval_marker_lands_anywhere_in_the_first_half():
     x, _ = sample(make_task("retrieval", num_symbols=4), 400, 11)

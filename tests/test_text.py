@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from smtrnn.errors import DataError
 from smtrnn.data.text import Corpus, embedded_corpus, load_hf_text, load_text, load_tokens, split_corpus
+from smtrnn.errors import DataError
 
 UNICODE = "héllo → 世界 🙂"
 
@@ -44,8 +44,16 @@ def test_multibyte_utf8_round_trips_byte_for_byte(tmp_path):
 
 
 def test_folder_is_recursive_sorted_and_skips_hidden_and_empty(tmp_path):
-    files = {"b.txt": b"bee", "a/z.txt": b"zed", "a/b/c.txt": b"sea", "a.txt": b"ay", "empty.txt": b"",
-             ".hidden.txt": b"no", ".git/config": b"no", "a/.cache/x.txt": b"no"}
+    files = {
+        "b.txt": b"bee",
+        "a/z.txt": b"zed",
+        "a/b/c.txt": b"sea",
+        "a.txt": b"ay",
+        "empty.txt": b"",
+        ".hidden.txt": b"no",
+        ".git/config": b"no",
+        "a/.cache/x.txt": b"no",
+    }
     for rel, data in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(data)
@@ -162,8 +170,7 @@ def test_non_uint8_tokens_need_a_vocab_size_and_uint8_defaults_to_bytes(tmp_path
 
 
 def named_corpus(n: int) -> Corpus:
-    return Corpus([torch.full((i + 1,), i, dtype=torch.uint8) for i in range(n)], [f"f{i}.txt" for i in range(n)],
-                  256)
+    return Corpus([torch.full((i + 1,), i, dtype=torch.uint8) for i in range(n)], [f"f{i}.txt" for i in range(n)], 256)
 
 
 def test_split_is_deterministic_disjoint_complete_and_follows_the_hash():
@@ -216,8 +223,9 @@ def test_hf_loader_reads_local_json_lines_through_load_kwargs(tmp_path):
     pytest.importorskip("datasets")
     lines = [json.dumps({"body": text}) for text in ("one", UNICODE)]
     (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    corpus = load_hf_text("json", column="body", data_files=str(tmp_path / "d.jsonl"),
-                          cache_dir=str(tmp_path / "cache"))
+    corpus = load_hf_text(
+        "json", column="body", data_files=str(tmp_path / "d.jsonl"), cache_dir=str(tmp_path / "cache")
+    )
     assert [doc_bytes(corpus, i) for i in range(2)] == [b"one", UNICODE.encode("utf-8")]
 
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.checkpoint import load_trainer_state
 from smtrnn.config import OptimConfig, validate
-from smtrnn.errors import ConfigError
 from smtrnn.data.tasks import build_task
+from smtrnn.errors import ConfigError
 from smtrnn.trainer import Trainer, learning_rate, sequence_length
-from support import debug_config
 
 
 def test_curriculum_doubles_the_length_up_to_T_then_holds():
@@ -74,8 +74,16 @@ def test_gradients_are_clipped_to_grad_clip_and_the_raw_norm_is_logged(tmp_path)
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     seen = []
     original = trainer.optimizer.step
-    trainer.optimizer.step = lambda: (seen.append(float(torch.linalg.vector_norm(torch.stack(
-        [p.grad.norm() for p in trainer.model.parameters() if p.grad is not None])))), original())
+    trainer.optimizer.step = lambda: (
+        seen.append(
+            float(
+                torch.linalg.vector_norm(
+                    torch.stack([p.grad.norm() for p in trainer.model.parameters() if p.grad is not None])
+                )
+            )
+        ),
+        original(),
+    )
     metrics = trainer.train_step()
     assert metrics["grad_norm"] > 0.01  # the raw norm, before clipping
     assert seen == [pytest.approx(0.01, rel=1e-4)]
@@ -121,17 +129,20 @@ def test_a_training_step_reads_the_device_once(method, tmp_path, monkeypatch):
 
 def test_objectives_return_detached_scalar_tensors():
     from smtrnn.bptt import bptt_loss
+    from smtrnn.data.tasks import make_task
     from smtrnn.dmt import dmt_loss
     from smtrnn.model import Model
     from smtrnn.smt import smt_loss
-    from smtrnn.data.tasks import make_task
 
     cfg = debug_config("retrieval")
     task = make_task(cfg.task.name, **cfg.task.params)
     model = Model.for_run(cfg, task.vocab_size)
     x, y = task.sample(4, cfg.task.seq_len, torch.Generator().manual_seed(0))
-    for loss, metrics in (smt_loss(model, x, y, cfg.smt), dmt_loss(model, x, y, cfg.dmt),
-                          bptt_loss(model, x, y, cfg.bptt)):
+    for loss, metrics in (
+        smt_loss(model, x, y, cfg.smt),
+        dmt_loss(model, x, y, cfg.dmt),
+        bptt_loss(model, x, y, cfg.bptt),
+    ):
         assert loss.requires_grad and metrics
         assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in metrics.values())
         assert torch.equal(metrics["loss"], loss.detach())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import debug_config
 
 from smtrnn.checkpoint import CONFIG_FILE, load_model
 from smtrnn.cli import main
@@ -16,7 +17,6 @@ from smtrnn.config import validate
 from smtrnn.errors import ConfigError
 from smtrnn.layers import rms_normalize
 from smtrnn.trainer import Trainer
-from support import debug_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "gated_cell.py"
 CELL = f"{FIXTURE}:GatedCell"
@@ -32,17 +32,23 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 @pytest.mark.parametrize("method", ["smt", "smt+dmt", "bptt"])
 def test_a_users_cell_trains_evaluates_samples_and_reloads(method, tmp_path, capsys):
     run = tmp_path / "run"
-    code, _, err = run_cli(capsys, *TRAIN, "--method", method, "--cell", CELL, "--set",
-                           'rnn.cell_args={"hidden": 8}', "--out", run)
+    code, _, err = run_cli(
+        capsys, *TRAIN, "--method", method, "--cell", CELL, "--set", 'rnn.cell_args={"hidden": 8}', "--out", run
+    )
     assert code == 0, err
     recorded = json.loads((run / CONFIG_FILE).read_text())["config"]["rnn"]
     assert recorded["cell"] == CELL and recorded["cell_args"] == {"hidden": 8}
     cfg, model = load_model(run, trust_cell_code=True)
     assert type(model.rnn.cell.inner).__name__ == "GatedCell" and model.rnn.cell.inner.net[0].out_features == 8
-    assert run_cli(capsys, "eval", run, "--json", "--no-diagnostics", "--batches", 1, "--device", "cpu",
-                   "--trust-cell-code")[0] == 0
-    code, out, _ = run_cli(capsys, "sample", run, "--prompt", "1,2", "--length", 3, "--device", "cpu",
-                           "--trust-cell-code")
+    assert (
+        run_cli(
+            capsys, "eval", run, "--json", "--no-diagnostics", "--batches", 1, "--device", "cpu", "--trust-cell-code"
+        )[0]
+        == 0
+    )
+    code, out, _ = run_cli(
+        capsys, "sample", run, "--prompt", "1,2", "--length", 3, "--device", "cpu", "--trust-cell-code"
+    )
     assert code == 0 and len(out.split()) == 3
 
 
@@ -57,10 +63,27 @@ def test_the_cells_states_stay_on_the_sphere_smt_needs():
 def test_labels_then_train_a_users_cell(tmp_path, capsys):
     teacher, store = tmp_path / "teacher", tmp_path / "labels"
     assert run_cli(capsys, *TRAIN, "--out", teacher)[0] == 0
-    assert run_cli(capsys, "label", "--teacher", teacher, "--out", store, "--sequences", 16, "--quiet",
-                   "--device", "cpu")[0] == 0
-    code, _, err = run_cli(capsys, "train", "--labels", store, "--cell", CELL, "--steps", 3, "--quiet",
-                           "--device", "cpu", "--out", tmp_path / "fit")
+    assert (
+        run_cli(capsys, "label", "--teacher", teacher, "--out", store, "--sequences", 16, "--quiet", "--device", "cpu")[
+            0
+        ]
+        == 0
+    )
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--labels",
+        store,
+        "--cell",
+        CELL,
+        "--steps",
+        3,
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "fit",
+    )
     assert code == 0, err
 
 
@@ -94,8 +117,12 @@ def test_a_checkpoint_whose_cell_changed_or_went_is_refused_in_one_line(tmp_path
     shutil.copy(FIXTURE, local)
     run = tmp_path / "run"
     assert run_cli(capsys, *TRAIN, "--cell", f"{local}:GatedCell", "--out", run)[0] == 0
-    local.write_text(local.read_text().replace("nn.Tanh(), nn.Linear(hidden, 2 * size)",
-                                               "nn.Tanh(), nn.Linear(hidden, hidden), nn.Linear(hidden, 2 * size)"))
+    local.write_text(
+        local.read_text().replace(
+            "nn.Tanh(), nn.Linear(hidden, 2 * size)",
+            "nn.Tanh(), nn.Linear(hidden, hidden), nn.Linear(hidden, 2 * size)",
+        )
+    )
     code, _, err = run_cli(capsys, "eval", run, "--device", "cpu", "--trust-cell-code")
     assert code == 2 and err.count("\n") == 1 and "does not match its config" in err
     local.unlink()
@@ -103,18 +130,24 @@ def test_a_checkpoint_whose_cell_changed_or_went_is_refused_in_one_line(tmp_path
     assert code == 2 and err.count("\n") == 1 and f"no file {local}" in err
 
 
-@pytest.mark.parametrize("cell, args, words", [
-    ("no_such_module_anywhere:Cell", "{}", "cannot import cell 'no_such_module_anywhere:Cell'"),
-    (f"{FIXTURE}:Nope", "{}", "has no nn.Module class Nope"),
-    (CELL, '{"depth": 3}', "cannot be built with"),
-    (f"{FIXTURE}:WrongShape", "{}", ", 3), dtype float32; the protocol needs a floating tensor of its input "
-                                     "memory's shape ("),
-    (f"{FIXTURE}:ReturnsPair", "{}", f"cell {FIXTURE}:ReturnsPair returned a tuple of 2 items (Tensor, Tensor);"),
-    (f"{FIXTURE}:ReturnsNone", "{}", f"cell {FIXTURE}:ReturnsNone returned None;"),
-    (f"{FIXTURE}:ReturnsIds", "{}", ", 32), dtype int64; the protocol needs a floating tensor"),
-    ("mlp", '{"hidden": 3}', "the built-in 'mlp' takes none"),
-    ("rwkv", "{}", "unknown rnn.cell 'rwkv'"),
-])
+@pytest.mark.parametrize(
+    "cell, args, words",
+    [
+        ("no_such_module_anywhere:Cell", "{}", "cannot import cell 'no_such_module_anywhere:Cell'"),
+        (f"{FIXTURE}:Nope", "{}", "has no nn.Module class Nope"),
+        (CELL, '{"depth": 3}', "cannot be built with"),
+        (
+            f"{FIXTURE}:WrongShape",
+            "{}",
+            ", 3), dtype float32; the protocol needs a floating tensor of its input memory's shape (",
+        ),
+        (f"{FIXTURE}:ReturnsPair", "{}", f"cell {FIXTURE}:ReturnsPair returned a tuple of 2 items (Tensor, Tensor);"),
+        (f"{FIXTURE}:ReturnsNone", "{}", f"cell {FIXTURE}:ReturnsNone returned None;"),
+        (f"{FIXTURE}:ReturnsIds", "{}", ", 32), dtype int64; the protocol needs a floating tensor"),
+        ("mlp", '{"hidden": 3}', "the built-in 'mlp' takes none"),
+        ("rwkv", "{}", "unknown rnn.cell 'rwkv'"),
+    ],
+)
 def test_a_cell_that_cannot_be_had_is_one_line(cell, args, words, tmp_path, capsys):
     code, _, err = run_cli(capsys, *TRAIN, "--cell", cell, "--set", f"rnn.cell_args={args}", "--out", tmp_path / "r")
     assert code == 2 and err.count("\n") == 1 and words in err, err
@@ -147,9 +180,13 @@ PHASES = {"top": "while importing it", "init": "in __init__", "forward": "in for
 
 
 @pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize("statement, what", [("raise ValueError('the cell is broken')",
-                                              "raised ValueError {phase}: the cell is broken"),
-                                             ("sys.exit(0)", "called sys.exit(0) {phase}")])
+@pytest.mark.parametrize(
+    "statement, what",
+    [
+        ("raise ValueError('the cell is broken')", "raised ValueError {phase}: the cell is broken"),
+        ("sys.exit(0)", "called sys.exit(0) {phase}"),
+    ],
+)
 def test_a_cell_that_raises_is_named_then_its_own_traceback(phase, statement, what, tmp_path, capsys):
     """The user's error as theirs: a header naming the cell, then the traceback from the user's own frame (none of
     smtrnn's or torch's); exit 2, and no run folder left. sys.exit(0) in a cell is an error too, not a success."""
@@ -167,8 +204,13 @@ def test_a_cell_that_raises_is_named_then_its_own_traceback(phase, statement, wh
     assert not out.exists()
 
 
-@pytest.mark.parametrize("statement, code, words", [("raise MemoryError()", 2, "smtrnn: error: out of memory"),
-                                                    ("raise KeyboardInterrupt", 130, "smtrnn: interrupted")])
+@pytest.mark.parametrize(
+    "statement, code, words",
+    [
+        ("raise MemoryError()", 2, "smtrnn: error: out of memory"),
+        ("raise KeyboardInterrupt", 130, "smtrnn: interrupted"),
+    ],
+)
 def test_out_of_memory_and_an_interrupt_in_a_cell_stay_what_they_are(statement, code, words, tmp_path, capsys):
     cell = tmp_path / "raising.py"
     cell.write_text(RAISING_CELL.format(top="pass", init="pass", forward=statement))

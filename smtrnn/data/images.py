@@ -124,8 +124,10 @@ def load_idx(path: str | Path) -> Images:
     size = count * rows * columns
     body = len(data) - header
     if body < size:
-        raise DataError(f"IDX file '{path}' is truncated: its header says {count} images of {rows}x{columns} "
-                        f"({size} bytes), but only {body} bytes follow")
+        raise DataError(
+            f"IDX file '{path}' is truncated: its header says {count} images of {rows}x{columns} "
+            f"({size} bytes), but only {body} bytes follow"
+        )
     if body > size:
         raise DataError(f"IDX file '{path}' has {body - size} trailing bytes after {count} images of {rows}x{columns}")
     pixels = torch.frombuffer(bytearray(memoryview(data)[header:]), dtype=torch.uint8).reshape(count, rows, columns)
@@ -174,8 +176,10 @@ def load_torchvision(name: str, root: str | Path, train: bool = True) -> Images:
     elif pixels.dim() == 4 and pixels.shape[-1] == 3:
         pixels = _luminance(pixels)
     if pixels.dim() != 3 or pixels.dtype != torch.uint8:
-        raise DataError(f"{source} holds {pixels.dtype} images of shape {tuple(pixels.shape[1:])}, "
-                        "expected 8-bit grayscale (H, W) or RGB (H, W, 3)")
+        raise DataError(
+            f"{source} holds {pixels.dtype} images of shape {tuple(pixels.shape[1:])}, "
+            "expected 8-bit grayscale (H, W) or RGB (H, W, 3)"
+        )
     if len(pixels) == 0:
         raise DataError(f"{source} under '{root}' holds no images")
     return Images(pixels, 256, source)
@@ -186,7 +190,7 @@ def load_images(source: str | Path | None) -> Images:
     if source is None or source == "digits":
         return load_digits()
     if isinstance(source, str) and source.startswith(_TORCHVISION):
-        name, _, root = source[len(_TORCHVISION):].partition(":")
+        name, _, root = source[len(_TORCHVISION) :].partition(":")
         if not name or not root:
             raise DataError(f"image source '{source}' must be torchvision:NAME:ROOT, e.g. torchvision:MNIST:data")
         return load_torchvision(name, root)
@@ -218,8 +222,13 @@ def resample(images: Images, side: int) -> Images:
     check_side(side)
     if images.height == images.width == side:
         return images
-    pixels = torch.nn.functional.interpolate(images.pixels[:, None].float(), size=(side, side), mode="bilinear",
-                                             align_corners=False, antialias=side < max(images.height, images.width))
+    pixels = torch.nn.functional.interpolate(
+        images.pixels[:, None].float(),
+        size=(side, side),
+        mode="bilinear",
+        align_corners=False,
+        antialias=side < max(images.height, images.width),
+    )
     pixels = pixels[:, 0].round().clamp(0, images.levels - 1).to(images.pixels.dtype)
     return Images(pixels, images.levels, f"{images.name}, resampled to {side}x{side}")
 
@@ -234,8 +243,10 @@ def split_images(images: Images, valid_fraction: float = 0.1) -> tuple[Images, I
     # The small slack keeps float error (0.07 * 100 = 7.000000000000001) from taking one image too many.
     held_out = min(max(math.ceil(valid_fraction * count - 1e-9), 1), count - 1)
     cut = count - held_out
-    return (Images(images.pixels[:cut], images.levels, images.name),
-            Images(images.pixels[cut:], images.levels, images.name))
+    return (
+        Images(images.pixels[:cut], images.levels, images.name),
+        Images(images.pixels[cut:], images.levels, images.name),
+    )
 
 
 def split_held_out_images(held: Images) -> tuple[Images, Images | None]:
@@ -245,8 +256,7 @@ def split_held_out_images(held: Images) -> tuple[Images, Images | None]:
     if len(held) < 2:
         return held, None
     half = -(-len(held) // 2)
-    return (Images(held.pixels[:half], held.levels, held.name),
-            Images(held.pixels[half:], held.levels, held.name))
+    return (Images(held.pixels[:half], held.levels, held.name), Images(held.pixels[half:], held.levels, held.name))
 
 
 def dequantize(pixels: Tensor, levels: int) -> Tensor:

@@ -29,21 +29,30 @@ import json
 import re
 import shutil
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
-from smtrnn.checkpoint import (WEIGHTS_FILE, atomic_write, checkpoint_dir, load_model, read_config, read_json,
-                               regular_file, safetensors_file)
+from smtrnn.checkpoint import (
+    WEIGHTS_FILE,
+    atomic_write,
+    checkpoint_dir,
+    load_model,
+    read_config,
+    read_json,
+    regular_file,
+    safetensors_file,
+)
 from smtrnn.config import TEACHER_METHODS, RunConfig, shown, size_text
 from smtrnn.data.real import DATA_TASKS, forget_loaded
-from smtrnn.errors import CheckpointError, ConfigError, DataError
 from smtrnn.data.tasks import Task, make_task
+from smtrnn.errors import CheckpointError, ConfigError, DataError
 
 FORMAT, VERSION = "smtrnn-labels", 2
 READABLE_VERSIONS = (1, 2)  # version 1: sampled stores, teacher hash over the whole weights file
@@ -54,8 +63,19 @@ _NUMPY = {"I32": np.int32, "F16": np.float16, "F32": np.float32}
 _SHARD_NAME = re.compile(r"shard-\d{5}\.safetensors")
 _SEED_STRIDE = 1_000_003  # shard i of label seed s draws from seed s·stride + i: distinct streams for i < stride
 # The fields that make two stores (or a store and a resumed write) the same labels.
-_IDENTITY = ("source", "teacher_hash", "task", "data", "seq_len", "memory", "vocab_size", "sequences",
-             "shard_sequences", "seed", "dtype")
+_IDENTITY = (
+    "source",
+    "teacher_hash",
+    "task",
+    "data",
+    "seq_len",
+    "memory",
+    "vocab_size",
+    "sequences",
+    "shard_sequences",
+    "seed",
+    "dtype",
+)
 
 
 def teacher_hash(run_dir: str | Path) -> str:
@@ -76,10 +96,18 @@ def teacher_hash(run_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_labels(teacher_run_dir: str | Path, out_dir: str | Path, sequences: int, batch_size: int = 64,
-                 dtype: str = "float16", seed: int = 0, shard_sequences: int = 1024,
-                 device: torch.device | str = "cpu", log: Callable[[str], None] | None = None,
-                 trust_cell_code: bool = False) -> dict:
+def write_labels(
+    teacher_run_dir: str | Path,
+    out_dir: str | Path,
+    sequences: int,
+    batch_size: int = 64,
+    dtype: str = "float16",
+    seed: int = 0,
+    shard_sequences: int = 1024,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
+    trust_cell_code: bool = False,
+) -> dict:
     """Encode `sequences` training sequences of the teacher run's task with its frozen teacher into `out_dir`;
     returns the manifest. Resumes a store this call's arguments began; any other store there is refused. A run whose
     cell is a user's code is loaded only with `trust_cell_code` (`checkpoint.load_model`)."""
@@ -94,10 +122,18 @@ def write_labels(teacher_run_dir: str | Path, out_dir: str | Path, sequences: in
     return _write(Path(out_dir), manifest, teacher, draw, batch_size, device, log)
 
 
-def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data: Optional[str] = None,
-                         split: str = "train", batch_size: int = 64, dtype: str = "float16",
-                         shard_sequences: int = 1024, device: torch.device | str = "cpu",
-                         log: Callable[[str], None] | None = None, trust_cell_code: bool = False) -> dict:
+def write_dataset_labels(
+    teacher_run_dir: str | Path,
+    out_dir: str | Path,
+    data: str | None = None,
+    split: str = "train",
+    batch_size: int = 64,
+    dtype: str = "float16",
+    shard_sequences: int = 1024,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
+    trust_cell_code: bool = False,
+) -> dict:
     """Encode every position of a text or pixels split with the run's frozen teacher into `out_dir`, in windows of
     the run's T (`Task.windows`); `data` replaces the run's data path (None: the run's own data). Returns the
     manifest; resumes, and takes `trust_cell_code`, like `write_labels`."""
@@ -108,8 +144,10 @@ def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data:
         raise ConfigError(f"unknown split '{split}'; choose from: {', '.join(LABEL_SPLITS)}")
     cfg, teacher, vocab = _load_teacher(teacher_run_dir, device, trust_cell_code)
     if cfg.task.name not in DATA_TASKS:
-        raise ConfigError(f"--data labels a dataset, but {teacher_run_dir} was trained on the generated task "
-                          f"'{cfg.task.name}' (use --sequences)")
+        raise ConfigError(
+            f"--data labels a dataset, but {teacher_run_dir} was trained on the generated task "
+            f"'{cfg.task.name}' (use --sequences)"
+        )
     if data is not None:  # stored absolute, so runs trained from the store find the data from any directory
         cfg.task.params = cfg.task.params | {"path": data if data.startswith("hf:") else str(Path(data).resolve())}
     forget_loaded()  # the fingerprint and the windows must be of the files as they are now
@@ -119,24 +157,32 @@ def write_dataset_labels(teacher_run_dir: str | Path, out_dir: str | Path, data:
     task = task if split == "train" else task.held_out()
     windows = task.windows(cfg.task.seq_len)
     identity = {"path": cfg.task.params.get("path")} | task.fingerprint()
-    manifest = _manifest(teacher_run_dir, cfg, vocab, "dataset", identity, windows.count, shard_sequences, None,
-                         dtype)
-    return _write(Path(out_dir), manifest, teacher, lambda index, start, count: windows.read(start, start + count),
-                  batch_size, device, log)
+    manifest = _manifest(teacher_run_dir, cfg, vocab, "dataset", identity, windows.count, shard_sequences, None, dtype)
+    return _write(
+        Path(out_dir),
+        manifest,
+        teacher,
+        lambda index, start, count: windows.read(start, start + count),
+        batch_size,
+        device,
+        log,
+    )
 
 
 def _check_arguments(out_dir: str | Path, sequences: int, batch_size: int, shard_sequences: int, dtype: str) -> None:
     if sequences < 1 or batch_size < 1 or shard_sequences < 1:
-        raise ConfigError(f"sequences, batch size and shard size must be >= 1, got {sequences}, {batch_size}, "
-                          f"{shard_sequences}")
+        raise ConfigError(
+            f"sequences, batch size and shard size must be >= 1, got {sequences}, {batch_size}, {shard_sequences}"
+        )
     if dtype not in DTYPES:
         raise ConfigError(f"unknown label dtype '{dtype}'; choose from: {', '.join(DTYPES)}")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise CheckpointError(f"output path {out_dir} exists and is not a directory")
 
 
-def _load_teacher(run_dir: str | Path, device: torch.device | str,
-                  trust_cell_code: bool) -> tuple[RunConfig, torch.nn.Module, int]:
+def _load_teacher(
+    run_dir: str | Path, device: torch.device | str, trust_cell_code: bool
+) -> tuple[RunConfig, torch.nn.Module, int]:
     """(config, the frozen teacher in eval mode, its vocabulary) of a trained run; a run without one is refused."""
     cfg, model = load_model(run_dir, device, trust_cell_code=trust_cell_code)
     if cfg.train.method not in TEACHER_METHODS or model.teacher is None:
@@ -144,27 +190,57 @@ def _load_teacher(run_dir: str | Path, device: torch.device | str,
     return cfg, model.teacher.eval(), model.vocab_size
 
 
-def _manifest(run_dir: str | Path, cfg: RunConfig, vocab: int, source: str, data: Optional[dict], sequences: int,
-              shard_sequences: int, seed: Optional[int], dtype: str) -> dict:
+def _manifest(
+    run_dir: str | Path,
+    cfg: RunConfig,
+    vocab: int,
+    source: str,
+    data: dict | None,
+    sequences: int,
+    shard_sequences: int,
+    seed: int | None,
+    dtype: str,
+) -> dict:
     return {
-        "format": FORMAT, "version": VERSION, "source": source, "teacher_hash": teacher_hash(run_dir),
-        "teacher_run": str(run_dir), "task": {"name": cfg.task.name, "params": cfg.task.params}, "data": data,
-        "seq_len": cfg.task.seq_len, "memory": {"tokens": cfg.memory.tokens, "width": cfg.memory.width},
-        "vocab_size": vocab, "sequences": sequences, "shard_sequences": shard_sequences, "seed": seed,
-        "dtype": dtype, "config": cfg.to_dict(), "shards": [], "sequences_written": 0,
+        "format": FORMAT,
+        "version": VERSION,
+        "source": source,
+        "teacher_hash": teacher_hash(run_dir),
+        "teacher_run": str(run_dir),
+        "task": {"name": cfg.task.name, "params": cfg.task.params},
+        "data": data,
+        "seq_len": cfg.task.seq_len,
+        "memory": {"tokens": cfg.memory.tokens, "width": cfg.memory.width},
+        "vocab_size": vocab,
+        "sequences": sequences,
+        "shard_sequences": shard_sequences,
+        "seed": seed,
+        "dtype": dtype,
+        "config": cfg.to_dict(),
+        "shards": [],
+        "sequences_written": 0,
         # the run's cell, if a user's: `train --labels` builds it from "config", so it is trusted as a run's is
         "cell_code": read_config(run_dir)[1].get("cell_code"),
     }
 
 
-def _write(out_dir: Path, manifest: dict, teacher: torch.nn.Module, draw: Callable[[int, int, int], tuple],
-           batch_size: int, device: torch.device | str, log: Callable[[str], None] | None) -> dict:
+def _write(
+    out_dir: Path,
+    manifest: dict,
+    teacher: torch.nn.Module,
+    draw: Callable[[int, int, int], tuple],
+    batch_size: int,
+    device: torch.device | str,
+    log: Callable[[str], None] | None,
+) -> dict:
     """Write (or finish) the store: shard i holds sequences draw(i, start, count) and their teacher memories."""
     if (out_dir / MANIFEST).exists():
         previous = read_manifest(out_dir)
         if previous["version"] != VERSION:
-            raise CheckpointError(f"{out_dir} holds labels of format version {previous['version']}; this smtrnn "
-                                  f"writes version {VERSION}: choose another --out")
+            raise CheckpointError(
+                f"{out_dir} holds labels of format version {previous['version']}; this smtrnn "
+                f"writes version {VERSION}: choose another --out"
+            )
         _require_same(previous, manifest, f"{out_dir} holds other labels", "choose another --out")
         manifest["shards"] = [s for s in previous["shards"] if _shard_whole(out_dir, s)]
     _check_disk_space(out_dir, manifest)
@@ -178,8 +254,9 @@ def _write(out_dir: Path, manifest: dict, teacher: torch.nn.Module, draw: Callab
         count = min(per_shard, total - start)
         x, y = draw(index, start, count)
         with torch.no_grad():
-            m = torch.cat([teacher.encode(xb.to(device)).to("cpu", DTYPES[manifest["dtype"]])
-                           for xb in x.split(batch_size)])
+            m = torch.cat(
+                [teacher.encode(xb.to(device)).to("cpu", DTYPES[manifest["dtype"]]) for xb in x.split(batch_size)]
+            )
         tensors = {"x": x.to(torch.int32), "y": y.to(torch.int32), "m": m.contiguous()}
         atomic_write(out_dir / name, safetensors_file(tensors, FORMAT))
         manifest["shards"].append({"file": name, "sequences": count, "bytes": (out_dir / name).stat().st_size})
@@ -208,17 +285,21 @@ def _check_disk_space(out_dir: Path, manifest: dict) -> None:
     free = shutil.disk_usage(folder).free
     if need > free:
         size = manifest["memory"]["tokens"] * manifest["memory"]["width"]
-        raise CheckpointError(f"--out {out_dir}: {shown(left)} sequences of T={manifest['seq_len']}, Z={size} in "
-                              f"{manifest['dtype']} need about {size_text(need)} of disk; {folder} has "
-                              f"{size_text(free)} free")
+        raise CheckpointError(
+            f"--out {out_dir}: {shown(left)} sequences of T={manifest['seq_len']}, Z={size} in "
+            f"{manifest['dtype']} need about {size_text(need)} of disk; {folder} has "
+            f"{size_text(free)} free"
+        )
 
 
 def _commit(out_dir: Path, manifest: dict) -> None:
     manifest["shards"].sort(key=lambda s: s["file"])
     manifest["sequences_written"] = sum(s["sequences"] for s in manifest["shards"])
     size = manifest["memory"]["tokens"] * manifest["memory"]["width"]
-    manifest["shapes"] = {"x": [manifest["sequences_written"], manifest["seq_len"]],
-                          "m": [manifest["sequences_written"], manifest["seq_len"], size]}
+    manifest["shapes"] = {
+        "x": [manifest["sequences_written"], manifest["seq_len"]],
+        "m": [manifest["sequences_written"], manifest["seq_len"], size],
+    }
     atomic_write(out_dir / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
@@ -251,8 +332,10 @@ def read_manifest(labels_dir: str | Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an smtrnn label manifest")
     if manifest.get("version") not in READABLE_VERSIONS:
-        raise CheckpointError(f"{path} has label format version {manifest.get('version')!r}; this smtrnn reads "
-                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
+        raise CheckpointError(
+            f"{path} has label format version {manifest.get('version')!r}; this smtrnn reads "
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}"
+        )
     if manifest["version"] == 1:  # sampled stores only, written before datasets could be labelled
         manifest = {"source": "sampled", "data": None} | manifest
     missing = [k for k in _IDENTITY + ("config", "shards") if k not in manifest]
@@ -266,17 +349,34 @@ def read_manifest(labels_dir: str | Path) -> dict:
 
 def _wrong_types(manifest: dict) -> str | None:
     """The first manifest field whose type or range is not what smtrnn writes, or None."""
+
     def count(value, minimum=0):
         return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
-    checks = [("sequences", count(manifest["sequences"])), ("seq_len", count(manifest["seq_len"], 1)),
-              ("vocab_size", count(manifest["vocab_size"], 1)), ("config", isinstance(manifest["config"], dict)),
-              ("memory", isinstance(manifest["memory"], dict)
-               and all(count(manifest["memory"].get(k), 1) for k in ("tokens", "width"))),
-              ("task", isinstance(manifest["task"], dict) and isinstance(manifest["task"].get("name"), str)
-               and isinstance(manifest["task"].get("params", {}), dict)),
-              ("shards", all(isinstance(shard, dict) and isinstance(shard.get("file"), str)
-                             and count(shard.get("sequences")) for shard in manifest["shards"]))]
+    checks = [
+        ("sequences", count(manifest["sequences"])),
+        ("seq_len", count(manifest["seq_len"], 1)),
+        ("vocab_size", count(manifest["vocab_size"], 1)),
+        ("config", isinstance(manifest["config"], dict)),
+        (
+            "memory",
+            isinstance(manifest["memory"], dict)
+            and all(count(manifest["memory"].get(k), 1) for k in ("tokens", "width")),
+        ),
+        (
+            "task",
+            isinstance(manifest["task"], dict)
+            and isinstance(manifest["task"].get("name"), str)
+            and isinstance(manifest["task"].get("params", {}), dict),
+        ),
+        (
+            "shards",
+            all(
+                isinstance(shard, dict) and isinstance(shard.get("file"), str) and count(shard.get("sequences"))
+                for shard in manifest["shards"]
+            ),
+        ),
+    ]
     bad = [name for name, ok in checks if not ok]
     return f"field {bad[0]!r} has the wrong type or range" if bad else None
 
@@ -311,15 +411,25 @@ class LabelStore:
 
     def check(self, cfg: RunConfig, where: str = "--labels") -> None:
         """Refuse a run whose task, T or memory size differs from the labels' (a CheckpointError naming it)."""
-        stored = {"task.name": self.manifest["task"]["name"], "task.params": self.manifest["task"]["params"],
-                  "task.seq_len": self.manifest["seq_len"], "memory.tokens": self.manifest["memory"]["tokens"],
-                  "memory.width": self.manifest["memory"]["width"]}
-        ours = {"task.name": cfg.task.name, "task.params": cfg.task.params, "task.seq_len": cfg.task.seq_len,
-                "memory.tokens": cfg.memory.tokens, "memory.width": cfg.memory.width}
+        stored = {
+            "task.name": self.manifest["task"]["name"],
+            "task.params": self.manifest["task"]["params"],
+            "task.seq_len": self.manifest["seq_len"],
+            "memory.tokens": self.manifest["memory"]["tokens"],
+            "memory.width": self.manifest["memory"]["width"],
+        }
+        ours = {
+            "task.name": cfg.task.name,
+            "task.params": cfg.task.params,
+            "task.seq_len": cfg.task.seq_len,
+            "memory.tokens": cfg.memory.tokens,
+            "memory.width": cfg.memory.width,
+        }
         for name, value in stored.items():
             if ours[name] != value:
-                raise CheckpointError(f"{where} {self.directory} holds labels for {name}={value!r}, this run "
-                                      f"has {name}={ours[name]!r}")
+                raise CheckpointError(
+                    f"{where} {self.directory} holds labels for {name}={value!r}, this run has {name}={ours[name]!r}"
+                )
 
     def rows(self, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Stored sequences `index` (B,) -> x, y (B, T) long and m (B, T, Z) as stored, in the order asked."""
@@ -356,16 +466,21 @@ def load_labels(labels_dir: str | Path) -> LabelStore:
     labels_dir = Path(labels_dir)
     manifest = read_manifest(labels_dir)
     if manifest.get("sequences_written") != manifest["sequences"]:
-        raise CheckpointError(f"{labels_dir} is incomplete ({manifest.get('sequences_written')} of "
-                              f"{manifest['sequences']} sequences); run smtrnn label again to finish it")
+        raise CheckpointError(
+            f"{labels_dir} is incomplete ({manifest.get('sequences_written')} of "
+            f"{manifest['sequences']} sequences); run smtrnn label again to finish it"
+        )
     size = manifest["memory"]["tokens"] * manifest["memory"]["width"]
     shards = []
     for shard in manifest["shards"]:
         if not _SHARD_NAME.fullmatch(str(shard.get("file"))):  # also keeps a crafted manifest inside the store
             raise CheckpointError(f"{labels_dir / MANIFEST} is corrupt: shard name {str(shard.get('file'))[:40]!r}")
         n, length = shard["sequences"], manifest["seq_len"]
-        expected = {"x": ((n, length), "I32"), "y": ((n, length), "I32"),
-                    "m": ((n, length, size), "F16" if manifest["dtype"] == "float16" else "F32")}
+        expected = {
+            "x": ((n, length), "I32"),
+            "y": ((n, length), "I32"),
+            "m": ((n, length, size), "F16" if manifest["dtype"] == "float16" else "F32"),
+        }
         shards.append(_map_shard(labels_dir / shard["file"], expected))
         _check_token_ids(labels_dir / shard["file"], shards[-1], manifest["vocab_size"])
     if not shards:

@@ -4,13 +4,13 @@ train on them unchanged.
 
 - **text**: a UTF-8 text file or folder (bytes, vocab 256), a token file (`.npy`, or `.bin` read by memmap, with
   its dtype and vocab from arguments or a sidecar JSON), `hf:NAME` (HuggingFace `datasets`, an extra), or — with no
-  path — the embedded default corpus, this Python's own standard-library source (see `smtrnn.data.text`). The split is by
-  document. Training windows are drawn uniformly from the concatenated training documents: x = w_0..w_{T-1},
+  path — the embedded default corpus, this Python's own standard-library source (see `smtrnn.data.text`). The split
+  is by document. Training windows are drawn uniformly from the concatenated training documents: x = w_0..w_{T-1},
   y = w_1..w_T (a window may run across a document boundary, as in nanoGPT).
 - **pixels**: scikit-learn's 8×8 digits by default, an MNIST-format IDX file, or `torchvision:NAME:ROOT`;
   intensities quantized to `levels` (None = the data's own, e.g. 256); `side` resamples every image to side x side
-  first (`smtrnn.data.images.resample`: 28 gives the digits MNIST's T = 784). A sequence is the first T pixels of one image
-  — never two images. With `start_token` (default) x = [START, p_0..p_{T-2}] and y = p_0..p_{T-1}: every pixel is
+  first (`smtrnn.data.images.resample`: 28 gives the digits MNIST's T = 784). A sequence is the first T pixels of one
+  image — never two images. With `start_token` (default) x = [START, p_0..p_{T-2}] and y = p_0..p_{T-1}: every pixel is
   predicted, so bits per pixel cover the whole image. Without it x = p_0..p_{T-1}, y = p_1..p_{T-1}, -1.
 
 `held_out()` gives the same task on its validation split, which evaluation during training draws from;
@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from smtrnn.errors import DataError
 from smtrnn.data.tasks import NO_TARGET, Task, TaskError, register
+from smtrnn.errors import DataError
 
 SPLITS = ("train", "valid", "test")
 _HASH_CHUNK = 1 << 22  # tokens hashed per step: a memory-mapped corpus is never read whole
@@ -51,13 +52,14 @@ def _sha256(values: Tensor) -> str:
     """Hex digest of a 1-D integer tensor's values (as int64, so the storage dtype does not matter)."""
     digest = hashlib.sha256()
     for start in range(0, values.numel(), _HASH_CHUNK):
-        digest.update(values[start: start + _HASH_CHUNK].to(torch.int64).numpy().tobytes())
+        digest.update(values[start : start + _HASH_CHUNK].to(torch.int64).numpy().tobytes())
     return digest.hexdigest()
 
 
 @lru_cache(maxsize=8)
-def _text_splits(path: Optional[str], dtype: Optional[str], token_vocab: Optional[int], max_bytes: Optional[int],
-                 valid_fraction: float):
+def _text_splits(
+    path: str | None, dtype: str | None, token_vocab: int | None, max_bytes: int | None, valid_fraction: float
+):
     """(corpus vocab, {split: documents}) for a text task's parameters, loaded once per process."""
     from smtrnn.data import text
 
@@ -75,7 +77,7 @@ def _text_splits(path: Optional[str], dtype: Optional[str], token_vocab: Optiona
 
 
 @lru_cache(maxsize=8)
-def _image_splits(path: Optional[str], levels: Optional[int], valid_fraction: float, side: Optional[int] = None):
+def _image_splits(path: str | None, levels: int | None, valid_fraction: float, side: int | None = None):
     from smtrnn.data import images
 
     loaded = images.load_images(path)
@@ -107,8 +109,10 @@ class _DataTask(Task):
     def _split_data(self, splits: dict):
         """This split's data; the test split of a held-out part too small to halve is refused in one line."""
         if splits[self.split] is None:
-            raise TaskError(f"task '{self.name}': the held-out part is too small to give a test split besides the "
-                            "validation split; hold out more (task.params valid_fraction)")
+            raise TaskError(
+                f"task '{self.name}': the held-out part is too small to give a test split besides the "
+                "validation split; hold out more (task.params valid_fraction)"
+            )
         return splits[self.split]
 
     def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
@@ -132,10 +136,10 @@ class Text(_DataTask):
     """Next-token prediction on a text or token corpus (see the module docstring for the sources)."""
 
     name: ClassVar[str] = "text"
-    path: Optional[str] = None
-    dtype: Optional[str] = None  # token files: uint8, uint16, uint32, int32, int64 (else from the sidecar JSON)
-    token_vocab: Optional[int] = None  # token files: the vocabulary (else from the sidecar JSON; 256 for uint8)
-    max_bytes: Optional[int] = None  # text: stop reading after this many bytes (the embedded corpus has a default cap)
+    path: str | None = None
+    dtype: str | None = None  # token files: uint8, uint16, uint32, int32, int64 (else from the sidecar JSON)
+    token_vocab: int | None = None  # token files: the vocabulary (else from the sidecar JSON; 256 for uint8)
+    max_bytes: int | None = None  # text: stop reading after this many bytes (the embedded corpus has a default cap)
     valid_fraction: float = 0.1
     split: str = "train"
 
@@ -174,8 +178,9 @@ class Text(_DataTask):
         last = flat.numel() - 1 - seq_len  # the latest start with a target for every position
 
         def read(a: int, b: int) -> tuple[Tensor, Tensor]:
-            rows = torch.stack([flat[s: s + seq_len + 1].to(torch.long)
-                                for s in (min(i * seq_len, last) for i in range(a, b))])
+            rows = torch.stack(
+                [flat[s : s + seq_len + 1].to(torch.long) for s in (min(i * seq_len, last) for i in range(a, b))]
+            )
             return rows[:, :-1], rows[:, 1:]
 
         return Windows(-(-(flat.numel() - 1) // seq_len), read)
@@ -187,7 +192,7 @@ class Text(_DataTask):
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         flat = self._flat()  # may be a memory-mapped token file: slice it, never index it whole
         starts = torch.randint(0, flat.numel() - seq_len, (batch_size,), generator=generator).tolist()
-        windows = torch.stack([flat[s: s + seq_len + 1].to(torch.long) for s in starts]).to(generator.device)
+        windows = torch.stack([flat[s : s + seq_len + 1].to(torch.long) for s in starts]).to(generator.device)
         return windows[:, :-1], windows[:, 1:]
 
 
@@ -206,9 +211,9 @@ class Pixels(_DataTask):
     """Pixel-sequence modeling, one image per sequence (see the module docstring)."""
 
     name: ClassVar[str] = "pixels"
-    path: Optional[str] = None  # None: scikit-learn's 8x8 digits; an IDX file; torchvision:NAME:ROOT
-    levels: Optional[int] = None  # quantization levels; None keeps the data's own
-    side: Optional[int] = None  # resample every image to side x side (T = side²); None keeps the data's own size
+    path: str | None = None  # None: scikit-learn's 8x8 digits; an IDX file; torchvision:NAME:ROOT
+    levels: int | None = None  # quantization levels; None keeps the data's own
+    side: int | None = None  # resample every image to side x side (T = side²); None keeps the data's own size
     start_token: bool = True
     valid_fraction: float = 0.1
     split: str = "train"
@@ -270,8 +275,12 @@ class Pixels(_DataTask):
 
     def fingerprint(self) -> dict:
         images = self.images()
-        return {"split": self.split, "images": len(images), "levels": images.levels,
-                "sha256": _sha256(images.pixels.flatten())}
+        return {
+            "split": self.split,
+            "images": len(images),
+            "levels": images.levels,
+            "sha256": _sha256(images.pixels.flatten()),
+        }
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         images = self.images()

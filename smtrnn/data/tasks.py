@@ -21,7 +21,7 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Optional
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -71,7 +71,7 @@ class Task(ABC):
         otherwise. The recipe then has the teacher write that window in linearly readable form."""
         return None
 
-    def held_out(self, split: str = "valid") -> "Task":
+    def held_out(self, split: str = "valid") -> Task:
         """The task evaluation draws from: "valid" during training and for choosing settings, "test" for final
         numbers. Synthetic tasks have no split: fresh draws under the split's own evaluation seed are held out
         (`smtrnn.evaluate`). Data tasks return that split of their data."""
@@ -86,8 +86,10 @@ class Task(ABC):
         longest = self.max_seq_len()
         if longest is not None and seq_len > longest:
             split = getattr(self, "split", "")
-            raise TaskError(f"task '{self.name}' can give sequences of at most {longest} tokens"
-                            f"{f' (its {split} split)' if split else ''}, got seq_len {seq_len}")
+            raise TaskError(
+                f"task '{self.name}' can give sequences of at most {longest} tokens"
+                f"{f' (its {split} split)' if split else ''}, got seq_len {seq_len}"
+            )
 
     def sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """A batch (x, y), each (B, T) long on the generator's device; the same generator state gives the same batch."""
@@ -99,8 +101,10 @@ class Task(ABC):
     def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
         """(B, T): the symbol a memory written at t must hold for a later target, -1 where none is defined yet —
         what an information probe looks for. Tasks without one such symbol raise a TaskError."""
-        raise TaskError(f"task '{self.name}' defines no single symbol its memories must hold; the information "
-                        "probe runs on retrieval, delayed_recall and copy")
+        raise TaskError(
+            f"task '{self.name}' defines no single symbol its memories must hold; the information "
+            "probe runs on retrieval, delayed_recall and copy"
+        )
 
     def describe(self) -> dict:
         """The parameters as a plain dict: ``make_task(task.name, **task.describe())`` rebuilds the task."""
@@ -116,6 +120,7 @@ class Task(ABC):
 
 
 # Every draw goes through these, so all randomness comes from the caller's generator, on its device.
+
 
 def _randint(low: int, high: int, size: tuple[int, ...], generator: torch.Generator) -> Tensor:
     return torch.randint(low, high, size, generator=generator, device=generator.device)
@@ -207,7 +212,7 @@ class Copy(Task):
 
     name: ClassVar[str] = "copy"
     num_symbols: int = 8
-    copy_len: Optional[int] = None
+    copy_len: int | None = None
 
     def __post_init__(self):
         self._require("num_symbols", 2)
@@ -239,9 +244,9 @@ class Copy(Task):
         x = torch.full((batch_size, seq_len), self.pad, dtype=torch.long, device=string.device)
         x[:, :length] = string
         x[:, length] = self.sep
-        x[:, length + 1:2 * length + 1] = self.blank
+        x[:, length + 1 : 2 * length + 1] = self.blank
         y = _no_targets(batch_size, seq_len, generator)
-        y[:, length + 1:2 * length + 1] = string
+        y[:, length + 1 : 2 * length + 1] = string
         return x, y
 
     def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
@@ -293,13 +298,13 @@ class DelayedRecall(Task):
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = _randint(0, self.num_symbols, (batch_size, seq_len), generator)
         y = _no_targets(batch_size, seq_len, generator)
-        y[:, self.lag:] = x[:, :-self.lag]
+        y[:, self.lag :] = x[:, : -self.lag]
         return x, y
 
     def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
         """The oldest symbol still to be recalled: x_{t-lag+1}, the target of step t+1."""
         needed = torch.full_like(x, NO_TARGET)
-        needed[:, self.lag - 1:] = x[:, : x.shape[1] - self.lag + 1]
+        needed[:, self.lag - 1 :] = x[:, : x.shape[1] - self.lag + 1]
         return needed
 
 
@@ -331,12 +336,16 @@ class AssocRecall(Task):
         self._require("num_values", 2)
         self._require("num_pairs", 1)
         if self.num_pairs > self.num_keys:
-            raise TaskError(f"task '{self.name}': num_pairs must be <= num_keys={self.num_keys} "
-                            f"(keys are distinct within a sequence), got {self.num_pairs}")
+            raise TaskError(
+                f"task '{self.name}': num_pairs must be <= num_keys={self.num_keys} "
+                f"(keys are distinct within a sequence), got {self.num_pairs}"
+            )
         self._require("num_queries", 1)
         if self.num_queries > self.num_pairs:
-            raise TaskError(f"task '{self.name}': num_queries must be <= num_pairs={self.num_pairs} "
-                            f"(each query asks a different pair), got {self.num_queries}")
+            raise TaskError(
+                f"task '{self.name}': num_queries must be <= num_pairs={self.num_pairs} "
+                f"(each query asks a different pair), got {self.num_queries}"
+            )
 
     @property
     def fill(self) -> int:
@@ -355,11 +364,11 @@ class AssocRecall(Task):
         values = _randint(self.num_keys, self.num_keys + self.num_values, (batch_size, pairs), generator)
         asked = _distinct(pairs, queries, batch_size, generator)  # which pairs the queries ask about
         x = torch.full((batch_size, seq_len), self.fill, dtype=torch.long, device=keys.device)
-        x[:, 0:2 * pairs:2] = keys
-        x[:, 1:2 * pairs:2] = values
-        x[:, seq_len - queries:] = keys.gather(1, asked)
+        x[:, 0 : 2 * pairs : 2] = keys
+        x[:, 1 : 2 * pairs : 2] = values
+        x[:, seq_len - queries :] = keys.gather(1, asked)
         y = _no_targets(batch_size, seq_len, generator)
-        y[:, seq_len - queries:] = values.gather(1, asked)
+        y[:, seq_len - queries :] = values.gather(1, asked)
         return x, y
 
 
@@ -531,6 +540,8 @@ def build_task(cfg: RunConfig) -> Task:
     task.check_seq_len(cfg.task.seq_len)  # data tasks: both splits must hold one whole sequence
     task.held_out().check_seq_len(cfg.task.seq_len)
     if cfg.train.curriculum_start and cfg.train.curriculum_start < minimum:
-        raise ConfigError(f"train.curriculum_start must be >= {minimum} (task '{cfg.task.name}''s minimum length), "
-                          f"got {cfg.train.curriculum_start}")
+        raise ConfigError(
+            f"train.curriculum_start must be >= {minimum} (task '{cfg.task.name}''s minimum length), "
+            f"got {cfg.train.curriculum_start}"
+        )
     return task

@@ -24,7 +24,6 @@ import sysconfig
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -84,7 +83,7 @@ def embedded_corpus(max_bytes: int = EMBEDDED_MAX_BYTES) -> Corpus:
     return Corpus(documents, names, BYTE_VOCAB)
 
 
-def load_text(path: str | Path | None, max_bytes: Optional[int] = None) -> Corpus:
+def load_text(path: str | Path | None, max_bytes: int | None = None) -> Corpus:
     """Byte documents from a text file (one document) or a folder (one per non-empty file); None: the embedded corpus.
 
     A folder is read recursively in sorted relative-path order, skipping hidden files and folders (names starting
@@ -127,7 +126,7 @@ def _walk(root: Path, skip_dirs: frozenset[str]) -> list[str]:
 
 
 def _read_documents(
-    root: Path, files: list[str], max_bytes: Optional[int], check_binary: bool
+    root: Path, files: list[str], max_bytes: int | None, check_binary: bool
 ) -> tuple[list[Tensor], list[str]]:
     """Read `files` (relative to `root`) in order as uint8 documents, skipping empty ones, until `max_bytes`."""
     documents, names, total = [], [], 0
@@ -142,8 +141,10 @@ def _read_documents(
         except OSError as e:
             raise DataError(f"{file}: cannot read ({e.strerror or e})") from None
         if check_binary and b"\0" in data[:BINARY_PROBE]:
-            raise DataError(f"{file}: looks binary (a NUL byte in its first {BINARY_PROBE} bytes); "
-                            "token files go through load_tokens (.npy / .bin)")
+            raise DataError(
+                f"{file}: looks binary (a NUL byte in its first {BINARY_PROBE} bytes); "
+                "token files go through load_tokens (.npy / .bin)"
+            )
         if max_bytes is not None:
             data = data[: max_bytes - total]
         if not data:
@@ -158,7 +159,7 @@ def _read_documents(
 # Token files
 
 
-def load_tokens(path: str | Path, dtype: Optional[str] = None, vocab_size: Optional[int] = None) -> Corpus:
+def load_tokens(path: str | Path, dtype: str | None = None, vocab_size: int | None = None) -> Corpus:
     """One document of token ids from a 1-D integer ``.npy`` or a raw ``.bin`` (nanoGPT), memory-mapped.
 
     `dtype` and `vocab_size` come from the arguments, else from a sidecar ``<path>.json`` (e.g. ``train.bin.json``)
@@ -181,8 +182,9 @@ def load_tokens(path: str | Path, dtype: Optional[str] = None, vocab_size: Optio
     dtype = ids.dtype.name
     if vocab_size is None:
         if dtype != "uint8":
-            raise DataError(f"{path}: vocab_size is required for dtype {dtype} (argument or 'vocab_size' "
-                            f"in {path.name}.json)")
+            raise DataError(
+                f"{path}: vocab_size is required for dtype {dtype} (argument or 'vocab_size' in {path.name}.json)"
+            )
         vocab_size = BYTE_VOCAB
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
         raise DataError(f"{path}: vocab_size must be an integer >= 1, got {vocab_size!r}")
@@ -206,7 +208,7 @@ def _read_sidecar(path: Path) -> dict:
     return meta
 
 
-def _map_npy(path: Path, dtype: Optional[str]) -> np.ndarray:
+def _map_npy(path: Path, dtype: str | None) -> np.ndarray:
     try:
         with open(path, "rb") as handle:
             header = handle.read(6)
@@ -231,7 +233,7 @@ def _map_npy(path: Path, dtype: Optional[str]) -> np.ndarray:
     return ids
 
 
-def _map_bin(path: Path, dtype: Optional[str]) -> np.ndarray:
+def _map_bin(path: Path, dtype: str | None) -> np.ndarray:
     if dtype is None:
         raise DataError(f"{path}: a .bin token file needs a dtype (argument or 'dtype' in {path.name}.json)")
     size, itemsize = path.stat().st_size, np.dtype(dtype).itemsize
@@ -248,8 +250,9 @@ def _check_ids(path: Path, ids: np.ndarray, vocab_size: int) -> None:
         chunk = ids[start : start + _SCAN_CHUNK]
         if chunk.min() < 0 or chunk.max() >= vocab_size:
             i = int(np.flatnonzero((chunk < 0) | (chunk >= vocab_size))[0])
-            raise DataError(f"{path}: token id {int(chunk[i])} at position {start + i} is outside the "
-                            f"vocabulary [0, {vocab_size})")
+            raise DataError(
+                f"{path}: token id {int(chunk[i])} at position {start + i} is outside the vocabulary [0, {vocab_size})"
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -257,7 +260,7 @@ def _check_ids(path: Path, ids: np.ndarray, vocab_size: int) -> None:
 
 
 def load_hf_text(
-    name: str, split: str = "train", column: str = "text", max_documents: Optional[int] = None, **load_kwargs
+    name: str, split: str = "train", column: str = "text", max_documents: int | None = None, **load_kwargs
 ) -> Corpus:
     """Byte documents from a Hugging Face dataset: each row's `column`, encoded as UTF-8, is one document.
 
@@ -269,8 +272,9 @@ def load_hf_text(
     try:
         import datasets
     except ImportError:
-        raise DataError(f"{name}: loading a Hugging Face dataset needs the 'datasets' package: "
-                        "pip install 'smtrnn[hf]'") from None
+        raise DataError(
+            f"{name}: loading a Hugging Face dataset needs the 'datasets' package: pip install 'smtrnn[hf]'"
+        ) from None
     if max_documents is not None and (not isinstance(max_documents, int) or max_documents < 1):
         raise DataError(f"{name}: max_documents must be an integer >= 1, got {max_documents!r}")
     local = Path(name)
@@ -350,8 +354,10 @@ def split_held_out(held: Corpus) -> tuple[Corpus, Corpus | None]:
         if doc.numel() < 2:
             return held, None
         half = -(-doc.numel() // 2)
-        return (Corpus([doc[:half]], [f"{name}#valid"], held.vocab_size),
-                Corpus([doc[half:]], [f"{name}#test"], held.vocab_size))
+        return (
+            Corpus([doc[:half]], [f"{name}#valid"], held.vocab_size),
+            Corpus([doc[half:]], [f"{name}#test"], held.vocab_size),
+        )
     buckets = [zlib.crc32(name.encode("utf-8")) % _SPLIT_BUCKETS for name in held.names]
     order = sorted(range(len(buckets)), key=lambda i: (buckets[i], held.names[i]))
     half = -(-len(order) // 2)

@@ -16,15 +16,15 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run, load_model, read_config
 from smtrnn.config import RunConfig, apply_overrides, validate
+from smtrnn.data.tasks import build_task, make_task
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate, evaluate_lengths
-from smtrnn.data.tasks import build_task, make_task
 from smtrnn.trainer import Trainer, changed_fields
 
 RESULT_FILE = "result.json"
@@ -86,12 +86,18 @@ def plan(lengths: list[int], methods: list[str], cells: list[str], seeds: int) -
     return specs
 
 
-def run_config(base: Callable[[], RunConfig], spec: RunSpec, budget_s: float, steps: int,
-               eval_points: int) -> RunConfig:
+def run_config(
+    base: Callable[[], RunConfig], spec: RunSpec, budget_s: float, steps: int, eval_points: int
+) -> RunConfig:
     """The base config (preset + user overrides) for one run: its length, method, cell, seed and budget."""
     cfg = base()
-    overrides = {"task.seq_len": spec.length, "rnn.cell": spec.cell, "train.seed": spec.seed, "train.steps": steps,
-                 "train.max_seconds": budget_s} | METHODS[spec.method]
+    overrides = {
+        "task.seq_len": spec.length,
+        "rnn.cell": spec.cell,
+        "train.seed": spec.seed,
+        "train.steps": steps,
+        "train.max_seconds": budget_s,
+    } | METHODS[spec.method]
     apply_overrides(cfg, overrides)
     if budget_s and eval_points:
         cfg.train.eval_every_seconds = budget_s / eval_points
@@ -108,8 +114,15 @@ def learning_curve(run_dir: Path, key: str) -> list[tuple[float, float]]:
     return points
 
 
-def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: int, log=print,
-            eval_lengths: tuple[int, ...] = ()) -> dict:
+def run_one(
+    cfg: RunConfig,
+    spec: RunSpec,
+    run_dir: Path,
+    device,
+    eval_batches: int,
+    log=print,
+    eval_lengths: tuple[int, ...] = (),
+) -> dict:
     """Train (or resume, or skip when finished) one run and return its row; `eval_lengths` adds the RNN alone (and
     the teacher) scored at those lengths (row["lengths"], `evaluate.evaluate_lengths`), to a finished run too."""
     done = run_dir / RESULT_FILE
@@ -117,8 +130,9 @@ def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: 
         changed = changed_fields(read_config(run_dir)[0], cfg) if has_checkpoint(run_dir) else []
         if changed:
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-            raise ConfigError(f"{run_dir} finished with another config ({shown} differ); move it aside or name this "
-                              "run otherwise")
+            raise ConfigError(
+                f"{run_dir} finished with another config ({shown} differ); move it aside or name this run otherwise"
+            )
         log(f"{spec.name}: finished earlier, skipped")
         row = json.loads(done.read_text())
         missing = [n for n in eval_lengths if str(n) not in row.get("lengths", {})]
@@ -126,8 +140,9 @@ def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: 
             # trusted: its config matched this command line (changed_fields above), so its cell is one of --cells
             _, model = load_model(run_dir, device, trust_cell_code=True)
             task = make_task(cfg.task.name, **cfg.task.params)
-            row["lengths"] = row.get("lengths", {}) | evaluate_lengths(model, task, missing, eval_batches,
-                                                                       cfg.optim.batch_size)
+            row["lengths"] = row.get("lengths", {}) | evaluate_lengths(
+                model, task, missing, eval_batches, cfg.optim.batch_size
+            )
             _write_row(done, row)
         return row
     log(f"{spec.name}: training ({'resuming' if has_checkpoint(run_dir) else 'new'})")
@@ -135,12 +150,21 @@ def run_one(cfg: RunConfig, spec: RunSpec, run_dir: Path, device, eval_batches: 
     trainer.run()
     result = evaluate(trainer.model, trainer.task, cfg.task.seq_len, eval_batches, cfg.optim.batch_size, curves=True)
     key = score_key(cfg.task.name)
-    row = {"T": spec.length, "method": spec.method, "cell": spec.cell, "seed": spec.seed, "steps": trainer.step,
-           "train_seconds": trainer.elapsed, "score": result[key], "curve": learning_curve(run_dir, key),
-           "drift_curve": result["curves"].get("drift")} | {k: v for k, v in result.items() if k != "curves"}
+    row = {
+        "T": spec.length,
+        "method": spec.method,
+        "cell": spec.cell,
+        "seed": spec.seed,
+        "steps": trainer.step,
+        "train_seconds": trainer.elapsed,
+        "score": result[key],
+        "curve": learning_curve(run_dir, key),
+        "drift_curve": result["curves"].get("drift"),
+    } | {k: v for k, v in result.items() if k != "curves"}
     if eval_lengths:
-        row["lengths"] = evaluate_lengths(trainer.model, trainer.task, list(eval_lengths), eval_batches,
-                                          cfg.optim.batch_size)
+        row["lengths"] = evaluate_lengths(
+            trainer.model, trainer.task, list(eval_lengths), eval_batches, cfg.optim.batch_size
+        )
     _write_row(done, row)
     log(f"{spec.name}: {key} {row['score']:.4f} after {row['steps']} steps")
     return row
@@ -166,14 +190,25 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for (length, method, cell), items in groups.items():  # the plan's order: T, then method, cell
         scores = [r["score"] for r in items]
-        out.append({"T": length, "method": method, "cell": cell, "seeds": len(items),
-                    "mean": statistics.mean(scores), "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                    "min": min(scores), "max": max(scores),
-                    "teacher": _mean([r.get("teacher_accuracy") for r in items]),
-                    "drift_final": _mean([r.get("drift_final") for r in items]),
-                    "steps": statistics.mean(r["steps"] for r in items),
-                    "at_length": {n: _mean([r.get("lengths", {}).get(n, {}).get("rnn_accuracy") for r in items])
-                                  for n in items[0].get("lengths", {})}})
+        out.append(
+            {
+                "T": length,
+                "method": method,
+                "cell": cell,
+                "seeds": len(items),
+                "mean": statistics.mean(scores),
+                "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                "min": min(scores),
+                "max": max(scores),
+                "teacher": _mean([r.get("teacher_accuracy") for r in items]),
+                "drift_final": _mean([r.get("drift_final") for r in items]),
+                "steps": statistics.mean(r["steps"] for r in items),
+                "at_length": {
+                    n: _mean([r.get("lengths", {}).get(n, {}).get("rnn_accuracy") for r in items])
+                    for n in items[0].get("lengths", {})
+                },
+            }
+        )
     return out
 
 
@@ -187,19 +222,28 @@ def markdown(report: dict) -> str:
         return "–" if v is None else f"{v:.3f}"
 
     budget = f"{report['budget_s']:.0f} s of training" if report["budget_s"] else f"{report['steps']} steps"
-    lines = [f"Task `{report['task']}`, preset `{report['preset']}`, {budget} per run, runs one after another; "
-             f"score = {report['score']} of the RNN alone from m_∅ (mean ± std over seeds).", "",
-             "| T | method | cell | seeds | score | min–max | teacher acc | final drift | steps |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Task `{report['task']}`, preset `{report['preset']}`, {budget} per run, runs one after another; "
+        f"score = {report['score']} of the RNN alone from m_∅ (mean ± std over seeds).",
+        "",
+        "| T | method | cell | seeds | score | min–max | teacher acc | final drift | steps |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in report["summary"]:
-        lines.append(f"| {s['T']} | {s['method']} | {s['cell']} | {s['seeds']} | {s['mean']:.3f} ± {s['std']:.3f} | "
-                     f"{s['min']:.3f}–{s['max']:.3f} | {fmt(s['teacher'])} | {fmt(s['drift_final'])} | "
-                     f"{s['steps']:.0f} |")
+        lines.append(
+            f"| {s['T']} | {s['method']} | {s['cell']} | {s['seeds']} | {s['mean']:.3f} ± {s['std']:.3f} | "
+            f"{s['min']:.3f}–{s['max']:.3f} | {fmt(s['teacher'])} | {fmt(s['drift_final'])} | "
+            f"{s['steps']:.0f} |"
+        )
     longer = [str(n) for n in report.get("eval_lengths", [])]
     if longer:
-        lines += ["", "The RNN alone at other lengths than it trained on (accuracy, mean over seeds):", "",
-                  "| trained at T | method | cell | " + " | ".join(f"T = {n}" for n in longer) + " |",
-                  "|---|---|---|" + "---|" * len(longer)]
+        lines += [
+            "",
+            "The RNN alone at other lengths than it trained on (accuracy, mean over seeds):",
+            "",
+            "| trained at T | method | cell | " + " | ".join(f"T = {n}" for n in longer) + " |",
+            "|---|---|---|" + "---|" * len(longer),
+        ]
         for s in report["summary"]:
             cells = [fmt(s.get("at_length", {}).get(n)) for n in longer]
             lines.append(f"| {s['T']} | {s['method']} | {s['cell']} | " + " | ".join(cells) + " |")
@@ -239,8 +283,11 @@ def write_plots(report: dict, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in report["runs"]:
         if row.get("drift_curve"):
-            ax.plot(range(len(row["drift_curve"])), row["drift_curve"],
-                    label=f"T{row['T']} {row['method']} ({row['cell']}) s{row['seed']}")
+            ax.plot(
+                range(len(row["drift_curve"])),
+                row["drift_curve"],
+                label=f"T{row['T']} {row['method']} ({row['cell']}) s{row['seed']}",
+            )
     ax.set(xlabel="position t", ylabel="drift δ_t", yscale="log", title="rollout drift against the teacher")
     if ax.lines:
         ax.legend(fontsize=6)
@@ -255,9 +302,23 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def run_study(base: Callable[[], RunConfig], task: str, preset: str, lengths: list[int], methods: list[str],
-              cells: list[str], seeds: int, budget_s: float, steps: int, out: Path, device, eval_batches: int = 8,
-              eval_points: int = 8, log=print, eval_lengths: tuple[int, ...] = ()) -> dict:
+def run_study(
+    base: Callable[[], RunConfig],
+    task: str,
+    preset: str,
+    lengths: list[int],
+    methods: list[str],
+    cells: list[str],
+    seeds: int,
+    budget_s: float,
+    steps: int,
+    out: Path,
+    device,
+    eval_batches: int = 8,
+    eval_points: int = 8,
+    log=print,
+    eval_lengths: tuple[int, ...] = (),
+) -> dict:
     """Run (or finish) the study into `out` and write its report; returns the report. `eval_lengths`: every run is
     also scored at these sequence lengths (length generalization)."""
     specs = plan(lengths, methods, cells, seeds)
@@ -268,14 +329,25 @@ def run_study(base: Callable[[], RunConfig], task: str, preset: str, lengths: li
         for length in eval_lengths:
             held_out.check_seq_len(length)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log, tuple(eval_lengths))
-            for spec, cfg in zip(specs, configs)]
-    report = {"task": task, "preset": preset, "lengths": lengths, "eval_lengths": list(eval_lengths),
-              "methods": methods, "cells": cells,
-              "seeds": seeds, "budget_s": budget_s, "steps": steps, "score": score_key(task),
-              "summary": summarize(rows), "runs": rows}
+    rows = [
+        run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log, tuple(eval_lengths))
+        for spec, cfg in zip(specs, configs)
+    ]
+    report = {
+        "task": task,
+        "preset": preset,
+        "lengths": lengths,
+        "eval_lengths": list(eval_lengths),
+        "methods": methods,
+        "cells": cells,
+        "seeds": seeds,
+        "budget_s": budget_s,
+        "steps": steps,
+        "score": score_key(task),
+        "summary": summarize(rows),
+        "runs": rows,
+    }
     (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "results.md").write_text(markdown(report))
     report["plots"] = [p.name for p in write_plots(report, out)]
     return report
-

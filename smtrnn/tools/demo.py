@@ -12,12 +12,21 @@ import torch
 from smtrnn.presets import RECIPE, make_preset
 from smtrnn.trainer import Trainer
 
-COLUMNS = ("method", "steps", "seconds", "rnn_accuracy", "rnn_bits_per_token", "teacher_accuracy",
-           "onestep_accuracy", "drift_final")
+COLUMNS = (
+    "method",
+    "steps",
+    "seconds",
+    "rnn_accuracy",
+    "rnn_bits_per_token",
+    "teacher_accuracy",
+    "onestep_accuracy",
+    "drift_final",
+)
 
 
-def run_demo(task: str, seq_len: int, budget: float, out: Path | None, device: torch.device,
-             seed: int = 0, preset: str = RECIPE) -> list[dict]:
+def run_demo(
+    task: str, seq_len: int, budget: float, out: Path | None, device: torch.device, seed: int = 0, preset: str = RECIPE
+) -> list[dict]:
     """Both methods from the same preset (default RECIPE, the long-range recipe) for `budget` training seconds."""
     out = Path(out) if out else Path(tempfile.mkdtemp(prefix="smtrnn-demo-"))
     out.mkdir(parents=True, exist_ok=True)  # an unusable path is refused before anything is printed or trained
@@ -27,14 +36,15 @@ def run_demo(task: str, seq_len: int, budget: float, out: Path | None, device: t
         cfg.task.seq_len, cfg.train.method, cfg.train.seed = seq_len, method, seed
         cfg.train.steps, cfg.train.max_seconds = 1_000_000, budget
         trainer = Trainer(cfg, out / method.replace("+", "-"), device)
-        print(f"{method}: training for {budget:g} s ({task}, T = {seq_len}, preset {preset})", file=sys.stderr,
-              flush=True)  # a non-interactive run (no progress bar) is not silent for minutes
+        print(
+            f"{method}: training for {budget:g} s ({task}, T = {seq_len}, preset {preset})", file=sys.stderr, flush=True
+        )  # a non-interactive run (no progress bar) is not silent for minutes
         result = trainer.run()
-        print(f"{method}: RNN alone {result['rnn_accuracy']:.3f} after {trainer.step} steps", file=sys.stderr,
-              flush=True)
+        print(
+            f"{method}: RNN alone {result['rnn_accuracy']:.3f} after {trainer.step} steps", file=sys.stderr, flush=True
+        )
         rows.append({"method": method, "steps": trainer.step, "seconds": trainer.elapsed} | result)
-    print(f"\n{task}, T = {seq_len}, preset {preset}, {budget:g} s of training per method on {device}; "
-          f"runs in {out}\n")
+    print(f"\n{task}, T = {seq_len}, preset {preset}, {budget:g} s of training per method on {device}; runs in {out}\n")
     print(format_table(rows))
     return rows
 

@@ -14,15 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from smtrnn.data.tasks import Task
 from smtrnn.evaluate import EVAL_SEED
 from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model
 from smtrnn.rnn import RNN
-from smtrnn.data.tasks import Task
 
 
-def smt_memory_gradients(rnn: RNN, m: Tensor, x: Tensor, y: Tensor, dynamics_weight: float = 1.0,
-                         readout_weight: float = 1.0) -> Tensor:
+def smt_memory_gradients(
+    rnn: RNN, m: Tensor, x: Tensor, y: Tensor, dynamics_weight: float = 1.0, readout_weight: float = 1.0
+) -> Tensor:
     """Mean over the batch of ‖∂L/∂m_t‖ for the RNN's SMT loss on given memories m (B, T, Z) -> (T,).
 
     L = dynamics_weight · MSE(f(m_{t-1}, x_t), m_t) + readout_weight · CE(g(m_t), y_t), with m_{-1} = m_∅.
@@ -45,8 +46,9 @@ def bptt_memory_gradients(rnn: RNN, x: Tensor, y: Tensor) -> Tensor:
             states.append(state)
         loss = masked_cross_entropy(rnn.readout(torch.stack(states, dim=1)), y)
         grads = torch.autograd.grad(loss, states, allow_unused=True)
-    return torch.stack([torch.zeros(x.shape[0], device=x.device) if g is None else g.norm(dim=-1) for g in grads],
-                       dim=1).mean(0)
+    return torch.stack(
+        [torch.zeros(x.shape[0], device=x.device) if g is None else g.norm(dim=-1) for g in grads], dim=1
+    ).mean(0)
 
 
 def gradient_curves(model: Model, task: Task, seq_len: int, batch_size: int, seed: int = EVAL_SEED) -> dict:

@@ -53,8 +53,12 @@ def write_plots(result: dict, gradients: dict, out_dir: str | Path, title: str) 
     if "drift" in curves:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(range(len(curves["drift"])), curves["drift"])
-        ax.set(xlabel="position t", ylabel="drift δ_t = mean (m̂_t − m_t)²", yscale="log",
-               title=f"rollout drift (final {result['drift_final']:.3g}; ≈ 2 = unrelated)")
+        ax.set(
+            xlabel="position t",
+            ylabel="drift δ_t = mean (m̂_t − m_t)²",
+            yscale="log",
+            title=f"rollout drift (final {result['drift_final']:.3g}; ≈ 2 = unrelated)",
+        )
         save(fig, "drift.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -62,8 +66,12 @@ def write_plots(result: dict, gradients: dict, out_dir: str | Path, title: str) 
         rank = result["memory_effective_rank"] if name == "teacher" else result["rnn_effective_rank"]
         ax.plot(range(1, len(spectrum) + 1), spectrum, label=f"{name} memories (effective rank {rank:.1f})")
     uniform = f", teacher uniformity {result['memory_uniformity']:.2f}" if "memory_uniformity" in result else ""
-    ax.set(xlabel="singular value index", ylabel="normalized singular value", yscale="log",
-           title=f"memory collapse check{uniform}")
+    ax.set(
+        xlabel="singular value index",
+        ylabel="normalized singular value",
+        yscale="log",
+        title=f"memory collapse check{uniform}",
+    )
     ax.legend(fontsize=8)
     save(fig, "collapse.png")
 
@@ -79,16 +87,17 @@ def write_plots(result: dict, gradients: dict, out_dir: str | Path, title: str) 
     for name, norms in gradients.items():
         # positions no loss term reaches have gradient exactly 0: left out of the log-scale plot
         ax.plot(range(len(norms)), [v if v > 0 else float("nan") for v in norms], label=f"{name.upper()} loss")
-    ax.set(xlabel="position t", ylabel="‖∂L/∂m_t‖ (batch mean)", yscale="log",
-           title="gradient reaching each memory")
+    ax.set(xlabel="position t", ylabel="‖∂L/∂m_t‖ (batch mean)", yscale="log", title="gradient reaching each memory")
     ax.legend(fontsize=8)
     save(fig, "gradients.png")
 
     documents = result.get("held_out_documents")
     if documents:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for key, label in (("rnn_bits_by_position", "RNN alone, whole documents from m_∅"),
-                           ("teacher_bits_by_position", "teacher, within its windows of T")):
+        for key, label in (
+            ("rnn_bits_by_position", "RNN alone, whole documents from m_∅"),
+            ("teacher_bits_by_position", "teacher, within its windows of T"),
+        ):
             if documents.get(key):
                 ax.plot(list(documents[key]), list(documents[key].values()), marker="o", label=label)
         ax.set(xlabel="position in the document (bucket)", ylabel="bits per token", title="bits by context length")
@@ -124,8 +133,11 @@ def write_diagnostic_plots(diag: dict, out_dir: str | Path, title: str) -> list[
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(growth["positions"], growth["by_position"], marker="o")
     ax.axhline(1.0, color="k", lw=0.5)
-    ax.set(xlabel="position t", ylabel=f"per-step growth over {growth['steps']} steps",
-           title="perturbation growth along the teacher's trajectory (> 1 amplifies drift)")
+    ax.set(
+        xlabel="position t",
+        ylabel=f"per-step growth over {growth['steps']} steps",
+        title="perturbation growth along the teacher's trajectory (> 1 amplifies drift)",
+    )
     save(fig, "growth.png")
 
     if diag.get("probe"):

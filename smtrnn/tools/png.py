@@ -86,11 +86,12 @@ def image_grid(images: Tensor, columns: int, pad: int = 1, pad_value: int = 255)
     if not 0 <= pad_value <= 255:
         raise DataError(f"image_grid needs 0 <= pad_value <= 255, got {pad_value}")
     rows = -(-count // columns)
-    grid = torch.full((rows * (height + pad) + pad, columns * (width + pad) + pad), pad_value,
-                      dtype=torch.uint8, device=images.device)
+    grid = torch.full(
+        (rows * (height + pad) + pad, columns * (width + pad) + pad), pad_value, dtype=torch.uint8, device=images.device
+    )
     for k in range(count):
         top, left = pad + (k // columns) * (height + pad), pad + (k % columns) * (width + pad)
-        grid[top:top + height, left:left + width] = images[k]
+        grid[top : top + height, left : left + width] = images[k]
     return grid
 
 
