@@ -31,7 +31,6 @@ from smtrnn.config import (
     load_config_file,
     shown,
     size_text,
-    upgrade,
 )
 from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.data.real import DATA_TASKS
@@ -117,9 +116,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.init and args.labels:
         raise ConfigError("--init (method dmt) and --labels (method labels) exclude each other")
     # A cell named on this command line is the user's choice; one that comes with a stored config is the run's code
-    named_cell = (
-        args.cell is not None or "rnn.cell" in _set_overrides(args.set) or "rnn.cell" in upgrade(flatten(file_data))
-    )
+    named_cell = args.cell is not None or "rnn.cell" in _set_overrides(args.set) or "rnn.cell" in flatten(file_data)
     if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
         cfg, meta = read_config(args.init)
         if not named_cell:
@@ -142,7 +139,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
 
 def user_settings(cfg: RunConfig, args: argparse.Namespace, file_data: dict) -> RunConfig:
     """cfg (in place) with the config file, then the explicit flags, then the --set overrides."""
-    apply_overrides(cfg, upgrade(flatten(file_data)))
+    apply_overrides(cfg, flatten(file_data))
     flags = {
         name: getattr(args, flag[2:].replace("-", "_"))
         for flag, name in FLAG_FIELDS.items()
@@ -476,7 +473,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     file_data = load_config_file(args.config) if args.config else {}
 
     def settings(cfg: RunConfig) -> RunConfig:
-        apply_overrides(cfg, upgrade(flatten(file_data)))
+        apply_overrides(cfg, flatten(file_data))
         if args.data is not None:
             if args.task not in DATA_TASKS:
                 raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{args.task}'")

@@ -483,37 +483,8 @@ class RunConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a run config must be a mapping, got {type(data).__name__}")
         cfg = cls()
-        apply_overrides(cfg, upgrade(flatten(data)))
+        apply_overrides(cfg, flatten(data))
         return cfg
-
-
-# Fields of earlier versions, by the fields that replaced them: config.json files of older runs and label stores
-# (and --config files) still load through `upgrade`; --set of an old name says what replaced it.
-_OLD_SCHEDULE_FIELDS = ("smt.dyn_loss_updates_teacher", "smt.freeze_teacher_after_warmup")
-RENAMED = {
-    "smt.teacher_warmup": "smt.warmup",
-    "smt.dyn_loss_updates_teacher": "smt.schedule (joint, joint-detached, staged)",
-    "smt.freeze_teacher_after_warmup": "smt.schedule (joint, joint-detached, staged)",
-}
-
-
-def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
-    """Flat overrides written by an earlier smtrnn -> today's fields. The three SMT schedule flags become one
-    smt.schedule: a frozen teacher after the warm-up is `staged`, else the dynamics loss reaching the encoder is
-    `joint` and not reaching it `joint-detached` (missing flags take their old defaults: true, false)."""
-    out = dict(flat)
-    if "smt.teacher_warmup" in out:
-        out["smt.warmup"] = out.pop("smt.teacher_warmup")
-    if any(name in out for name in _OLD_SCHEDULE_FIELDS):
-        updates = _coerce("smt.dyn_loss_updates_teacher", True, out.pop("smt.dyn_loss_updates_teacher", True))
-        frozen = _coerce("smt.freeze_teacher_after_warmup", False, out.pop("smt.freeze_teacher_after_warmup", False))
-        _check(
-            not (frozen and updates),
-            "smt.freeze_teacher_after_warmup needs smt.dyn_loss_updates_teacher=false "
-            "(a frozen teacher takes no gradient)",
-        )
-        out["smt.schedule"] = "staged" if frozen else "joint" if updates else "joint-detached"
-    return out
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -585,8 +556,6 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         if not dataclasses.is_dataclass(section) or not field_name:
             raise ConfigError(f"unknown config section in {shown(name)}")
         if field_name not in {f.name for f in dataclasses.fields(section)}:
-            if name in RENAMED:
-                raise ConfigError(f"config field '{name}' was replaced by {RENAMED[name]}")
             raise ConfigError(f"unknown config field {shown(name)}")
         setattr(section, field_name, _coerce(name, getattr(section, field_name), value))
     return cfg

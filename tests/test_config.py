@@ -4,7 +4,6 @@ plain dicts (and JSON); `apply_overrides` coerces CLI strings to each field's ty
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -219,47 +218,9 @@ def test_train_help_lists_the_fields_with_their_documentation(capsys):
     assert "--seq-len SEQ_LEN     task.seq_len: T, the training sequence length." in out
 
 
-FIXTURE = Path(__file__).parent / "fixtures" / "configs_before_smt_schedule.json"
-
-
-@pytest.mark.parametrize(
-    "name, schedule, warmup",
-    [("staged_debug", "staged", 0.25), ("joint_small", "joint", 0.0), ("joint_detached", "joint-detached", 0.4)],
-)
-def test_configs_written_before_smt_schedule_still_load(name, schedule, warmup):
-    """Stored configs of an earlier smtrnn (its three flags teacher_warmup, dyn_loss_updates_teacher,
-    freeze_teacher_after_warmup) map onto smt.schedule and smt.warmup; everything else is kept."""
-    old = json.loads(FIXTURE.read_text())[name]
-    cfg = RunConfig.from_dict(old)
-    validate(cfg)
-    assert (cfg.smt.schedule, cfg.smt.warmup) == (schedule, warmup)
-    new = cfg.to_dict()
-    for section, fields in old.items():
-        for key, value in fields.items():
-            if key not in ("teacher_warmup", "dyn_loss_updates_teacher", "freeze_teacher_after_warmup"):
-                assert new[section][key] == value, (section, key)
-
-
-def test_a_run_directory_with_an_old_config_loads_and_resumes(tmp_path):
-    from support import debug_config
-
-    from smtrnn.checkpoint import CONFIG_FILE, load_model, read_config
-    from smtrnn.trainer import Trainer
-
-    cfg = debug_config("retrieval", "smt", steps=3)
-    Trainer(cfg, tmp_path / "run", show_progress=False).run()
-    path = tmp_path / "run" / CONFIG_FILE
-    meta = json.loads(path.read_text())
-    smt = meta["config"]["smt"]
-    del smt["schedule"], smt["warmup"]
-    smt |= {"teacher_warmup": 0.25, "dyn_loss_updates_teacher": False, "freeze_teacher_after_warmup": True}
-    path.unlink()  # the top-level file is a hard link into checkpoints/: replace both
-    path.write_text(json.dumps(meta))
-    for linked in (tmp_path / "run" / "checkpoints").glob("step-*/" + CONFIG_FILE):
-        linked.unlink()
-        linked.write_text(json.dumps(meta))
-    loaded, _ = read_config(tmp_path / "run")
-    assert loaded == cfg
-    load_model(tmp_path / "run")
-    cfg.train.steps = 4
-    assert Trainer(cfg, tmp_path / "run", resume=True, show_progress=False).run() is not None
+def test_a_stored_config_with_a_field_of_an_earlier_version_is_refused_by_name():
+    """No compatibility shims before 1.0: smt.teacher_warmup (now smt.warmup) is an unknown field, named."""
+    data = RunConfig().to_dict()
+    data["smt"]["teacher_warmup"] = 0.25
+    with pytest.raises(ConfigError, match="unknown config field 'smt.teacher_warmup'"):
+        RunConfig.from_dict(data)

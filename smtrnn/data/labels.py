@@ -55,7 +55,6 @@ from smtrnn.data.tasks import Task, make_task
 from smtrnn.errors import CheckpointError, ConfigError, DataError
 
 FORMAT, VERSION = "smtrnn-labels", 2
-READABLE_VERSIONS = (1, 2)  # version 1: sampled stores, teacher hash over the whole weights file
 MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 LABEL_SPLITS = ("train", "valid")  # the test split is for final numbers, never for labels
@@ -331,13 +330,11 @@ def read_manifest(labels_dir: str | Path) -> dict:
     manifest = read_json(path)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an smtrnn label manifest")
-    if manifest.get("version") not in READABLE_VERSIONS:
+    if manifest.get("version") != VERSION:
         raise CheckpointError(
-            f"{path} has label format version {manifest.get('version')!r}; this smtrnn reads "
-            f"versions {', '.join(map(str, READABLE_VERSIONS))}"
+            f"{path} has label format version {shown(manifest.get('version'))}; this smtrnn reads version "
+            f"{VERSION}: label again"
         )
-    if manifest["version"] == 1:  # sampled stores only, written before datasets could be labelled
-        manifest = {"source": "sampled", "data": None} | manifest
     missing = [k for k in _IDENTITY + ("config", "shards") if k not in manifest]
     if missing or not isinstance(manifest["shards"], list) or manifest["dtype"] not in DTYPES:
         raise CheckpointError(f"{path} is corrupt: missing or invalid fields {missing or ['shards/dtype']}")
