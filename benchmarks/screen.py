@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from harness import ROOT, diagnostics_table, finish, number, reported, run_cli, save_report
+from smtrnn.checkpoint import CONFIG_FILE, checkpoint_dir
 from smtrnn.config import TEACHER_METHODS
 
 ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as its plan line gave them
@@ -166,7 +167,7 @@ def summarize_run(name: str, args: list[str], folder: Path, split: str = "valid"
         "onestep_bits_per_token",
         "readout_on_teacher_bits_per_token",
     )
-    config = json.loads((folder / "config.json").read_text())["config"]
+    config = json.loads((checkpoint_dir(folder) / CONFIG_FILE).read_text())["config"]
     method = config["train"]["method"]
     best = [r["best"]["step"] for r in records if "best" in r]
     return (

@@ -1,25 +1,22 @@
 """Checkpoints as plain data. A run directory holds
 
-    config.json          the newest checkpoint: the full RunConfig, the vocabulary size and the step (readable);
-                         for a user's cell also its source file and sha256 (`cell_code`, `smtrnn.user_cell`)
-    model.safetensors    its weights
-    trainer_state.pt     its optimizer state, step, elapsed time, RNG states and skipped-step count: tensors and
-                         plain containers only, read back with `torch.load(weights_only=True)`, so no code is ever
-                         unpickled
-    checkpoints/step-00000100/   the last `train.keep_checkpoints` checkpoints, the same three files each
+    checkpoints/step-00000100/   the last `train.keep_checkpoints` checkpoints, three files each:
+        config.json          the full RunConfig, the vocabulary size and the step (readable); for a user's cell
+                             also its source file and sha256 (`cell_code`, `smtrnn.user_cell`)
+        model.safetensors    the weights
+        trainer_state.pt     optimizer state, step, elapsed time, RNG states and skipped-step count: tensors and
+                             plain containers only, read back with `torch.load(weights_only=True)`, so no code is
+                             ever unpickled
     latest               one line naming the newest complete folder in checkpoints/
     metrics.jsonl        the training log
 
 A save is crash-safe as a whole, not file by file: the three files are written and fsync'ed into
 checkpoints/step-N.tmp/, the folder is renamed to step-N, and only then is `latest` replaced (a temporary file,
-fsync, rename): that rename is the commit. The top-level files are then replaced one by one (hard links to the
-folder's files where the filesystem allows, config.json last) so that tools and people can read a run directory
-as before. A crash before the commit leaves the previous checkpoint in force; a crash after it, while the top
-level still shows the previous step, is noticed by the readers below, which then read checkpoints/<latest>.
+fsync, rename): that rename is the commit. A crash before it leaves the previous checkpoint in force.
 
-Readers (`read_config`, `load_weights`, `load_trainer_state`, `load_model`) resolve the newest checkpoint
-themselves (`checkpoint_dir`): the top level when its config.json is at the step `latest` names (or when there is
-no `latest`: a run directory written before this layout loads as it always did), else checkpoints/<latest>.
+Readers (`read_config`, `load_weights`, `load_trainer_state`, `load_model`) resolve the checkpoint themselves
+(`checkpoint_dir`): checkpoints/<latest> of a run directory, or a checkpoint folder itself (step-N, or any folder
+holding the three files), so one checkpoint loads like a run.
 """
 
 from __future__ import annotations
@@ -55,7 +52,6 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 FORMAT = "smtrnn-checkpoint-1"
-_CHECKPOINT_FILES = (WEIGHTS_FILE, STATE_FILE, CONFIG_FILE)  # the order of every write: config.json completes one
 STEP_DIR = re.compile(r"step-(\d{1,12})")  # a checkpoint folder's name
 _TMP = ".tmp"
 
@@ -163,10 +159,10 @@ def regular_file(path: Path) -> bool:
 
 
 def check_run_layout(run_dir: Path) -> None:
-    """Refuse a run directory whose entries are of the wrong kind (checkpoints/ not a folder; config.json,
-    model.safetensors, trainer_state.pt, latest or metrics.jsonl not a regular file) before a run does any work or
-    writes anything: found only at the first save, a refused resume would leave log records no checkpoint backs."""
-    for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, LATEST_FILE, METRICS_FILE):
+    """Refuse a run directory whose entries are of the wrong kind (checkpoints/ not a folder; latest or
+    metrics.jsonl not a regular file) before a run does any work or writes anything: found only at the first save,
+    a refused resume would leave log records no checkpoint backs."""
+    for name in (LATEST_FILE, METRICS_FILE):
         regular_file(run_dir / name)
     root = run_dir / CHECKPOINTS_DIR
     if os.path.lexists(root) and not root.is_dir():
@@ -178,7 +174,8 @@ def _step_dir_name(step: int) -> str:
 
 
 def _read_latest(run_dir: Path) -> str | None:
-    """The folder name `latest` holds, or None when there is no `latest` (no checkpoint yet, or the older layout)."""
+    """The folder name `latest` holds, or None when there is no `latest` (no checkpoint yet, or a checkpoint
+    folder)."""
     path = run_dir / LATEST_FILE
     if not regular_file(path):
         return None
@@ -191,22 +188,9 @@ def _read_latest(run_dir: Path) -> str | None:
     return name
 
 
-def _top_level_step(run_dir: Path) -> int | None | str:
-    """The step of the top-level config.json; None when it is missing, "unreadable" when it cannot be parsed (or is
-    not a regular file: never opened then, as a FIFO would block the open)."""
-    try:
-        if not regular_file(run_dir / CONFIG_FILE):
-            return None
-        meta = json.loads((run_dir / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        return None
-    except (CheckpointError, OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
-        return "unreadable"
-    return meta.get("step") if isinstance(meta, dict) else "unreadable"
-
-
 def checkpoint_dir(run_dir: str | Path) -> Path:
-    """The folder whose config.json, model.safetensors and trainer_state.pt are the run's newest checkpoint."""
+    """The folder whose config.json, model.safetensors and trainer_state.pt are the run's newest checkpoint:
+    checkpoints/<latest>, or `run_dir` itself where it is a checkpoint folder (no `latest`, a config.json)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} is a file, not a run directory")
@@ -214,19 +198,16 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
         raise CheckpointError(f"run directory {run_dir} does not exist")
     name = _read_latest(run_dir)
     if name is None:
-        return run_dir
-    top = _top_level_step(run_dir)
-    if top == "unreadable" or top == int(STEP_DIR.fullmatch(name).group(1)):
-        return run_dir  # up to date (or damaged: read it, so that the damage is reported rather than hidden)
-    folder = run_dir / CHECKPOINTS_DIR / name  # a save was cut short while it replaced the top-level files
+        return run_dir  # a checkpoint folder, or a run with no checkpoint yet (the readers say which file is missing)
+    folder = run_dir / CHECKPOINTS_DIR / name
     if not regular_file(folder / CONFIG_FILE):
         raise CheckpointError(f"{run_dir / LATEST_FILE} names {CHECKPOINTS_DIR}/{name}, which is missing or incomplete")
     return folder
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
-    run_dir = Path(run_dir)
-    return any((run_dir / name).exists() for name in (WEIGHTS_FILE, CONFIG_FILE, LATEST_FILE))
+    """Whether training committed a checkpoint here (`latest` exists)."""
+    return (Path(run_dir) / LATEST_FILE).exists()
 
 
 def holds_run(run_dir: str | Path) -> bool:
@@ -245,9 +226,9 @@ def save_checkpoint(
     keep: int = 3,
     protect: str | None = None,
 ) -> Path:
-    """Save weights, trainer state and config as checkpoints/step-N, commit it as `latest`, refresh the top level
-    and delete all but the newest `keep` checkpoints and the one named `protect` (the best, `smtrnn.best`); returns
-    the checkpoint's folder."""
+    """Save weights, trainer state and config as checkpoints/step-N, commit it as `latest` and delete all but the
+    newest `keep` checkpoints and the one named `protect` (the best, `smtrnn.best`); returns the checkpoint's
+    folder."""
     run_dir = Path(run_dir)
     root = run_dir / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -259,8 +240,6 @@ def save_checkpoint(
     except CheckpointError:
         latest = None  # a damaged pointer is replaced below
     if latest == name and (folder / CONFIG_FILE).is_file():  # saved at this step already: nothing trained since
-        if _top_level_step(run_dir) != step:
-            _refresh_top_level(folder, run_dir)
         return folder
     _clear_abandoned(root, step, latest)
     tmp = root / (name + _TMP)
@@ -277,25 +256,8 @@ def save_checkpoint(
     os.replace(tmp, folder)
     _fsync_dir(root)
     atomic_write(run_dir / LATEST_FILE, lambda p: p.write_text(name + "\n"))  # the commit
-    _refresh_top_level(folder, run_dir)
     _prune(root, keep, (name, protect))
     return folder
-
-
-def _refresh_top_level(folder: Path, run_dir: Path) -> None:
-    """Replace each top-level file by the checkpoint's (config.json last): a hard link, or a copy where the
-    filesystem has none."""
-    for name in _CHECKPOINT_FILES:
-        tmp = run_dir / (name + _TMP)
-        tmp.unlink(missing_ok=True)
-        if (run_dir / name).exists() and os.path.samefile(folder / name, run_dir / name):
-            continue  # linked already (renaming a link onto another link of the same file would do nothing)
-        try:
-            os.link(folder / name, tmp)
-        except OSError:
-            _write_synced(tmp, lambda p: shutil.copyfile(folder / name, p))
-        os.replace(tmp, run_dir / name)
-    _fsync_dir(run_dir)
 
 
 def _step_dirs(root: Path) -> dict[int, Path]:

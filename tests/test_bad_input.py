@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reliability_support import TRAIN, TRAIN_RUN, _write, latest, one_line, run_cli
+from reliability_support import TRAIN, TRAIN_RUN, _write, one_line, run_cli
 
 from smtrnn.checkpoint import (
     CHECKPOINTS_DIR,
@@ -21,6 +21,7 @@ from smtrnn.checkpoint import (
     METRICS_FILE,
     STATE_FILE,
     WEIGHTS_FILE,
+    checkpoint_dir,
     load_model,
     load_trainer_state,
 )
@@ -42,9 +43,9 @@ class _Payload:
 @pytest.mark.parametrize("target", [STATE_FILE, WEIGHTS_FILE])
 def test_a_pickle_payload_in_a_checkpoint_never_runs(target, smt_run_copy, tmp_path, capsys):
     marker = tmp_path / "pwned"
-    for folder in (smt_run_copy, smt_run_copy / CHECKPOINTS_DIR / latest(smt_run_copy)):
-        (folder / target).unlink()
-        torch.save({"step": _Payload(marker), "weights": torch.zeros(2)}, folder / target)
+    folder = checkpoint_dir(smt_run_copy)
+    (folder / target).unlink()
+    torch.save({"step": _Payload(marker), "weights": torch.zeros(2)}, folder / target)
     argv = [*TRAIN, "--steps", 8, "--set", "train.log_every=1", "--out", smt_run_copy, "--resume"]
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and one_line(err).startswith("smtrnn: error: ")
@@ -78,32 +79,34 @@ def _run_with(run: Path, edit) -> Path:
 
 
 def _set_latest(name: str):
-    return lambda run: (_write(run / LATEST_FILE, name + "\n"), (run / CONFIG_FILE).unlink())
+    return lambda run: _write(run / LATEST_FILE, name + "\n")
 
 
 def _rewrite_config(edit):
     def apply(run):
-        meta = json.loads((run / CONFIG_FILE).read_text())
+        path = checkpoint_dir(run) / CONFIG_FILE
+        meta = json.loads(path.read_text())
         edit(meta)
-        (run / CONFIG_FILE).unlink()  # not through the hard link into checkpoints/
-        _write(run / CONFIG_FILE, json.dumps(meta))
+        path.unlink()
+        _write(path, json.dumps(meta))
 
     return apply
 
 
 def _rewrite_text(name: str, old: str, new: str):
     def apply(run):
-        text = (run / name).read_text()
-        (run / name).unlink()  # not through the hard link into checkpoints/
-        _write(run / name, text.replace(old, new, 1))
+        path = checkpoint_dir(run) / name
+        text = path.read_text()
+        path.unlink()
+        _write(path, text.replace(old, new, 1))
 
     return apply
 
 
 def _replace_state(obj):
     def apply(run):
-        (run / STATE_FILE).unlink()
-        torch.save(obj, run / STATE_FILE)
+        (checkpoint_dir(run) / STATE_FILE).unlink()
+        torch.save(obj, checkpoint_dir(run) / STATE_FILE)
 
     return apply
 
@@ -363,7 +366,7 @@ BAD_INPUT = {
     "config.json nested too deeply": (
         lambda t, r: [
             "eval",
-            _run_with(r, lambda d: _write(d / CONFIG_FILE, '{"x": ' * 100_000 + "1" + "}" * 100_000)),
+            _run_with(r, lambda d: _write(checkpoint_dir(d) / CONFIG_FILE, '{"x": ' * 100_000 + "1" + "}" * 100_000)),
         ],
         [CONFIG_FILE, "corrupt", "recursion"],
     ),
@@ -372,7 +375,7 @@ BAD_INPUT = {
         ["deep.json", "not valid"],
     ),
     "config.json truncated": (
-        lambda t, r: ["eval", _run_with(r, lambda d: _write(d / CONFIG_FILE, '{"form'))],
+        lambda t, r: ["eval", _run_with(r, lambda d: _write(checkpoint_dir(d) / CONFIG_FILE, '{"form'))],
         [CONFIG_FILE, "corrupt"],
     ),
     "config.json with a 5001-digit integer": (
@@ -380,11 +383,11 @@ BAD_INPUT = {
         [CONFIG_FILE, "corrupt", "4300 digits"],
     ),
     "config.json a FIFO, export": (
-        lambda t, r: ["export", _run_with(r, lambda d: _fifo(d / CONFIG_FILE)), "--out", t / "x.pt"],
+        lambda t, r: ["export", _run_with(r, lambda d: _fifo(checkpoint_dir(d) / CONFIG_FILE)), "--out", t / "x.pt"],
         [f"{CONFIG_FILE} is not a regular file"],
     ),
     "config.json a FIFO, eval": (
-        lambda t, r: ["eval", _run_with(r, lambda d: _fifo(d / CONFIG_FILE))],
+        lambda t, r: ["eval", _run_with(r, lambda d: _fifo(checkpoint_dir(d) / CONFIG_FILE))],
         [f"{CONFIG_FILE} is not a regular file"],
     ),
     "latest a FIFO": (
@@ -392,11 +395,11 @@ BAD_INPUT = {
         [f"{LATEST_FILE} is not a regular file"],
     ),
     "weights a FIFO": (
-        lambda t, r: ["sample", _run_with(r, lambda d: _fifo(d / WEIGHTS_FILE)), "--prompt", "1"],
+        lambda t, r: ["sample", _run_with(r, lambda d: _fifo(checkpoint_dir(d) / WEIGHTS_FILE)), "--prompt", "1"],
         [f"{WEIGHTS_FILE} is not a regular file"],
     ),
     "trainer state a FIFO": (
-        lambda t, r: [*TRAIN_RUN, "--resume", "--out", _run_with(r, lambda d: _fifo(d / STATE_FILE))],
+        lambda t, r: [*TRAIN_RUN, "--resume", "--out", _run_with(r, lambda d: _fifo(checkpoint_dir(d) / STATE_FILE))],
         [f"{STATE_FILE} is not a regular file"],
     ),
     "config names an unknown task": (
@@ -408,7 +411,13 @@ BAD_INPUT = {
             *TRAIN_RUN,
             "--resume",
             "--out",
-            _run_with(r, lambda d: ((d / STATE_FILE).unlink(), _write(d / STATE_FILE, bytes(range(256))))),
+            _run_with(
+                r,
+                lambda d: (
+                    (checkpoint_dir(d) / STATE_FILE).unlink(),
+                    _write(checkpoint_dir(d) / STATE_FILE, bytes(range(256))),
+                ),
+            ),
         ],
         [STATE_FILE, "corrupt"],
     ),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from reliability_support import TRAIN, one_line, run_cli
 
-from smtrnn.checkpoint import CONFIG_FILE, load_model
+from smtrnn.checkpoint import CONFIG_FILE, checkpoint_dir, load_model
 from smtrnn.cli import main
 from smtrnn.errors import CheckpointError
 
@@ -101,7 +101,7 @@ LOADERS = {
 
 
 def test_training_records_the_cells_file_and_sha256(planted):
-    recorded = json.loads((planted["run"] / CONFIG_FILE).read_text())["cell_code"]
+    recorded = json.loads((checkpoint_dir(planted["run"]) / CONFIG_FILE).read_text())["cell_code"]
     assert recorded == {"file": str(planted["cell"].resolve()), "sha256": planted["sha256"]}
     assert json.loads((planted["labels"] / "manifest.json").read_text())["cell_code"] == recorded
 
@@ -144,9 +144,9 @@ def test_a_cell_named_on_the_command_line_needs_no_flag(planted, tmp_path, capsy
 
 def test_a_run_without_a_record_says_none_was_recorded(planted, tmp_path, capsys):
     run = Path(shutil.copytree(planted["run"], tmp_path / "run"))
-    meta = json.loads((run / CONFIG_FILE).read_text())
+    meta = json.loads((checkpoint_dir(run) / CONFIG_FILE).read_text())
     del meta["cell_code"]
-    (run / CONFIG_FILE).write_text(json.dumps(meta))
+    (checkpoint_dir(run) / CONFIG_FILE).write_text(json.dumps(meta))
     code, _, err = run_cli(capsys, "eval", run, "--device", "cpu")
     assert code == 2 and "no sha256 recorded at training" in one_line(err) and not planted["marker"].exists()
 
@@ -155,11 +155,11 @@ def test_a_run_without_a_record_says_none_was_recorded(planted, tmp_path, capsys
 def test_a_config_edited_to_import_a_module_is_refused_unimported(record, smt_run, tmp_path, capsys):
     """`this:C` would print the Zen of Python on import; a crafted record cannot break the one line."""
     run = Path(shutil.copytree(smt_run[0], tmp_path / "run"))
-    meta = json.loads((run / CONFIG_FILE).read_text())
+    meta = json.loads((checkpoint_dir(run) / CONFIG_FILE).read_text())
     meta["config"]["rnn"]["cell"] = "this:C"
     if record is not None:
         meta["cell_code"] = record
-    (run / CONFIG_FILE).write_text(json.dumps(meta))
+    (checkpoint_dir(run) / CONFIG_FILE).write_text(json.dumps(meta))
     assert "this" not in sys.modules
     code, out, err = run_cli(capsys, "eval", run, "--device", "cpu")
     line = one_line(err)

@@ -16,6 +16,7 @@ from smtrnn.checkpoint import (
     METRICS_FILE,
     STATE_FILE,
     WEIGHTS_FILE,
+    checkpoint_dir,
     load_model,
     load_trainer_state,
     load_weights,
@@ -88,19 +89,19 @@ def bad_header(path: Path) -> None:  # a plausible 8-byte length followed by a h
 
 @pytest.mark.parametrize("damage", [truncate, garbage, empty, bad_header])
 def test_corrupt_weights_are_a_checkpoint_error(smt_run_copy, damage):
-    damage(smt_run_copy / WEIGHTS_FILE)
+    damage(checkpoint_dir(smt_run_copy) / WEIGHTS_FILE)
     with pytest.raises(CheckpointError, match="corrupt"):
         load_model(smt_run_copy)
 
 
 def test_missing_weights_are_a_checkpoint_error(smt_run_copy):
-    (smt_run_copy / WEIGHTS_FILE).unlink()
+    (checkpoint_dir(smt_run_copy) / WEIGHTS_FILE).unlink()
     with pytest.raises(CheckpointError, match="missing"):
         load_model(smt_run_copy)
 
 
 def rewrite_config(run_dir: Path, edit) -> None:
-    path = run_dir / CONFIG_FILE
+    path = checkpoint_dir(run_dir) / CONFIG_FILE
     meta = json.loads(path.read_text())
     edit(meta)
     path.write_text(json.dumps(meta))
@@ -123,7 +124,7 @@ CONFIG_DAMAGE = {
 
 @pytest.mark.parametrize("damage", CONFIG_DAMAGE.values(), ids=CONFIG_DAMAGE.keys())
 def test_damaged_config_is_a_checkpoint_error(smt_run_copy, damage):
-    damage(smt_run_copy / CONFIG_FILE)
+    damage(checkpoint_dir(smt_run_copy) / CONFIG_FILE)
     with pytest.raises(CheckpointError):
         load_model(smt_run_copy)
 
@@ -163,7 +164,7 @@ def test_malicious_trainer_state_is_refused_without_running(smt_run_copy, tmp_pa
     marker = tmp_path / "pwned"
     state = load_trainer_state(smt_run_copy)  # the genuine state loads ...
     state["step"] = _Payload(marker)
-    torch.save(state, smt_run_copy / STATE_FILE)
+    torch.save(state, checkpoint_dir(smt_run_copy) / STATE_FILE)
     with pytest.raises(CheckpointError, match="unsafe"):
         load_trainer_state(smt_run_copy)
     assert not marker.exists()
@@ -191,7 +192,7 @@ def test_resume_continues_from_the_saved_step(smt_run_copy, smt_run):
     assert state_dicts_equal(trainer.model.state_dict(), smt_run[1].model.state_dict())
     trainer.run()
     assert trainer.step == saved_steps + 3
-    assert json.loads((smt_run_copy / CONFIG_FILE).read_text())["step"] == saved_steps + 3
+    assert json.loads((checkpoint_dir(smt_run_copy) / CONFIG_FILE).read_text())["step"] == saved_steps + 3
     logged = [json.loads(line)["step"] for line in (smt_run_copy / METRICS_FILE).read_text().splitlines()]
     assert [s for s in logged if s > saved_steps][:3] == [saved_steps + 1, saved_steps + 2, saved_steps + 3]
 

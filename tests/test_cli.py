@@ -17,7 +17,7 @@ import pytest
 import torch
 from support import snapshot
 
-from smtrnn.checkpoint import WEIGHTS_FILE, load_model
+from smtrnn.checkpoint import WEIGHTS_FILE, checkpoint_dir, load_model
 from smtrnn.cli import main
 from smtrnn.sample import continue_prompt, stream_continuation
 
@@ -61,8 +61,8 @@ def test_train_prints_the_final_evaluation_and_writes_a_run(capsys, tmp_path):
     assert code == 0, err
     result = json.loads(stdout)
     assert 0.0 <= result["rnn_accuracy"] <= 1.0
-    assert {"config.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl"} <= set(os.listdir(out))
-    assert json.loads((out / "config.json").read_text())["step"] == 5
+    assert {"checkpoints", "latest", "metrics.jsonl"} == set(os.listdir(out))
+    assert json.loads((checkpoint_dir(out) / "config.json").read_text())["step"] == 5
 
 
 def test_eval_json_is_one_object_with_rnn_and_teacher_scores(capsys, cli_runs):
@@ -218,8 +218,8 @@ def test_demo_trains_both_methods_and_prints_a_table(capsys, tmp_path):
     progress = [line for line in err.splitlines() if line.startswith(("smt+dmt:", "bptt:"))]
     assert [line.split(":")[0] for line in progress] == ["smt+dmt", "smt+dmt", "bptt", "bptt"]  # start, end each
     assert "training for 0.2 s" in progress[0] and "RNN alone" in progress[1]
-    assert (tmp_path / "demo" / "smt-dmt" / WEIGHTS_FILE).exists()
-    assert (tmp_path / "demo" / "bptt" / WEIGHTS_FILE).exists()
+    assert (checkpoint_dir(tmp_path / "demo" / "smt-dmt") / WEIGHTS_FILE).exists()
+    assert (checkpoint_dir(tmp_path / "demo" / "bptt") / WEIGHTS_FILE).exists()
 
 
 @pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
@@ -318,7 +318,7 @@ def test_config_file_is_applied(capsys, tmp_path):
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, *TRAIN, "--steps", 2, "--out", out, "--config", path)
     assert code == 0, err
-    saved = json.loads((out / "config.json").read_text())["config"]
+    saved = json.loads((checkpoint_dir(out) / "config.json").read_text())["config"]
     assert (saved["rnn"]["cell"], saved["task"]["seq_len"], saved["train"]["steps"]) == ("gru", 9, 2)
 
 
@@ -333,7 +333,7 @@ def test_eval_of_a_dir_that_holds_no_run(capsys, tmp_path):
 
 def test_eval_of_a_run_with_corrupt_weights(capsys, cli_runs, tmp_path):
     run = Path(shutil.copytree(cli_runs["smt"], tmp_path / "run"))
-    weights = run / WEIGHTS_FILE
+    weights = checkpoint_dir(run) / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes()[:100])
     assert_one_line_error(*run_cli(capsys, "eval", run, "--device", "cpu"), WEIGHTS_FILE, "corrupt")
 
@@ -367,4 +367,4 @@ def test_train_with_resume_continues_an_existing_run(capsys, cli_runs, tmp_path)
     argv = [*TRAIN, "--method", "smt", "--out", run, "--resume", "--steps", 7]
     code, _, err = run_cli(capsys, *argv)
     assert code == 0, err
-    assert json.loads((run / "config.json").read_text())["step"] == 7
+    assert json.loads((checkpoint_dir(run) / "config.json").read_text())["step"] == 7

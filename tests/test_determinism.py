@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file
 from support import debug_config, state_dicts_equal
 
-from smtrnn.checkpoint import METRICS_FILE, WEIGHTS_FILE
+from smtrnn.checkpoint import METRICS_FILE, WEIGHTS_FILE, checkpoint_dir
 from smtrnn.trainer import TIMING_FIELDS, train
 
 STEPS = 10
@@ -22,7 +22,7 @@ def run(out: Path, method: str, seed: int) -> tuple[list[dict], dict]:
     train(cfg, out, show_progress=False)
     records = [json.loads(line) for line in (out / METRICS_FILE).read_text().splitlines()]
     losses = [{k: v for k, v in r.items() if k not in (*TIMING_FIELDS, "eval")} for r in records if "eval" not in r]
-    return losses, load_file(str(out / WEIGHTS_FILE))
+    return losses, load_file(str(checkpoint_dir(out) / WEIGHTS_FILE))
 
 
 @pytest.mark.parametrize("method", ["smt", "bptt"])

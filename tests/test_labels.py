@@ -12,7 +12,7 @@ import pytest
 import torch
 from support import debug_config
 
-from smtrnn.checkpoint import load_model
+from smtrnn.checkpoint import checkpoint_dir, load_model
 from smtrnn.cli import main
 from smtrnn.data.labels import MANIFEST, load_labels, write_labels
 from smtrnn.errors import CheckpointError
@@ -224,7 +224,7 @@ def test_cli_label_then_train_two_cells_from_one_label_set(capsys, teachers, tmp
             tmp_path / cell,
         )
         assert code == 0, err
-        saved = json.loads((tmp_path / cell / "config.json").read_text())["config"]
+        saved = json.loads((checkpoint_dir(tmp_path / cell) / "config.json").read_text())["config"]
         assert saved["rnn"]["cell"] == cell and saved["train"]["labels"] == str(labels)
         assert "rnn_accuracy" in json.loads(out)
 

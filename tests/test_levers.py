@@ -11,6 +11,7 @@ import pytest
 import torch
 from support import debug_config, state_dicts_equal
 
+from smtrnn.checkpoint import checkpoint_dir
 from smtrnn.cli import main
 from smtrnn.config import validate
 from smtrnn.data.tasks import make_task
@@ -374,7 +375,7 @@ def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
         ]
     )
     assert code == 0
-    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    config = json.loads((checkpoint_dir(tmp_path / "run") / "config.json").read_text())["config"]
     assert config["memory"]["width"] == 16 and config["smt"]["memory_noise"] == 0.2
 
 
@@ -385,7 +386,7 @@ def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path):
     assert main(["demo", "--budget", "0.2", "--seq-len", "8", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
     assert "preset recipe" in capsys.readouterr().out
     for run in ("smt-dmt", "bptt"):
-        config = json.loads((tmp_path / "demo" / run / "config.json").read_text())["config"]
+        config = json.loads((checkpoint_dir(tmp_path / "demo" / run) / "config.json").read_text())["config"]
         assert config["memory"]["width"] == 16 and config["smt"]["memory_noise"] == 0.2
         assert config["smt"]["dynamics_input_noise"] == 0.3 and config["smt"]["dynamics_input_noise_final"] == 0.0
 

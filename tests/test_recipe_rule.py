@@ -10,6 +10,7 @@ from typing import ClassVar
 import pytest
 import torch
 
+from smtrnn.checkpoint import checkpoint_dir
 from smtrnn.cli import main
 from smtrnn.config import MemoryConfig, TeacherConfig, validate
 from smtrnn.data import tasks
@@ -148,7 +149,7 @@ def test_the_cli_recipe_reads_the_tasks_final_parameters(tmp_path):
         ]
     )
     assert code == 0
-    config = json.loads((out / "config.json").read_text())["config"]
+    config = json.loads((checkpoint_dir(out) / "config.json").read_text())["config"]
     assert config["teacher"]["future_len"] == 4 and config["memory"]["width"] == 16
 
 

@@ -14,7 +14,7 @@ import pytest
 from reliability_support import TRAIN, latest, one_line, records, run_cli, start_training, wait_for
 from support import debug_config
 
-from smtrnn.checkpoint import LATEST_FILE, METRICS_FILE, WEIGHTS_FILE, load_trainer_state, read_config
+from smtrnn.checkpoint import LATEST_FILE, METRICS_FILE, WEIGHTS_FILE, checkpoint_dir, load_trainer_state, read_config
 from smtrnn.trainer import TIMING_FIELDS, Trainer
 
 # --- exact resume after SIGKILL -------------------------------------------------------------------------------
@@ -64,7 +64,9 @@ def test_a_killed_run_resumes_bit_identically(tmp_path, capsys):
 
     assert training_records(killed) == training_records(tmp_path / "straight")
     assert len(training_records(killed)) == 41  # 40 steps and the final evaluation
-    assert (killed / WEIGHTS_FILE).read_bytes() == (tmp_path / "straight" / WEIGHTS_FILE).read_bytes()
+    assert (checkpoint_dir(killed) / WEIGHTS_FILE).read_bytes() == (
+        checkpoint_dir(tmp_path / "straight") / WEIGHTS_FILE
+    ).read_bytes()
     outputs = [
         run_cli(capsys, "eval", run, "--json", "--batches", 2, "--device", "cpu")[1]
         for run in (killed, tmp_path / "straight")

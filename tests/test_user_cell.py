@@ -11,7 +11,7 @@ import pytest
 import torch
 from support import debug_config
 
-from smtrnn.checkpoint import CONFIG_FILE, load_model
+from smtrnn.checkpoint import CONFIG_FILE, checkpoint_dir, load_model
 from smtrnn.cli import main
 from smtrnn.config import validate
 from smtrnn.errors import ConfigError
@@ -36,7 +36,7 @@ def test_a_users_cell_trains_evaluates_samples_and_reloads(method, tmp_path, cap
         capsys, *TRAIN, "--method", method, "--cell", CELL, "--set", 'rnn.cell_args={"hidden": 8}', "--out", run
     )
     assert code == 0, err
-    recorded = json.loads((run / CONFIG_FILE).read_text())["config"]["rnn"]
+    recorded = json.loads((checkpoint_dir(run) / CONFIG_FILE).read_text())["config"]["rnn"]
     assert recorded["cell"] == CELL and recorded["cell_args"] == {"hidden": 8}
     cfg, model = load_model(run, trust_cell_code=True)
     assert type(model.rnn.cell.inner).__name__ == "GatedCell" and model.rnn.cell.inner.net[0].out_features == 8
