@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from harness import METHODS, ROOT, quality_run, quality_table, save_report, summarize, throughput
+from harness import METHOD_ARGS, ROOT, quality_run, quality_table, save_report, summarize, throughput
 
 
 def throughput_table(rows: list[dict]) -> list[str]:
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds per run")
     parser.add_argument("--cell", default="mlp")
-    parser.add_argument("--methods", default="smt,smt-staged,smt+dmt,bptt", help=f"from {', '.join(METHODS)}")
+    parser.add_argument("--methods", default="smt,smt-staged,smt+dmt,bptt", help=f"from {', '.join(METHOD_ARGS)}")
     parser.add_argument("--threads", type=int, default=1, help="threads per training run (all methods run at once)")
     parser.add_argument("--throughput-lengths", default="256,1024")
     parser.add_argument("--repeats", type=int, default=5)

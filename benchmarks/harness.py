@@ -42,7 +42,7 @@ def finish(proc: subprocess.Popen) -> str:
 
 # Each compared method as CLI arguments: SMT with its default (the paper's joint) schedule, SMT with the staged
 # schedule, SMT then DMT, and BPTT on the same cell.
-METHODS = {
+METHOD_ARGS = {
     "smt": ["--method", "smt"],
     "smt-staged": ["--method", "smt", "--preset", "staged"],
     "smt+dmt": ["--method", "smt+dmt"],
@@ -74,7 +74,7 @@ def quality_run(
                     "train",
                     "--task",
                     task,
-                    *METHODS[method],
+                    *METHOD_ARGS[method],
                     "--cell",
                     cell,
                     "--seq-len",
@@ -205,7 +205,7 @@ def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "
         smt_loss(model, x, y, cfg.smt, rnn_active=True)[0].backward()
 
     # the staged schedule's RNN phase (rnn_active=True below skips its warm-up, whose length then does not matter)
-    frozen = dataclasses.replace(cfg.smt, schedule="staged", warmup=0.5)
+    frozen = dataclasses.replace(cfg.smt, schedule="staged", teacher_alone=0.5)
 
     def smt_rnn_phase():
         smt_loss(model, x, y, frozen, rnn_active=True)[0].backward()

@@ -234,7 +234,7 @@ def run_worker(spec: Spec, work: Path) -> None:
         return apply_overrides(make_preset(spec.preset, spec.task), dict(spec.overrides))
 
     cell = base().rnn.cell
-    run = compare.RunSpec(spec.length, spec.method, compare.METHODS[spec.method].get("rnn.cell", cell), spec.seed)
+    run = compare.RunSpec(spec.length, spec.method, compare.STUDY_METHODS[spec.method].get("rnn.cell", cell), spec.seed)
     cfg = compare.run_config(base, run, spec.budget, 10**9, eval_points=8)
     compare.run_one(
         cfg, run, work / "runs" / spec.name, "cpu", eval_batches=8, log=lambda line: print(line, flush=True)

@@ -76,7 +76,7 @@ def soak(steps: int, every: int, task: str, method: str) -> dict:
         trainer.train_step = step_and_sample
         result = trainer.run()
         kept = sorted(p.name for p in (Path(work) / "run" / CHECKPOINTS_DIR).iterdir())
-    after_warmup = [s for s in samples if s["step"] > cfg.smt.warmup * steps + every]
+    after_warmup = [s for s in samples if s["step"] > cfg.smt.teacher_alone * steps + every]
     third = max(len(samples) // 3, 1)
     first = sum(s["rss_mib"] for s in samples[:third]) / third
     last = sum(s["rss_mib"] for s in samples[-third:]) / third

@@ -463,7 +463,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not item.isdigit() or int(item) < 1:
             raise ConfigError(f"--lengths must be positive integers, got '{item}'")
         lengths.append(int(item))
-    methods = compare.parse_list(args.methods, "--methods", list(compare.METHODS))
+    methods = compare.parse_list(args.methods, "--methods", list(compare.STUDY_METHODS))
     cells = compare.parse_list(args.cells, "--cells")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")

@@ -23,8 +23,8 @@ from typing import Any, Literal, get_args
 from smtrnn.errors import ConfigError
 
 Method = Literal["smt", "bptt", "dmt", "smt+dmt", "labels", "labels+dmt"]
-Cell = Literal["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
-Schedule = Literal["joint", "joint-detached", "staged"]
+CellName = Literal["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
+SMTSchedule = Literal["joint", "joint-detached", "staged"]
 DecoderKind = Literal["transformer", "linear"]
 Transitions = Literal["all", "one"]
 LRSchedule = Literal["constant", "cosine"]
@@ -33,15 +33,15 @@ Precision = Literal["fp32", "bf16"]
 METHODS = get_args(Method)  # labels: the RNN fit to stored teacher memories
 LABEL_METHODS = ("labels", "labels+dmt")  # labels+dmt: then DMT, relabelling visited states from the same store
 TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
-CELLS = get_args(Cell)
+CELLS = get_args(CellName)
 BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
 SMT_CELLS = tuple(c for c in CELLS if c not in BPTT_ONLY_CELLS)  # RMS-normalized memories: every method
 USER_CELL_PATTERN = re.compile(r"[^:]+:[A-Za-z_]\w*")  # a user's cell class: MODULE:CLASS or FILE.py:CLASS
 DICT_FIELDS = ("task.params", "rnn.cell_args")  # fields whose value is one mapping (not a nested section)
 # ... nested at most this deep: copying one (dataclasses.asdict) and writing it (json.dumps) recurse once per level
 MAX_DEPTH = 32
-SMT_SCHEDULES = get_args(Schedule)
-SCHEDULES = get_args(LRSchedule)
+SMT_SCHEDULES = get_args(SMTSchedule)
+LR_SCHEDULES = get_args(LRSchedule)
 PRECISIONS = get_args(Precision)
 
 
@@ -176,7 +176,7 @@ class TeacherConfig(_Section):
 class RNNConfig(_Section):
     SECTION = "rnn"
     cell: str = "mlp"
-    """The update f: a built-in Cell (transformer, mlp, mlp-linear, gru, lstm, elman: RMS-normalized memories,
+    """The update f: a built-in cell (transformer, mlp, mlp-linear, gru, lstm, elman: RMS-normalized memories,
     every method; the BPTT-only baselines gru-fused, lstm-fused, mingru), or a user's class as MODULE:CLASS or
     FILE.py:CLASS (`smtrnn.user_cell`)."""
     cell_args: dict[str, Any] = field(default_factory=dict)
@@ -212,7 +212,7 @@ class SMTConfig(_Section):
 
     The defaults are the paper's joint training (weights 1.0 / 0.1 / 0.001, teacher and RNN from step 0, the
     dynamics loss reaching the encoder): the core benchmark shows it ahead of the staged schedule for the RNN alone.
-    The `staged` preset is schedule='staged', warmup=0.6, dynamics_weight=1.0.
+    The `staged` preset is schedule='staged', teacher_alone=0.6, dynamics_weight=1.0.
     """
 
     SECTION = "smt"
@@ -227,12 +227,12 @@ class SMTConfig(_Section):
     onestep_readout_weight: float = 0.0
     """> 0: readout CE also on the RNN's one-step predictions g(f(m_{t-1}, x_t)), so the update learns to keep what
     the readout needs, not only to be close in MSE (the gradient still crosses one step only)."""
-    schedule: Schedule = "joint"
-    """How teacher and RNN share training. joint: both from the start (after `warmup`), the dynamics MSE also
-    training the encoder through m_{t-1} and m_t (the paper); joint-detached: the same, with the RNN regressing onto
-    stop-gradient memories; staged: the teacher alone for `warmup`, then frozen (no decoder or uniformity loss, the
-    encoder without a graph) while the RNN fits it."""
-    warmup: float = 0.0
+    schedule: SMTSchedule = "joint"
+    """How teacher and RNN share training. joint: both from the start (after `teacher_alone`), the dynamics MSE
+    also training the encoder through m_{t-1} and m_t (the paper); joint-detached: the same, with the RNN regressing
+    onto stop-gradient memories; staged: the teacher alone for `teacher_alone`, then frozen (no decoder or
+    uniformity loss, the encoder without a graph) while the RNN fits it."""
+    teacher_alone: float = 0.0
     """Fraction of the SMT share in which only the teacher learns (decoder + uniformity), in [0, 1); staged needs
     > 0."""
     uniformity_samples: int = 512
@@ -254,7 +254,7 @@ class SMTConfig(_Section):
     transition per sequence per step from two prefix encodings (`reference.smt_one_transition_loss`, for comparison)."""
 
     @property
-    def teacher_frozen_after_warmup(self) -> bool:
+    def freezes_teacher(self) -> bool:
         return self.schedule == "staged"
 
     @property
@@ -269,10 +269,10 @@ class SMTConfig(_Section):
         self._at_least(0, "uniformity_samples", strict=True)
         _choice("smt", "schedule", self.schedule, SMT_SCHEDULES)
         _choice("smt", "transitions", self.transitions, get_args(Transitions))
-        self._fraction("warmup")
+        self._fraction("teacher_alone")
         _check(
-            self.schedule != "staged" or self.warmup > 0,
-            "smt.schedule='staged' trains the teacher alone first: it needs smt.warmup > 0",
+            self.schedule != "staged" or self.teacher_alone > 0,
+            "smt.schedule='staged' trains the teacher alone first: it needs smt.teacher_alone > 0",
         )
         for name in ("memory_noise", "dynamics_input_noise"):
             value = getattr(self, name)
@@ -284,9 +284,9 @@ class SMTConfig(_Section):
             f"{self.dynamics_input_noise_final}",
         )
         _check(
-            self.transitions == "all" or (self.schedule == "joint" and not self.warmup),
+            self.transitions == "all" or (self.schedule == "joint" and not self.teacher_alone),
             "smt.transitions='one' is the reference recipe, trained jointly: it takes smt.schedule='joint' "
-            "and no smt.warmup",
+            "and no smt.teacher_alone",
         )
         levers = [name for name in ("memory_noise", "memory_dropout", "dynamics_input_noise") if getattr(self, name)]
         _check(
@@ -369,7 +369,7 @@ class OptimConfig(_Section):
         super().check()
         self._at_least(0, "lr", "batch_size", strict=True)
         self._at_least(0, "weight_decay", "grad_clip")
-        _choice("optim", "schedule", self.schedule, SCHEDULES)
+        _choice("optim", "schedule", self.schedule, LR_SCHEDULES)
         for name in ("warmup", "beta1", "beta2"):
             self._fraction(name)
 

@@ -55,7 +55,7 @@ def debug(task: str = "retrieval") -> RunConfig:
         memory=MemoryConfig(tokens=2, width=16),
         teacher=TeacherConfig(width=32, depth=1, heads=2, decoder_depth=1, future_len=4, decoder_positions=4),
         rnn=RNNConfig(hidden=64, depth=1, heads=2, embed=16, readout_hidden=32),
-        smt=SMTConfig(schedule="staged", warmup=0.25, dynamics_weight=1.0),
+        smt=SMTConfig(schedule="staged", teacher_alone=0.25, dynamics_weight=1.0),
         bptt=BPTTConfig(),
         optim=OptimConfig(lr=3e-3, batch_size=16),
         train=TrainConfig(steps=40, log_every=10, eval_batches=2),
@@ -80,7 +80,7 @@ def staged(task: str = "retrieval") -> RunConfig:
     """`small` with the staged SMT schedule: the teacher learns alone for the first 60 %, then is frozen while the
     RNN regresses onto its stop-gradient memories (the recipe of small trials with a bare-bones teacher)."""
     cfg = small(task)
-    cfg.smt = SMTConfig(dynamics_weight=1.0, schedule="staged", warmup=0.6)
+    cfg.smt = SMTConfig(dynamics_weight=1.0, schedule="staged", teacher_alone=0.6)
     return cfg
 
 

@@ -39,7 +39,7 @@ def smt_loss(
     the SMT share) sets the σ of `cfg.dynamics_input_noise`.
     """
     teacher, rnn = model.teacher, model.rnn
-    teacher_learns = not (rnn_active and cfg.teacher_frozen_after_warmup)
+    teacher_learns = not (rnn_active and cfg.freezes_teacher)
     with torch.set_grad_enabled(teacher_learns and torch.is_grad_enabled()):
         m = teacher.encode(x)  # (B, T, Z)
     loss, metrics = m.new_zeros(()), {}

@@ -151,7 +151,10 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
         if cfg.smt.transitions == "one":
             return partial(smt_one_transition_loss, cfg=cfg.smt)
         return partial(
-            smt_loss, cfg=cfg.smt, rnn_active=progress / smt_share >= cfg.smt.warmup, smt_progress=progress / smt_share
+            smt_loss,
+            cfg=cfg.smt,
+            rnn_active=progress / smt_share >= cfg.smt.teacher_alone,
+            smt_progress=progress / smt_share,
         )
     if cfg.dmt.teacher_learns:
         return partial(dmt_with_teacher_loss, cfg=cfg.dmt, smt_cfg=cfg.smt)

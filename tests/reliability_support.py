@@ -18,7 +18,7 @@ from smtrnn.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["train", "--preset", "debug", "--task", "retrieval", "--quiet", "--device", "cpu"]
 # Every step computes all four SMT terms (no teacher warm-up), so a poisoned term shows at the step it is poisoned.
-ALL_TERMS = ["--set", "smt.warmup=0", "--set", "smt.schedule=joint-detached"]
+ALL_TERMS = ["--set", "smt.teacher_alone=0", "--set", "smt.schedule=joint-detached"]
 TRAIN_RUN = [*TRAIN, "--steps", 8, "--set", "train.log_every=1"]  # the config of the `smt_run` fixture
 
 

@@ -168,7 +168,7 @@ BAD_INPUT = {
     ),
     "save_every -1": (lambda t, r: [*TRAIN, "--set", "train.save_every=-1"], ["train.save_every"]),
     "heads do not divide": (lambda t, r: [*TRAIN, "--set", "teacher.heads=3"], ["teacher.heads=3"]),
-    "smt warmup 1": (lambda t, r: [*TRAIN, "--set", "smt.warmup=1"], ["smt.warmup"]),
+    "smt warmup 1": (lambda t, r: [*TRAIN, "--set", "smt.teacher_alone=1"], ["smt.teacher_alone"]),
     "unknown smt schedule": (lambda t, r: [*TRAIN, "--set", "smt.schedule=later"], ["smt.schedule", "later", "staged"]),
     "a field of an earlier version": (
         lambda t, r: [*TRAIN, "--set", "smt.teacher_warmup=0.5"],

@@ -25,8 +25,8 @@ INVALID = {
     "rnn heads do not divide the memory width": ({"rnn.cell": "transformer", "rnn.heads": 3}, "rnn.heads"),
     "negative dynamics weight": ({"smt.dynamics_weight": -0.1}, "smt.dynamics_weight"),
     "negative decoder weight": ({"smt.decoder_weight": -1.0}, "smt.decoder_weight"),
-    "teacher warm-up of the whole run": ({"smt.warmup": 1.0}, "smt.warmup"),
-    "staged without a warm-up": ({"smt.schedule": "staged", "smt.warmup": 0.0}, "smt.warmup > 0"),
+    "teacher warm-up of the whole run": ({"smt.teacher_alone": 1.0}, "smt.teacher_alone"),
+    "staged without a warm-up": ({"smt.schedule": "staged", "smt.teacher_alone": 0.0}, "smt.teacher_alone > 0"),
     "unknown smt schedule": ({"smt.schedule": "later"}, "smt.schedule"),
     "lstm with an odd memory size": ({"rnn.cell": "lstm", "memory.tokens": 1, "memory.width": 15}, "lstm"),
     "zero steps": ({"train.steps": 0}, "train.steps"),
@@ -63,7 +63,7 @@ def nondefault() -> RunConfig:
             "memory.tokens": 3,
             "rnn.cell": "gru",
             "smt.schedule": "joint-detached",
-            "smt.warmup": 0.4,
+            "smt.teacher_alone": 0.4,
             "optim.lr": 2e-4,
             "optim.schedule": "cosine",
             "train.max_seconds": 12.5,
@@ -219,7 +219,7 @@ def test_train_help_lists_the_fields_with_their_documentation(capsys):
 
 
 def test_a_stored_config_with_a_field_of_an_earlier_version_is_refused_by_name():
-    """No compatibility shims before 1.0: smt.teacher_warmup (now smt.warmup) is an unknown field, named."""
+    """No compatibility shims before 1.0: smt.teacher_warmup (now smt.teacher_alone) is an unknown field, named."""
     data = RunConfig().to_dict()
     data["smt"]["teacher_warmup"] = 0.25
     with pytest.raises(ConfigError, match="unknown config field 'smt.teacher_warmup'"):

@@ -266,7 +266,7 @@ def test_dmt_readout_is_on_the_rnns_own_memories_and_the_terms_are_weighted():
 
 def test_smt_then_dmt_switches_loss_at_one_minus_the_dmt_fraction():
     cfg = debug_config("retrieval", "smt+dmt")
-    cfg.dmt.fraction, cfg.smt.warmup = 0.25, 0.6
+    cfg.dmt.fraction, cfg.smt.teacher_alone = 0.25, 0.6
     early, late = loss_function(cfg, 0.5), loss_function(cfg, 0.8)
     assert early.func is smt_loss and early.keywords["cfg"] is cfg.smt
     assert late.func is dmt_loss and late.keywords["cfg"] is cfg.dmt
@@ -277,10 +277,10 @@ def test_smt_then_dmt_switches_loss_at_one_minus_the_dmt_fraction():
 
 
 def test_smt_warmup_inside_smt_then_dmt_is_a_fraction_of_the_smt_share():
-    """rnn_active = progress / (1 - dmt.fraction) >= smt.warmup: with warm-up 0.6 and fraction 0.25 the RNN
+    """rnn_active = progress / (1 - dmt.fraction) >= smt.teacher_alone: with warm-up 0.6 and fraction 0.25 the RNN
     starts at progress 0.45, where plain SMT would start at 0.6."""
     cfg = debug_config("retrieval", "smt+dmt")
-    cfg.dmt.fraction, cfg.smt.warmup = 0.25, 0.6
+    cfg.dmt.fraction, cfg.smt.teacher_alone = 0.25, 0.6
     assert loss_function(cfg, 0.4).keywords["rnn_active"] is False  # 0.533 < 0.6
     assert loss_function(cfg, 0.5).keywords["rnn_active"] is True  # 0.667
     assert loss_function(cfg, 0.6).keywords["rnn_active"] is True  # 0.8

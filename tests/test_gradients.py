@@ -198,7 +198,7 @@ def test_with_the_flag_the_dynamics_gradient_flows_through_both_memories(monkeyp
 
 def test_frozen_teacher_gets_no_gradient_once_the_rnn_is_active():
     model, x, y = build()
-    cfg = SMTConfig(schedule="staged", warmup=0.5)
+    cfg = SMTConfig(schedule="staged", teacher_alone=0.5)
     backward(model, x, y, cfg, rnn_active=True)
     assert all(p.grad is None for p in model.teacher.parameters())  # None, not zeros: AdamW must skip them
     assert without_grad(model.rnn.cell) == [] and without_grad(model.rnn.readout_net) == []
@@ -206,7 +206,7 @@ def test_frozen_teacher_gets_no_gradient_once_the_rnn_is_active():
 
 def test_frozen_teacher_still_learns_during_the_warmup():
     model, x, y = build()
-    backward(model, x, y, SMTConfig(schedule="staged", warmup=0.5), rnn_active=False)
+    backward(model, x, y, SMTConfig(schedule="staged", teacher_alone=0.5), rnn_active=False)
     assert without_grad(model.teacher) == []
     assert with_grad(model.rnn) == []
 
@@ -214,7 +214,7 @@ def test_frozen_teacher_still_learns_during_the_warmup():
 def test_frozen_teacher_does_not_move_in_training(tmp_path):
     """Steps 0-2 are the warm-up (progress < 0.5); from step 3 on the teacher's weights stay put, even though
     AdamW still holds momentum for them from the warm-up, while the RNN keeps training."""
-    cfg = debug_config("retrieval", "smt", steps=6, smt__warmup=0.5, smt__schedule="staged")
+    cfg = debug_config("retrieval", "smt", steps=6, smt__teacher_alone=0.5, smt__schedule="staged")
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     teacher, rnn = trainer.model.teacher, trainer.model.rnn
     for _ in range(3):

@@ -341,7 +341,7 @@ def test_out_of_range_lever_values_are_refused_naming_the_field(field, value, wo
 
 def test_levers_are_refused_with_the_one_transition_reference_recipe():
     cfg = debug_config(
-        "retrieval", smt__transitions="one", smt__memory_noise=0.1, smt__warmup=0.0, smt__schedule="joint"
+        "retrieval", smt__transitions="one", smt__memory_noise=0.1, smt__teacher_alone=0.0, smt__schedule="joint"
     )
     with pytest.raises(ConfigError, match="smt.memory_noise"):
         validate(cfg)

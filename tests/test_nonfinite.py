@@ -90,7 +90,12 @@ def test_a_non_finite_gradient_is_caught_before_the_update(tmp_path):
 def test_skipped_non_finite_steps_make_no_update_and_are_logged(tmp_path, monkeypatch):
     monkeypatch.setattr(smtrnn.smt, "uniformity", poison(smtrnn.smt.uniformity, 3, 5))
     cfg = debug_config(
-        "retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0, smt__schedule="joint-detached"
+        "retrieval",
+        "smt",
+        steps=8,
+        train__skip_nonfinite_steps=2,
+        smt__teacher_alone=0.0,
+        smt__schedule="joint-detached",
     )
     trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
     weights_before = {}
@@ -114,7 +119,12 @@ def test_skipped_non_finite_steps_make_no_update_and_are_logged(tmp_path, monkey
 def test_one_non_finite_step_more_than_allowed_stops_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(smtrnn.smt, "uniformity", poison(smtrnn.smt.uniformity, 2, 3, 6))
     cfg = debug_config(
-        "retrieval", "smt", steps=8, train__skip_nonfinite_steps=2, smt__warmup=0.0, smt__schedule="joint-detached"
+        "retrieval",
+        "smt",
+        steps=8,
+        train__skip_nonfinite_steps=2,
+        smt__teacher_alone=0.0,
+        smt__schedule="joint-detached",
     )
     with pytest.raises(TrainingError, match=r"at step 6: uniformity=nan .* \(after skipping 2, the most "):
         Trainer(cfg, tmp_path / "run", show_progress=False).run()

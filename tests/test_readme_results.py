@@ -206,7 +206,9 @@ def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates(
         assert (smt.method, bptt.method) == ("smt+dmt", "bptt")
         assert (smt.group, smt.seed, smt.budget) == (bptt.group, bptt.seed, bptt.budget)
     for spec in specs:
-        cfg = apply_overrides(make_preset(spec.preset, spec.task), dict(spec.overrides) | compare.METHODS[spec.method])
+        cfg = apply_overrides(
+            make_preset(spec.preset, spec.task), dict(spec.overrides) | compare.STUDY_METHODS[spec.method]
+        )
         cfg.task.seq_len = spec.length
         validate(cfg)
 

@@ -17,7 +17,7 @@ from smtrnn.trainer import Trainer, loss_function
 
 
 def setup(**smt):
-    cfg = debug_config("copy", "smt", smt__warmup=0.0, smt__schedule="joint", smt__transitions="one", **smt)
+    cfg = debug_config("copy", "smt", smt__teacher_alone=0.0, smt__schedule="joint", smt__transitions="one", **smt)
     task = make_task(cfg.task.name, **cfg.task.params)
     torch.manual_seed(0)
     x, y = task.sample(4, cfg.task.seq_len, torch.Generator().manual_seed(0))
@@ -51,9 +51,9 @@ def test_trainer_uses_it_and_runs(tmp_path):
 
 def test_it_refuses_the_staged_schedule_flags():
     cfg, _, _, _ = setup()
-    cfg.smt.warmup = 0.5
+    cfg.smt.teacher_alone = 0.5
     with pytest.raises(ConfigError, match="transitions='one'"):
         validate(cfg)
-    cfg.smt.warmup, cfg.smt.transitions = 0.0, "some"
+    cfg.smt.teacher_alone, cfg.smt.transitions = 0.0, "some"
     with pytest.raises(ConfigError, match="smt.transitions"):
         validate(cfg)

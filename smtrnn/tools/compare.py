@@ -31,7 +31,7 @@ RESULT_FILE = "result.json"
 TBPTT_TRUNCATION = 32
 
 # compare method -> config overrides; "cell" in the overrides marks a baseline whose cell is fixed.
-METHODS: dict[str, dict] = {
+STUDY_METHODS: dict[str, dict] = {
     "smt": {"train.method": "smt"},
     "smt+dmt": {"train.method": "smt+dmt"},
     "bptt": {"train.method": "bptt"},
@@ -80,7 +80,7 @@ def plan(lengths: list[int], methods: list[str], cells: list[str], seeds: int) -
     specs = []
     for length in lengths:
         for method in methods:
-            own_cell = METHODS[method].get("rnn.cell")
+            own_cell = STUDY_METHODS[method].get("rnn.cell")
             for cell in [own_cell] if own_cell else cells:
                 specs += [RunSpec(length, method, cell, seed) for seed in range(seeds)]
     return specs
@@ -97,7 +97,7 @@ def run_config(
         "train.seed": spec.seed,
         "train.steps": steps,
         "train.max_seconds": budget_s,
-    } | METHODS[spec.method]
+    } | STUDY_METHODS[spec.method]
     apply_overrides(cfg, overrides)
     if budget_s and eval_points:
         cfg.train.eval_every_seconds = budget_s / eval_points
