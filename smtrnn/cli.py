@@ -24,11 +24,9 @@ from smtrnn.checkpoint import has_checkpoint, load_model, read_config
 from smtrnn.config import (
     RunConfig,
     TrainConfig,
-    apply_overrides,
     describe_fields,
     field_docs,
     flatten,
-    load_config_file,
     shown,
     size_text,
 )
@@ -38,8 +36,9 @@ from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError, UserCodeError, out_of_memory
 from smtrnn.evaluate import available_memory, evaluate, evaluate_documents, evaluate_lengths, evaluation_bytes
-from smtrnn.presets import RECIPE, make_preset, small
+from smtrnn.presets import RECIPE, make_preset
 from smtrnn.sample import complete_images, stream_continuation
+from smtrnn.settings import load_config_file, make_config, parse_set, with_settings
 from smtrnn.step_timer import StepOverrun, StepTimer
 from smtrnn.tools.gradients import gradient_curves
 from smtrnn.tools.png import image_grid, write_png
@@ -110,78 +109,37 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """Preset, then config file, then explicit flags, then --set overrides."""
-    task = args.task
+    """Preset, then config file, then explicit flags, then --set overrides (`smtrnn.settings`)."""
     file_data = load_config_file(args.config) if args.config else {}
     if args.init and args.labels:
         raise ConfigError("--init (method dmt) and --labels (method labels) exclude each other")
+    settings = {
+        "file_data": file_data,
+        "fields": {
+            name: getattr(args, flag[2:].replace("-", "_"))
+            for flag, name in FLAG_FIELDS.items()
+            if flag not in ("--init", "--labels")
+        },  # those two choose the base config below
+        "sets": args.set,
+        "data": args.data,
+        "memory_size": args.memory_size,
+    }
     # A cell named on this command line is the user's choice; one that comes with a stored config is the run's code
-    named_cell = args.cell is not None or "rnn.cell" in _set_overrides(args.set) or "rnn.cell" in flatten(file_data)
+    named_cell = args.cell is not None or "rnn.cell" in parse_set(args.set) or "rnn.cell" in flatten(file_data)
     if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
         cfg, meta = read_config(args.init)
         if not named_cell:
             require_trusted_cell(cfg, meta.get("cell_code"), args.init, args.trust_cell_code)
         cfg.train = TrainConfig(method="dmt", init=args.init, seed=cfg.train.seed)
-    elif args.labels:  # an RNN fit to stored labels: the labelling teacher run's config is the base
+        return with_settings(cfg, **settings)
+    if args.labels:  # an RNN fit to stored labels: the labelling teacher run's config is the base
         manifest = read_manifest(args.labels)
         cfg = RunConfig.from_dict(manifest["config"])
         if not named_cell:
             require_trusted_cell(cfg, manifest.get("cell_code"), args.labels, args.trust_cell_code)
         cfg.train = TrainConfig(method="labels", labels=args.labels, seed=cfg.train.seed)
-    else:
-        if task is None:
-            task = file_data.get("task", {}).get("name", "retrieval")
-        # The recipe is a rule over the task's declared properties: it reads the task as the user's settings leave it
-        final = user_settings(small(task), args, file_data).task
-        cfg = make_preset(args.preset, final.name, final.params)
-    return user_settings(cfg, args, file_data)
-
-
-def user_settings(cfg: RunConfig, args: argparse.Namespace, file_data: dict) -> RunConfig:
-    """cfg (in place) with the config file, then the explicit flags, then the --set overrides."""
-    apply_overrides(cfg, flatten(file_data))
-    flags = {
-        name: getattr(args, flag[2:].replace("-", "_"))
-        for flag, name in FLAG_FIELDS.items()
-        if flag not in ("--init", "--labels")
-    }  # those two chose the base config above
-    apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
-    if args.data is not None:
-        if cfg.task.name not in DATA_TASKS:
-            raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{cfg.task.name}'")
-        cfg.task.params = cfg.task.params | {"path": args.data}
-    if args.memory_size is not None:
-        tokens = cfg.memory.tokens
-        if args.memory_size <= 0:
-            raise ConfigError(
-                f"--memory-size must be a positive multiple of memory tokens K={tokens}, got {args.memory_size}"
-            )
-        if args.memory_size % tokens:
-            raise ConfigError(f"--memory-size {args.memory_size} is not divisible by memory tokens K={tokens}")
-        cfg.memory.width = args.memory_size // tokens
-    return apply_set(cfg, args.set)
-
-
-def apply_set(cfg: RunConfig, items: list[str], extra: dict | None = None) -> RunConfig:
-    """Apply --set FIELD=VALUE items (and `extra` fields) to cfg. `task.params` merges key by key into the params
-    already there, so a path given by --data (or a preset's task parameters) survives `--set task.params=...`."""
-    overrides = _set_overrides(items) | (extra or {})
-    if "task.params" in overrides:
-        before = dict(cfg.task.params)
-        apply_overrides(cfg, {"task.params": overrides.pop("task.params")})
-        cfg.task.params = before | cfg.task.params
-    return apply_overrides(cfg, overrides)
-
-
-def _set_overrides(items: list[str]) -> dict[str, str]:
-    """['a.b=1', ...] -> {'a.b': '1', ...}"""
-    overrides = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects FIELD=VALUE, got {shown(item)}")
-        overrides[name.strip()] = value.strip()
-    return overrides
+        return with_settings(cfg, **settings)
+    return make_config(args.preset, args.task, **settings)
 
 
 class _SecondSignal(BaseException):
@@ -472,16 +430,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("compare needs --budget (wall-clock per run) or --steps")
     file_data = load_config_file(args.config) if args.config else {}
 
-    def settings(cfg: RunConfig) -> RunConfig:
-        apply_overrides(cfg, flatten(file_data))
-        if args.data is not None:
-            if args.task not in DATA_TASKS:
-                raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{args.task}'")
-            cfg.task.params = cfg.task.params | {"path": args.data}
-        return apply_set(cfg, args.set, {"train.device": args.device})
-
-    def base() -> RunConfig:  # the recipe reads the task's final parameters, as in build_config
-        return settings(make_preset(args.preset, args.task, settings(small(args.task)).task.params))
+    def base() -> RunConfig:
+        return make_config(
+            args.preset,
+            args.task,
+            file_data=file_data,
+            fields={"train.device": args.device},
+            sets=args.set,
+            data=args.data,
+        )
 
     report = compare.run_study(
         base,

@@ -17,7 +17,6 @@ import math
 import re
 import textwrap
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 from smtrnn.errors import ConfigError
@@ -559,34 +558,6 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"unknown config field {shown(name)}")
         setattr(section, field_name, _coerce(name, getattr(section, field_name), value))
     return cfg
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a nested JSON or YAML config file (a partial RunConfig)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"config file {path} is a directory; pass a JSON or YAML file")
-    if path.exists() and not path.is_file():  # a FIFO or a device: reading it could wait forever
-        raise ConfigError(f"config file {path} is not a regular file")
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from exc
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # any parser error becomes one line naming the file
-        reason = str(exc).splitlines()[0].partition("; use sys.")[0]  # not Python's advice to raise its digit limit
-        raise ConfigError(f"config file {path} is not valid: {reason}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping")
-    return data
 
 
 SECTIONS = ("task", "memory", "teacher", "rnn", "smt", "dmt", "bptt", "optim", "train")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from smtrnn.presets import RECIPE, make_preset
+from smtrnn.presets import RECIPE
+from smtrnn.settings import make_config
 from smtrnn.trainer import Trainer
 
 COLUMNS = (
@@ -32,9 +33,14 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)  # an unusable path is refused before anything is printed or trained
     rows = []
     for method in ("smt+dmt", "bptt"):
-        cfg = make_preset(preset, task)
-        cfg.task.seq_len, cfg.train.method, cfg.train.seed = seq_len, method, seed
-        cfg.train.steps, cfg.train.max_seconds = 1_000_000, budget
+        fields = {
+            "task.seq_len": seq_len,
+            "train.method": method,
+            "train.seed": seed,
+            "train.steps": 1_000_000,
+            "train.max_seconds": budget,
+        }
+        cfg = make_config(preset, task, fields=fields)
         trainer = Trainer(cfg, out / method.replace("+", "-"), device)
         print(
             f"{method}: training for {budget:g} s ({task}, T = {seq_len}, preset {preset})", file=sys.stderr, flush=True
