@@ -158,6 +158,11 @@ def test_stored_tables_are_regenerated_from_their_json():
                 "screen_copy_64_600s",
                 "screen_copy_128_budget",
                 "screen_copy_128_levers",
+                "screen_text_256_onestep_gap",
+                "screen_text_256_teacher",
+                "screen_pixels_784",
+                "screen_pixels_784_rnn",
+                "real_data",
             )
         },
         **{
