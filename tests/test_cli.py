@@ -60,7 +60,8 @@ def test_train_prints_the_final_evaluation_and_writes_a_run(capsys, tmp_path):
     code, stdout, err = run_cli(capsys, *TRAIN, "--method", "smt", "--out", out)
     assert code == 0, err
     result = json.loads(stdout)
-    assert 0.0 <= result["rnn_accuracy"] <= 1.0
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert result["rnn_accuracy"] == logged[-1]["eval"]["rnn_accuracy"] and logged[-1]["step"] == 5  # the final one
     assert {"checkpoints", "latest", "metrics.jsonl"} == set(os.listdir(out))
     assert json.loads((checkpoint_dir(out) / "config.json").read_text())["step"] == 5
 
