@@ -109,7 +109,8 @@ class Teacher(nn.Module):
         self.future_len, self.decoder_positions = cfg.future_len, cfg.decoder_positions
         self.future_input_dropout = cfg.future_input_dropout
         self.embedding = nn.Embedding(vocab_size, cfg.width)
-        # the learned blank that replaces a dropped future input (only when the option is on: old checkpoints load)
+        # the learned blank that replaces a dropped future input; only when the option is on, so that every parameter
+        # gets a gradient (DDP without find_unused_parameters) and weight decay never shrinks an unused one
         self.blank = nn.Parameter(torch.zeros(cfg.width)) if cfg.future_input_dropout else None
         self.encoder = Encoder(memory, cfg)
         self.decoder = DECODERS[cfg.decoder](memory, cfg, vocab_size)
