@@ -110,7 +110,7 @@ class Teacher(nn.Module):
         self.future_input_dropout = cfg.future_input_dropout
         self.embedding = nn.Embedding(vocab_size, cfg.width)
         # the learned blank that replaces a dropped future input; only when the option is on, so that every parameter
-        # gets a gradient (DDP without find_unused_parameters) and weight decay never shrinks an unused one
+        # gets a gradient (DDP, without find_unused_parameters, waits for one from each)
         self.blank = nn.Parameter(torch.zeros(cfg.width)) if cfg.future_input_dropout else None
         self.encoder = Encoder(memory, cfg)
         self.decoder = DECODERS[cfg.decoder](memory, cfg, vocab_size)
