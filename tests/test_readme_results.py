@@ -163,6 +163,7 @@ def test_stored_tables_are_regenerated_from_their_json():
                 "screen_pixels_784",
                 "screen_pixels_784_rnn",
                 "real_data",
+                "recipe_rule_synthetic",
             )
         },
         **{
