@@ -141,6 +141,14 @@ def with_dense_teacher(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def with_contraction(cfg: RunConfig) -> RunConfig:
+    """The contraction lever (in place): every SMT transition starts from a perturbed teacher memory,
+    f(norm(m_{t-1} + σ·ε), x_t) -> m_t, σ = CONTRACTION decaying linearly to 0 over the SMT share, so the update
+    learns to pull states near the teacher's trajectory back onto it."""
+    cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final = CONTRACTION, 0.0
+    return cfg
+
+
 def long(task: str = "retrieval", params: dict | None = None) -> RunConfig:
     """`small` with the long-range part of the recipe (`with_long_range_rule`) for the task with these parameters."""
     cfg = small(task)
@@ -149,12 +157,8 @@ def long(task: str = "retrieval", params: dict | None = None) -> RunConfig:
 
 
 def contractive(task: str = "retrieval", params: dict | None = None) -> RunConfig:
-    """`long` with the contraction lever: every SMT transition starts from a perturbed teacher memory,
-    f(norm(m_{t-1} + σ·ε), x_t) -> m_t, σ = CONTRACTION decaying linearly to 0 over the SMT share, so the update
-    learns to pull states near the teacher's trajectory back onto it."""
-    cfg = long(task, params)
-    cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final = CONTRACTION, 0.0
-    return cfg
+    """`long` with the contraction lever (`with_contraction`)."""
+    return with_contraction(long(task, params))
 
 
 def recipe(task: str = "retrieval", params: dict | None = None) -> RunConfig:
@@ -163,8 +167,10 @@ def recipe(task: str = "retrieval", params: dict | None = None) -> RunConfig:
     dense teacher (`with_dense_teacher`) where a sample labels at least DENSE_TARGETS of its positions and the
     targets are not a shift register. A task that declares nothing (a user's text, images or task) gets Z = 128
     and, with dense targets, the dense teacher. On sparse-target tasks it equals `contractive`."""
-    cfg = contractive(task, params)
-    made = make_task(task, **cfg.task.params)
+    cfg = small(task)
+    cfg.task.params = dict(params or {})
+    made = make_task(task, **cfg.task.params)  # built once: a data task loads its data here
+    with_contraction(with_long_range_rule(cfg, made))
     if made.target_lag() is None and labelled_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:
         with_dense_teacher(cfg)
     return cfg
