@@ -226,6 +226,15 @@ class SMTConfig(_Section):
     onestep_readout_weight: float = 0.0
     """> 0: readout CE also on the RNN's one-step predictions g(f(m_{t-1}, x_t)), so the update learns to keep what
     the readout needs, not only to be close in MSE (the gradient still crosses one step only)."""
+    unroll_steps: int = 0
+    """H > 0: readout CE along H steps of the update from teacher memories, g(f^j(m_t; x_{t+1..t+j})) -> y_{t+j},
+    with teacher-forced inputs. It trains f to continue from the teacher's memories and, under `joint`, the teacher
+    to write memories f can continue; no gradient crosses more than H steps."""
+    unroll_weight: float = 1.0
+    """The weight of the `unroll_steps` readout CE."""
+    unroll_starts: int = 32
+    """Start positions per sequence for `unroll_steps`, drawn uniformly (0: every position that has H steps after
+    it)."""
     schedule: SMTSchedule = "joint"
     """How teacher and RNN share training. joint: both from the start (after `teacher_alone`), the dynamics MSE
     also training the encoder through m_{t-1} and m_t (the paper); joint-detached: the same, with the RNN regressing
@@ -263,7 +272,15 @@ class SMTConfig(_Section):
     def check(self) -> None:
         super().check()
         self._at_least(
-            0, "decoder_weight", "dynamics_weight", "uniformity_weight", "readout_weight", "onestep_readout_weight"
+            0,
+            "decoder_weight",
+            "dynamics_weight",
+            "uniformity_weight",
+            "readout_weight",
+            "onestep_readout_weight",
+            "unroll_steps",
+            "unroll_weight",
+            "unroll_starts",
         )
         self._at_least(0, "uniformity_samples", strict=True)
         _choice("smt", "schedule", self.schedule, SMT_SCHEDULES)
