@@ -42,6 +42,11 @@ def throughput_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def throughput_markdown(report: dict) -> str:
+    """The throughput table alone, for a report of `throughput` rows without quality runs (throughput_gpu)."""
+    return "\n".join(throughput_table(report["throughput"])) + "\n"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"Budget {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, "
@@ -84,7 +89,6 @@ def main() -> None:
         for length in map(int, filter(None, args.throughput_lengths.split(",")))
     ]
     report = {
-        "benchmark": "core",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "python": platform.python_version(),

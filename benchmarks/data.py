@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, finish, quality_run, run_cli
+from harness import ROOT, finish, quality_run, run_cli, write_report
 
 # dataset -> (task, T, unit)
 DATASETS = {"text": ("text", 256, "byte"), "pixels": ("pixels", 64, "pixel")}
@@ -119,7 +119,6 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     report = {
-        "benchmark": "data",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -163,8 +162,7 @@ def main() -> None:
                     shutil.copy(Path(work) / png, out / png)
                     row["png"] = png
             report["runs"] += rows
-            (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-            (out / f"{args.name}.md").write_text(markdown(report))
+            write_report(report, out, args.name, markdown)
     print(markdown(report))
 
 

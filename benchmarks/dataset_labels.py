@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, finish, run_cli
+from harness import ROOT, finish, run_cli, save_report
 
 # dataset -> (task, T, unit)
 DATASETS = {"text": ("text", 256, "byte"), "pixels": ("pixels", 64, "pixel")}
@@ -82,7 +82,6 @@ def main() -> None:
     args = parser.parse_args()
     datasets, cells = args.datasets.split(","), args.cells.split(",")
     report = {
-        "benchmark": "dataset_labels",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -184,11 +183,7 @@ def main() -> None:
                 entry["runs"].append(
                     {"method": "labels", "cell": cell} | scored(work / f"{d}-labels-{cell}", max_tokens)
                 )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text(markdown(report))
-    print(markdown(report))
+    save_report(report, args.out, args.name, markdown)
 
 
 def markdown(report: dict) -> str:

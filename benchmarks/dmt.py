@@ -13,7 +13,6 @@ measured. Writes benchmarks/results/dmt.json and dmt.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, quality_run, quality_table, small_model, step_time, summarize
+from harness import ROOT, quality_run, quality_table, small_model, step_time, summarize, write_report
 from smtrnn.dmt import dmt_loss
 from smtrnn.reference import dmt_sequential_loss
 
@@ -111,12 +110,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(report: dict, out: Path, name: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{name}.md").write_text(markdown(report))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="retrieval,copy,delayed_recall")
@@ -140,7 +133,6 @@ def main() -> None:
         parser.error(f"--budgets has no entry for T = {missing[0]}")
 
     report = {
-        "benchmark": "dmt",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -163,7 +155,7 @@ def main() -> None:
         for t in map(int, filter(None, args.throughput_lengths.split(",")))
         for batch in map(int, args.throughput_batches.split(","))
     ]
-    write(report, out, args.name)
+    write_report(report, out, args.name, markdown)
     if args.skip_quality:
         lengths = []
     with tempfile.TemporaryDirectory(prefix="smtrnn-dmt-") as work:
@@ -174,7 +166,7 @@ def main() -> None:
                         task, length, seed, budgets[length], args.cell, Path(work), args.threads, METHODS
                     )
                     report["summary"], report["drift"] = summarize(report["runs"]), drift_rows(report["runs"])
-                    write(report, out, args.name)
+                    write_report(report, out, args.name, markdown)
     print(markdown(report))
 
 

@@ -1,18 +1,20 @@
 """The harness every benchmark script shares: running the CLI one thread per process, quality runs of one
 method, step timing, the small model the speed studies time, the throughput measurement, and writing a report
-(NAME.json + NAME.md). Benchmarks import it as `harness` (their own folder is on sys.path when they run) and smtrnn
-as the installed package.
+(NAME.json, naming the script and function that render its table, + NAME.md). Benchmarks import it as `harness`
+(their own folder is on sys.path when they run) and smtrnn as the installed package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -188,13 +190,37 @@ def reported(path: Path) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads(path.read_text())["runs"]}
 
 
-def save_report(report: dict, out: str | Path, name: str, markdown_fn) -> None:
-    """NAME.json and NAME.md (from markdown_fn(report)) in out; the markdown is printed too."""
+def provenance(markdown_fn: Callable[[dict], str], headline_fn: Callable[[dict], str] | None = None) -> dict:
+    """A report's "benchmark" field: the script that made it and the name of its function that renders NAME.md
+    from NAME.json (and NAME_headline.md, where it has one), so the tests regenerate every stored table."""
+    script = Path(inspect.getfile(markdown_fn)).resolve().relative_to(ROOT).as_posix()
+    field = {"script": script, "table": markdown_fn.__name__}
+    return field | ({"headline_table": headline_fn.__name__} if headline_fn else {})
+
+
+def write_report(
+    report: dict,
+    out: str | Path,
+    name: str,
+    markdown_fn: Callable[[dict], str],
+    headline_fn: Callable[[dict], str] | None = None,
+    indent: int = 2,
+) -> dict:
+    """NAME.json (the report with its "benchmark" field first) and NAME.md from markdown_fn, plus NAME_headline.md
+    from headline_fn if given, in out; returns the report as written."""
+    report = {"benchmark": provenance(markdown_fn, headline_fn)} | report
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(report, indent=indent) + "\n")
     (out / f"{name}.md").write_text(markdown_fn(report))
-    print(markdown_fn(report))
+    if headline_fn:
+        (out / f"{name}_headline.md").write_text(headline_fn(report))
+    return report
+
+
+def save_report(report: dict, out: str | Path, name: str, markdown_fn: Callable[[dict], str]) -> None:
+    """`write_report`, and the markdown printed too."""
+    print(markdown_fn(write_report(report, out, name, markdown_fn)))
 
 
 def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:

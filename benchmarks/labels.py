@@ -13,7 +13,6 @@ tokens. Writes benchmarks/results/labels.json and labels.md.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, step_time
+from harness import ROOT, save_report, step_time
 from smtrnn.config import TrainConfig
 from smtrnn.data.labels import load_labels, write_labels
 from smtrnn.model import Model
@@ -116,11 +115,7 @@ def main() -> None:
         "disk_bytes_per_million_tokens": disk / (args.sequences * args.seq_len) * 1e6,
         "cells": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "labels.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "labels.md").write_text(markdown(report))
-    print(json.dumps(report))
+    save_report(report, args.out, "labels", markdown)
 
 
 def markdown(report: dict) -> str:

@@ -20,9 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import save_report
+from harness import ROOT, save_report
 
-ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("stack", "parity", "retrieval")
 METHODS = ("smt+dmt", "bptt", "gru-fused")
 TRAIN_LENGTH = 64
@@ -83,7 +82,6 @@ def collect(work: Path, args: argparse.Namespace) -> dict:
     import torch
 
     return {
-        "benchmark": "length_generalization",
         "train_length": TRAIN_LENGTH,
         "lengths": [TRAIN_LENGTH, *EVAL_LENGTHS],
         "budget_s": args.budget,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, finish, run_cli
+from harness import ROOT, finish, run_cli, write_report
 
 # name -> CLI arguments of the training run (the small preset, cell mlp unless the variant names another)
 VARIANTS = {
@@ -151,7 +151,6 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     report = {
-        "benchmark": "levers",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -171,8 +170,7 @@ def main() -> None:
         ]
         for start in range(0, len(jobs), 2):
             report["runs"] += run_pair(jobs[start : start + 2], args, Path(work))
-            (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-            (out / f"{args.name}.md").write_text(markdown(report))
+            write_report(report, out, args.name, markdown)
     print(markdown(report))
 
 

@@ -30,9 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import diagnostics_table, number, reported
-
-ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
+from harness import ROOT, diagnostics_table, number, reported, write_report
 
 
 @dataclass(frozen=True)
@@ -458,7 +456,6 @@ def collect(specs: list[Spec], planned: list[Spec], work: Path, kept: dict[str, 
             row["generalization"] = measured(spec, work, "lengths.json", generalize)
         rows.append(row)
     report = {
-        "benchmark": "long_range",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -503,9 +500,7 @@ def main() -> None:
 
     def report(with_diagnostics: bool) -> None:
         rep = collect(study, specs, work, kept, with_diagnostics)
-        (out / f"{args.name}.json").write_text(json.dumps(rep, indent=1) + "\n")
-        (out / f"{args.name}.md").write_text(markdown(rep))
-        (out / f"{args.name}_headline.md").write_text(headline(rep))
+        write_report(rep, out, args.name, markdown, headline, indent=1)
         write_plots(rep, out)
 
     if args.report_only:

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import ROOT, finish, run_cli
+from harness import ROOT, finish, run_cli, save_report
 
 VARIANTS = {
     "smt": ["--method", "smt"],
@@ -28,6 +28,22 @@ VARIANTS = {
         "dmt.onestep_readout_weight=1.0",
     ],
 }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"T = {report['T']}, {report['budget_s']:.0f} s of training per run, all {len(report['runs'])} runs at "
+        f"once on `{report['device']}`, seed {report['seed']}, `small` preset (MLP cell).",
+        "",
+        "| task | variant | RNN-alone acc | one-step acc | teacher acc | final drift | steps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['task']} | {r['variant']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
+        f"{r['teacher_accuracy']:.3f} | {r['drift_final']:.3f} | {r['steps']} |"
+        for r in report["runs"]
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -85,7 +101,6 @@ def main() -> None:
                 flush=True,
             )
     report = {
-        "benchmark": "onestep_readout",
         "device": args.device,
         "budget_s": args.budget,
         "T": args.seq_len,
@@ -93,23 +108,7 @@ def main() -> None:
         "runs": rows,
         "command": " ".join(sys.argv),
     }
-    lines = [
-        f"T = {args.seq_len}, {args.budget:.0f} s of training per run, all {len(rows)} runs at once on "
-        f"`{args.device}`, seed {args.seed}, `small` preset (MLP cell).",
-        "",
-        "| task | variant | RNN-alone acc | one-step acc | teacher acc | final drift | steps |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['task']} | {r['variant']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
-        f"{r['teacher_accuracy']:.3f} | {r['drift_final']:.3f} | {r['steps']} |"
-        for r in rows
-    ]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_report(report, args.out, args.name, markdown)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 

@@ -11,7 +11,26 @@ import json
 import sys
 from pathlib import Path
 
-from harness import ROOT, finish, run_cli
+from harness import ROOT, finish, run_cli, save_report
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"`smtrnn eval --batches {report['batches']}` of finished runs (RNN alone from m_∅; drift at the labelled "
+        "positions, and that drift over the variance of teacher memories across sequences there):",
+        "",
+        "| run | RNN-alone acc | one-step acc | readout on teacher memories | drift (labelled) | "
+        "drift / memory spread |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["runs"]:
+        if "drift_relative" in r:
+            lines.append(
+                f"| {r['run']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
+                f"{r['readout_on_teacher_accuracy']:.3f} | {r['drift_labelled']:.3f} | "
+                f"{r['drift_relative']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -31,25 +50,7 @@ def main() -> None:
             f"{Path(run).name}: rnn {result['rnn_accuracy']:.3f} drift_relative {result.get('drift_relative')}",
             flush=True,
         )
-    lines = [
-        f"`smtrnn eval --batches {args.batches}` of finished runs (RNN alone from m_∅; drift at the labelled "
-        "positions, and that drift over the variance of teacher memories across sequences there):",
-        "",
-        "| run | RNN-alone acc | one-step acc | readout on teacher memories | drift (labelled) | "
-        "drift / memory spread |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if "drift_relative" in r:
-            lines.append(
-                f"| {r['run']} | {r['rnn_accuracy']:.3f} | {r['onestep_accuracy']:.3f} | "
-                f"{r['readout_on_teacher_accuracy']:.3f} | {r['drift_labelled']:.3f} | "
-                f"{r['drift_relative']:.2f} |"
-            )
-    out = Path(args.out)
-    (out / f"{args.name}.json").write_text(json.dumps({"command": " ".join(sys.argv), "runs": rows}, indent=2) + "\n")
-    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_report({"batches": args.batches, "command": " ".join(sys.argv), "runs": rows}, args.out, args.name, markdown)
 
 
 if __name__ == "__main__":

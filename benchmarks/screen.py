@@ -356,7 +356,6 @@ def main() -> None:
         train_all([(name, run_args) for name, run_args in runs if name not in kept], work, args.parallel)
     rows = [summarize_run(name, run_args, work / name, args.split) or kept.get(name) for name, run_args in runs]
     report = {
-        "benchmark": "screen",
         "plan": plan.name,
         "device": f"cpu ({platform.machine()})",
         "torch": torch.__version__,

@@ -151,7 +151,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     report = {
-        "benchmark": "soak",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)",
         "torch": torch.__version__,
         "python": platform.python_version(),

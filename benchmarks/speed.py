@@ -224,7 +224,6 @@ def main() -> None:
     device = args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else (platform.processor() or platform.machine())
     report = {
-        "benchmark": "speed",
         "device": f"{device} ({name}, {os.cpu_count()} CPU cores)",
         "torch": torch.__version__,
         "threads": args.threads,

@@ -25,9 +25,8 @@ import tempfile
 from io import BytesIO
 from pathlib import Path
 
-from harness import save_report
+from harness import ROOT, save_report
 
-ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "9a05483"  # the last commit with per-term .item() in the objectives
 # method name -> (train.method, dmt.fraction): smt+dmt at fraction 0.99 trains by DMT from the second step on
 METHODS = {"smt": ("smt", 0.25), "dmt": ("smt+dmt", 0.99), "bptt": ("bptt", 0.25)}
@@ -115,7 +114,6 @@ def main() -> None:
             )
             print(f"{method}: {before:.4f} -> {after:.4f} s/step", flush=True)
     report = {
-        "benchmark": "step_syncs",
         "before": args.before,
         "seq_len": args.seq_len,
         "steps": args.steps,

@@ -4,7 +4,9 @@ repository)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -17,10 +19,7 @@ OUTSIDE = ("shared/", "FINDINGS", "PAPER.md")  # what a document must never poin
 
 
 def load_generator():
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "benchmarks" / "readme_results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("readme_results")
 
 
 def documents() -> list[Path]:
@@ -121,68 +120,62 @@ def load_benchmark(name: str):
     return module
 
 
+@functools.cache
+def load_script(script: str):
+    """The module of a report's script: smtrnn/… as the installed package, benchmarks/NAME.py from its file."""
+    if script.startswith("smtrnn/"):
+        return importlib.import_module(script.removesuffix(".py").replace("/", "."))
+    assert Path(script).parent == Path("benchmarks"), f"{script} is neither in smtrnn/ nor in benchmarks/"
+    return load_benchmark(Path(script).stem)
+
+
+def regenerated_tables(results: Path) -> dict[str, str]:
+    """Each markdown table of `results` that a report there names, by file name, as made afresh from the report:
+    NAME.md by the function `table` of the script in NAME.json's field "benchmark" (and NAME_headline.md by its
+    `headline_table`, where it has one). A report with a markdown twin must carry that field."""
+    tables = {}
+    for path in sorted(results.glob("*.json")):
+        if not path.with_suffix(".md").exists():
+            continue
+        report = json.loads(path.read_text())
+        field = report.get("benchmark")
+        assert isinstance(field, dict) and field.get("script") and field.get("table"), (
+            f"{path.name} does not name the script that made it: give it a top-level field "
+            '"benchmark": {"script": "benchmarks/NAME.py", "table": "markdown"} (harness.write_report writes it)'
+        )
+        module = load_script(field["script"])
+        tables[f"{path.stem}.md"] = getattr(module, field["table"])(report)
+        if "headline_table" in field:
+            tables[f"{path.stem}_headline.md"] = getattr(module, field["headline_table"])(report)
+    return tables
+
+
 def test_stored_tables_are_regenerated_from_their_json():
-    """Each stored markdown table is exactly what its generator makes of the stored JSON (no hand edits)."""
-    import json
-
-    from smtrnn.tools import compare
-
+    """Each stored markdown table is exactly what its generator makes of the stored JSON (no hand edits), and no
+    stored table is left out."""
     results = ROOT / "benchmarks" / "results"
-    generators = {
-        "compare_retrieval": compare.markdown,
-        "dmt": load_benchmark("dmt").markdown,
-        "dmt_gpu": load_benchmark("dmt").markdown,
-        "speed_cpu": load_benchmark("speed").markdown,
-        "speed_gpu": load_benchmark("speed").markdown,
-        "core": load_benchmark("core").markdown,
-        "data": load_benchmark("data").markdown,
-        "data_contractive": load_benchmark("data").markdown,
-        "labels": load_benchmark("labels").markdown,
-        "dataset_labels": load_benchmark("dataset_labels").markdown,
-        "long_range": load_benchmark("long_range").markdown,
-        "long_range_headline": load_benchmark("long_range").headline,
-        "step_syncs": load_benchmark("step_syncs").markdown,
-        "length_generalization": load_benchmark("length_generalization").markdown,
-        **{
-            name: load_benchmark("screen").markdown
-            for name in (
-                "screen_delayed_recall_64",
-                "screen_delayed_recall_256",
-                "screen_copy_64",
-                "screen_delayed_recall_256_teacher",
-                "screen_copy_64_capacity",
-                "screen_delayed_recall_256_lr",
-                "screen_delayed_recall_256_seed2",
-                "screen_copy_64_lr",
-                "screen_copy_scaling",
-                "screen_copy_64_600s",
-                "screen_copy_128_budget",
-                "screen_copy_128_levers",
-                "screen_text_256_onestep_gap",
-                "screen_text_256_teacher",
-                "screen_pixels_784",
-                "screen_pixels_784_rnn",
-                "real_data",
-                "recipe_rule_synthetic",
-            )
-        },
-        **{
-            name: load_benchmark("levers").markdown
-            for name in (
-                "levers",
-                "levers_cells",
-                "levers_horizon",
-                "levers_horizon_480",
-                "levers_wide_480",
-                "levers_next_480",
-                "levers_staged_480",
-            )
-        },
-    }
-    for name, markdown in generators.items():
-        source = name.removesuffix("_headline")  # a headline table comes from its study's JSON
-        report = json.loads((results / f"{source}.json").read_text())
-        assert markdown(report) == (results / f"{name}.md").read_text(), name
+    tables = regenerated_tables(results)
+    stored = sorted(path.name for path in results.glob("*.md"))
+    assert sorted(tables) == stored, f"tables no report names: {sorted(set(stored) - set(tables))}"
+    for name, table in tables.items():
+        assert table == (results / name).read_text(), name
+
+
+def test_the_harness_writes_the_field_the_tables_are_regenerated_from(tmp_path):
+    core = load_script("benchmarks/core.py")
+    stored = json.loads((ROOT / "benchmarks" / "results" / "throughput_gpu.json").read_text())
+    report = {key: value for key, value in stored.items() if key != "benchmark"}
+    importlib.import_module("harness").write_report(report, tmp_path, "t", core.throughput_markdown)
+    field = json.loads((tmp_path / "t.json").read_text())["benchmark"]
+    assert field == {"script": "benchmarks/core.py", "table": "throughput_markdown"}
+    assert regenerated_tables(tmp_path) == {"t.md": (tmp_path / "t.md").read_text()}
+
+
+def test_a_stored_report_that_does_not_name_its_script_is_refused(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"benchmark": "screen", "runs": []}))
+    (tmp_path / "old.md").write_text("| a |\n")
+    with pytest.raises(AssertionError, match="old.json does not name the script that made it"):
+        regenerated_tables(tmp_path)
 
 
 def test_every_levers_variant_can_be_chosen_on_the_command_line():
@@ -223,7 +216,6 @@ def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates(
 def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
     """A tiny plan end to end: every run finishes in the run store, a second invocation trains nothing, and the
     report holds every run with diagnostics for SMT→DMT."""
-    import json
     import subprocess
     import sys
 
@@ -284,7 +276,6 @@ def test_long_range_report_keeps_every_group_when_one_group_runs(tmp_path):
 
 @pytest.mark.slow
 def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_path):
-    import json
     import subprocess
     import sys
 
@@ -343,7 +334,6 @@ def test_a_screen_plan_with_a_repeated_run_name_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_a_screen_with_seeds_reports_their_test_split_mean_and_plots_validation_bits(tmp_path):
-    import json
     import statistics
     import subprocess
     import sys

@@ -334,6 +334,7 @@ def run_study(
         for spec, cfg in zip(specs, configs)
     ]
     report = {
+        "benchmark": {"script": "smtrnn/tools/compare.py", "table": "markdown"},  # what renders results.md
         "task": task,
         "preset": preset,
         "lengths": lengths,
