@@ -7,8 +7,11 @@ import json
 
 import pytest
 
+from smtrnn.checkpoint import load_model
 from smtrnn.cli import main
+from smtrnn.data.tasks import build_task
 from smtrnn.errors import ConfigError
+from smtrnn.evaluate import evaluate
 from smtrnn.tools.compare import RESULT_FILE, RunSpec, parse_budget, plan, summarize
 
 
@@ -67,7 +70,11 @@ def test_study_end_to_end_then_resume(tmp_path, capsys):
     printed = capsys.readouterr()
     report = json.loads((out / "results.json").read_text())
     assert [(r["T"], r["method"]) for r in report["runs"]] == [(12, "smt"), (12, "bptt"), (16, "smt"), (16, "bptt")]
-    assert all(r["steps"] == 3 and 0 <= r["score"] <= 1 for r in report["runs"])
+    for row in report["runs"]:  # the score is the RNN alone of the run's saved model, scored afresh
+        cfg, model = load_model(out / "runs" / RunSpec(row["T"], row["method"], "mlp", 0).name)
+        fresh = evaluate(model, build_task(cfg), row["T"], 1, cfg.optim.batch_size)
+        assert row["steps"] == 3 and row["score"] == row["rnn_accuracy"] == fresh["rnn_accuracy"]
+        assert row["rnn_bits_per_token"] == pytest.approx(fresh["rnn_bits_per_token"])
     assert "| 16 | bptt | mlp | 1 |" in printed.out and printed.out == (out / "results.md").read_text()
     finished = {p: p.read_bytes() for p in out.glob(f"runs/*/{RESULT_FILE}")}
     assert len(finished) == 4
@@ -156,8 +163,14 @@ def test_eval_lengths_score_every_run_past_its_training_length_and_extend_finish
     printed, log = capsys.readouterr()
     assert log.count("finished earlier, skipped") == 2
     report = json.loads((out / "results.json").read_text())
-    for row in report["runs"]:
-        assert set(row["lengths"]) == {"16", "32"} and 0 <= row["lengths"]["32"]["rnn_accuracy"] <= 1
+    for row in report["runs"]:  # each length scores the run's saved model at that length, T = 32 added later
+        assert set(row["lengths"]) == {"16", "32"}
+        cfg, model = load_model(out / "runs" / RunSpec(8, row["method"], "mlp", 0).name)
+        for length in (16, 32):
+            fresh = evaluate(model, build_task(cfg), length, 8, cfg.optim.batch_size)
+            scored = row["lengths"][str(length)]
+            assert scored["rnn_accuracy"] == fresh["rnn_accuracy"]
+            assert scored["rnn_bits_per_token"] == pytest.approx(fresh["rnn_bits_per_token"])
     assert ("teacher_accuracy" in report["runs"][0]["lengths"]["32"]) and "T = 32" in printed
     assert main([*argv, "--eval-lengths", "2"]) == 2  # below the task's minimum: one line, before anything runs
     assert "seq_len >= 3" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import torch
 
 from smtrnn.cli import main
 from smtrnn.data.tasks import TaskError, make_task
-from smtrnn.diagnostics import diagnostics, error_growth, markov_gap, probe_accuracy
+from smtrnn.diagnostics import DIAGNOSTICS_SEED, diagnostics, error_growth, markov_gap, probe_accuracy
 from smtrnn.layers import rms_normalize
 from smtrnn.rnn import RNN
 
@@ -130,14 +130,28 @@ def test_a_task_without_a_needed_symbol_says_so():
 # --- on a trained run, and through the CLI ---------------------------------------------------------------------
 
 
-def test_diagnostics_of_a_trained_smt_run(smt_run):
+def test_diagnostics_of_a_trained_smt_run_measure_its_teacher_memories_and_its_rollout(smt_run):
+    """On a trained run, each diagnostic is the measurement above applied by hand to the same held-out sequences
+    (their own stream): the gap and growth on the teacher's memories, the probe fitted on the first half of the batch
+    from the teacher's memories and from the RNN's own rollout, chance the most frequent needed symbol's share."""
     _, trainer = smt_run
-    result = diagnostics(trainer.model, trainer.task, trainer.cfg.task.seq_len, batch_size=16)
+    model, task, length = trainer.model, trainer.task, trainer.cfg.task.seq_len
+    result = diagnostics(model, task, length, batch_size=16)
     assert set(result) == {"markov_gap", "growth", "growth_finite", "probe"}
     assert result["growth_finite"]["epsilon"] > result["growth"]["epsilon"]
-    assert len(result["markov_gap"]["by_position"]) == trainer.cfg.task.seq_len
-    assert 0 <= result["probe"]["teacher"] <= 1 and 0 <= result["probe"]["rollout"] <= 1
-    assert result["growth"]["median"] > 0
+    assert len(result["markov_gap"]["by_position"]) == length
+    x, y = task.held_out().sample(16, length, torch.Generator().manual_seed(DIAGNOSTICS_SEED))
+    with torch.no_grad():
+        m, rolled = model.teacher.encode(x), model.rnn.rollout(x)[0]
+        assert result["markov_gap"] == markov_gap(model, x, m)
+        assert result["growth"] == error_growth(model, x, m, steps=min(8, length - 1))
+    needed = task.needed_symbol(x, y)
+    for name, memories in (("teacher", m), ("rollout", rolled)):
+        accuracy, _ = probe_accuracy(memories[:8], needed[:8], memories[8:], needed[8:], model.vocab_size)
+        assert result["probe"][name] == accuracy, name
+    scored = needed[8:][needed[8:] >= 0]
+    assert result["probe"]["chance"] == pytest.approx(scored.bincount().max().item() / scored.numel())
+    assert result["probe"]["teacher"] != result["probe"]["rollout"]  # so the two cannot be swapped unseen
 
 
 def test_diagnostics_refuse_a_run_without_teacher(bptt_run):
