@@ -90,7 +90,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         help="text: a text file or folder, a .npy/.bin token file or hf:NAME (default: the "
-        "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits)",
+        "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits); arrays: an .npz or a "
+        "folder of x.npy, y.npy (your labelled sequences)",
     )
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (sets memory.width = Z / K)")
     p.add_argument(
@@ -563,7 +564,7 @@ def make_parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         default=None,
-        help="label every position of a text/pixels dataset: PATH (same vocabulary as the teacher), or "
+        help="label every position of a text/pixels/arrays dataset: PATH (same vocabulary as the teacher), or "
         "no value for the teacher run's own data",
     )
     p.add_argument("--split", default="train", help="with --data: train (default) or valid")
@@ -656,7 +657,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="SMT vs BPTT (and baselines) across lengths, cells and seeds, same budget")
     p.add_argument("--task", default="retrieval")
-    p.add_argument("--data", help="text / pixels: the data path (see train --data)")
+    p.add_argument("--data", help="text, pixels, arrays: the data path (see train --data)")
     p.add_argument("--lengths", default="64,256", help="comma-separated sequence lengths")
     p.add_argument(
         "--methods",

@@ -43,9 +43,10 @@ DEBUG_TASK_PARAMS = {
 }
 
 
-def debug(task: str = "retrieval") -> RunConfig:
-    """Tiny sizes and 40 steps: trains in a few seconds on one CPU core."""
-    params = DEBUG_TASK_PARAMS.get(task, {})
+def debug(task: str = "retrieval", params: dict | None = None) -> RunConfig:
+    """Tiny sizes and 40 steps: trains in a few seconds on one CPU core. The task's small debug parameters, then
+    `params` (a data task's path); its length fits the task."""
+    params = DEBUG_TASK_PARAMS.get(task, {}) | dict(params or {})
     made = make_task(task, **params)
     seq_len = max(12, made.min_seq_len())
     if made.max_seq_len() is not None:  # a data task bounded by its data (8x8 digits: 64)
@@ -187,7 +188,7 @@ PRESETS: dict[str, Callable[[str], RunConfig]] = {
 }
 
 
-RULE_PRESETS = ("long", "contractive", "recipe")  # presets that read the task's parameters
+RULE_PRESETS = ("debug", "long", "contractive", "recipe")  # presets that read the task's parameters
 
 
 def make_preset(name: str, task: str, params: dict | None = None) -> RunConfig:

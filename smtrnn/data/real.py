@@ -22,9 +22,6 @@ split. `windows(T)` cuts a whole split into sequences of length T that cover eve
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar
@@ -32,28 +29,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from smtrnn.data.tasks import NO_TARGET, Task, TaskError, register
+from smtrnn.data.arrays import Arrays, forget_loaded_arrays
+from smtrnn.data.data_task import DataTask, Windows, sha256_of
+from smtrnn.data.tasks import NO_TARGET, TaskError, register
 from smtrnn.errors import DataError
-
-SPLITS = ("train", "valid", "test")
-_HASH_CHUNK = 1 << 22  # tokens hashed per step: a memory-mapped corpus is never read whole
-
-
-@dataclass(frozen=True)
-class Windows:
-    """A whole split as `count` sequences of length T covering every position; `read(a, b)` -> x, y (b - a, T) long
-    for sequences a..b-1."""
-
-    count: int
-    read: Callable[[int, int], tuple[Tensor, Tensor]]
-
-
-def _sha256(values: Tensor) -> str:
-    """Hex digest of a 1-D integer tensor's values (as int64, so the storage dtype does not matter)."""
-    digest = hashlib.sha256()
-    for start in range(0, values.numel(), _HASH_CHUNK):
-        digest.update(values[start : start + _HASH_CHUNK].to(torch.int64).numpy().tobytes())
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=8)
@@ -90,52 +69,12 @@ def _image_splits(path: str | None, levels: int | None, valid_fraction: float, s
     return {"train": train, "valid": valid, "test": test}
 
 
-class _DataTask(Task):
-    split: str
-    has_splits: ClassVar[bool] = True
-
-    def _check_split(self) -> None:
-        if self.path is not None and not isinstance(self.path, str):
-            raise TaskError(f"task '{self.name}': path must be a string, got {self.path!r}")
-        if not isinstance(self.split, str) or self.split not in SPLITS:
-            raise TaskError(f"task '{self.name}': split must be one of {', '.join(SPLITS)}, got {self.split!r}")
-        if not 0.0 < self.valid_fraction < 1.0:
-            raise TaskError(f"task '{self.name}': valid_fraction must lie in (0, 1), got {self.valid_fraction}")
-
-    def held_out(self, split: str = "valid") -> Task:
-        super().held_out(split)  # the split's name is checked there
-        return dataclasses.replace(self, split=split)
-
-    def _split_data(self, splits: dict):
-        """This split's data; the test split of a held-out part too small to halve is refused in one line."""
-        if splits[self.split] is None:
-            raise TaskError(
-                f"task '{self.name}': the held-out part is too small to give a test split besides the "
-                "validation split; hold out more (task.params valid_fraction)"
-            )
-        return splits[self.split]
-
-    def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
-        """This split's whole documents (text) or images (pixels) as (x, y) pairs of 1-D long tensors."""
-        raise NotImplementedError
-
-    def min_seq_len(self) -> int:
-        return 2
-
-    def windows(self, seq_len: int) -> Windows:
-        """This split cut into sequences of length seq_len that together hold every position once or more."""
-        raise NotImplementedError
-
-    def fingerprint(self) -> dict:
-        """What identifies this split's data: its split, size and a sha256 of its contents."""
-        raise NotImplementedError
-
-
 @dataclass(frozen=True)
-class Text(_DataTask):
+class Text(DataTask):
     """Next-token prediction on a text or token corpus (see the module docstring for the sources)."""
 
     name: ClassVar[str] = "text"
+    scored_in_bits: ClassVar[bool] = True
     path: str | None = None
     dtype: str | None = None  # token files: uint8, uint16, uint32, int32, int64 (else from the sidecar JSON)
     token_vocab: int | None = None  # token files: the vocabulary (else from the sidecar JSON; 256 for uint8)
@@ -187,7 +126,7 @@ class Text(_DataTask):
 
     def fingerprint(self) -> dict:
         flat = self._flat()
-        return {"split": self.split, "tokens": flat.numel(), "sha256": _sha256(flat)}
+        return {"split": self.split, "tokens": flat.numel(), "sha256": sha256_of(flat)}
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         flat = self._flat()  # may be a memory-mapped token file: slice it, never index it whole
@@ -207,10 +146,11 @@ def _concatenated(path, dtype, token_vocab, max_bytes, valid_fraction, split) ->
 
 
 @dataclass(frozen=True)
-class Pixels(_DataTask):
+class Pixels(DataTask):
     """Pixel-sequence modeling, one image per sequence (see the module docstring)."""
 
     name: ClassVar[str] = "pixels"
+    scored_in_bits: ClassVar[bool] = True
     path: str | None = None  # None: scikit-learn's 8x8 digits; an IDX file; torchvision:NAME:ROOT
     levels: int | None = None  # quantization levels; None keeps the data's own
     side: int | None = None  # resample every image to side x side (T = side²); None keeps the data's own size
@@ -279,7 +219,7 @@ class Pixels(_DataTask):
             "split": self.split,
             "images": len(images),
             "levels": images.levels,
-            "sha256": _sha256(images.pixels.flatten()),
+            "sha256": sha256_of(images.pixels.flatten()),
         }
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -294,7 +234,8 @@ def forget_loaded() -> None:
     they are now: labelling a dataset fingerprints what is on disk, not an earlier read."""
     for cached in (_text_splits, _image_splits, _concatenated):
         cached.cache_clear()
+    forget_loaded_arrays()
 
 
-DATA_TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Text, Pixels)}
+DATA_TASKS: dict[str, type[DataTask]] = {cls.name: cls for cls in (Text, Pixels, Arrays)}
 register(DATA_TASKS)

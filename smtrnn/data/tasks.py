@@ -43,6 +43,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     has_splits: ClassVar[bool] = False  # data tasks: train, validation and test splits of finite data
+    scored_in_bits: ClassVar[bool] = False  # studies rank runs by bits per token (text, pixels), else by accuracy
 
     @property
     @abstractmethod
@@ -70,6 +71,10 @@ class Task(ABC):
         """L where every target is the input L steps back (y_t = x_{t-L}: the memory is a shift register); None
         otherwise. The recipe then has the teacher write that window in linearly readable form."""
         return None
+
+    def check_full_length(self, seq_len: int) -> None:
+        """Raise a TaskError unless a run at length seq_len trains every target the task has (arrays: the last
+        labelled position of the data); the curriculum's shorter lengths are only prefixes of these."""
 
     def held_out(self, split: str = "valid") -> Task:
         """The task evaluation draws from: "valid" during training and for choosing settings, "test" for final
@@ -538,6 +543,7 @@ def build_task(cfg: RunConfig) -> Task:
     if cfg.task.seq_len < minimum:
         raise ConfigError(f"task '{cfg.task.name}' needs task.seq_len >= {minimum}, got {cfg.task.seq_len}")
     task.check_seq_len(cfg.task.seq_len)  # data tasks: both splits must hold one whole sequence
+    task.check_full_length(cfg.task.seq_len)
     task.held_out().check_seq_len(cfg.task.seq_len)
     if cfg.train.curriculum_start and cfg.train.curriculum_start < minimum:
         raise ConfigError(

@@ -177,10 +177,10 @@ def _write_row(done: Path, row: dict) -> None:
 
 
 def score_key(task_name: str) -> str:
-    """Bits per token for the data tasks (lower is better), accuracy for the synthetic ones."""
-    from smtrnn.data.real import DATA_TASKS
+    """Bits per token for text and pixels (lower is better), accuracy for the others (synthetic tasks, arrays)."""
+    from smtrnn.data.tasks import REGISTRY
 
-    return "rnn_bits_per_token" if task_name in DATA_TASKS else "rnn_accuracy"
+    return "rnn_bits_per_token" if REGISTRY[task_name].scored_in_bits else "rnn_accuracy"
 
 
 def summarize(rows: list[dict]) -> list[dict]:

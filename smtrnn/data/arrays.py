@@ -1,0 +1,264 @@
+"""`arrays`: a researcher's own labelled sequences, read from integer arrays on disk.
+
+A source is an ``.npz`` file or a folder of ``.npy`` files holding ``x`` (N, T) integer inputs and ``y`` (N, T)
+integer targets, -1 where a position has no target; optionally ``x_valid``/``y_valid`` and ``x_test``/``y_test``.
+Files are read with ``allow_pickle=False`` (a pickle is refused, never loaded); a folder's ``.npy`` files are
+memory-mapped, so a large set is read row by row. One row is one sequence; training at length T takes the first T
+positions of each row (the curriculum's shorter prefixes too), so a run's length must reach the last labelled
+position. The vocabulary is the `vocab` parameter, else the largest id in the data plus one.
+
+Splits: without validation arrays the last `valid_fraction` of the rows is held out and halved into validation and
+test, as for the other data tasks; with validation arrays alone those are halved; with both, both are used as given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from smtrnn.data.data_task import DataTask, Windows
+from smtrnn.data.tasks import NO_TARGET, TaskError
+from smtrnn.errors import DataError
+
+NAMES = ("x", "y", "x_valid", "y_valid", "x_test", "y_test")  # the arrays a source may hold
+_ROWS_PER_READ = 4096  # rows read at once when checking or hashing a memory-mapped array
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: rows start..start+count-1 of inputs and targets (N, T), NumPy arrays (memory-mapped for a folder
+    source)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    start: int
+    count: int
+
+    def rows(self, a: int, b: int) -> tuple[Tensor, Tensor]:
+        """The split's rows a..b-1 -> x, y (b - a, T) long."""
+        return self._tensors(slice(self.start + a, self.start + b))
+
+    def pick(self, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """The split's rows at the given positions -> x, y (len(rows), T) long."""
+        return self._tensors(self.start + rows)
+
+    def _tensors(self, index) -> tuple[Tensor, Tensor]:
+        return torch.from_numpy(self.x[index].astype(np.int64)), torch.from_numpy(self.y[index].astype(np.int64))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            unknown = sorted(set(archive.files) - set(NAMES))
+            if unknown:
+                raise DataError(f"{path}: unknown arrays {', '.join(unknown)}; a source holds {', '.join(NAMES)}")
+            return {name: archive[name] for name in archive.files}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as e:  # not a zip, an empty file, or a pickled (object) member
+        raise DataError(f"{path}: not a readable .npz of integer arrays ({_reason(e)})") from None
+
+
+def _read_folder(path: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name in NAMES:
+        file = path / f"{name}.npy"
+        if not file.is_file():
+            continue
+        with open(file, "rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":  # numpy would take a file without the header for a pickle
+                raise DataError(f"{file}: not a .npy file (no NumPy header)")
+        try:
+            arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise DataError(f"{file}: not a readable .npy array ({_reason(e)})") from None
+    return arrays
+
+
+def _reason(error: Exception) -> str:
+    """numpy's message, without its advice to unpickle."""
+    text = str(error).split(". If you trust")[0].split(" when allow_pickle=False")[0]
+    return text or type(error).__name__
+
+
+def read_source(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file or a folder of .npy files, each checked: 2-D integers, x and y of one shape."""
+    source = Path(path)
+    if source.is_dir():
+        arrays = _read_folder(source)
+    elif source.is_file() and source.suffix.lower() == ".npz":
+        arrays = _read_npz(source)
+    elif source.is_file():
+        raise DataError(f"{source}: an arrays source is an .npz file or a folder of .npy files, got '{source.suffix}'")
+    else:
+        raise DataError(f"{source}: no such file or folder")
+    for needed in ("x", "y"):
+        if needed not in arrays:
+            raise DataError(f"{source}: no array '{needed}' (a source holds x and y, (N, T) integers)")
+    for name, array in arrays.items():
+        if array.dtype.kind not in "iu":
+            raise DataError(f"{source}: {name} is {array.dtype}; inputs and targets must be integer arrays")
+        if array.ndim != 2:
+            raise DataError(f"{source}: {name} must be 2-D (N sequences, T positions), got shape {array.shape}")
+        if array.shape[0] == 0:
+            raise DataError(f"{source}: {name} holds no sequence")
+    for suffix in ("", "_valid", "_test"):
+        x, y = arrays.get("x" + suffix), arrays.get("y" + suffix)
+        if (x is None) != (y is None):
+            raise DataError(f"{source}: x{suffix} and y{suffix} come together; one of them is missing")
+        if x is not None and x.shape != y.shape:
+            raise DataError(f"{source}: x{suffix} has shape {x.shape} and y{suffix} {y.shape}; they must match")
+    if "x_test" in arrays and "x_valid" not in arrays:
+        raise DataError(f"{source}: x_test needs x_valid (validation chooses settings, test scores them)")
+    length = arrays["x"].shape[1]
+    for name, array in arrays.items():
+        if array.shape[1] != length:
+            raise DataError(f"{source}: {name} has {array.shape[1]} positions per row, x has {length}")
+    if length < 2:
+        raise DataError(f"{source}: sequences need at least 2 positions, got {length}")
+    return arrays
+
+
+def _extremes(array: np.ndarray) -> tuple[int, int]:
+    """(min, max) of an array, read in blocks of rows (a memory map is never loaded whole)."""
+    low, high = math.inf, -math.inf
+    for start in range(0, array.shape[0], _ROWS_PER_READ):
+        block = np.asarray(array[start : start + _ROWS_PER_READ])
+        low, high = min(low, int(block.min())), max(high, int(block.max()))
+    return low, high
+
+
+def _last_labelled(y: np.ndarray) -> int:
+    """The last position that carries a target in any row; -1 when none does."""
+    last = -1
+    for start in range(0, y.shape[0], _ROWS_PER_READ):
+        labelled = np.asarray(y[start : start + _ROWS_PER_READ]) >= 0
+        columns = np.flatnonzero(labelled.any(axis=0))
+        if columns.size:
+            last = max(last, int(columns[-1]))
+    return last
+
+
+@lru_cache(maxsize=8)
+def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[int, int, dict[str, Split | None]]:
+    """(vocab size, last labelled position, {split: Split}) for a source, loaded and checked once per process."""
+    arrays = read_source(path)
+    largest = -1
+    for name, array in arrays.items():
+        low, high = _extremes(array)
+        if name.startswith("x") and low < 0:
+            raise DataError(f"{path}: {name} holds the negative input {low}; inputs are ids >= 0")
+        if name.startswith("y") and low < NO_TARGET:
+            raise DataError(f"{path}: {name} holds {low}; targets are ids >= 0, or -1 where there is none")
+        if vocab is not None and high >= vocab:
+            raise DataError(f"{path}: {name} holds the id {high}, outside the declared vocab {vocab}")
+        largest = max(largest, high)
+    last = _last_labelled(arrays["y"])
+    if last < 0:
+        raise DataError(f"{path}: y labels no position (every target is -1)")
+    splits: dict[str, Split | None] = {"train": Split(arrays["x"], arrays["y"], 0, arrays["x"].shape[0])}
+    if "x_test" in arrays:
+        splits["valid"] = Split(arrays["x_valid"], arrays["y_valid"], 0, arrays["x_valid"].shape[0])
+        splits["test"] = Split(arrays["x_test"], arrays["y_test"], 0, arrays["x_test"].shape[0])
+    else:
+        if "x_valid" in arrays:
+            held = Split(arrays["x_valid"], arrays["y_valid"], 0, arrays["x_valid"].shape[0])
+        else:
+            count = arrays["x"].shape[0]
+            if count < 2:
+                raise DataError(f"{path}: x holds one sequence; a split needs at least 2 (or give x_valid)")
+            held_count = min(max(math.ceil(valid_fraction * count - 1e-9), 1), count - 1)
+            splits["train"] = Split(arrays["x"], arrays["y"], 0, count - held_count)
+            held = Split(arrays["x"], arrays["y"], count - held_count, held_count)
+        half = -(-held.count // 2)  # the first half, one more when odd, for validation
+        splits["valid"] = Split(held.x, held.y, held.start, half)
+        splits["test"] = Split(held.x, held.y, held.start + half, held.count - half) if held.count >= 2 else None
+    return (vocab if vocab is not None else largest + 1), last, splits
+
+
+@dataclass(frozen=True)
+class Arrays(DataTask):
+    """Your own labelled sequences from integer arrays (see the module docstring); accuracy on labelled positions."""
+
+    name: ClassVar[str] = "arrays"
+    path: str | None = None  # an .npz file or a folder of .npy files (`--data PATH`)
+    vocab: int | None = None  # the vocabulary of inputs and targets; None: the largest id in the data plus one
+    valid_fraction: float = 0.1
+    split: str = "train"
+
+    def __post_init__(self):
+        self._check_split()
+        if self.path is None:
+            raise TaskError("task 'arrays' reads your arrays: give --data FILE.npz (or a folder of x.npy, y.npy)")
+        if self.vocab is not None and (not isinstance(self.vocab, int) or isinstance(self.vocab, bool)):
+            raise TaskError(f"task 'arrays': vocab must be an integer >= 1, got {self.vocab!r}")
+        if self.vocab is not None and self.vocab < 1:
+            raise TaskError(f"task 'arrays': vocab must be an integer >= 1, got {self.vocab}")
+
+    def _loaded(self):
+        try:
+            return _array_splits(self.path, self.vocab, self.valid_fraction)
+        except DataError as exc:
+            raise TaskError(f"task 'arrays': {exc}") from exc
+
+    def data(self) -> Split:
+        """This split's rows."""
+        return self._split_data(self._loaded()[2])
+
+    @property
+    def vocab_size(self) -> int:
+        return self._loaded()[0]
+
+    def max_seq_len(self) -> int:
+        return self.data().x.shape[1]
+
+    def check_full_length(self, seq_len: int) -> None:
+        last = self._loaded()[1]
+        if seq_len <= last:
+            raise TaskError(
+                f"task 'arrays': {self.path} labels positions up to t = {last}; task.seq_len {seq_len} would never "
+                f"train them (use at least {last + 1})"
+            )
+
+    def documents_xy(self) -> list[tuple[Tensor, Tensor]]:
+        split = self.data()
+        x, y = split.rows(0, split.count)
+        return list(zip(x, y))
+
+    def windows(self, seq_len: int) -> Windows:
+        """One sequence per row: its first seq_len positions (as in training)."""
+        self.check_seq_len(seq_len)
+        split = self.data()
+
+        def read(a: int, b: int) -> tuple[Tensor, Tensor]:
+            x, y = split.rows(a, b)
+            return x[:, :seq_len], y[:, :seq_len]
+
+        return Windows(split.count, read)
+
+    def fingerprint(self) -> dict:
+        split, digest = self.data(), hashlib.sha256()
+        for start in range(0, split.count, _ROWS_PER_READ):
+            x, y = split.rows(start, min(start + _ROWS_PER_READ, split.count))
+            digest.update(x.numpy().tobytes())
+            digest.update(y.numpy().tobytes())
+        return {"split": self.split, "sequences": split.count, "sha256": digest.hexdigest()}
+
+    def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        split = self.data()
+        pick = torch.randint(0, split.count, (batch_size,), generator=generator).numpy()
+        x, y = split.pick(pick)
+        return x[:, :seq_len].to(generator.device), y[:, :seq_len].to(generator.device)
+
+
+def forget_loaded_arrays() -> None:
+    """Drop the arrays this process has loaded, so the next use reads the files as they are now."""
+    _array_splits.cache_clear()

@@ -1,0 +1,224 @@
+"""The `arrays` task: a researcher's own labelled sequences from an .npz file or a folder of .npy files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from reliability_support import one_line, run_cli
+
+from smtrnn.data.arrays import Arrays, forget_loaded_arrays
+from smtrnn.data.tasks import TaskError, make_task
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    """Every test reads its files as written (loaded sources are cached per process)."""
+    forget_loaded_arrays()
+    yield
+    forget_loaded_arrays()
+
+
+def recall_arrays(count: int, length: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs of 4 symbols; the only target is at the last position: the first input (a sparse, learnable task)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 4, size=(count, length), dtype=np.int64)
+    y = np.full_like(x, -1)
+    y[:, -1] = x[:, 0]
+    return x, y
+
+
+def write_npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+TRAIN = ["train", "--preset", "debug", "--task", "arrays", "--quiet", "--device", "cpu", "--seq-len", 12]
+
+
+@pytest.mark.parametrize("method", ["smt+dmt", "bptt"])
+def test_a_small_file_trains_evaluates_and_samples(method, tmp_path, capsys):
+    x, y = recall_arrays(64)
+    data = write_npz(tmp_path / "mine.npz", x=x, y=y)
+    out = tmp_path / "run"
+    argv = [*TRAIN, "--data", data, "--method", method, "--steps", 6, "--set", "train.curriculum_start=12"]
+    code, _, err = run_cli(capsys, *argv, "--out", out)
+    assert code == 0, err
+    code, printed, err = run_cli(capsys, "eval", out, "--json", "--batches", 1, "--device", "cpu")
+    assert code == 0, err
+    result = json.loads(printed)
+    assert result["labelled_tokens"] == 16  # one labelled position per sequence, batch 16, one batch
+    assert result["held_out_documents"]["tokens"] == 4  # the 4 validation rows, one target each
+    code, printed, err = run_cli(capsys, "sample", out, "--prompt", "1,2,3", "--length", 4, "--device", "cpu")
+    assert code == 0, err
+    assert len(printed.split()) == 4  # the 4 sampled tokens
+
+
+def test_accuracy_counts_only_labelled_positions(tmp_path):
+    """Every target is 0, at the last position only. A readout that always says 0 is exact, one that always says 1
+    scores 0: the unlabelled positions (-1) count neither way."""
+    from smtrnn.evaluate import evaluate
+    from smtrnn.model import Model
+    from smtrnn.presets import debug
+
+    x, y = recall_arrays(40)
+    y[:, -1] = 0
+    path = str(write_npz(tmp_path / "d.npz", x=x, y=y))
+    task = make_task("arrays", path=path)
+    cfg = debug("retrieval")
+    cfg.task.name, cfg.task.params, cfg.task.seq_len, cfg.train.method = "arrays", {"path": path}, 12, "bptt"
+    model = Model.for_run(cfg, task.vocab_size)
+
+    class Always(torch.nn.Module):
+        def __init__(self, token: int):
+            super().__init__()
+            self.token = token
+
+        def forward(self, m):
+            return torch.nn.functional.one_hot(torch.full(m.shape[:-1], self.token), task.vocab_size).float()
+
+    for token, accuracy in ((0, 1.0), (1, 0.0)):
+        model.rnn.readout_net = Always(token)
+        result = evaluate(model, task, 12, batches=2, batch_size=8)
+        assert result["labelled_tokens"] == 16  # 2 batches of 8 sequences, one labelled position each
+        assert result["rnn_accuracy"] == accuracy
+
+
+def test_given_validation_arrays_are_the_validation_and_test_splits(tmp_path):
+    x, y = recall_arrays(20)
+    xv, yv = recall_arrays(6, seed=1)
+    task = make_task("arrays", path=str(write_npz(tmp_path / "d.npz", x=x, y=y, x_valid=xv, y_valid=yv)))
+    assert [pair[0].tolist() for pair in task.documents_xy()] == x.tolist()  # every training row, none held out
+    assert [pair[0].tolist() for pair in task.held_out("valid").documents_xy()] == xv[:3].tolist()
+    assert [pair[0].tolist() for pair in task.held_out("test").documents_xy()] == xv[3:].tolist()
+    xt, yt = recall_arrays(2, seed=2)
+    forget_loaded_arrays()
+    write_npz(tmp_path / "d.npz", x=x, y=y, x_valid=xv, y_valid=yv, x_test=xt, y_test=yt)
+    assert [pair[0].tolist() for pair in task.held_out("valid").documents_xy()] == xv.tolist()
+    assert [pair[0].tolist() for pair in task.held_out("test").documents_xy()] == xt.tolist()
+
+
+def test_without_validation_arrays_the_last_rows_are_held_out_and_halved(tmp_path):
+    x, y = recall_arrays(20)
+    task = make_task("arrays", path=str(write_npz(tmp_path / "d.npz", x=x, y=y)), valid_fraction=0.2)
+    assert len(task.documents_xy()) == 16
+    assert [p[0].tolist() for p in task.held_out("valid").documents_xy()] == x[16:18].tolist()
+    assert [p[0].tolist() for p in task.held_out("test").documents_xy()] == x[18:].tolist()
+
+
+def test_a_folder_of_npy_files_is_memory_mapped_and_samples_prefixes(tmp_path):
+    x, y = recall_arrays(10)
+    folder = tmp_path / "set"
+    folder.mkdir()
+    np.save(folder / "x.npy", x.astype(np.uint8))
+    np.save(folder / "y.npy", y.astype(np.int16))
+    task = make_task("arrays", path=str(folder), vocab=6)
+    assert task.vocab_size == 6 and task.max_seq_len() == 12
+    assert isinstance(task.data().x, np.memmap)
+    xs, ys = task.sample(5, 7, torch.Generator().manual_seed(0))
+    assert xs.shape == ys.shape == (5, 7) and xs.dtype == torch.long
+    rows = {tuple(row) for row in x[:9, :7].tolist()}  # the training rows' first 7 positions
+    assert all(tuple(row) in rows for row in xs.tolist())
+
+
+def test_the_vocabulary_is_the_largest_id_plus_one_unless_declared(tmp_path):
+    x, y = recall_arrays(10)
+    y[0, -1] = 9
+    path = str(write_npz(tmp_path / "d.npz", x=x, y=y))
+    assert make_task("arrays", path=path).vocab_size == 10
+    assert make_task("arrays", path=path, vocab=32).vocab_size == 32
+
+
+class _Payload:
+    """Unpickling this creates the file `marker`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_pickle_is_never_loaded(tmp_path):
+    marker = tmp_path / "pwned"
+    disguised = tmp_path / "d.npz"
+    disguised.write_bytes(pickle.dumps({"x": _Payload(marker)}))
+    with pytest.raises(TaskError, match="not a readable .npz"):
+        make_task("arrays", path=str(disguised)).vocab_size
+    objects = tmp_path / "o.npz"
+    np.savez(objects, x=np.array([[_Payload(marker)] * 2], dtype=object), y=np.zeros((1, 2), dtype=np.int64))
+    with pytest.raises(TaskError, match="not a readable .npz"):
+        make_task("arrays", path=str(objects)).vocab_size
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.npy").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(TaskError, match="no NumPy header"):
+        make_task("arrays", path=str(folder)).vocab_size
+    assert not marker.exists()
+
+
+def bad_sources(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    x, y = recall_arrays(8)
+    out_of_vocab, negative = y.copy(), x.copy()
+    out_of_vocab[0, -1], negative[1, 3] = 40, -2
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    early = y.copy()
+    early[:, -1], early[:, 2] = -1, 1  # the last label sits at t = 2
+    return {
+        "shapes": (write_npz(tmp_path / "shapes.npz", x=x, y=y[:, :-1]), "must match"),
+        "vocab": (write_npz(tmp_path / "vocab.npz", x=x, y=out_of_vocab), "outside the declared vocab 8"),
+        "negative": (write_npz(tmp_path / "negative.npz", x=negative, y=y), "negative input -2"),
+        "float": (write_npz(tmp_path / "float.npz", x=x.astype(np.float32), y=y), "must be integer arrays"),
+        "empty": (empty, "not a readable .npz"),
+        "pickle": (tmp_path / "pickle.npz", "not a readable .npz"),
+        "missing y": (write_npz(tmp_path / "no_y.npz", x=x), "no array 'y'"),
+        "no labels": (write_npz(tmp_path / "none.npz", x=x, y=np.full_like(y, -1)), "labels no position"),
+        "short": (write_npz(tmp_path / "short.npz", x=x, y=y), "labels positions up to t = 11"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["shapes", "vocab", "negative", "float", "empty", "pickle", "missing y", "no labels", "short"]
+)
+def test_bad_arrays_end_in_one_line_naming_the_file(case, tmp_path, capsys):
+    sources = bad_sources(tmp_path)
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps({"x": [1, 2]}))
+    path, message = sources[case]
+    out = tmp_path / "run"
+    length = 8 if case == "short" else 12
+    argv = [*TRAIN[:-2], "--seq-len", length, "--data", path, "--set", 'task.params={"vocab": 8}']
+    code, _, err = run_cli(capsys, *argv, "--method", "bptt", "--steps", 2, "--out", out)
+    line = one_line(err)
+    assert code == 2 and line.startswith("smtrnn: error: ") and message in line, line
+    assert str(path) in line
+    assert not out.exists()
+
+
+def test_the_task_needs_a_path():
+    with pytest.raises(TaskError, match="--data"):
+        Arrays()
+
+
+def test_compare_ranks_array_runs_by_accuracy_and_export_writes_the_rnn(tmp_path, capsys):
+    x, y = recall_arrays(48)
+    data = write_npz(tmp_path / "mine.npz", x=x, y=y)
+    out = tmp_path / "study"
+    argv = ["compare", "--task", "arrays", "--data", data, "--lengths", 12, "--methods", "smt,bptt", "--seeds", 1]
+    argv += ["--steps", 4, "--preset", "debug", "--set", "train.curriculum_start=12", "--eval-batches", 1]
+    code, _, err = run_cli(capsys, *argv, "--out", out, "--device", "cpu")
+    assert code == 0, err
+    report = json.loads((out / "results.json").read_text())
+    assert report["score"] == "rnn_accuracy"
+    runs = sorted(out.glob("runs/*"))
+    assert len(runs) == 2
+    exported = tmp_path / "rnn.pt"
+    code, _, err = run_cli(capsys, "export", runs[0], "--format", "torchscript", "--out", exported)
+    assert code == 0, err
+    step = torch.jit.load(str(exported))
+    state, logits = step(step.initial_state, torch.tensor([1]))
+    assert logits.shape == (1, 4)
