@@ -149,6 +149,10 @@ class TeacherConfig(_Section):
     """Decoder layers (transformer decoder)."""
     future_len: int = 16
     """Tf: the targets y_t..y_{t+Tf-1} the decoder predicts from m_t."""
+    future_weight: float = 1.0
+    """The weight of each target past the next one (y_{t+1}..y_{t+Tf-1}) in the decoder's CE, against 1 for y_t;
+    1: the plain mean. Below 1 the horizon shapes m_t (what later steps need) while the next target keeps most of
+    the weight."""
     decoder_positions: int = 16
     """Positions per sequence the decoder is trained on each step, drawn at random; 0 (or >= T): every position,
     once."""
@@ -162,7 +166,7 @@ class TeacherConfig(_Section):
     def check(self) -> None:
         super().check()
         self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", strict=True)
-        self._at_least(0, "decoder_positions")
+        self._at_least(0, "decoder_positions", "future_weight")
         self._fraction("future_input_dropout")
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
         _check(
