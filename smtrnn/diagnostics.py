@@ -29,22 +29,27 @@ from smtrnn.layers import rms_normalize
 from smtrnn.model import Model
 
 DIAGNOSTICS_SEED = 2_000_003  # its own held-out stream, apart from training and evaluation
+SPREAD_FLOOR = 0.01  # a position's spread counts as at least this fraction of the mean spread over positions
 FINITE_PERTURBATION = 0.2  # RMS per float of the finite perturbation (the `long` preset's noise channel)
 
 
 def markov_gap(model: Model, x: Tensor, m: Tensor) -> dict:
     """x (B, T), teacher memories m (B, T, Z) -> one-step error and teacher update size per position, both over the
-    spread of m_t between sequences."""
+    spread of m_t between sequences. The spread is floored at SPREAD_FLOOR of its mean over positions, so a position
+    where every sequence has the same memory (a blank image border) does not divide by zero; "mean" is the ratio of
+    the sums over positions."""
     rnn = model.rnn
     previous = rnn.previous_memories(m)
     predicted = rnn.step_each(previous, x)
-    spread = m.var(dim=0, unbiased=False).mean(-1).clamp_min(1e-8)  # (T,)
-    gap = (predicted - m).pow(2).mean(dim=(0, 2)) / spread
-    update = (m - previous).pow(2).mean(dim=(0, 2)) / spread
+    spread = m.var(dim=0, unbiased=False).mean(-1)  # (T,)
+    floored = spread.clamp_min(float(spread.mean()) * SPREAD_FLOOR + 1e-12)
+    error = (predicted - m).pow(2).mean(dim=(0, 2))
+    gap = error / floored
+    update = (m - previous).pow(2).mean(dim=(0, 2)) / floored
     worst = int(gap.argmax())
     return {
         "by_position": gap.tolist(),
-        "mean": float(gap.mean()),
+        "mean": float(error.sum() / spread.sum().clamp_min(1e-12)),
         "worst": float(gap[worst]),
         "worst_position": worst,
         "teacher_update_by_position": update.tolist(),

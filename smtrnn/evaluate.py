@@ -244,9 +244,10 @@ def evaluate(
         "drift": {_bucket_name(a, b): float(drift[a:b].mean()) for a, b in drift_buckets(seq_len)},
         "drift_final": float(drift[-1]),
         # where the answers are read: the drift there, and as a multiple of how much teacher memories differ
-        # between sequences at those positions (>= 1: the RNN's error is as large as the signal)
+        # between sequences at those positions (>= 1: the RNN's error is as large as the signal), a ratio of sums
+        # over those positions, so one where every sequence has the same memory (a blank border) divides nothing
         "drift_labelled": float(drift[labelled_at].mean()) if labelled_at.any() else 0.0,
-        "drift_relative": float((drift_sum / spread_sum.clamp_min(1e-12))[labelled_at].mean())
+        "drift_relative": float(drift_sum[labelled_at].sum() / spread_sum[labelled_at].sum().clamp_min(1e-12))
         if labelled_at.any()
         else 0.0,
         "memory_effective_rank": effective_rank(teacher_memories.flatten(0, 1)),

@@ -81,6 +81,23 @@ def test_markov_gap_is_zero_where_the_update_is_exact_and_high_where_new_informa
     assert gap["teacher_update_by_position"][7] > 1.0
 
 
+def test_markov_gap_stays_finite_where_every_sequence_has_the_same_memory():
+    """Like a blank image border: the first 5 memories are the same in every sequence (no spread) and change from
+    step to step, so the identity update errs there. The gap is the ratio of the sums, and a position without spread
+    counts as 1 % of the mean spread instead of dividing by zero."""
+    batch, length = 64, 12
+    border = sphere(1, 5, 8).expand(batch, 5, 8)
+    m = torch.cat([border, sphere(batch, length - 5, 8)], dim=1)
+    x = torch.zeros(batch, length, dtype=torch.long)
+    gap = markov_gap(toy(1.0), x, m)
+    error = (toy(1.0).rnn.step_each(toy(1.0).rnn.previous_memories(m), x) - m).pow(2).mean(dim=(0, 2))
+    spread = m.var(dim=0, unbiased=False).mean(-1)
+    assert gap["mean"] == pytest.approx(float(error.sum() / spread.sum()), rel=1e-5)
+    floor = float(spread.mean()) * 0.01
+    assert gap["by_position"][2] == pytest.approx(float(error[2]) / floor, rel=1e-4)
+    assert max(gap["by_position"]) < 1e3
+
+
 # --- information probe -------------------------------------------------------------------------------------------
 
 
