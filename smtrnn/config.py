@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 
 from smtrnn.errors import ConfigError
 
-Method = Literal["smt", "bptt", "dmt", "smt+dmt", "labels", "labels+dmt"]
+Method = Literal["smt", "bptt", "dmt", "smt+dmt", "smt+dmt+bptt", "labels", "labels+dmt"]
 CellName = Literal["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
 SMTSchedule = Literal["joint", "joint-detached", "staged"]
 DecoderKind = Literal["transformer", "linear"]
@@ -31,7 +31,7 @@ Precision = Literal["fp32", "bf16"]
 
 METHODS = get_args(Method)  # labels: the RNN fit to stored teacher memories
 LABEL_METHODS = ("labels", "labels+dmt")  # labels+dmt: then DMT, relabelling visited states from the same store
-TEACHER_METHODS = ("smt", "dmt", "smt+dmt")  # methods that train or use a teacher
+TEACHER_METHODS = ("smt", "dmt", "smt+dmt", "smt+dmt+bptt")  # methods that train or use a teacher
 CELLS = get_args(CellName)
 BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
 SMT_CELLS = tuple(c for c in CELLS if c not in BPTT_ONLY_CELLS)  # RMS-normalized memories: every method
@@ -359,10 +359,14 @@ class BPTTConfig(_Section):
     SECTION = "bptt"
     truncation: int = 0
     """0: full BPTT; k > 0: the state is detached every k steps (truncated BPTT)."""
+    fraction: float = 0.25
+    """smt+dmt+bptt: the last fraction of training fine-tunes the RNN by BPTT from where SMT→DMT left it (SMT
+    pretraining, then the RNN on its own targets), in (0, 1); DMT takes the `dmt.fraction` before it."""
 
     def check(self) -> None:
         super().check()
         self._at_least(0, "truncation")
+        _check(0 < self.fraction < 1, f"bptt.fraction must be in (0, 1), got {self.fraction}")
 
 
 @dataclass
@@ -398,7 +402,8 @@ class OptimConfig(_Section):
 class TrainConfig(_Section):
     SECTION = "train"
     method: Method = "smt"
-    """smt, bptt, dmt (continues an SMT run: `init`), smt+dmt, labels or labels+dmt (fit to a label store: `labels`)."""
+    """smt, bptt, dmt (continues an SMT run: `init`), smt+dmt, smt+dmt+bptt (then a BPTT fine-tune: `bptt.fraction`),
+    labels or labels+dmt (fit to a label store: `labels`)."""
     steps: int = 1000
     """Optimizer steps."""
     max_seconds: float = 0.0
@@ -595,8 +600,14 @@ def validate(cfg: RunConfig) -> None:
         f"RMS-normalized like the teacher's: one of {', '.join(SMT_CELLS)}",
     )
     _check(
-        not cfg.dmt.teacher_learns or cfg.train.method in ("smt+dmt", "dmt"),
-        f"dmt.teacher_learns trains the teacher during DMT: methods smt+dmt or dmt, not {cfg.train.method}",
+        not cfg.dmt.teacher_learns or cfg.train.method in ("smt+dmt", "smt+dmt+bptt", "dmt"),
+        f"dmt.teacher_learns trains the teacher during DMT: methods smt+dmt, smt+dmt+bptt or dmt, not "
+        f"{cfg.train.method}",
+    )
+    _check(
+        cfg.train.method != "smt+dmt+bptt" or cfg.dmt.fraction + cfg.bptt.fraction < 1,
+        f"smt+dmt+bptt leaves SMT the rest of dmt.fraction {cfg.dmt.fraction} and bptt.fraction "
+        f"{cfg.bptt.fraction}: their sum must be below 1",
     )
     if cfg.rnn.cell == "transformer":
         _check(

@@ -24,6 +24,7 @@ checkpoints, do not change).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -136,9 +137,16 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
     the batch is (x, y), or (x, y, m) for the label methods.
 
     smt+dmt spends the first 1 - dmt.fraction of training on SMT (with its own warm-up inside that share) and the
-    rest on DMT; labels+dmt likewise fits the stored labels first, then runs DMT against the same stored memories.
+    rest on DMT; smt+dmt+bptt then ends with bptt.fraction of BPTT on the RNN alone (the teacher idle); labels+dmt
+    fits the stored labels first, then runs DMT against the same stored memories.
     """
     method = cfg.train.method
+    if method == "smt+dmt+bptt":
+        if progress >= 1.0 - cfg.bptt.fraction:
+            return partial(bptt_loss, cfg=cfg.bptt)
+        pretraining = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method="smt+dmt"))
+        pretraining.dmt = dataclasses.replace(cfg.dmt, fraction=cfg.dmt.fraction / (1.0 - cfg.bptt.fraction))
+        return loss_function(pretraining, progress / (1.0 - cfg.bptt.fraction))
     if method == "bptt":
         return partial(bptt_loss, cfg=cfg.bptt)
     if method in LABEL_METHODS:
