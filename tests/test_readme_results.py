@@ -178,11 +178,17 @@ def test_a_stored_report_that_does_not_name_its_script_is_refused(tmp_path):
         regenerated_tables(tmp_path)
 
 
-def test_every_levers_variant_can_be_chosen_on_the_command_line():
-    """`--variants` is split at commas: a variant whose name holds one could never be run."""
-    variants = load_benchmark("levers").VARIANTS
-    assert variants and all("," not in name for name in variants)
-    assert all(args[args.index("--method") + 1] in ("smt+dmt", "bptt") for args in variants.values())
+def test_a_retired_studys_report_names_the_commit_that_still_has_its_script():
+    """Reports rendered by benchmarks/archive.py say where the code that made them lives: "retired" is
+    "<commit> benchmarks/NAME.py", a script no longer in the tree."""
+    retired = []
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        field = json.loads(path.read_text()).get("benchmark")
+        if isinstance(field, dict) and field.get("script") == "benchmarks/archive.py":
+            retired.append(field.get("retired", ""))
+            assert re.fullmatch(r"[0-9a-f]{7,40} benchmarks/\w+\.py", retired[-1]), path.name
+            assert not (ROOT / retired[-1].split()[1]).exists(), path.name
+    assert retired
 
 
 def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates():
