@@ -181,6 +181,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved).
 
     Under torchrun (WORLD_SIZE > 1) every rank runs this; each joins the process group, and only rank 0 prints."""
+    if args.print_config:
+        print(json.dumps(build_config(args).to_dict(), indent=2))
+        return 0
+    if args.out is None:
+        raise ConfigError("--out is required: the run directory (or --print-config to see the config alone)")
     if not str(args.out).strip():
         raise ConfigError("--out must name a run directory, got an empty path")
     cfg = build_config(args)
@@ -546,8 +551,13 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_train_arguments(p)
-    p.add_argument("--out", required=True, help="run directory (refused if it already holds a run, unless --resume)")
+    p.add_argument("--out", help="run directory (refused if it already holds a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the whole config these settings build, as JSON (a file --config takes), and exit: no run",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_trust_flag(p, "the --init run or the --labels store (and no --cell of yours)")
     p.set_defaults(func=cmd_train)
