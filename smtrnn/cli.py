@@ -29,6 +29,7 @@ from smtrnn.config import (
     flatten,
     shown,
     size_text,
+    validate,
 )
 from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.data.real import DATA_TASKS
@@ -181,8 +182,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved).
 
     Under torchrun (WORLD_SIZE > 1) every rank runs this; each joins the process group, and only rank 0 prints."""
-    if args.print_config:
-        print(json.dumps(build_config(args).to_dict(), indent=2))
+    if args.print_config:  # a config that would train: checked like one, then printed
+        cfg = build_config(args)
+        validate(cfg)
+        print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     if args.out is None:
         raise ConfigError("--out is required: the run directory (or --print-config to see the config alone)")

@@ -45,3 +45,9 @@ def test_train_without_out_or_print_config_is_one_line(capsys):
     assert main(["train", "--task", "retrieval"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "smtrnn: error: --out is required: the run directory (or --print-config to see the config alone)"
+
+
+def test_print_config_refuses_a_config_that_would_not_train(capsys):
+    assert main(["train", "--task", "retrieval", "--set", "bptt.fraction=1.5", "--print-config"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("smtrnn: error: bptt.fraction must be in (0, 1)")
