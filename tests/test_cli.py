@@ -19,6 +19,7 @@ from support import snapshot
 
 from smtrnn.checkpoint import WEIGHTS_FILE, checkpoint_dir, load_model
 from smtrnn.cli import main
+from smtrnn.config import RunConfig, validate
 from smtrnn.sample import continue_prompt, stream_continuation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,14 +314,14 @@ def test_config_file_with_an_unknown_field(capsys, tmp_path):
 
 
 def test_config_file_is_applied(capsys, tmp_path):
-    """The positive twin of the config-file errors: a valid file reaches the saved run config."""
+    """The positive twin of the config-file errors: a valid file reaches the run config (under the flags)."""
     path = tmp_path / "cfg.yaml"
     path.write_text("rnn:\n  cell: gru\ntask:\n  seq_len: 9\n")
-    out = tmp_path / "run"
-    code, _, err = run_cli(capsys, *TRAIN, "--steps", 2, "--out", out, "--config", path)
+    code, out, err = run_cli(capsys, *TRAIN, "--steps", 2, "--config", path, "--print-config")
     assert code == 0, err
-    saved = json.loads((checkpoint_dir(out) / "config.json").read_text())["config"]
-    assert (saved["rnn"]["cell"], saved["task"]["seq_len"], saved["train"]["steps"]) == ("gru", 9, 2)
+    built = json.loads(out)
+    validate(RunConfig.from_dict(built))
+    assert (built["rnn"]["cell"], built["task"]["seq_len"], built["train"]["steps"]) == ("gru", 9, 2)
 
 
 def test_eval_of_a_missing_dir(capsys, tmp_path):

@@ -11,9 +11,8 @@ import pytest
 import torch
 from support import debug_config, state_dicts_equal
 
-from smtrnn.checkpoint import checkpoint_dir
 from smtrnn.cli import main
-from smtrnn.config import validate
+from smtrnn.config import RunConfig, validate
 from smtrnn.data.tasks import make_task
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
@@ -354,7 +353,7 @@ def test_memory_size_zero_names_the_allowed_values(capsys, tmp_path):
     assert code == 2 and "positive multiple of memory tokens" in err
 
 
-def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
+def test_the_cli_builds_the_long_preset(capsys):
     code = main(
         [
             "train",
@@ -366,28 +365,41 @@ def test_train_with_the_long_preset_through_the_cli(capsys, tmp_path):
             "16",
             "--steps",
             "2",
-            "--quiet",
-            "--device",
-            "cpu",
             "--batch-size",
             "4",
-            "--out",
-            str(tmp_path / "run"),
+            "--print-config",
         ]
     )
     assert code == 0
-    config = json.loads((checkpoint_dir(tmp_path / "run") / "config.json").read_text())["config"]
+    config = json.loads(capsys.readouterr().out)
+    validate(RunConfig.from_dict(config))
     assert config["memory"]["width"] == 16 and config["smt"]["memory_noise"] == 0.2
 
 
-def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path):
+def test_demo_and_compare_use_the_long_range_recipe(capsys, tmp_path, monkeypatch):
+    """The demo's two runs are built from the recipe: the configs it hands its trainers, recorded, nothing trained."""
     from smtrnn.cli import make_parser
+    from smtrnn.tools import demo
 
+    built = {}
+
+    class Recorder:  # the demo's Trainer, keeping the config instead of training on it
+        step, elapsed = 0, 0.0
+
+        def __init__(self, cfg, out, device):
+            built[out.name] = cfg
+
+        def run(self):
+            return {"rnn_accuracy": 0.0}
+
+    monkeypatch.setattr(demo, "Trainer", Recorder)
     assert make_parser().parse_args(["compare", "--out", str(tmp_path)]).preset == "recipe"
     assert main(["demo", "--budget", "0.2", "--seq-len", "8", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
     assert "preset recipe" in capsys.readouterr().out
+    assert sorted(built) == ["bptt", "smt-dmt"]
     for run in ("smt-dmt", "bptt"):
-        config = json.loads((checkpoint_dir(tmp_path / "demo" / run) / "config.json").read_text())["config"]
+        validate(built[run])
+        config = built[run].to_dict()
         assert config["memory"]["width"] == 16 and config["smt"]["memory_noise"] == 0.2
         assert config["smt"]["dynamics_input_noise"] == 0.3 and config["smt"]["dynamics_input_noise_final"] == 0.0
 

@@ -10,9 +10,8 @@ from typing import ClassVar
 import pytest
 import torch
 
-from smtrnn.checkpoint import checkpoint_dir
 from smtrnn.cli import main
-from smtrnn.config import MemoryConfig, TeacherConfig, validate
+from smtrnn.config import MemoryConfig, RunConfig, TeacherConfig, validate
 from smtrnn.data import tasks
 from smtrnn.data.tasks import Task, make_task, register
 from smtrnn.errors import ConfigError
@@ -121,9 +120,8 @@ def test_decoder_positions_zero_trains_every_position_once():
     assert sparse.sample_positions(y).shape == (3, 2)
 
 
-def test_the_cli_recipe_reads_the_tasks_final_parameters(tmp_path):
+def test_the_cli_recipe_reads_the_tasks_final_parameters(capsys):
     """`--set task.params` comes after the preset; the rule still sees it (delayed_recall's lag sets Tf)."""
-    out = tmp_path / "run"
     code = main(
         [
             "train",
@@ -135,21 +133,12 @@ def test_the_cli_recipe_reads_the_tasks_final_parameters(tmp_path):
             'task.params={"lag": 3}',
             "--seq-len",
             "8",
-            "--steps",
-            "1",
-            "--quiet",
-            "--device",
-            "cpu",
-            "--batch-size",
-            "2",
-            "--set",
-            "train.eval_batches=1",
-            "--out",
-            str(out),
+            "--print-config",
         ]
     )
     assert code == 0
-    config = json.loads((checkpoint_dir(out) / "config.json").read_text())["config"]
+    config = json.loads(capsys.readouterr().out)
+    validate(RunConfig.from_dict(config))
     assert config["teacher"]["future_len"] == 4 and config["memory"]["width"] == 16
 
 
