@@ -675,7 +675,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default="smt,smt+dmt,bptt",
-        help="comma-separated, from: smt, smt+dmt, bptt, tbptt (truncated, 32 steps), gru-fused, "
+        help="comma-separated, from: smt, smt+dmt, smt+dmt+bptt, bptt, tbptt (truncated, 32 steps), gru-fused, "
         "lstm-fused, mingru (the last three are BPTT baselines with their own cell)",
     )
     p.add_argument("--cells", default="mlp", help="comma-separated cells for smt / smt+dmt / bptt / tbptt")

@@ -43,3 +43,17 @@ def test_shares_that_leave_no_smt_are_refused():
     cfg.dmt.fraction, cfg.bptt.fraction = 0.5, 0.5
     with pytest.raises(ConfigError, match="sum must be below 1"):
         validate(cfg)
+
+
+def test_compare_runs_smt_pretraining_beside_bptt(tmp_path, capsys):
+    import json
+
+    from smtrnn.cli import main
+
+    argv = ["compare", "--task", "retrieval", "--lengths", "12", "--methods", "smt+dmt+bptt,bptt", "--seeds", "1"]
+    argv += ["--steps", "8", "--preset", "debug", "--eval-batches", "1", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert sorted(row["method"] for row in rows) == ["bptt", "smt+dmt+bptt"]
+    pretrained = next(row for row in rows if row["method"] == "smt+dmt+bptt")
+    assert "teacher_accuracy" in pretrained  # the run keeps its teacher

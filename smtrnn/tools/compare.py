@@ -34,6 +34,7 @@ TBPTT_TRUNCATION = 32
 STUDY_METHODS: dict[str, dict] = {
     "smt": {"train.method": "smt"},
     "smt+dmt": {"train.method": "smt+dmt"},
+    "smt+dmt+bptt": {"train.method": "smt+dmt+bptt"},
     "bptt": {"train.method": "bptt"},
     "tbptt": {"train.method": "bptt", "bptt.truncation": TBPTT_TRUNCATION},
     "gru-fused": {"train.method": "bptt", "rnn.cell": "gru-fused"},
