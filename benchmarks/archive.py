@@ -1,10 +1,202 @@
 """The table renderers of retired studies: each stored report of a retired one-off script names one of these in
 its field "benchmark", and its field "retired" names the last commit that had the script (run it from a checkout
 of that commit). Only the tables live on here, so the stored results keep regenerating; the training code went
-with the scripts.
+with the scripts. Where a study was a list of `smtrnn train` runs, benchmarks/plans/STUDY.txt trains them again
+with benchmarks/screen.py.
 """
 
 from __future__ import annotations
+
+DATA_TEXT_PROMPT = "def main():\n    "  # the prompt of data.py's text continuations
+
+
+def quality_table(summary: list[dict]) -> list[str]:
+    """The markdown table of a retired quality study's summary rows: RNN alone, teacher, one-step, drift, steps."""
+
+    def fmt(v):
+        return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    lines = [
+        "| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
+        "final drift | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
+            f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
+            f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |"
+        )
+    return lines
+
+
+def core_throughput_table(rows: list[dict]) -> list[str]:
+    where = rows[0].get("device", "cpu")
+    lines = [
+        f"Supervised transitions per second (B·T per step, forward + backward, "
+        f"{'2 CPU threads' if where == 'cpu' else where}):",
+        "",
+        "| T | batch | SMT full step | SMT RNN phase (teacher frozen) | BPTT | full / BPTT | RNN phase / BPTT |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in rows:
+        lines.append(
+            f"| {t['T']} | {t['batch']} | {t['smt_full_transitions_per_s']:.0f} | "
+            f"{t['smt_rnn_phase_transitions_per_s']:.0f} | {t['bptt_transitions_per_s']:.0f} | "
+            f"{t['ratio_smt_full_over_bptt']:.2f} | {t['ratio_smt_rnn_phase_over_bptt']:.2f} |"
+        )
+    return lines
+
+
+def core_throughput_markdown(report: dict) -> str:
+    """throughput_gpu.md: the throughput table alone, for a report of `harness.throughput` rows without quality runs
+    (benchmarks/core.py's table; the rows are timings, not training runs: no plan)."""
+    return "\n".join(core_throughput_table(report["throughput"])) + "\n"
+
+
+def core_markdown(report: dict) -> str:
+    """core.md, core_staged.md: SMT (joint and staged), SMT→DMT and BPTT on the same cell and wall-clock
+    (benchmarks/core.py; its runs: plans/core.txt, plans/core_staged.txt), then SMT's and BPTT's step throughput
+    (`harness.throughput`, timings: no plan)."""
+    lines = [
+        f"Budget {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, "
+        f"{report['threads_per_run']} thread per run, all methods of a row group run at once; "
+        f"{report['device']}, torch {report['torch']}.",
+        "",
+        *quality_table(report["summary"]),
+    ]
+    if report["throughput"]:
+        lines += ["", *core_throughput_table(report["throughput"])]
+    return "\n".join(lines) + "\n"
+
+
+def data_markdown(report: dict) -> str:
+    """data.md, data_contractive.md: SMT→DMT against BPTT on the embedded text and the 8×8 digits
+    (benchmarks/data.py; its runs: plans/data.txt, plans/data_contractive.txt). Its scores over whole held-out
+    documents (`smtrnn eval --max-tokens`), text continuations and digit grids (`smtrnn sample`) were read from each
+    run by the script, not by screen.py."""
+    budget = f"Preset `{report['preset']}`, budget" if "preset" in report else "Budget"  # older reports: small
+    lines = [
+        f"{budget} {report['budget_s']:.0f} s of training per run, cell `{report['cell']}`, methods of a dataset "
+        f"side by side, 1 thread each; held-out scores over whole documents / images (text: the first "
+        f"{report['max_tokens']} held-out bytes); {report['device']}, torch {report['torch']}.",
+        "",
+        "| data | T | method | RNN alone (bits/unit) | teacher (bits/unit) | RNN / teacher | RNN-alone acc | steps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["runs"]:
+        held = row["held_out_documents"]
+        teacher = held.get("teacher_bits_per_token")
+        ratio = f"{held['rnn_bits_per_token'] / teacher:.3f}" if teacher else "–"
+        lines.append(
+            f"| {row['dataset']} ({held['tokens']} {row['unit']}s) | {row['T']} | {row['method']} | "
+            f"{held['rnn_bits_per_token']:.3f} | {f'{teacher:.3f}' if teacher else '–'} | {ratio} | "
+            f"{held['rnn_accuracy']:.3f} | {row['steps']} |"
+        )
+    curves = [row for row in report["runs"] if row.get("held_out_curve")]
+    if curves:
+        points = len(curves[0]["held_out_curve"])
+        lines += [
+            "",
+            "Held-out bits/unit against training time (sampled validation windows of T; BPTT's training "
+            "bits are its last logged training CE):",
+            "",
+            "| data | method | "
+            + " | ".join(f"≈{(i + 1) * report['budget_s'] / points:.0f} s" for i in range(points))
+            + " | best → end | overfits | BPTT train bits |",
+            "|---|---|" + "---|" * (len(curves[0]["held_out_curve"]) + 3),
+        ]
+        for row in curves:
+            values = [v for _, v in row["held_out_curve"]]
+            train = row.get("train_bits")
+            lines.append(
+                f"| {row['dataset']} | {row['method']} | "
+                + " | ".join(f"{v:.3f}" for v in values)
+                + f" | {min(values):.3f} → {values[-1]:.3f} | {'yes' if row['overfits'] else 'no'} | "
+                f"{f'{train:.3f}' if train is not None else '–'} |"
+            )
+    samples = [row for row in report["runs"] if "text_sample" in row]
+    if samples:
+        lines += ["", f"Text continuations of `{DATA_TEXT_PROMPT!r}` (greedy, 120 bytes):", ""]
+        lines += [f"- {row['method']}: `{row['text_sample']!r}`" for row in samples]
+    grids = [row for row in report["runs"] if "png" in row]
+    if grids:
+        lines += [
+            "",
+            "Digit grids (rows: held-out images, lower halves completed by the RNN, unconditional "
+            "samples): " + ", ".join(f"`{row['png']}` ({row['method']})" for row in grids),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def dmt_markdown(report: dict) -> str:
+    """dmt.md, dmt_gpu.md: SMT, SMT→DMT and BPTT over tasks × lengths × seeds with drift curves (benchmarks/dmt.py;
+    its runs: plans/dmt.txt), then the optimizer-step time of time-parallel DMT against the paper's sequential DMT.
+    That step cost (all of dmt_gpu) is a timing, not training runs: no plan; it is run from a checkout of the
+    commit in "retired"."""
+    budgets = ", ".join(f"T = {t}: {s:.0f} s" for t, s in report["budgets_s"].items())
+    lines = []
+    if report["summary"]:
+        lines = [
+            f"Training budget per run ({budgets}), cell `{report['cell']}`, {report['threads_per_run']} thread "
+            f"per run, the {len(report['methods'])} methods of a (task, T, seed) run at once; "
+            f"{report['device']}, torch {report['torch']}.",
+            "",
+            *quality_table(report["summary"]),
+        ]
+    if report["drift"]:
+        lines += [
+            "",
+            "Drift δ_t = mean (m̂_t − m_t)² of the RNN's own rollout against the teacher, mean per position "
+            "bucket (0 = on the teacher, ≈ 2 = unrelated):",
+            "",
+        ]
+        for d in report["drift"]:
+            cells = " ".join(f"{b}: {v:.3f}" for b, v in d["drift"].items())
+            lines.append(f"- {d['task']} T = {d['T']} {d['method']}: {cells}")
+    if report["throughput"]:
+        where = report["device"] if report["throughput"][0].get("device", "cpu") != "cpu" else "2 threads"
+        lines += [
+            *([""] if lines else [f"torch {report['torch']}.", ""]),
+            f"DMT optimizer-step time, forward + backward, {where} (sequential: graph kept through the "
+            "rollout, MSE every `label_every` steps):",
+            "",
+            "| T | batch | time-parallel step (s) | sequential step (s) | speed-up |",
+            "|---|---|---|---|---|",
+        ]
+        for t in report["throughput"]:
+            lines.append(
+                f"| {t['T']} | {t['batch']} | {t['time_parallel_step_s']:.3f} | {t['sequential_step_s']:.3f} "
+                f"| {t['ratio_time_parallel_over_sequential']:.2f}× |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def length_generalization_markdown(report: dict) -> str:
+    """length_generalization.md: trained at T = 64, the RNN alone (and SMT→DMT's teacher) scored at 64–512
+    (benchmarks/length_generalization.py, through `smtrnn compare --eval-lengths`; its runs:
+    plans/length_generalization.txt). The scores past T = 64 are `smtrnn eval RUN --seq-len 128,256,512` of each
+    finished run, which screen.py does not do."""
+    lengths = [str(n) for n in report["lengths"]]
+    lines = [
+        f"Trained at T = {report['train_length']} for {report['budget_s']:g} s each (preset `{report['preset']}`, "
+        f"{report['seeds']} seed(s), one thread per run), scored on held-out sequences at every length: accuracy "
+        "of the RNN alone from m_∅, and of SMT→DMT's Transformer teacher. "
+        f"{report['device']}, torch {report['torch']}.",
+        "",
+        "| task | model | steps | " + " | ".join(f"T = {n}" for n in lengths) + " |",
+        "|---|---|---|" + "---|" * len(lengths),
+    ]
+
+    def cells(run, who):
+        return " | ".join("–" if run["accuracy"][n][who] is None else f"{run['accuracy'][n][who]:.3f}" for n in lengths)
+
+    for run in report["runs"]:
+        name = run["method"] + (f" s{run['seed']}" if report["seeds"] > 1 else "")
+        lines.append(f"| {run['task']} | {name}: RNN alone | {run['steps']} | {cells(run, 'rnn')} |")
+        if run["accuracy"][lengths[0]]["teacher"] is not None:
+            lines.append(f"| {run['task']} | {name}: its teacher | {run['steps']} | {cells(run, 'teacher')} |")
+    return "\n".join(lines) + "\n"
 
 
 def levers_markdown(report: dict) -> str:

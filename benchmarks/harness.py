@@ -1,7 +1,7 @@
-"""The harness every benchmark script shares: running the CLI one thread per process, quality runs of one
-method, step timing, the small model the speed studies time, the throughput measurement, and writing a report
-(NAME.json, naming the script and function that render its table, + NAME.md). Benchmarks import it as `harness`
-(their own folder is on sys.path when they run) and smtrnn as the installed package.
+"""The harness every benchmark script shares: running the CLI one thread per process, step timing, the small model
+the speed studies time, the throughput measurement, and writing a report (NAME.json, naming the script and function
+that render its table, + NAME.md). Benchmarks import it as `harness` (their own folder is on sys.path when they run)
+and smtrnn as the installed package.
 """
 
 from __future__ import annotations
@@ -40,88 +40,6 @@ def finish(proc: subprocess.Popen) -> str:
     if proc.returncode:
         raise RuntimeError(f"{proc.args} failed ({proc.returncode}): {err.strip().splitlines()[-1:]}")
     return out
-
-
-# Each compared method as CLI arguments: SMT with its default (the paper's joint) schedule, SMT with the staged
-# schedule, SMT then DMT, and BPTT on the same cell.
-METHOD_ARGS = {
-    "smt": ["--method", "smt"],
-    "smt-staged": ["--method", "smt", "--preset", "staged"],
-    "smt+dmt": ["--method", "smt+dmt"],
-    "bptt": ["--method", "bptt"],
-}
-
-
-def quality_run(
-    task: str,
-    length: int,
-    seed: int,
-    budget: float,
-    cell: str,
-    work: Path,
-    threads: int,
-    methods: list[str],
-    eval_args: list[str] = (),
-    train_args: list[str] = (),
-) -> list[dict]:
-    """All methods side by side for one (task, T, seed); returns one row per method. The run directories stay in
-    `work`, named TASK-TT-sSEED-METHOD. `train_args` are added to every training command (e.g. a preset)."""
-    procs = {}
-    for method in methods:
-        out = work / f"{task}-T{length}-s{seed}-{method}"
-        procs[method] = (
-            out,
-            run_cli(
-                [
-                    "train",
-                    "--task",
-                    task,
-                    *METHOD_ARGS[method],
-                    "--cell",
-                    cell,
-                    "--seq-len",
-                    str(length),
-                    "--steps",
-                    "1000000",
-                    "--budget",
-                    str(budget),
-                    "--seed",
-                    str(seed),
-                    "--out",
-                    str(out),
-                    "--quiet",
-                    "--device",
-                    "cpu",
-                    *train_args,
-                ],
-                threads,
-            ),
-        )
-    rows = []
-    for method, (out, proc) in procs.items():
-        finish(proc)
-        result = json.loads(
-            finish(run_cli(["eval", str(out), "--json", "--batches", "16", "--device", "cpu", *eval_args], 2))
-        )
-        last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
-        rows.append(
-            {
-                "task": task,
-                "T": length,
-                "seed": seed,
-                "method": method,
-                "cell": cell,
-                "steps": last["step"],
-                "train_seconds": last["elapsed"],
-            }
-            | result
-        )
-        print(
-            f"{task} T={length} seed={seed} {method}: rnn {result['rnn_accuracy']:.3f} "
-            f"teacher {result.get('teacher_accuracy', float('nan')):.3f} steps {last['step']}",
-            flush=True,
-        )
-    return rows
 
 
 def step_time(fn, repeats: int) -> float:
@@ -253,49 +171,3 @@ def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "
             "ratio_smt_rnn_phase_over_bptt": per_s["smt_rnn_phase_transitions_per_s"] / per_s["bptt_transitions_per_s"],
         }
     )
-
-
-def summarize(rows: list[dict]) -> list[dict]:
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["task"], row["T"], row["method"]), []).append(row)
-    out = []
-    for (task, length, method), items in groups.items():
-        acc = [r["rnn_accuracy"] for r in items]
-        teacher = [r["teacher_accuracy"] for r in items if "teacher_accuracy" in r]
-        out.append(
-            {
-                "task": task,
-                "T": length,
-                "method": method,
-                "seeds": len(items),
-                "rnn_accuracy_mean": statistics.mean(acc),
-                "rnn_accuracy_min": min(acc),
-                "rnn_accuracy_max": max(acc),
-                "teacher_accuracy_mean": statistics.mean(teacher) if teacher else None,
-                "onestep_accuracy_mean": statistics.mean([r["onestep_accuracy"] for r in items]) if teacher else None,
-                "drift_final_mean": statistics.mean([r["drift_final"] for r in items]) if teacher else None,
-                "steps_mean": statistics.mean([r["steps"] for r in items]),
-            }
-        )
-    return out
-
-
-def quality_table(summary: list[dict]) -> list[str]:
-    """The markdown table of `summarize`'s rows: RNN alone, teacher, one-step, drift, steps."""
-
-    def fmt(v):
-        return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
-    lines = [
-        "| task | T | method | seeds | RNN-alone acc (mean) | min–max | teacher acc | one-step acc | "
-        "final drift | steps |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in summary:
-        lines.append(
-            f"| {s['task']} | {s['T']} | {s['method']} | {s['seeds']} | {fmt(s['rnn_accuracy_mean'])} | "
-            f"{fmt(s['rnn_accuracy_min'])}–{fmt(s['rnn_accuracy_max'])} | {fmt(s['teacher_accuracy_mean'])} | "
-            f"{fmt(s['onestep_accuracy_mean'])} | {fmt(s['drift_final_mean'])} | {s['steps_mean']:.0f} |"
-        )
-    return lines

@@ -1,6 +1,7 @@
 """The comparison-only variants, kept to measure smtrnn's forms against: the reference release's SMT step (one
 transition per sequence per step, `smt.transitions='one'`) and the paper's sequential DMT (`dmt.time_parallel=false`).
-Neither is what smtrnn recommends; both are what its benchmarks compare with (benchmarks/speed.py, benchmarks/dmt.py).
+Neither is what smtrnn recommends; both are what its benchmarks compare with (benchmarks/speed.py, and the DMT study,
+benchmarks/plans/dmt.txt).
 """
 
 from __future__ import annotations

@@ -56,12 +56,12 @@ def test_stored_tables_are_regenerated_from_their_json():
 
 
 def test_the_harness_writes_the_field_the_tables_are_regenerated_from(tmp_path):
-    core = load_script("benchmarks/core.py")
-    stored = json.loads((ROOT / "benchmarks" / "results" / "throughput_gpu.json").read_text())
+    step_syncs = load_script("benchmarks/step_syncs.py")
+    stored = json.loads((ROOT / "benchmarks" / "results" / "step_syncs.json").read_text())
     report = {key: value for key, value in stored.items() if key != "benchmark"}
-    importlib.import_module("harness").write_report(report, tmp_path, "t", core.throughput_markdown)
+    importlib.import_module("harness").write_report(report, tmp_path, "t", step_syncs.markdown)
     field = json.loads((tmp_path / "t.json").read_text())["benchmark"]
-    assert field == {"script": "benchmarks/core.py", "table": "throughput_markdown"}
+    assert field == {"script": "benchmarks/step_syncs.py", "table": "markdown"}
     assert regenerated_tables(tmp_path) == {"t.md": (tmp_path / "t.md").read_text()}
 
 
