@@ -7,6 +7,8 @@ with benchmarks/screen.py.
 
 from __future__ import annotations
 
+from harness import diagnostics_table, number
+
 DATA_TEXT_PROMPT = "def main():\n    "  # the prompt of data.py's text continuations
 
 
@@ -262,4 +264,88 @@ def reevaluate_markdown(report: dict) -> str:
                 f"{r['readout_on_teacher_accuracy']:.3f} | {r['drift_labelled']:.3f} | "
                 f"{r['drift_relative']:.2f} |"
             )
+    return "\n".join(lines) + "\n"
+
+
+LONG_RANGE_GROUPS = ("retrieval-256", "retrieval-1024", "delayed_recall-256", "copy-256")  # the confirmation groups
+LONG_RANGE_RECIPE = "contractive"  # the preset long_range.py ran SMT→DMT with in its confirmation groups
+LONG_RANGE_LENGTHS = (512, 1024)  # the retrieval-256 runs were also scored at these lengths
+
+
+def long_range_markdown(report: dict) -> str:
+    """long_range.md: SMT→DMT against BPTT on the same cell and wall-clock and the fused GRU and minGRU, on retrieval
+    (T = 256, 1024), delayed_recall and copy (T = 256), with the other recipe, the group variants, the lever screens
+    and the budget series (benchmarks/long_range.py; its runs: plans/long_range.txt, plans/long_range_levers.txt,
+    whose run names are the report's). Rows are (group, method, preset, variant, budget) over seeds; "best during
+    training" is the best of each run's 8 timed evaluations and its final score. The script scored each finished run
+    on 8 batches of 32 (`smtrnn eval RUN`; `smtrnn train` ends on train.eval_batches), the retrieval-256 runs also at
+    T = 512, 1024 (`smtrnn eval RUN --batches 4 --seq-len 512,1024`), which screen.py does not do; it also drew
+    long_range_curves.png and long_range_diagnostics.png."""
+    lines = [
+        f"RNN alone from m_∅, accuracy on held-out sequences ({report['eval_sequences']} per run); the same "
+        f"training wall-clock per method, two runs at a time with 1 thread each; {report['device']}, torch "
+        f"{report['torch']}. SMT→DMT and BPTT use the same cell and memory (`long`; SMT→DMT "
+        "runs the adopted recipe, `contractive`, or `long` without the contraction where a row says so; "
+        "delayed_recall has the linear memory lever and three times the learning rate, both methods); the fused GRU "
+        "and minGRU use `small` (hidden 128). Teacher and final drift are for SMT→DMT runs.",
+        "",
+        "Best during training = mean over seeds of the best of the 8 evaluations during training and the final "
+        "one (what keeping the best checkpoint would give).",
+        "",
+        "| group | method | preset / variant | budget | seeds | RNN alone (mean ± std) | per seed | best during "
+        "training | teacher | final drift | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report["summary"]:
+        name = f"{s['preset']} / {s['variant']}" if s["variant"] else s["preset"]
+        lines.append(
+            f"| {s['group']} | {s['method']} | {name} | {s['budget_s']:.0f} s | {s['seeds']} | "
+            f"{s['mean']:.3f} ± {s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | "
+            f"{s['best_during']:.3f} | {number(s['teacher'])} | {number(s['drift_final'])} | {s['steps']:.0f} |"
+        )
+    longer = [r for r in report["runs"] if r.get("generalization")]
+    if longer:
+        lines += [
+            "",
+            "Trained at T = 256, scored at longer T (4 batches of 32; RNN alone / teacher):",
+            "",
+            "| run | " + " | ".join(f"T = {n}" for n in LONG_RANGE_LENGTHS) + " |",
+            "|---|" + "---|" * len(LONG_RANGE_LENGTHS),
+        ]
+        for r in longer:
+            cells = []
+            for n in LONG_RANGE_LENGTHS:
+                g = r["generalization"][str(n)]
+                cells.append(f"{g['rnn']:.3f}" + (f" / {g['teacher']:.3f}" if g["teacher"] is not None else ""))
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    lines += diagnostics_table(
+        [(r["name"], r["score"], r["diagnostics"]) for r in report["runs"] if r.get("diagnostics")], "SMT→DMT runs"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def long_range_headline(report: dict) -> str:
+    """long_range_headline.md: the confirmation groups only (plans/long_range.txt), SMT→DMT with the adopted recipe:
+    RNN alone per method, mean ± std over seeds and the per-seed scores."""
+    lines = [
+        "| task, T (budget) | method | seeds | RNN alone | per seed | best during training |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = ["smt+dmt", "bptt", "gru-fused", "mingru"]
+    rows = sorted(
+        (
+            s
+            for s in report["summary"]
+            if s["group"] in LONG_RANGE_GROUPS
+            and not s["variant"]
+            and (s["method"] != "smt+dmt" or s["preset"] == LONG_RANGE_RECIPE)
+        ),
+        key=lambda s: (LONG_RANGE_GROUPS.index(s["group"]), order.index(s["method"])),
+    )
+    for s in rows:
+        name = s["method"] + (f" ({s['preset']})" if s["method"] == "smt+dmt" else "")
+        lines.append(
+            f"| {s['group']} ({s['budget_s']:.0f} s) | {name} | {s['seeds']} | {s['mean']:.3f} ± "
+            f"{s['std']:.3f} | {' / '.join(f'{v:.3f}' for v in s['scores'])} | {s['best_during']:.3f} |"
+        )
     return "\n".join(lines) + "\n"

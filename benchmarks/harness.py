@@ -108,31 +108,21 @@ def reported(path: Path) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads(path.read_text())["runs"]}
 
 
-def provenance(markdown_fn: Callable[[dict], str], headline_fn: Callable[[dict], str] | None = None) -> dict:
+def provenance(markdown_fn: Callable[[dict], str]) -> dict:
     """A report's "benchmark" field: the script that made it and the name of its function that renders NAME.md
-    from NAME.json (and NAME_headline.md, where it has one), so the tests regenerate every stored table."""
+    from NAME.json, so the tests regenerate every stored table."""
     script = Path(inspect.getfile(markdown_fn)).resolve().relative_to(ROOT).as_posix()
-    field = {"script": script, "table": markdown_fn.__name__}
-    return field | ({"headline_table": headline_fn.__name__} if headline_fn else {})
+    return {"script": script, "table": markdown_fn.__name__}
 
 
-def write_report(
-    report: dict,
-    out: str | Path,
-    name: str,
-    markdown_fn: Callable[[dict], str],
-    headline_fn: Callable[[dict], str] | None = None,
-    indent: int = 2,
-) -> dict:
-    """NAME.json (the report with its "benchmark" field first) and NAME.md from markdown_fn, plus NAME_headline.md
-    from headline_fn if given, in out; returns the report as written."""
-    report = {"benchmark": provenance(markdown_fn, headline_fn)} | report
+def write_report(report: dict, out: str | Path, name: str, markdown_fn: Callable[[dict], str]) -> dict:
+    """NAME.json (the report with its "benchmark" field first) and NAME.md from markdown_fn, in out; returns the
+    report as written."""
+    report = {"benchmark": provenance(markdown_fn)} | report
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report, indent=indent) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{name}.md").write_text(markdown_fn(report))
-    if headline_fn:
-        (out / f"{name}_headline.md").write_text(headline_fn(report))
     return report
 
 

@@ -1,6 +1,6 @@
 """The stored benchmark results: every markdown table in benchmarks/results/ is what the script its JSON names makes
-of that JSON (no hand edits), retired studies say which commit still has their script, and the study runners
-(long_range, screen) plan, train, resume and report as their results rely on."""
+of that JSON (no hand edits), retired studies say which commit still has their script and their plans rebuild
+the runs they hold, and the study runner (screen) trains, resumes and reports as their results rely on."""
 
 from __future__ import annotations
 
@@ -85,93 +85,42 @@ def test_a_retired_studys_report_names_the_commit_that_still_has_its_script():
     assert retired
 
 
-def test_long_range_plan_pairs_each_smt_run_with_bptt_and_every_lever_validates():
-    from smtrnn.config import apply_overrides, validate
-    from smtrnn.presets import make_preset
-    from smtrnn.tools import compare
+def test_the_long_range_plans_hold_every_stored_run_and_each_line_builds_its_config():
+    """The retired long-range study as plans: every run of long_range.json has a plan line of its name whose config
+    (what `smtrnn train ... --print-config` prints) has the run's length, seed, budget, cell, method and overrides;
+    each SMT→DMT line of the confirmation sits beside the BPTT line of the same task, length, seed and budget."""
+    from smtrnn.cli import build_config, make_parser
+    from smtrnn.config import validate
+    from smtrnn.tools.compare import STUDY_METHODS
 
-    bench = load_benchmark("long_range")
-    specs = bench.plan(list(bench.GROUPS), 3, 1.0, levers=True, budgets=True)
-    assert len({s.name for s in specs}) == len(specs)  # every run has its own directory
-    confirm = [
-        s
-        for s in specs
-        if s.group in bench.GROUPS
-        and not s.variant
-        and (s.method, s.preset) in (("smt+dmt", bench.adopted(s.task)), ("bptt", bench.BPTT_PRESET))
-    ]
-    assert len(confirm) == 2 * 3 * len(bench.GROUPS)
-    for smt, bptt in zip(confirm[::2], confirm[1::2]):  # side by side: same task, length, seed and budget
-        assert (smt.method, bptt.method) == ("smt+dmt", "bptt")
-        assert (smt.group, smt.seed, smt.budget) == (bptt.group, bptt.seed, bptt.budget)
-    for spec in specs:
-        cfg = apply_overrides(
-            make_preset(spec.preset, spec.task), dict(spec.overrides) | compare.STUDY_METHODS[spec.method]
-        )
-        cfg.task.seq_len = spec.length
-        validate(cfg)
+    read_plan = load_benchmark("screen").read_plan
+    confirm = read_plan(ROOT / "benchmarks" / "plans" / "long_range.txt")
+    runs = dict(confirm + read_plan(ROOT / "benchmarks" / "plans" / "long_range_levers.txt"))
+    stored = {
+        row["name"]: row
+        for row in json.loads((ROOT / "benchmarks" / "results" / "long_range.json").read_text())["runs"]
+    }
+    assert set(stored) <= set(runs), sorted(set(stored) - set(runs))
+    parser, configs = make_parser(), {}  # one parser: building it reads every config field's docstring
+    for name, args in runs.items():
+        built = build_config(parser.parse_args(["train", *args]))
+        validate(built)
+        configs[name] = built.to_dict()
+    for name, row in stored.items():
+        cfg = configs[name]
+        assert (cfg["task"]["seq_len"], cfg["train"]["seed"]) == (row["length"], row["seed"]), name
+        assert (cfg["train"]["max_seconds"], cfg["rnn"]["cell"]) == (row["budget"], row["cell"]), name
+        for field, value in (row["overrides"] | STUDY_METHODS[row["method"]]).items():
+            section, key = field.split(".")
+            assert cfg[section][key] == value, (name, field)
 
+    def setting(cfg):  # what an SMT→DMT run and the BPTT run beside it share: task, length, seed, budget
+        return cfg["task"], cfg["train"]["seed"], cfg["train"]["max_seconds"]
 
-@pytest.mark.slow  # a subprocess (torchrun, a killed run, the CLI): -m 'not slow' skips it
-def test_long_range_benchmark_runs_resumes_and_reports(tmp_path):
-    """A tiny plan end to end: every run finishes in the run store, a second invocation trains nothing, and the
-    report holds every run with diagnostics for SMT→DMT."""
-    import subprocess
-    import sys
-
-    argv = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "long_range.py"),
-        "--groups",
-        "retrieval-256",
-        "--seeds",
-        "1",
-        "--scale",
-        "0.003",
-        "--no-levers",
-        "--no-budgets",
-        "--work",
-        str(tmp_path / "work"),
-        "--out",
-        str(tmp_path / "out"),
-    ]
-    first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-2000:]
-    report = json.loads((tmp_path / "out" / "long_range.json").read_text())
-    # SMT→DMT (adopted recipe), BPTT, the fused GRU, minGRU, SMT→DMT with the previous recipe
-    assert report["finished"] == len(report["planned"]) == 5
-    smt = [r for r in report["runs"] if r["method"] == "smt+dmt"]
-    assert smt and {"markov_gap", "growth", "probe"} <= set(smt[0]["diagnostics"])
-    assert set(smt[0]["generalization"]) == {"512", "1024"}
-    second = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0 and "start" not in second.stdout  # nothing left to train
-    assert load_benchmark("long_range").markdown(report) == (tmp_path / "out" / "long_range.md").read_text()
-    # a run whose store is gone (a fresh checkout) is kept from the report, not trained again
-    import shutil
-
-    gone = report["runs"][1]["name"]
-    shutil.rmtree(tmp_path / "work" / "runs" / gone)
-    third = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    assert third.returncode == 0 and "start" not in third.stdout, third.stderr[-2000:]
-    again = json.loads((tmp_path / "out" / "long_range.json").read_text())
-    assert [r["name"] for r in again["runs"]] == [r["name"] for r in report["runs"]]
-    assert [r["name"] for r in again["runs"] if r.get("kept_from_report")] == [gone]
-
-
-def test_long_range_report_keeps_every_group_when_one_group_runs(tmp_path):
-    """The stored report's rows are all runs of the study's plan, and a report written while one group trains keeps
-    the other groups' rows (from the earlier report, their store gone)."""
-    bench = load_benchmark("long_range")
-    stored = bench.reported(ROOT / "benchmarks" / "results" / "long_range.json")
-    study = bench.plan(list(bench.GROUPS), bench.SEEDS, 1.0, True, True)
-    assert set(stored) <= {s.name for s in study}  # a renamed run would otherwise vanish from the report
-    for spec in study:
-        if spec.name in stored:
-            assert stored[spec.name]["overrides"] == dict(spec.overrides), spec.name
-    one_group = bench.plan(["copy-256"], bench.SEEDS, 1.0, False, False)
-    report = bench.collect(study, one_group, tmp_path, stored, with_diagnostics=False)
-    assert report["finished"] == len(stored) and report["planned"] == [s.name for s in one_group]
-    assert all(r["kept_from_report"] for r in report["runs"])
+    order = [configs[name] for name, _ in confirm]
+    for smt, bptt in zip(order, order[1:]):
+        if smt["train"]["method"] == "smt+dmt":
+            assert bptt["train"]["method"] == "bptt" and setting(bptt) == setting(smt)
 
 
 @pytest.mark.slow
