@@ -8,6 +8,7 @@ import functools
 import importlib
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,13 @@ def regenerated_tables(results: Path) -> dict[str, str]:
         if "headline_table" in field:
             tables[f"{path.stem}_headline.md"] = getattr(module, field["headline_table"])(report)
     return tables
+
+
+def screen_command(plan: Path, tmp_path: Path, *options: str) -> list[str]:
+    """`screen.py PLAN --name s` with its runs and report under tmp_path."""
+    screen = str(ROOT / "benchmarks" / "screen.py")
+    work, out = str(tmp_path / "work"), str(tmp_path / "out")
+    return [sys.executable, screen, str(plan), "--name", "s", *options, "--work", work, "--out", out]
 
 
 def test_stored_tables_are_regenerated_from_their_json():
@@ -126,24 +134,13 @@ def test_the_long_range_plans_hold_every_stored_run_and_each_line_builds_its_con
 @pytest.mark.slow
 def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_path):
     import subprocess
-    import sys
 
     plan = tmp_path / "plan.txt"
     plan.write_text(
         "# two tiny runs\na --preset debug --steps 2 --method smt+dmt\n"
         "b --preset debug --steps 2 --method bptt --cell mlp-linear  # the linear-skip cell\n"
     )
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "screen.py"),
-        str(plan),
-        "--name",
-        "s",
-        "--work",
-        str(tmp_path / "work"),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    command = screen_command(plan, tmp_path)
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     report = json.loads((tmp_path / "out" / "s.json").read_text())
@@ -185,7 +182,6 @@ def test_a_screen_plan_with_a_repeated_run_name_is_refused(tmp_path):
 def test_a_screen_with_seeds_reports_their_test_split_mean_and_plots_validation_bits(tmp_path):
     import statistics
     import subprocess
-    import sys
 
     plan = tmp_path / "plan.txt"
     plan.write_text(
@@ -195,20 +191,7 @@ def test_a_screen_with_seeds_reports_their_test_split_mean_and_plots_validation_
             for seed in (0, 1)
         )
     )
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "screen.py"),
-        str(plan),
-        "--name",
-        "s",
-        "--split",
-        "test",
-        "--plot",
-        "--work",
-        str(tmp_path / "work"),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    command = screen_command(plan, tmp_path, "--split", "test", "--plot")
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     runs = json.loads((tmp_path / "out" / "s.json").read_text())["runs"]
