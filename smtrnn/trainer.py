@@ -24,7 +24,6 @@ checkpoints, do not change).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import time
@@ -141,20 +140,19 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
     fits the stored labels first, then runs DMT against the same stored memories.
     """
     method = cfg.train.method
-    if method == "smt+dmt+bptt":
-        if progress >= 1.0 - cfg.bptt.fraction:
-            return partial(bptt_loss, cfg=cfg.bptt)
-        pretraining = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method="smt+dmt"))
-        pretraining.dmt = dataclasses.replace(cfg.dmt, fraction=cfg.dmt.fraction / (1.0 - cfg.bptt.fraction))
-        return loss_function(pretraining, progress / (1.0 - cfg.bptt.fraction))
-    if method == "bptt":
+    if method == "bptt" or (method == "smt+dmt+bptt" and progress >= 1.0 - cfg.bptt.fraction):
         return partial(bptt_loss, cfg=cfg.bptt)
     if method in LABEL_METHODS:
         share = 1.0 if method == "labels" else 1.0 - cfg.dmt.fraction
         if progress < share:
             return partial(labels_loss, cfg=cfg.smt, smt_progress=progress / share)
         return partial(dmt_loss_on_labels, cfg=cfg.dmt)
-    smt_share = {"smt": 1.0, "smt+dmt": 1.0 - cfg.dmt.fraction, "dmt": 0.0}[method]
+    smt_share = {
+        "smt": 1.0,
+        "smt+dmt": 1.0 - cfg.dmt.fraction,
+        "smt+dmt+bptt": 1.0 - cfg.dmt.fraction - cfg.bptt.fraction,
+        "dmt": 0.0,
+    }[method]
     if progress < smt_share:
         if cfg.smt.transitions == "one":
             return partial(smt_one_transition_loss, cfg=cfg.smt)
