@@ -90,7 +90,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     _add_field_flags(p)
     p.add_argument(
         "--data",
-        help="text: a text file or folder, a .npy/.bin token file or hf:NAME (default: the "
+        help="text: a text file or folder, a .npy/.bin token file, hf:NAME or builtin:english (default: the "
         "embedded corpus); pixels: an IDX file or torchvision:NAME:ROOT (default: digits); arrays: an .npz or a "
         "folder of x.npy, y.npy (your labelled sequences)",
     )

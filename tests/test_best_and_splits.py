@@ -15,7 +15,7 @@ from smtrnn.checkpoint import CHECKPOINTS_DIR, load_model
 from smtrnn.data.images import Images, split_held_out_images, split_images
 from smtrnn.data.real import Text
 from smtrnn.data.tasks import TaskError, make_task
-from smtrnn.data.text import Corpus, split_corpus, split_held_out
+from smtrnn.data.text import Corpus, english_corpus, split_corpus, split_held_out
 from smtrnn.evaluate import TEST_SEED, evaluate, evaluate_documents
 from smtrnn.trainer import Trainer
 
@@ -58,6 +58,16 @@ def test_a_data_task_gives_three_disjoint_splits_and_refuses_a_test_split_it_can
     assert small.held_out("valid").documents()
     with pytest.raises(TaskError, match="too small to give a test split"):
         small.held_out("test").documents()
+
+
+def test_the_english_corpus_splits_by_whole_topics():
+    valid, test = split_held_out(split_corpus(english_corpus(), 0.2)[1])
+    assert valid.names and test.names and not set(valid.names) & set(test.names)
+    for split, held in (("valid", valid), ("test", test)):
+        documents = Text(path="builtin:english", valid_fraction=0.2, split=split).documents()
+        assert [bytes(d.tolist()) for d in documents] == [bytes(d.tolist()) for d in held.documents]
+    x, y = make_task("text", path="builtin:english").sample(2, 64, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (2, 64) and torch.equal(x[:, 1:], y[:, :-1])
 
 
 def test_the_test_split_scores_other_data_than_validation(smt_run):

@@ -5,13 +5,23 @@ and complete. All data is written to tmp_path; nothing touches the network."""
 from __future__ import annotations
 
 import json
+import sys
+import sysconfig
 import zlib
 
 import numpy as np
 import pytest
 import torch
 
-from smtrnn.data.text import Corpus, embedded_corpus, load_hf_text, load_text, load_tokens, split_corpus
+from smtrnn.data.text import (
+    Corpus,
+    embedded_corpus,
+    english_corpus,
+    load_hf_text,
+    load_text,
+    load_tokens,
+    split_corpus,
+)
 from smtrnn.errors import DataError
 
 UNICODE = "héllo → 世界 🙂"
@@ -102,6 +112,34 @@ def test_embedded_corpus_is_deterministic_python_source_within_its_cap():
     assert all(torch.equal(a, b) for a, b in zip(first.documents, second.documents))
     assert all(name.endswith(".py") and "__pycache__" not in name for name in first.names)
     assert load_text(None, max_bytes=1000).names == embedded_corpus(1000).names
+
+
+def test_english_corpus_is_the_documentation_topics_as_prose_one_document_per_topic():
+    import pydoc_data.topics  # the reference: the same strings, by import, which the loader itself never does
+
+    corpus = english_corpus()
+    topics = pydoc_data.topics.topics
+    assert corpus.names == sorted(topics) and corpus.vocab_size == 256
+    assert all(doc_bytes(corpus, i) == topics[name].encode("utf-8") for i, name in enumerate(corpus.names))
+    capped = english_corpus(max_bytes=5000)
+    assert capped.num_tokens == 5000 and capped.names == corpus.names[: len(capped.names)]
+
+
+def test_english_corpus_parses_the_file_and_never_runs_it(tmp_path, monkeypatch):
+    stdlib = tmp_path / "stdlib"
+    (stdlib / "pydoc_data").mkdir(parents=True)
+    topics = stdlib / "pydoc_data" / "topics.py"
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {"stdlib": str(stdlib)})
+    topics.write_text("topics = {'b': 'second', 'a': 'first'}\n")
+    assert english_corpus().names == ["a", "b"] and doc_bytes(english_corpus(), 1) == b"second"
+    before = set(sys.modules)
+    topics.write_text("import os\ntopics = dict(a=os.getcwd())\n")  # code, not a literal: refused, not run
+    one_line_error(r"topics\.py: cannot read the documentation topics .*malformed", english_corpus)
+    topics.write_text("topics = {'a': 1}\n")
+    one_line_error("not a dict of strings", english_corpus)
+    topics.unlink()
+    one_line_error("cannot read the documentation topics", english_corpus)
+    assert set(sys.modules) == before
 
 
 # ---------------------------------------------------------------------------------------------------------------

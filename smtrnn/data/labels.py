@@ -148,7 +148,8 @@ def write_dataset_labels(
             f"'{cfg.task.name}' (use --sequences)"
         )
     if data is not None:  # stored absolute, so runs trained from the store find the data from any directory
-        cfg.task.params = cfg.task.params | {"path": data if data.startswith("hf:") else str(Path(data).resolve())}
+        named = data.startswith(("hf:", "builtin:"))  # a source by name, not a path
+        cfg.task.params = cfg.task.params | {"path": data if named else str(Path(data).resolve())}
     forget_loaded()  # the fingerprint and the windows must be of the files as they are now
     task: Task = make_task(cfg.task.name, **cfg.task.params)
     if task.vocab_size != vocab:

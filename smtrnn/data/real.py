@@ -3,8 +3,9 @@ sequence, raster scan). Both plug into the same `Task` interface as the syntheti
 train on them unchanged.
 
 - **text**: a UTF-8 text file or folder (bytes, vocab 256), a token file (`.npy`, or `.bin` read by memmap, with
-  its dtype and vocab from arguments or a sidecar JSON), `hf:NAME` (HuggingFace `datasets`, an extra), or — with no
-  path — the embedded default corpus, this Python's own standard-library source (see `smtrnn.data.text`). The split
+  its dtype and vocab from arguments or a sidecar JSON), `hf:NAME` (HuggingFace `datasets`, an extra),
+  `builtin:english` (the Python documentation's topics, English prose shipped with the standard library), or — with
+  no path — the embedded default corpus, this Python's own standard-library source (see `smtrnn.data.text`). The split
   is by document. Training windows are drawn uniformly from the concatenated training documents: x = w_0..w_{T-1},
   y = w_1..w_T (a window may run across a document boundary, as in nanoGPT).
 - **pixels**: scikit-learn's 8×8 digits by default, an MNIST-format IDX file, or `torchvision:NAME:ROOT`;
@@ -44,6 +45,8 @@ def _text_splits(
 
     if path is None:
         corpus = text.embedded_corpus(**({"max_bytes": max_bytes} if max_bytes else {}))
+    elif path == text.ENGLISH:
+        corpus = text.english_corpus(max_bytes)
     elif path.startswith("hf:"):
         corpus = text.load_hf_text(path[3:])
     elif path.endswith((".npy", ".bin")):

@@ -6,7 +6,10 @@ A corpus is a list of documents, each a 1-D tensor of token ids, with one name p
   non-ASCII byte are kept exactly. ``load_text`` reads a file or a folder; ``embedded_corpus`` is the running
   Python's own standard-library source, which exists on every machine with no download (on CPython 3.11: about
   4.0 MB of source in 233 files at the default cap, of about 12 MB in 731 files; the exact text depends on the
-  Python version, so it is a smoke-test corpus, not a benchmark to compare across machines).
+  Python version, so it is a smoke-test corpus, not a benchmark to compare across machines). ``english_corpus``
+  (path ``builtin:english``) is English prose with no download: the Python documentation's topics that ship with
+  the standard library (``pydoc_data/topics.py``; about 470 KB in 79 topics on CPython 3.11), one document per
+  topic, read as data and never imported.
   ``load_hf_text`` turns a Hugging Face dataset's text column into byte documents, one per row.
 - **Token files** (``load_tokens``): ids from an external tokenizer, as a ``.npy`` array or a raw ``.bin`` in
   the nanoGPT convention, memory-mapped rather than read, with dtype and vocab from the arguments or a sidecar
@@ -18,6 +21,7 @@ moves another file between train and validation.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sysconfig
@@ -32,6 +36,7 @@ from torch import Tensor
 from smtrnn.errors import DataError
 
 BYTE_VOCAB = 256
+ENGLISH = "builtin:english"  # the path that names `english_corpus`
 EMBEDDED_MAX_BYTES = 4_000_000
 BINARY_PROBE = 8192  # a NUL byte in a file's first BINARY_PROBE bytes marks it as binary, not text
 TOKEN_DTYPES = ("uint8", "uint16", "uint32", "int32", "int64")
@@ -81,6 +86,45 @@ def embedded_corpus(max_bytes: int = EMBEDDED_MAX_BYTES) -> Corpus:
     if not documents:
         raise DataError(f"{root}: no Python source found for the embedded corpus")
     return Corpus(documents, names, BYTE_VOCAB)
+
+
+def english_corpus(max_bytes: int | None = None) -> Corpus:
+    """The Python documentation's topics shipped with the standard library, as UTF-8 byte documents named by topic.
+
+    `pydoc_data/topics.py` holds one literal dict of strings; it is parsed, never executed or imported. Topics are
+    read in sorted order; with `max_bytes` they stop once the total reaches it (the last truncated).
+    """
+    if max_bytes is not None:
+        _require_max_bytes(max_bytes)
+    file = Path(sysconfig.get_paths()["stdlib"]) / "pydoc_data" / "topics.py"
+    try:
+        topics = _literal_dict(file.read_text(encoding="utf-8"), "topics")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{file}: cannot read the documentation topics for the English corpus ({e})") from None
+    documents, names, total = [], [], 0
+    for name in sorted(topics):
+        if max_bytes is not None and total >= max_bytes:
+            break
+        data = topics[name].encode("utf-8")
+        data = data if max_bytes is None else data[: max_bytes - total]
+        if data:
+            documents.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+            names.append(name)
+            total += len(data)
+    if not documents:
+        raise DataError(f"{file}: holds no documentation topics")
+    return Corpus(documents, names, BYTE_VOCAB)
+
+
+def _literal_dict(source: str, variable: str) -> dict[str, str]:
+    """The value of `variable = {...}` in Python source, a dict of strings, evaluated as a literal (no code runs)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets):
+            value = ast.literal_eval(node.value)
+            if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                return value
+            raise ValueError(f"'{variable}' is not a dict of strings")
+    raise ValueError(f"no assignment to '{variable}'")
 
 
 def load_text(path: str | Path | None, max_bytes: int | None = None) -> Corpus:
