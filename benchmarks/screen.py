@@ -12,7 +12,9 @@ instead of training again.
 Runs named NAME-sSEED are seeds of one setting: the report adds their mean and spread. With `--split test` each
 finished run is also scored once on the test split (`smtrnn eval --split test`, kept as test.json in its folder;
 the best validation checkpoint where the run kept one) and those numbers are the ones the seed table gives: choose
-settings on the validation numbers, report the test numbers. `--plot` draws validation bits against training time.
+settings on the validation numbers, report the test numbers. For data tasks the report also gives each setting's
+test bits of the RNN alone by position in the document (does more context keep helping?). `--plot` draws validation
+bits against training time (NAME.png) and those test bits by position (NAME_positions.png).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as it
 DIAGNOSTICS_FILE = "diagnostics.json"
 BIT_STAGES = ("teacher", "readout_on_teacher", "onestep", "rnn")  # from the teacher's bits to the RNN alone's
 TEST_FILE = "test.json"  # a finished run's test-split evaluation, measured once
+POSITION_KEY = "documents_rnn_bits_by_position"  # the RNN alone's test bits by position t in the document
 SEED = re.compile(r"-s(\d+)$")  # NAME-sSEED: one seed of the setting NAME
 
 
@@ -119,9 +122,10 @@ def run_diagnostics(folder: Path) -> dict:
 
 def test_scores(folder: Path) -> dict:
     """The run's scores on the test split: the stages of the bits on test windows and, for data tasks, the RNN
-    alone (and the teacher) over whole test documents from m_∅; measured once on one thread and kept."""
+    alone (and the teacher) over whole test documents from m_∅, with the bits by position in the document (the
+    teacher's by position in its window); measured once on one thread and kept."""
     kept = folder / TEST_FILE
-    if not kept.exists():
+    if not kept.exists() or POSITION_KEY not in json.loads(kept.read_text()):  # measured before it kept positions
         result = json.loads(
             finish(
                 run_cli(
@@ -142,7 +146,14 @@ def test_scores(folder: Path) -> dict:
         }
         scores |= {
             f"documents_{k}": documents.get(k)
-            for k in ("rnn_bits_per_token", "teacher_bits_per_token", "tokens", "documents")
+            for k in (
+                "rnn_bits_per_token",
+                "teacher_bits_per_token",
+                "tokens",
+                "documents",
+                "rnn_bits_by_position",
+                "teacher_bits_by_position",
+            )
         }
         kept.write_text(json.dumps(scores) + "\n")
     return json.loads(kept.read_text())
@@ -242,6 +253,7 @@ def markdown(report: dict) -> str:
             + f"{steps} | {curve} | `{' '.join(r['args'])}` |"
         )
     lines += seed_table(report)
+    lines += position_table(report)
     lines += diagnostics_table(
         [(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"] if r.get("diagnostics")],
         "runs with a teacher",
@@ -300,6 +312,59 @@ def seed_table(report: dict) -> list[str]:
     return lines
 
 
+def position_means(rows: list[dict]) -> dict[str, float]:
+    """{bucket of t: the seeds' mean test bits of the RNN alone there}, over the buckets every seed has."""
+    seeds = [r["test"][POSITION_KEY] for r in rows]
+    return {b: statistics.mean(s[b] for s in seeds) for b in seeds[0] if all(b in s for s in seeds)}
+
+
+def position_groups(report: dict) -> dict[str, list[dict]]:
+    """The seed groups whose every run has test bits by position in the document."""
+    groups = seed_groups([r for r in report["runs"] if r.get("test")])
+    return {name: rows for name, rows in groups.items() if all((r["test"] or {}).get(POSITION_KEY) for r in rows)}
+
+
+def position_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): per setting, the RNN alone's test bits by position t in the document
+    (power-of-two buckets, mean over seeds): does more context keep helping, and for which method?"""
+    groups = position_groups(report)
+    if not groups:
+        return []
+    means = {name: position_means(rows) for name, rows in groups.items()}
+    buckets = list(max(means.values(), key=len))
+    lines = [
+        "",
+        "RNN alone from m_∅ over whole test documents, bits per token by position t in the document (mean over "
+        "seeds; a bucket only where every seed has tokens there):",
+        "",
+        "| setting | " + " | ".join(f"t {b}" for b in buckets) + " |",
+        "|---|" + "---|" * len(buckets),
+    ]
+    for name, by_bucket in means.items():
+        lines.append(f"| {name} | " + " | ".join(number(by_bucket.get(b)) for b in buckets) + " |")
+    return lines
+
+
+def plot_positions(report: dict, path: Path) -> None:
+    """Test bits of the RNN alone by position in the document (mean over seeds), one line per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, rows in position_groups(report).items():
+        by_bucket = position_means(rows)
+        ax.plot(range(len(by_bucket)), list(by_bucket.values()), marker="o", label=name)
+        ax.set_xticks(range(len(by_bucket)), list(by_bucket), rotation=45, fontsize=7)
+    ax.set_xlabel("position t in the test document (bucket)")
+    ax.set_ylabel("RNN alone, test bits per token")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_bits(report: dict, path: Path) -> None:
     """Validation bits of the RNN alone against training seconds, one line per run, one colour per setting."""
     import matplotlib
@@ -339,7 +404,11 @@ def main() -> None:
         choices=("valid", "test"),
         help="test: also score every finished run on the test split, for the final numbers",
     )
-    parser.add_argument("--plot", action="store_true", help="also write NAME.png: validation bits against time")
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write NAME.png: validation bits against time (and NAME_positions.png: test bits by position)",
+    )
     args = parser.parse_args()
     plan, work = Path(args.plan), Path(args.work)
     if not plan.is_file():
@@ -366,6 +435,8 @@ def main() -> None:
     save_report(report, args.out, args.name, markdown)
     if args.plot:
         plot_bits(report, Path(args.out) / f"{args.name}.png")
+        if position_groups(report):
+            plot_positions(report, Path(args.out) / f"{args.name}_positions.png")
 
 
 if __name__ == "__main__":

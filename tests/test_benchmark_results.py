@@ -201,3 +201,8 @@ def test_a_screen_with_seeds_reports_their_test_split_mean_and_plots_validation_
     row = next(line for line in (tmp_path / "out" / "s.md").read_text().splitlines() if line.startswith("| t |"))
     assert f"{statistics.mean(bits):.3f} ± {statistics.stdev(bits):.3f}" in row and "| 2 |" in row
     assert len(runs[0]["bits_curve"]) >= 2 and (tmp_path / "out" / "s.png").stat().st_size > 0
+    by_position = [r["test"]["documents_rnn_bits_by_position"] for r in runs]  # the RNN alone over test documents
+    assert list(by_position[0])[:3] == ["0", "1", "2-3"] and by_position[0] != by_position[1]
+    position_row = [line for line in (tmp_path / "out" / "s.md").read_text().splitlines() if line.startswith("| t |")]
+    assert f"| t | {statistics.mean(b['0'] for b in by_position):.3f} |" in position_row[1]
+    assert (tmp_path / "out" / "s_positions.png").stat().st_size > 0
