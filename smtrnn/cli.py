@@ -730,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(exc, UserCodeError):  # the user's own code failed: after its line, its own traceback
                 print(exc.traceback, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped reading (`... --print-config | head`): nothing to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 1
     except OSError as exc:  # an output path under a file, a read-only or full disk, no permission
         where = exc.filename or "a file"
         print(f"smtrnn: error: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)

@@ -51,3 +51,13 @@ def test_print_config_refuses_a_config_that_would_not_train(capsys):
     assert main(["train", "--task", "retrieval", "--set", "bptt.fraction=1.5", "--print-config"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("smtrnn: error: bptt.fraction must be in (0, 1)")
+
+
+def test_print_config_into_a_reader_that_stops_early_says_nothing():
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "smtrnn", "train", "--task", "retrieval", "--print-config"]
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # like `| head -0`: the pipe is gone before the config is printed
+    assert reader.wait(timeout=120) == 1 and reader.stderr.read() == b""
