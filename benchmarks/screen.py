@@ -345,34 +345,41 @@ def position_table(report: dict) -> list[str]:
     return lines
 
 
-def plot_positions(report: dict, path: Path) -> None:
-    """Test bits of the RNN alone by position in the document (mean over seeds), one line per setting."""
+def new_axes():
+    """A figure and its axes for one of the screen's plots, drawn without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, rows in position_groups(report).items():
-        by_bucket = position_means(rows)
-        ax.plot(range(len(by_bucket)), list(by_bucket.values()), marker="o", label=name)
-        ax.set_xticks(range(len(by_bucket)), list(by_bucket), rotation=45, fontsize=7)
-    ax.set_xlabel("position t in the test document (bucket)")
-    ax.set_ylabel("RNN alone, test bits per token")
+    return plt.subplots(figsize=(7, 4.5))
+
+
+def save_figure(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
+    """Label the axes, add the legend and write the figure to `path`."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def plot_positions(report: dict, path: Path) -> None:
+    """Test bits of the RNN alone by position in the document (mean over seeds), one line per setting."""
+    fig, ax = new_axes()
+    for name, rows in position_groups(report).items():
+        by_bucket = position_means(rows)
+        ax.plot(range(len(by_bucket)), list(by_bucket.values()), marker="o", label=name)
+        ax.set_xticks(range(len(by_bucket)), list(by_bucket), rotation=45, fontsize=7)
+    save_figure(fig, ax, "position t in the test document (bucket)", "RNN alone, test bits per token", path)
+
+
 def plot_bits(report: dict, path: Path) -> None:
     """Validation bits of the RNN alone against training seconds, one line per run, one colour per setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = new_axes()
     colours: dict[str, str] = {}
     for row in report["runs"]:
         points = [(t, b) for t, b in row.get("bits_curve", []) if b is not None]
@@ -382,12 +389,7 @@ def plot_bits(report: dict, path: Path) -> None:
         first = setting not in colours  # one legend entry per setting
         colour = colours.setdefault(setting, f"C{len(colours) % 10}")
         ax.plot(*zip(*points), color=colour, alpha=0.8, label=setting if first else None)
-    ax.set_xlabel("training seconds")
-    ax.set_ylabel("RNN alone, validation bits per token")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, ax, "training seconds", "RNN alone, validation bits per token", path)
 
 
 def main() -> None:
