@@ -92,6 +92,22 @@ class LinearMLPCell(Cell):
         return self.normalize(self.skip(m) + self.mlp(torch.cat([m, e], dim=-1)))
 
 
+class GatedMLPCell(Cell):
+    """The MLP cell with a GRU-style update gate: m' = norm((1 - z) ⊙ m + z ⊙ MLP([m; e])), z = σ(W [m; e] + b).
+    The MLP writes as freely as the MLP cell's; where the gate closes (z -> 0) the memory is held exactly, the
+    standing memory of a filler that an additive update can only approximate."""
+
+    def __init__(self, memory: MemoryConfig, cfg: RNNConfig):
+        super().__init__(memory)
+        self.mlp = update_mlp(memory, cfg)
+        self.gate = nn.Linear(memory.size + cfg.embed, memory.size)
+
+    def forward(self, m: Tensor, e: Tensor) -> Tensor:
+        both = torch.cat([m, e], dim=-1)
+        z = torch.sigmoid(self.gate(both))
+        return self.normalize(m + z * (self.mlp(both) - m))
+
+
 class GRUCell(Cell):
     """`nn.GRUCell` with hidden size Z; the memory is its hidden state, RMS-normalized after each step."""
 
@@ -134,6 +150,7 @@ CELL_TYPES: dict[str, type[Cell]] = {
     "transformer": TransformerCell,
     "mlp": MLPCell,
     "mlp-linear": LinearMLPCell,
+    "mlp-gated": GatedMLPCell,
     "gru": GRUCell,
     "lstm": LSTMCell,
     "elman": ElmanCell,

@@ -22,7 +22,9 @@ from typing import Any, Literal, get_args
 from smtrnn.errors import ConfigError
 
 Method = Literal["smt", "bptt", "dmt", "smt+dmt", "smt+dmt+bptt", "labels", "labels+dmt"]
-CellName = Literal["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
+CellName = Literal[
+    "transformer", "mlp", "mlp-linear", "mlp-gated", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"
+]
 SMTSchedule = Literal["joint", "joint-detached", "staged"]
 DecoderKind = Literal["transformer", "linear"]
 Transitions = Literal["all", "one"]

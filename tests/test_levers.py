@@ -472,3 +472,29 @@ def test_linear_skip_cell_starts_as_the_residual_mlp_and_is_exact_for_a_shift_of
         cell.mlp[-1].bias.zero_()
     shifted = torch.roll(m.unflatten(-1, (tokens, width)), 1, dims=-1).flatten(-2)
     torch.testing.assert_close(cell(m, e), shifted)
+
+
+# --- the gated MLP cell -----------------------------------------------------------------------------------------
+
+
+def test_gated_mlp_cell_holds_the_memory_exactly_when_its_gate_closes_and_writes_the_mlp_when_it_opens():
+    """mlp-gated is m' = norm((1 - z) m + z MLP([m; e])), z = σ(W [m; e] + b): a closed gate (z -> 0) returns the
+    memory unchanged whatever the input, an open one (z -> 1) the normalized MLP output, and z = 1/2 the midpoint."""
+    from smtrnn.cells import GatedMLPCell
+
+    cfg = debug_config("assoc_recall", "smt", rnn__cell="mlp-gated")
+    torch.manual_seed(0)
+    cell = GatedMLPCell(cfg.memory, cfg.rnn)
+    m = cell.normalize(torch.randn(5, cfg.memory.size))
+    e = torch.randn(5, cfg.rnn.embed)
+    both = torch.cat([m, e], dim=-1)
+    with torch.no_grad():
+        cell.gate.weight.zero_()
+        cell.gate.bias.fill_(-100.0)
+        torch.testing.assert_close(cell(m, e), m)
+        torch.testing.assert_close(cell(m, torch.randn(5, cfg.rnn.embed)), m)
+        cell.gate.bias.fill_(100.0)
+        torch.testing.assert_close(cell(m, e), cell.normalize(cell.mlp(both)))
+        cell.gate.bias.zero_()
+        torch.testing.assert_close(cell(m, e), cell.normalize((m + cell.mlp(both)) / 2))
+    assert type(build(cfg)[0].rnn.cell) is GatedMLPCell

@@ -89,7 +89,8 @@ def test_teacher_memories_are_rms_normalized_per_token(tokens):
 
 
 @pytest.mark.parametrize(
-    "cell", ["transformer", "mlp", "mlp-linear", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"]
+    "cell",
+    ["transformer", "mlp", "mlp-linear", "mlp-gated", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"],
 )
 @pytest.mark.parametrize("detach_every", [0, 3])
 def test_every_cell_runs_a_sequence_as_its_steps_do(cell, detach_every):
