@@ -96,8 +96,14 @@ def _rank_worker(rank: int, world: int, rendezvous: str) -> None:
                 assert not any(n.startswith("rnn.") for n in averaged)
             everyone = distributed.gather_objects(averaged)
             assert all(torch.equal(everyone[0][n], everyone[1][n]) for n in whole)  # every rank steps alike
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    # A finished rank leaves as the CLI's do: both ranks done with the group, the group destroyed, no interpreter
+    # finalization (where gloo's threads can abort a finished rank with SIGABRT on busy cores).
+    distributed.barrier()
+    dist.destroy_process_group()
+    distributed.leave(0)
 
 
 @needs_gloo
