@@ -88,10 +88,7 @@ def test_teacher_memories_are_rms_normalized_per_token(tokens):
 # --- the cell protocol: one step entry point, one whole-sequence entry point -------------------------------------
 
 
-@pytest.mark.parametrize(
-    "cell",
-    ["transformer", "mlp", "mlp-linear", "mlp-gated", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"],
-)
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("detach_every", [0, 3])
 def test_every_cell_runs_a_sequence_as_its_steps_do(cell, detach_every):
     """`cell.sequence` (the base class's loop, or a baseline's fused path) gives the states that stepping the cell
