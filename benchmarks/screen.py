@@ -15,6 +15,11 @@ the best validation checkpoint where the run kept one) and those numbers are the
 settings on the validation numbers, report the test numbers. For data tasks the report also gives each setting's
 test bits of the RNN alone by position in the document (does more context keep helping?). `--plot` draws validation
 bits against training time (NAME.png) and those test bits by position (NAME_positions.png).
+
+`--eval-lengths 1024,4096,16384,65536` scores every finished run's RNN alone from m_∅ at those lengths too (`smtrnn
+eval --seq-len`: streamed, O(1) memory per token, no teacher), two runs at a time after the training, kept as
+lengths.json in its folder; the report adds a table of the RNN alone against the evaluation length (the task's answer
+accuracy where it has answers, as passkey's key) and, with `--plot`, NAME_lengths.png.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as it
 DIAGNOSTICS_FILE = "diagnostics.json"
 BIT_STAGES = ("teacher", "readout_on_teacher", "onestep", "rnn")  # from the teacher's bits to the RNN alone's
 TEST_FILE = "test.json"  # a finished run's test-split evaluation, measured once
+LENGTHS_FILE = "lengths.json"  # a finished run's RNN alone at other lengths, {str(T): scores}, measured once
 POSITION_KEY = "documents_rnn_bits_by_position"  # the RNN alone's test bits by position t in the document
 SEED = re.compile(r"-s(\d+)$")  # NAME-sSEED: one seed of the setting NAME
 
@@ -108,6 +114,45 @@ def train_all(runs: list[tuple[str, list[str]]], work: Path, parallel: int) -> N
                     f"end {name}: exit {proc.returncode}" + (f" ({err[-1]})" if proc.returncode and err else ""),
                     flush=True,
                 )
+
+
+def score_lengths(names: list[str], work: Path, lengths: list[int], batches: int, parallel: int) -> None:
+    """Score each finished run's RNN alone at `lengths` (`smtrnn eval --seq-len`, one thread, `parallel` at a time)
+    and keep the scores in its LENGTHS_FILE; lengths already kept are not scored again."""
+    pending = []
+    for name in names:
+        folder = work / name
+        if not (folder / "result.json").exists():
+            continue
+        kept = json.loads((folder / LENGTHS_FILE).read_text()) if (folder / LENGTHS_FILE).exists() else {}
+        missing = [n for n in lengths if str(n) not in kept]
+        if missing:
+            pending.append((name, missing))
+    running = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, missing = pending.pop(0)
+            print(f"score {name} at {','.join(map(str, missing))}", flush=True)
+            command = ["eval", str(work / name), "--json", "--no-diagnostics", "--device", "cpu"]
+            command += ["--batches", str(batches), "--seq-len", ",".join(map(str, missing)), "--max-tokens", "1"]
+            running.append((name, time.time(), run_cli(command, threads=1)))
+        time.sleep(1)
+        for item in list(running):
+            name, started, proc = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            scored = json.loads(finish(proc))["lengths"]
+            folder = work / name
+            kept = json.loads((folder / LENGTHS_FILE).read_text()) if (folder / LENGTHS_FILE).exists() else {}
+            (folder / LENGTHS_FILE).write_text(json.dumps(kept | scored) + "\n")
+            print(f"scored {name} in {time.time() - started:.0f} s", flush=True)
+
+
+def length_score(scores: dict) -> float | None:
+    """What a length's row reports: the task's answer accuracy where it has answers (passkey's key digits), else the
+    accuracy over every target."""
+    return scores.get("rnn_answer_accuracy", scores.get("rnn_accuracy"))
 
 
 def run_diagnostics(folder: Path) -> dict:
@@ -197,6 +242,8 @@ def summarize_run(name: str, args: list[str], folder: Path, split: str = "valid"
             "bits_curve": [(round(r["elapsed"], 1), r["eval"].get("rnn_bits_per_token")) for r in evals],
         }
         | ({"test": test_scores(folder)} if split == "test" else {})
+        | ({"lengths": json.loads((folder / LENGTHS_FILE).read_text())} if (folder / LENGTHS_FILE).exists() else {})
+        | ({"rnn_answer_accuracy": final["rnn_answer_accuracy"]} if "rnn_answer_accuracy" in final else {})
         | (
             {
                 "teacher_curve": [(round(r["elapsed"], 1), r["eval"]["teacher_accuracy"]) for r in evals],
@@ -253,6 +300,7 @@ def markdown(report: dict) -> str:
             + f"{steps} | {curve} | `{' '.join(r['args'])}` |"
         )
     lines += seed_table(report)
+    lines += length_table(report)
     lines += position_table(report)
     lines += diagnostics_table(
         [(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in report["runs"] if r.get("diagnostics")],
@@ -310,6 +358,64 @@ def seed_table(report: dict) -> list[str]:
             f"{round(statistics.mean(r['steps'] for r in rows))} |"
         )
     return lines
+
+
+def length_columns(report: dict) -> list[str]:
+    """The evaluation lengths any run was scored at, in increasing order."""
+    return sorted({n for r in report["runs"] for n in r.get("lengths", {})}, key=int)
+
+
+def length_means(rows: list[dict], columns: list[str]) -> dict[str, list[float]]:
+    """{column: the seeds' scores there}; "train" is each run's own final evaluation at its training length."""
+    values = {"train": [length_score(r) for r in rows if length_score(r) is not None]}
+    for n in columns:
+        values[n] = [length_score(r["lengths"][n]) for r in rows if n in r.get("lengths", {})]
+    return values
+
+
+def length_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): per setting, the RNN alone at its training length and at each evaluation
+    length (mean ± std over seeds where there are several), and the steps and seconds it trained."""
+    columns = length_columns(report)
+    if not columns:
+        return []
+    groups = seed_groups(report["runs"]) | {r["name"]: [r] for r in report["runs"] if not SEED.search(r["name"])}
+    lines = [
+        "",
+        "The RNN alone from m_∅ against the evaluation length (streamed, no teacher; the answer accuracy where the "
+        "task has answers, else the accuracy over every target), mean ± std over seeds:",
+        "",
+        "| setting | method | cell | seeds | steps | seconds | at training T | "
+        + " | ".join(f"T = {n}" for n in columns)
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(columns),
+    ]
+    for name, rows in groups.items():
+        if not any(r.get("lengths") for r in rows):
+            continue
+        values = length_means(rows, columns)
+        lines.append(
+            f"| {name} | {rows[0]['method']} | {rows[0]['cell']} | {len(rows)} | "
+            f"{round(statistics.mean(r['steps'] for r in rows))} | "
+            f"{round(statistics.mean(r['train_seconds'] for r in rows))} | "
+            + " | ".join(spread(values[c]) for c in ["train", *columns])
+            + " |"
+        )
+    return lines
+
+
+def plot_lengths(report: dict, path: Path) -> None:
+    """The RNN alone against the evaluation length (log axis), the mean over seeds, one line per setting."""
+    columns = length_columns(report)
+    fig, ax = new_axes()
+    groups = seed_groups(report["runs"]) | {r["name"]: [r] for r in report["runs"] if not SEED.search(r["name"])}
+    for name, rows in groups.items():
+        values = length_means(rows, columns)
+        points = [(int(c), statistics.mean(values[c])) for c in columns if values[c]]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    save_figure(fig, ax, "evaluation length T (trained shorter)", "RNN alone from m_∅, accuracy", path)
 
 
 def position_means(rows: list[dict]) -> dict[str, float]:
@@ -411,6 +517,12 @@ def main() -> None:
         action="store_true",
         help="also write NAME.png: validation bits against time (and NAME_positions.png: test bits by position)",
     )
+    parser.add_argument(
+        "--eval-lengths",
+        metavar="T[,T...]",
+        help="also score every finished run's RNN alone at these lengths (streamed, no teacher), e.g. 4096,65536",
+    )
+    parser.add_argument("--length-batches", type=int, default=4, help="batches per evaluation length")
     args = parser.parse_args()
     plan, work = Path(args.plan), Path(args.work)
     if not plan.is_file():
@@ -425,6 +537,9 @@ def main() -> None:
     }
     if not args.report_only:
         train_all([(name, run_args) for name, run_args in runs if name not in kept], work, args.parallel)
+        if args.eval_lengths:
+            lengths = [int(n) for n in args.eval_lengths.split(",")]
+            score_lengths([name for name, _ in runs], work, lengths, args.length_batches, args.parallel)
     rows = [summarize_run(name, run_args, work / name, args.split) or kept.get(name) for name, run_args in runs]
     report = {
         "plan": plan.name,
@@ -439,6 +554,8 @@ def main() -> None:
         plot_bits(report, Path(args.out) / f"{args.name}.png")
         if position_groups(report):
             plot_positions(report, Path(args.out) / f"{args.name}_positions.png")
+        if length_columns(report):
+            plot_lengths(report, Path(args.out) / f"{args.name}_lengths.png")
 
 
 if __name__ == "__main__":

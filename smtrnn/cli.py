@@ -36,7 +36,14 @@ from smtrnn.data.real import DATA_TASKS
 from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError, UserCodeError, out_of_memory
-from smtrnn.evaluate import available_memory, evaluate, evaluate_documents, evaluate_lengths, evaluation_bytes
+from smtrnn.evaluate import (
+    available_memory,
+    evaluate,
+    evaluate_documents,
+    evaluate_lengths,
+    evaluation_bytes,
+    rnn_alone_bytes,
+)
 from smtrnn.presets import RECIPE, make_preset
 from smtrnn.sample import complete_images, stream_continuation
 from smtrnn.settings import load_config_file, make_config, parse_set, with_settings
@@ -272,13 +279,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.probe:
         task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
     lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len else []
+    if args.teacher_at_lengths and not lengths:
+        raise ConfigError("--teacher-at-lengths scores the teacher at the --seq-len lengths; give --seq-len")
+    with_teacher = args.teacher_at_lengths and model.teacher is not None
     free = available_memory(next(model.parameters()).device)
     for length in lengths:  # before any work: a length that cannot fit would be ended by the kernel, unexplained
-        need = evaluation_bytes(cfg, model.vocab_size, length, cfg.optim.batch_size)
+        if with_teacher:
+            need = evaluation_bytes(cfg, model.vocab_size, length, cfg.optim.batch_size)
+            what = f"to evaluate with the teacher (batch {cfg.optim.batch_size})"
+        else:
+            need = rnn_alone_bytes(cfg, model.vocab_size, length, args.batches * cfg.optim.batch_size)
+            what = f"to evaluate the RNN alone ({args.batches * cfg.optim.batch_size} sequences)"
         if free is not None and need > free:
             raise ConfigError(
-                f"--seq-len {shown(length)} needs about {size_text(need)} to evaluate (batch "
-                f"{cfg.optim.batch_size}); {size_text(free)} are available"
+                f"--seq-len {shown(length)} needs about {size_text(need)} {what}; {size_text(free)} are available"
             )
     task.held_out(args.split).check_seq_len(cfg.task.seq_len)  # a split too small (or missing) is refused first
     checkpoint = f"best ({best.name})" if best else "last"
@@ -286,7 +300,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model, task, cfg.task.seq_len, args.batches, cfg.optim.batch_size, curves=plots is not None, split=args.split
     )
     if lengths:
-        result["lengths"] = evaluate_lengths(model, task, lengths, args.batches, cfg.optim.batch_size, args.split)
+        result["lengths"] = evaluate_lengths(
+            model, task, lengths, args.batches, cfg.optim.batch_size, args.split, teacher=with_teacher
+        )
     if model.teacher is not None and not args.no_diagnostics:
         result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
     if cfg.task.name in DATA_TASKS:  # bits over whole held-out documents / images, the RNN reading each from m_∅
@@ -611,8 +627,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seq-len",
         metavar="T[,T...]",
-        help="also score the RNN alone (and the teacher) at these sequence lengths, e.g. 256,512,1024: "
-        "length generalization past the training length",
+        help="also score the RNN alone at these sequence lengths, e.g. 1024,16384,65536: length generalization "
+        "past the training length; streamed from m_∅, O(1) memory per token, no teacher",
+    )
+    p.add_argument(
+        "--teacher-at-lengths",
+        action="store_true",
+        help="also score the teacher (and drift) at the --seq-len lengths: its attention holds whole sequences, "
+        "so a length whose estimate exceeds the free memory is refused",
     )
     p.add_argument(
         "--max-tokens",

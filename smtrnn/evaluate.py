@@ -50,6 +50,25 @@ def evaluation_bytes(cfg: RunConfig, vocab_size: int, seq_len: int, batch_size: 
     return batch_size * seq_len * (4 * floats + 16)  # + x and y, int64
 
 
+STREAM_FLOATS = 1 << 23  # floats one chunk of a streamed rollout may hold (memories and logits): 32 MB
+
+
+def stream_chunk(batch_size: int, memory_size: int, vocab_size: int) -> int:
+    """Steps per chunk of a streamed rollout of `batch_size` sequences: as many as keep its memories and logits
+    within STREAM_FLOATS, at least 1."""
+    return max(1, STREAM_FLOATS // (batch_size * (memory_size + vocab_size)))
+
+
+def rnn_alone_bytes(cfg: RunConfig, vocab_size: int, seq_len: int, sequences: int) -> int:
+    """About the peak memory `evaluate_rnn_alone` needs for `sequences` sequences of `seq_len`: their inputs and
+    targets (int64), and one chunk of the streamed rollout (memories, logits and the cell's working set); the
+    RNN's own state is O(1) per token."""
+    z, v = cfg.memory.size, vocab_size
+    chunk = min(seq_len, stream_chunk(sequences, z, v))
+    working = z + 2 * v + 3 * cfg.rnn.hidden + 2 * cfg.rnn.readout_hidden
+    return sequences * (16 * seq_len + 4 * chunk * working)
+
+
 def available_memory(device: torch.device) -> int | None:
     """Bytes free for tensors on `device`: a CUDA device's free memory, else the host's MemAvailable
     (/proc/meminfo), else its physical memory (os.sysconf); None where none of these can be read."""
@@ -88,6 +107,28 @@ class _Score:
 
     def bits(self) -> float:
         return self.nats / max(self.labelled, 1) / math.log(2)
+
+
+class _AnswerScore:
+    """Accuracy on a task's answer targets alone (`Task.answer_mask`: passkey's key digits), per target and per
+    sequence (every answer target of the sequence right)."""
+
+    def __init__(self):
+        self.correct = self.labelled = self.exact = self.sequences = 0
+
+    def add(self, right: Tensor, answers: Tensor) -> None:
+        """right (B, T): argmax == target over whole sequences; answers (B, T): which targets are answers."""
+        self.correct += int((right & answers).sum())
+        self.labelled += int(answers.sum())
+        asked = answers.any(-1)
+        self.exact += int(((right | ~answers).all(-1) & asked).sum())
+        self.sequences += int(asked.sum())
+
+    def report(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}_answer_accuracy": self.correct / max(self.labelled, 1),
+            f"{prefix}_answer_exact": self.exact / max(self.sequences, 1),
+        }
 
 
 class _PositionBits:
@@ -186,6 +227,7 @@ def evaluate(
     generator = torch.Generator().manual_seed(SPLIT_SEEDS[split] if seed is None else seed)
     rnn, teacher = model.rnn, model.teacher
     rnn_score, teacher_score, onestep_score, readout_score = _Score(), _Score(), _Score(), _Score()
+    rnn_answers, teacher_answers = _AnswerScore(), _AnswerScore()
     positions = {name: _PositionScore(seq_len) for name in ("rnn", "onestep", "teacher")}
     drift_sum = torch.zeros(seq_len, dtype=torch.float64)
     spread_sum = torch.zeros(seq_len, dtype=torch.float64)  # variance of teacher memories across sequences
@@ -193,15 +235,20 @@ def evaluate(
     first_batch = None
     for _ in range(batches):
         x, y = (t.to(device) for t in held_out.sample(batch_size, seq_len, generator))
+        answers = held_out.answer_mask(x, y)
         rolled, logits = rnn.rollout(x)  # the RNN alone, from m_∅
         rnn_score.add(logits, y)
         positions["rnn"].add(logits, y)
+        if answers is not None:
+            rnn_answers.add(logits.argmax(-1) == y, answers)
         if teacher is None:
             first_batch = first_batch or {"rnn": rolled}
             continue
         m = teacher.encode(x)
         teacher_logits = teacher.predict_next(m)
         teacher_score.add(teacher_logits, y)
+        if answers is not None:
+            teacher_answers.add(teacher_logits.argmax(-1) == y, answers)
         positions["teacher"].add(teacher_logits, y)
         readout_score.add(rnn.readout(m), y)
         onestep_logits = rnn.readout(rnn.step_each(rnn.previous_memories(m), x))
@@ -216,7 +263,7 @@ def evaluate(
         "rnn_bits_per_token": rnn_score.bits(),
         "labelled_tokens": rnn_score.labelled,
         "rnn_effective_rank": effective_rank(first_batch["rnn"].flatten(0, 1)),
-    }
+    } | (rnn_answers.report("rnn") if rnn_answers.sequences else {})
     if curves:
         result["curves"] = {
             "accuracy_by_position": {
@@ -232,6 +279,7 @@ def evaluate(
     if curves:
         result["curves"]["drift"] = drift.tolist()
     teacher_memories = first_batch["teacher"]
+    result |= teacher_answers.report("teacher") if teacher_answers.sequences else {}
     result |= {
         "teacher_accuracy": teacher_score.accuracy(),
         "teacher_bits_per_token": teacher_score.bits(),
@@ -294,12 +342,9 @@ def evaluate_documents(
         group = pairs[start : start + batch_size]
         x = torch.nn.utils.rnn.pad_sequence([p[0] for p in group], batch_first=True).to(device)
         y = torch.nn.utils.rnn.pad_sequence([p[1] for p in group], batch_first=True, padding_value=-1).to(device)
-        state = None
-        for t in range(0, x.shape[1], seq_len):
-            memories, logits = model.rnn.rollout(x[:, t : t + seq_len], state)
+        for t, logits in stream_rollout(model.rnn, x, seq_len):
             rnn_score.add(logits, y[:, t : t + seq_len])
             rnn_positions.add(logits, y[:, t : t + seq_len], offset=t)
-            state = memories[:, -1]
         if model.teacher is not None:
             pad = -x.shape[1] % seq_len
             windows = F.pad(x, (0, pad)).view(-1, seq_len)
@@ -327,27 +372,81 @@ def evaluate_documents(
     return result
 
 
-def evaluate_lengths(
-    model: Model, task: Task, lengths: list[int], batches: int, batch_size: int, split: str = "valid"
+def stream_rollout(rnn, x: Tensor, chunk: int):
+    """The RNN alone from m_∅ over x (B, T), `chunk` steps at a time, carrying only the state between chunks ->
+    yields (start, logits (B, chunk, V)) for x[:, start : start + chunk]: O(1) memory per token, whatever T."""
+    state = None
+    for start in range(0, x.shape[1], chunk):
+        memories, logits = rnn.rollout(x[:, start : start + chunk], state)
+        state = memories[:, -1]
+        yield start, logits
+
+
+@torch.no_grad()
+def evaluate_rnn_alone(
+    model: Model, task: Task, seq_len: int, batches: int, batch_size: int, split: str = "valid", seed: int | None = None
 ) -> dict:
-    """Length generalization: the RNN alone (and the teacher, when present) scored at each of `lengths`, which may
-    differ from the training length -> {str(T): {"rnn_accuracy", "teacher_accuracy", "drift", ...}}. A length the
-    task cannot give (below its minimum, or past a data split) is a TaskError naming it, before anything is scored."""
+    """The RNN alone from m_∅ at any length, streamed and without the teacher: the `batches` batches of `batch_size`
+    sequences that `evaluate` draws (so the same scores), run together chunk by chunk (`stream_rollout`). What it
+    holds is the sequences' token ids and one chunk (`rnn_alone_bytes`), so T = 65,536 and beyond fit a laptop ->
+    {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens"}, and the answer scores where the task has answers."""
+    device = next(model.parameters()).device
+    held_out = task.held_out(split)
+    held_out.check_seq_len(seq_len)
+    generator = torch.Generator().manual_seed(SPLIT_SEEDS[split] if seed is None else seed)
+    drawn = [held_out.sample(batch_size, seq_len, generator) for _ in range(batches)]
+    x, y = (torch.cat(parts).to(device) for parts in zip(*drawn))
+    answers = held_out.answer_mask(x, y)
+    right = torch.zeros_like(x, dtype=torch.bool) if answers is not None else None
+    score = _Score()
+    chunk = stream_chunk(x.shape[0], model.rnn.size, model.vocab_size)
+    for start, logits in stream_rollout(model.rnn, x, chunk):
+        targets = y[:, start : start + chunk]
+        score.add(logits, targets)
+        if right is not None:
+            right[:, start : start + chunk] = logits.argmax(-1) == targets
+    result = {
+        "rnn_accuracy": score.accuracy(),
+        "rnn_bits_per_token": score.bits(),
+        "labelled_tokens": score.labelled,
+    }
+    if answers is not None:
+        answer_score = _AnswerScore()
+        answer_score.add(right, answers)
+        result |= answer_score.report("rnn")
+    return result
+
+
+def evaluate_lengths(
+    model: Model,
+    task: Task,
+    lengths: list[int],
+    batches: int,
+    batch_size: int,
+    split: str = "valid",
+    teacher: bool = False,
+) -> dict:
+    """Length generalization: the RNN alone scored at each of `lengths`, which may differ from the training length,
+    streamed (`evaluate_rnn_alone`) -> {str(T): {"rnn_accuracy", "rnn_bits_per_token", ...}}. `teacher` also scores
+    the teacher there, with drift and the one-step accuracy (`evaluate`: its attention holds whole sequences, so
+    check `evaluation_bytes` first). A length the task cannot give (below its minimum, or past a data split) is a
+    TaskError naming it, before anything is scored."""
     held_out = task.held_out(split)
     for length in lengths:
         held_out.check_seq_len(length)
     keep = (
-        "rnn_accuracy",
-        "rnn_bits_per_token",
         "teacher_accuracy",
         "teacher_bits_per_token",
+        "teacher_answer_accuracy",
+        "teacher_answer_exact",
         "onestep_accuracy",
         "drift_final",
         "drift_labelled",
     )
-    return {
-        str(length): {
-            k: v for k, v in evaluate(model, task, length, batches, batch_size, split=split).items() if k in keep
-        }
-        for length in lengths
-    }
+    scores = {}
+    for length in lengths:
+        scores[str(length)] = evaluate_rnn_alone(model, task, length, batches, batch_size, split)
+        if teacher and model.teacher is not None:
+            full = evaluate(model, task, length, batches, batch_size, split=split)
+            scores[str(length)] |= {k: v for k, v in full.items() if k in keep}
+    return scores

@@ -40,6 +40,7 @@ DEBUG_TASK_PARAMS = {
     "modular_icl": {"modulus": 3},
     "text": {"max_bytes": 100_000},  # the first 100 kB of the embedded corpus
     "pixels": {"levels": 4},
+    "passkey": {"digits": 2},
 }
 
 
@@ -196,4 +197,8 @@ def make_preset(name: str, task: str, params: dict | None = None) -> RunConfig:
     task with `params` (its final parameters), the others keep theirs."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'; choose from: {', '.join(PRESETS)}")
-    return PRESETS[name](task, params) if name in RULE_PRESETS else PRESETS[name](task)
+    cfg = PRESETS[name](task, params) if name in RULE_PRESETS else PRESETS[name](task)
+    if cfg.train.curriculum_start:  # a task posed only in longer sequences (passkey) starts its curriculum there
+        shortest = make_task(task, **(params or {})).min_seq_len()  # constructing a task reads no data
+        cfg.train.curriculum_start = max(cfg.train.curriculum_start, shortest)
+    return cfg

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from smtrnn.config import RunConfig, apply_overrides, flatten, shown
+from smtrnn.data.passkey import Passkey
 from smtrnn.data.real import DATA_TASKS
 from smtrnn.errors import ConfigError
 from smtrnn.presets import make_preset, small
+
+TASKS_WITH_DATA = (*DATA_TASKS, Passkey.name)  # the tasks `--data` gives a path to
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -79,8 +82,8 @@ def with_settings(
     apply_overrides(cfg, flatten(file_data or {}))
     apply_overrides(cfg, {name: value for name, value in (fields or {}).items() if value is not None})
     if data is not None:
-        if cfg.task.name not in DATA_TASKS:
-            raise ConfigError(f"--data applies to the tasks {', '.join(DATA_TASKS)}, not '{cfg.task.name}'")
+        if cfg.task.name not in TASKS_WITH_DATA:
+            raise ConfigError(f"--data applies to the tasks {', '.join(TASKS_WITH_DATA)}, not '{cfg.task.name}'")
         cfg.task.params = cfg.task.params | {"path": data}
     if memory_size is not None:
         tokens = cfg.memory.tokens

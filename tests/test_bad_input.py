@@ -234,9 +234,14 @@ BAD_INPUT = {
     ),
     "sample two prompts": (lambda t, r: ["sample", r, "--prompt", "1", "--text", "hi"], ["exactly one"]),
     "eval at a length that cannot fit": (
-        lambda t, r: ["eval", r, "--seq-len", "1000000000"],
-        ["--seq-len 1000000000 needs about", "GB to evaluate (batch", "available"],
+        lambda t, r: ["eval", r, "--seq-len", "1000000000000"],
+        ["--seq-len 1000000000000 needs about", "to evaluate the RNN alone (", "available"],
     ),
+    "eval with the teacher at a length that cannot fit": (
+        lambda t, r: ["eval", r, "--seq-len", "1000000000", "--teacher-at-lengths"],
+        ["--seq-len 1000000000 needs about", "GB to evaluate with the teacher (batch", "available"],
+    ),
+    "eval teacher at lengths without lengths": (lambda t, r: ["eval", r, "--teacher-at-lengths"], ["give --seq-len"]),
     "export under a file": (
         lambda t, r: ["export", r, "--out", _write(t / "afile", "x") / "x.pt"],
         ["afile is a file, not a folder"],

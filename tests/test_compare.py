@@ -216,7 +216,12 @@ def test_eval_scores_the_rnn_at_other_lengths(tmp_path, capsys):
         == 0
     )
     lengths = json.loads(capsys.readouterr().out)["lengths"]
-    assert list(lengths) == ["16", "32"] and {"rnn_accuracy", "teacher_accuracy"} <= set(lengths["32"])
+    assert list(lengths) == ["16", "32"] and "rnn_accuracy" in lengths["32"]
+    assert "teacher_accuracy" not in lengths["32"]  # the RNN alone, streamed: the teacher only when asked
+    asked = ["eval", str(run), "--seq-len", "32", "--teacher-at-lengths", "--json", "--no-diagnostics"]
+    assert main([*asked, "--batches", "1", "--device", "cpu"]) == 0
+    scored = json.loads(capsys.readouterr().out)["lengths"]["32"]
+    assert {"rnn_accuracy", "teacher_accuracy", "drift_final"} <= set(scored)
     for bad, words in (("0", "positive"), ("a,b", "separated by commas"), ("2", "seq_len >= 3")):
         assert main(["eval", str(run), "--seq-len", bad, "--device", "cpu"]) == 2
         err = capsys.readouterr().err

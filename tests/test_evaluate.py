@@ -3,6 +3,7 @@ report, bits per token, drift (and where each position's drift is reported), eff
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -10,10 +11,21 @@ import torch
 from support import debug_config, state_dicts_equal
 
 from smtrnn.data.tasks import make_task
-from smtrnn.evaluate import _Score, available_memory, drift_buckets, effective_rank, evaluate, evaluation_bytes
+from smtrnn.evaluate import (
+    _Score,
+    available_memory,
+    drift_buckets,
+    effective_rank,
+    evaluate,
+    evaluate_lengths,
+    evaluate_rnn_alone,
+    evaluation_bytes,
+    rnn_alone_bytes,
+)
 from smtrnn.losses import uniformity
 from smtrnn.model import Model
 
+evaluate_module = importlib.import_module("smtrnn.evaluate")  # the package exports a function of that name
 RNN_KEYS = {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens", "rnn_effective_rank"}
 TEACHER_KEYS = {
     "teacher_accuracy",
@@ -239,3 +251,39 @@ def test_the_memory_estimate_refuses_a_billion_positions_and_admits_the_training
     )
     held = (2 if method == "smt" else 1) * 4 * (cfg.memory.size + vocab)
     assert evaluation_bytes(cfg, vocab, 1, 1) > held
+
+
+@pytest.mark.parametrize("cell", ["mlp", "gru-fused", "lstm-fused", "mingru"])
+def test_the_streamed_rnn_alone_scores_what_the_batched_rollout_scores(monkeypatch, cell):
+    """Chunks of 3 steps carrying only the state give evaluate's RNN-alone scores on the same sequences."""
+    cfg = debug_config("retrieval", "bptt")
+    cfg.rnn.cell = cell
+    task = make_task(cfg.task.name, **cfg.task.params)
+    torch.manual_seed(0)
+    model = Model.for_run(cfg, task.vocab_size)
+    length = 29  # not a multiple of the chunk: the last chunk is short
+    monkeypatch.setattr(evaluate_module, "STREAM_FLOATS", 3 * 2 * 4 * (model.rnn.size + task.vocab_size))
+    assert evaluate_module.stream_chunk(2 * 4, model.rnn.size, task.vocab_size) == 3
+    whole = evaluate(model, task, length, batches=2, batch_size=4)
+    streamed = evaluate_rnn_alone(model, task, length, batches=2, batch_size=4)
+    assert streamed["labelled_tokens"] == whole["labelled_tokens"] == 8
+    assert streamed["rnn_accuracy"] == whole["rnn_accuracy"]
+    assert streamed["rnn_bits_per_token"] == pytest.approx(whole["rnn_bits_per_token"], rel=1e-5)
+
+
+def test_lengths_score_the_rnn_alone_unless_the_teacher_is_asked():
+    model, task, _ = build("smt", "retrieval")
+    alone = evaluate_lengths(model, task, [12, 40], batches=1, batch_size=4)
+    assert list(alone) == ["12", "40"] and set(alone["40"]) == {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens"}
+    both = evaluate_lengths(model, task, [40], batches=1, batch_size=4, teacher=True)["40"]
+    assert {"teacher_accuracy", "onestep_accuracy", "drift_final"} <= set(both)
+    assert both["rnn_accuracy"] == alone["40"]["rnn_accuracy"]
+
+
+def test_the_rnn_alone_estimate_grows_with_sequences_and_length_not_with_a_teacher():
+    cfg = debug_config("retrieval", "smt")
+    vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
+    long = 1 << 20  # past one chunk: the ids grow with T, the chunk does not
+    assert rnn_alone_bytes(cfg, vocab, 2 * long, 8) - rnn_alone_bytes(cfg, vocab, long, 8) == 8 * 16 * long
+    assert rnn_alone_bytes(cfg, vocab, long, 8) < evaluation_bytes(cfg, vocab, long, 8) / 4
+    assert rnn_alone_bytes(cfg, vocab, 10**12, 256) > available_memory(torch.device("cpu"))

@@ -282,7 +282,7 @@ def test_any_size_and_seed_gives_valid_ids(name, batch_size, extra, seed):
 
 
 def test_unknown_task_lists_the_choices():
-    every = sorted(NAMES + ["arrays", "pixels", "text"])  # the synthetic tasks and the data tasks
+    every = sorted(NAMES + ["arrays", "passkey", "pixels", "text"])  # the synthetic tasks and the data tasks
     with pytest.raises(TaskError, match=rf"^unknown task 'foo'; choose from: {', '.join(every)}$"):
         make_task("foo")
 

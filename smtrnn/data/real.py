@@ -36,6 +36,23 @@ from smtrnn.data.tasks import NO_TARGET, TaskError, register
 from smtrnn.errors import DataError
 
 
+def load_corpus(
+    path: str | None, dtype: str | None = None, token_vocab: int | None = None, max_bytes: int | None = None
+):
+    """The `text.Corpus` a text task's path names (see the module docstring for the sources)."""
+    from smtrnn.data import text
+
+    if path is None:
+        return text.embedded_corpus(**({"max_bytes": max_bytes} if max_bytes else {}))
+    if path == text.ENGLISH:
+        return text.english_corpus(max_bytes)
+    if path.startswith("hf:"):
+        return text.load_hf_text(path[3:])
+    if path.endswith((".npy", ".bin")):
+        return text.load_tokens(path, dtype=dtype, vocab_size=token_vocab)
+    return text.load_text(path, max_bytes=max_bytes)
+
+
 @lru_cache(maxsize=8)
 def _text_splits(
     path: str | None, dtype: str | None, token_vocab: int | None, max_bytes: int | None, valid_fraction: float
@@ -43,16 +60,7 @@ def _text_splits(
     """(corpus vocab, {split: documents}) for a text task's parameters, loaded once per process."""
     from smtrnn.data import text
 
-    if path is None:
-        corpus = text.embedded_corpus(**({"max_bytes": max_bytes} if max_bytes else {}))
-    elif path == text.ENGLISH:
-        corpus = text.english_corpus(max_bytes)
-    elif path.startswith("hf:"):
-        corpus = text.load_hf_text(path[3:])
-    elif path.endswith((".npy", ".bin")):
-        corpus = text.load_tokens(path, dtype=dtype, vocab_size=token_vocab)
-    else:
-        corpus = text.load_text(path, max_bytes=max_bytes)
+    corpus = load_corpus(path, dtype, token_vocab, max_bytes)
     train, held = text.split_corpus(corpus, valid_fraction)
     valid, test = text.split_held_out(held)
     return corpus.vocab_size, {"train": train, "valid": valid, "test": test}

@@ -72,6 +72,12 @@ class Task(ABC):
         otherwise. The recipe then has the teacher write that window in linearly readable form."""
         return None
 
+    def answer_mask(self, x: Tensor, y: Tensor) -> Tensor | None:
+        """(B, T) bool: the targets that are the task's answer (passkey: the key's digits when asked at the end),
+        scored on their own beside every target (`rnn_answer_accuracy`, `rnn_answer_exact`); None where the task
+        has no answers apart from its targets."""
+        return None
+
     def check_full_length(self, seq_len: int) -> None:
         """Raise a TaskError unless a run at length seq_len trains every target the task has (arrays: the last
         labelled position of the data); the curriculum's shorter lengths are only prefixes of these."""

@@ -142,7 +142,7 @@ def run_one(
             _, model = load_model(run_dir, device, trust_cell_code=True)
             task = make_task(cfg.task.name, **cfg.task.params)
             row["lengths"] = row.get("lengths", {}) | evaluate_lengths(
-                model, task, missing, eval_batches, cfg.optim.batch_size
+                model, task, missing, eval_batches, cfg.optim.batch_size, teacher=True
             )
             _write_row(done, row)
         return row
@@ -164,7 +164,7 @@ def run_one(
     } | {k: v for k, v in result.items() if k != "curves"}
     if eval_lengths:
         row["lengths"] = evaluate_lengths(
-            trainer.model, trainer.task, list(eval_lengths), eval_batches, cfg.optim.batch_size
+            trainer.model, trainer.task, list(eval_lengths), eval_batches, cfg.optim.batch_size, teacher=True
         )
     _write_row(done, row)
     log(f"{spec.name}: {key} {row['score']:.4f} after {row['steps']} steps")
