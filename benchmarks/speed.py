@@ -7,7 +7,10 @@
 3. inference — per-token latency and state memory against context length (256 … 8192), batch 1: the RNN alone
    (one step + readout), the teacher re-encoding its whole context, and the teacher with a KV cache;
 4. limit — achieved FLOP/s of the SMT step (FLOPs counted by torch.utils.flop_counter) against this device's
-   measured dense fp32 matmul peak.
+   measured dense fp32 matmul peak;
+5. teacher scaling — seconds and peak memory of one SMT step against the training length T (1k … 16k, a fixed batch)
+   for the Transformer teacher and the linear-cost one (`teacher.encoder=linear`), and of a BPTT step beside them;
+   each (method, T) in a fresh process, so that its peak resident memory is its own.
 
     python benchmarks/speed.py                      # CPU, a few minutes
     python benchmarks/speed.py --device cuda --name speed_gpu
@@ -16,8 +19,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -33,9 +38,10 @@ from smtrnn.reference import smt_one_transition_loss
 from smtrnn.smt import smt_loss
 
 
-def build(device: str):
+def build(device: str, encoder: str = "transformer"):
     torch.manual_seed(0)
     cfg = small("retrieval")
+    cfg.teacher.encoder = encoder
     task = make_task("retrieval")
     return cfg, task, Model.for_run(cfg, task.vocab_size).to(device)
 
@@ -164,6 +170,41 @@ def limit(length: int, batch: int, repeats: int, device: str) -> dict:
     }
 
 
+SCALING_METHODS = {"smt_transformer": ("smt", "transformer"), "smt_linear": ("smt", "linear"), "bptt": ("bptt", "")}
+
+
+def scaling_row(method: str, length: int, batch: int, repeats: int, device: str) -> dict:
+    """One (method, T) of the teacher scaling study, in this process: the step's median seconds and this process's
+    peak resident memory (which includes torch itself: compare rows, not absolutes)."""
+    import resource
+
+    kind, encoder = SCALING_METHODS[method]
+    cfg, task, model = build(device, encoder or "transformer")
+    x, y = (t.to(device) for t in task.sample(batch, length, torch.Generator().manual_seed(0)))
+    loss = smt_loss if kind == "smt" else (lambda m, a, b, c: bptt_loss(m, a, b, cfg.bptt))
+    seconds = step_time(lambda: loss(model, x, y, cfg.smt)[0].backward(), repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+    return {"method": method, "T": length, "batch": batch, "step_s": seconds, "peak_bytes": peak}
+
+
+def teacher_scaling(lengths: list[int], batch: int, repeats: int, threads: int, device: str) -> list[dict]:
+    """Every (method, T) of SCALING_METHODS × lengths in a fresh process (`--scaling-row`); each row also gives its
+    step time over the same method's at the shortest T. The Transformer teacher stops at 16k (its attention)."""
+    rows = []
+    for method in SCALING_METHODS:
+        for length in lengths:
+            command = [sys.executable, __file__, "--scaling-row", f"{method},{length},{batch},{repeats}"]
+            command += ["--threads", str(threads), "--device", device]
+            row = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+            first = next((r for r in rows if r["method"] == method), row)
+            row["step_over_shortest"] = row["step_s"] / first["step_s"]
+            rows.append(row)
+            print(
+                f"{method} T={length}: {row['step_s']:.3f} s/step, peak {row['peak_bytes'] / 2**30:.2f} GiB", flush=True
+            )
+    return rows
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"{report['device']}, torch {report['torch']}, {report['threads']} threads; model: `small` preset "
@@ -205,7 +246,33 @@ def markdown(report: dict) -> str:
         f"achieved against a measured fp32 matmul peak of {lim['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s "
         f"({lim['matmul_n']}² matmul): {100 * lim['fraction_of_peak']:.1f} % of peak.",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + scaling_lines(report)) + "\n"
+
+
+def scaling_lines(report: dict) -> list[str]:
+    """Markdown lines (a blank line first) of the teacher scaling study; none where the report has none."""
+    if not report.get("teacher_scaling"):
+        return []
+    lines = [
+        "",
+        "Teacher scaling: one training step (forward + backward) against T at a fixed batch, each in a fresh "
+        "process; peak = that process's peak resident memory (torch included):",
+        "",
+        "| method | T | batch | s/step | over its shortest T | peak GiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["teacher_scaling"]:
+        lines.append(
+            f"| {r['method']} | {r['T']} | {r['batch']} | {r['step_s']:.3f} | {r['step_over_shortest']:.1f}× | "
+            f"{r['peak_bytes'] / 2**30:.2f} |"
+        )
+    return lines
+
+
+def scaling_markdown(report: dict) -> str:
+    """The report of `--only-scaling`: the machine, then the scaling table."""
+    head = f"{report['device']}, torch {report['torch']}, {report['threads']} threads; `small` preset on retrieval."
+    return "\n".join([head, *scaling_lines(report)]) + "\n"
 
 
 def main() -> None:
@@ -219,15 +286,32 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--name", default="speed")
+    parser.add_argument("--scaling-lengths", default="1024,4096,16384", help="teacher scaling: training lengths")
+    parser.add_argument("--scaling-batch", type=int, default=4, help="teacher scaling: sequences per step")
+    parser.add_argument("--only-scaling", action="store_true", help="run the teacher scaling study alone")
+    parser.add_argument("--scaling-row", help=argparse.SUPPRESS)  # METHOD,T,BATCH,REPEATS: one row, as JSON
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = args.device
+    if args.scaling_row:
+        method, length, batch, repeats = args.scaling_row.split(",")
+        print(json.dumps(scaling_row(method, int(length), int(batch), int(repeats), device)))
+        return
+    scaling = teacher_scaling(
+        [int(t) for t in args.scaling_lengths.split(",")], args.scaling_batch, args.repeats, args.threads, device
+    )
     name = torch.cuda.get_device_name() if device.startswith("cuda") else (platform.processor() or platform.machine())
     report = {
         "device": f"{device} ({name}, {os.cpu_count()} CPU cores)",
         "torch": torch.__version__,
         "threads": args.threads,
         "command": " ".join(sys.argv),
+        "teacher_scaling": scaling,
+    }
+    if args.only_scaling:
+        save_report(report, args.out, args.name, scaling_markdown)
+        return
+    report |= {
         "training": training_steps([int(t) for t in args.lengths.split(",")], args.batch, args.repeats, device),
         "inference": inference([int(t) for t in args.contexts.split(",")], args.tokens, device),
         "limit": limit(1024, args.batch, args.repeats, device),

@@ -27,6 +27,7 @@ CellName = Literal[
 ]
 SMTSchedule = Literal["joint", "joint-detached", "staged"]
 DecoderKind = Literal["transformer", "linear"]
+EncoderKind = Literal["transformer", "linear"]
 Transitions = Literal["all", "one"]
 LRSchedule = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
@@ -143,6 +144,12 @@ class TeacherConfig(_Section):
     """Causal encoder layers."""
     heads: int = 4
     """Attention heads (must divide the width into an even head size)."""
+    encoder: EncoderKind = "transformer"
+    """transformer: causal softmax attention over the whole prefix, O(T²) per sequence. linear: each layer attends
+    to the last `window` positions by softmax and to the whole prefix by linear attention (`smtrnn.linear_attention`),
+    O(T) per sequence: a teacher for training at T = 4k-64k."""
+    window: int = 64
+    """The linear encoder's local attention span and chunk length."""
     decoder: DecoderKind = "transformer"
     """transformer: a causal decoder over [m_t; the teacher-forced future inputs] (the paper's). linear: each
     future target y_{t+j} read from m_t alone by its own linear map (no future inputs), so m_t must hold what the
@@ -167,10 +174,11 @@ class TeacherConfig(_Section):
 
     def check(self) -> None:
         super().check()
-        self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", strict=True)
+        self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", "window", strict=True)
         self._at_least(0, "decoder_positions", "future_weight")
         self._fraction("future_input_dropout")
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
+        _choice("teacher", "encoder", self.encoder, get_args(EncoderKind))
         _check(
             self.width % self.heads == 0 and (self.width // self.heads) % 2 == 0,
             f"teacher.heads={self.heads} must divide the width {self.width} into an even head size",

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from smtrnn.config import MemoryConfig, TeacherConfig
+from smtrnn.errors import ConfigError
 from smtrnn.layers import KVCache, Transformer, rms_normalize
+from smtrnn.linear_attention import LinearCostTransformer
 from smtrnn.losses import masked_cross_entropy
 
 
@@ -24,7 +26,10 @@ class Encoder(nn.Module):
         # Token shift: each position also sees its predecessor's embedding (causal), so "the token after X" is a
         # first-layer feature instead of a two-layer attention circuit the teacher must discover.
         self.shift = nn.Linear(cfg.width, cfg.width, bias=False) if cfg.token_shift else None
-        self.transformer = Transformer(cfg.width, cfg.depth, cfg.heads, causal=True, rotary=True)
+        if cfg.encoder == "linear":
+            self.transformer = LinearCostTransformer(cfg.width, cfg.depth, cfg.heads, cfg.window)
+        else:
+            self.transformer = Transformer(cfg.width, cfg.depth, cfg.heads, causal=True, rotary=True)
         self.to_memory = nn.Linear(cfg.width, memory.size)
 
     def forward(self, embedded: Tensor) -> Tensor:
@@ -40,6 +45,8 @@ class Encoder(nn.Module):
 
     def step(self, embedded: Tensor, cache: EncoderCache) -> Tensor:
         """The next position's memory, embedded (B, W) -> m (B, Z), from a KV cache of the prefix (updated)."""
+        if not isinstance(self.transformer, Transformer):
+            raise ConfigError("the linear encoder (teacher.encoder=linear) has no KV cache; encode the prefix")
         x = embedded[:, None]
         if self.shift is not None:
             previous = torch.zeros_like(x) if cache.previous is None else cache.previous
