@@ -24,29 +24,36 @@ from torch import Tensor, nn
 
 from smtrnn.layers import MLP, RMSNorm, apply_rotary, rotary_tables
 
-FEATURE_WIDTH = 16  # f: the query/key width of the global (linear) attention, per head; F = 1 + f + f² = 273
+FEATURE_WIDTH = 8  # f: the query/key width of the global (linear) attention, per head; F = 1 + f + f² = 73
 
 
 def taylor_features(x: Tensor) -> Tensor:
     """(..., f) -> (..., 1 + f + f²): φ with φ(q)·φ(k) = 1 + u + u²/2, u = q·k/√f (exp(u) to second order)."""
-    f = x.shape[-1]
-    x = x / f**0.25
-    outer = (x[..., :, None] * x[..., None, :]).flatten(-2) / math.sqrt(2)
+    x = (x / x.shape[-1] ** 0.25).contiguous()
+    half = x * 2**-0.25  # the outer product of these carries the 1/2 of u²/2
+    outer = torch.einsum("...a,...b->...ab", half, half).flatten(-2)
     return torch.cat([torch.ones_like(x[..., :1]), x, outer], dim=-1)
 
 
+def taylor_kernel(q: Tensor, k: Tensor) -> Tensor:
+    """φ(q)·φ(k) for all pairs without the features: q (..., L, f), k (..., S, f) -> (..., L, S), 1 + u + u²/2."""
+    u = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    return 1 + u + u * u / 2
+
+
 def causal_linear_attention(q: Tensor, k: Tensor, v: Tensor, chunk: int) -> Tensor:
-    """Normalized causal linear attention, chunkwise: q, k (N, H, T, F) non-negative-kernel features, v (N, H, T, d)
-    with T a multiple of `chunk` -> out_t = Σ_{s≤t} (q_t·k_s) v_s / Σ_{s≤t} q_t·k_s, (N, H, T, d)."""
-    n, h, length, features = q.shape
+    """Normalized causal linear attention with the Taylor kernel κ(q, k) = φ(q)·φ(k), chunkwise: q, k (N, H, T, f),
+    v (N, H, T, d), T a multiple of `chunk` -> out_t = Σ_{s≤t} κ(q_t, k_s) v_s / Σ_{s≤t} κ(q_t, k_s), (N, H, T, d).
+    Within a chunk κ is taken directly (f-wide products); across chunks through the features (F-wide states)."""
+    n, h, length, f = q.shape
     chunks = length // chunk
     v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column sums the normalizer
-    qc, kc = q.view(n, h, chunks, chunk, features), k.view(n, h, chunks, chunk, features)
+    qc, kc = q.view(n, h, chunks, chunk, f), k.view(n, h, chunks, chunk, f)
     vc = v.view(n, h, chunks, chunk, v.shape[-1])
-    scores = (qc @ kc.transpose(-1, -2)).tril()  # (N, H, C, W, W): s ≤ t within the chunk
-    states = kc.transpose(-1, -2) @ vc  # (N, H, C, F, d+1): each chunk's Σ φ(k_s) v_sᵀ
+    within = taylor_kernel(qc, kc).tril() @ vc  # s ≤ t inside the chunk
+    states = taylor_features(kc).transpose(-1, -2) @ vc  # (N, H, C, F, d+1): each chunk's Σ φ(k_s) v_sᵀ
     before = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1].cumsum(dim=2)], dim=2)  # chunks < c
-    out = (scores @ vc + qc @ before).view(n, h, length, v.shape[-1])
+    out = (within + taylor_features(qc) @ before).view(n, h, length, v.shape[-1])
     return out[..., :-1] / out[..., -1:].clamp_min(1e-6)
 
 
@@ -101,7 +108,7 @@ class LinearCostBlock(nn.Module):
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         local = local_attention(q, k, v, self.window).transpose(1, 2).reshape(n, length, width)
         h = self.norm_global(x)
-        fq, fk = (taylor_features(t) for t in self._heads(self.global_qk(h), 2))
+        fq, fk = self._heads(self.global_qk(h), 2)
         (gv,) = self._heads(self.global_v(h), 1)
         global_ = causal_linear_attention(fq, fk, gv, self.window).transpose(1, 2).reshape(n, length, width)
         x = x + self.local_proj(local) + self.global_proj(global_)
