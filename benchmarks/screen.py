@@ -19,7 +19,7 @@ bits against training time (NAME.png) and those test bits by position (NAME_posi
 `--eval-lengths 1024,4096,16384,65536` scores every finished run's RNN alone from m_∅ at those lengths too (`smtrnn
 eval --seq-len`: streamed, O(1) memory per token, no teacher), two runs at a time after the training, kept as
 lengths.json in its folder; the report adds a table of the RNN alone against the evaluation length (the task's answer
-accuracy where it has answers, as passkey's key) and, with `--plot`, NAME_lengths.png.
+accuracy where it has answers, as passkey's key), also alone as NAME_headline.md, and, with `--plot`, NAME_lengths.png.
 """
 
 from __future__ import annotations
@@ -404,6 +404,11 @@ def length_table(report: dict) -> list[str]:
     return lines
 
 
+def length_headline(report: dict) -> str:
+    """NAME_headline.md: the table of the RNN alone against the evaluation length, on its own."""
+    return "\n".join(length_table(report)[1:]) + "\n"
+
+
 def plot_lengths(report: dict, path: Path) -> None:
     """The RNN alone against the evaluation length (log axis), the mean over seeds, one line per setting."""
     columns = length_columns(report)
@@ -550,6 +555,12 @@ def main() -> None:
         "missing": [name for (name, _), r in zip(runs, rows) if r is None],
     }
     save_report(report, args.out, args.name, markdown)
+    if length_columns(report):  # the length table alone as NAME_headline.md, for the documents that quote it
+        path = Path(args.out) / f"{args.name}.json"
+        written = json.loads(path.read_text())
+        written["benchmark"]["headline_table"] = length_headline.__name__
+        path.write_text(json.dumps(written, indent=2) + "\n")
+        (Path(args.out) / f"{args.name}_headline.md").write_text(length_headline(written))
     if args.plot:
         plot_bits(report, Path(args.out) / f"{args.name}.png")
         if position_groups(report):

@@ -171,6 +171,35 @@ def test_a_screen_trains_its_plan_reports_every_run_and_skips_finished_ones(tmp_
     assert changed.stderr.count("\n") == 1 and (tmp_path / "out" / "s.json").read_bytes() == kept
 
 
+@pytest.mark.slow
+def test_a_screen_scores_its_runs_at_other_lengths_once_and_tables_them(tmp_path):
+    import subprocess
+
+    plan = tmp_path / "plan.txt"
+    plan.write_text(
+        "a-s0 --preset debug --steps 2 --method smt+dmt --seed 0\n"
+        "a-s1 --preset debug --steps 2 --method smt+dmt --seed 1\n"
+        "g --preset debug --steps 2 --method bptt --cell gru-fused\n"
+    )
+    command = screen_command(plan, tmp_path, "--eval-lengths", "20,40", "--length-batches", "1")
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((tmp_path / "out" / "s.json").read_text())
+    for row in report["runs"]:  # each length is the run's RNN alone, as `smtrnn eval --seq-len` scores it
+        assert set(row["lengths"]) == {"20", "40"} and 0.0 <= row["lengths"]["40"]["rnn_accuracy"] <= 1.0
+        assert "teacher_accuracy" not in row["lengths"]["40"]
+        kept = json.loads((tmp_path / "work" / row["name"] / "lengths.json").read_text())
+        assert kept == row["lengths"]
+    headline = (tmp_path / "out" / "s_headline.md").read_text()
+    assert (
+        "| T = 20 | T = 40 |" in headline and "\n| a | smt+dmt | mlp | 2 |" in headline and "\n| g | bptt |" in headline
+    )
+    assert report["benchmark"]["headline_table"] == "length_headline"
+    more = screen_command(plan, tmp_path, "--eval-lengths", "20,40,60", "--length-batches", "1")
+    again = subprocess.run(more, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "score a-s0 at 60" in again.stdout and "score a-s0 at 20" not in again.stdout
+
+
 def test_a_screen_plan_with_a_repeated_run_name_is_refused(tmp_path):
     plan = tmp_path / "plan.txt"
     plan.write_text("a --steps 1\na --steps 2\n")
