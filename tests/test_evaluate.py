@@ -287,3 +287,13 @@ def test_the_rnn_alone_estimate_grows_with_sequences_and_length_not_with_a_teach
     assert rnn_alone_bytes(cfg, vocab, 2 * long, 8) - rnn_alone_bytes(cfg, vocab, long, 8) == 8 * 16 * long
     assert rnn_alone_bytes(cfg, vocab, long, 8) < evaluation_bytes(cfg, vocab, long, 8) / 4
     assert rnn_alone_bytes(cfg, vocab, 10**12, 256) > available_memory(torch.device("cpu"))
+
+
+def test_the_answer_score_counts_digits_and_whole_answers_by_hand():
+    """Two sequences with 2 answer targets each: one wholly right, one half right; other targets do not count."""
+    y = torch.tensor([[1, 2, 3, 0], [1, 2, 3, 1]])
+    answers = torch.tensor([[False, False, True, True]] * 2)
+    predicted = torch.tensor([[0, 0, 3, 0], [1, 2, 3, 2]])  # row 0 misses non-answers only; row 1 misses one answer
+    score = evaluate_module._AnswerScore()
+    score.add(predicted == y, answers)
+    assert score.report("rnn") == {"rnn_answer_accuracy": 3 / 4, "rnn_answer_exact": 1 / 2}
