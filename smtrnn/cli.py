@@ -381,7 +381,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.png is not None:
         return _sample_png(args, cfg, model, generator)
     if args.text is not None:
-        if cfg.task.name != "text" or model.vocab_size != 256:
+        if cfg.task.name not in ("text", "passkey") or model.vocab_size != 256:
             raise ConfigError(
                 f"--text needs a byte-level text run; {args.run_dir} is a '{cfg.task.name}' run with "
                 f"vocabulary {model.vocab_size}"

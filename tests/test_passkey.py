@@ -3,6 +3,8 @@ digits labelled and scored on their own; deterministic per seed; bad parameters 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from reliability_support import _write, one_line, run_cli
@@ -91,6 +93,10 @@ def test_a_passkey_run_trains_and_scores_its_key(tmp_path, prose, capsys):
     out = tmp_path / "run"
     code, printed, _ = run_cli(capsys, *TRAIN, "--data", prose, "--steps", 2, "--out", out, "--seq-len", 64)
     assert code == 0 and '"rnn_answer_accuracy"' in printed
+    code, printed, _ = run_cli(capsys, "eval", out, "--seq-len", 300, "--json", "--no-diagnostics", "--device", "cpu")
+    assert code == 0 and {"rnn_answer_accuracy", "rnn_answer_exact"} <= set(json.loads(printed)["lengths"]["300"])
+    code, printed, _ = run_cli(capsys, "sample", out, "--text", "The pass key is ", "--length", 5, "--device", "cpu")
+    assert code == 0 and printed.startswith("The pass key is ")  # a byte-level run: prompts are text
 
 
 @pytest.mark.parametrize(
