@@ -414,11 +414,11 @@ def plot_lengths(report: dict, path: Path) -> None:
     columns = length_columns(report)
     fig, ax = new_axes()
     groups = seed_groups(report["runs"]) | {r["name"]: [r] for r in report["runs"] if not SEED.search(r["name"])}
-    for name, rows in groups.items():
+    for i, (name, rows) in enumerate(groups.items()):
         values = length_means(rows, columns)
         points = [(int(c), statistics.mean(values[c])) for c in columns if values[c]]
-        if points:
-            ax.plot(*zip(*points), marker="o", label=name)
+        if points:  # ten colours, then the next line style: every setting tells apart from the others
+            ax.plot(*zip(*points), marker="o", color=f"C{i % 10}", linestyle=("-", "--", ":")[i // 10 % 3], label=name)
     ax.set_xscale("log", base=2)
     save_figure(fig, ax, "evaluation length T (trained shorter)", "RNN alone from m_∅, accuracy", path)
 
