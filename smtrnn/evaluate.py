@@ -435,6 +435,11 @@ def evaluate_lengths(
     for length in lengths:
         held_out.check_seq_len(length)
     keep = (
+        "rnn_accuracy",
+        "rnn_bits_per_token",
+        "labelled_tokens",
+        "rnn_answer_accuracy",
+        "rnn_answer_exact",
         "teacher_accuracy",
         "teacher_bits_per_token",
         "teacher_answer_accuracy",
@@ -445,8 +450,9 @@ def evaluate_lengths(
     )
     scores = {}
     for length in lengths:
-        scores[str(length)] = evaluate_rnn_alone(model, task, length, batches, batch_size, split)
-        if teacher and model.teacher is not None:
+        if teacher and model.teacher is not None:  # one pass over whole sequences scores both
             full = evaluate(model, task, length, batches, batch_size, split=split)
-            scores[str(length)] |= {k: v for k, v in full.items() if k in keep}
+            scores[str(length)] = {k: v for k, v in full.items() if k in keep}
+        else:
+            scores[str(length)] = evaluate_rnn_alone(model, task, length, batches, batch_size, split)
     return scores

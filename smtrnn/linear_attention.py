@@ -68,19 +68,19 @@ def window_mask(chunks: int, window: int, device) -> Tensor:
     return mask
 
 
-def local_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
-    """Causal softmax attention over the last `window` positions: q, k, v (N, H, T, d), T a multiple of window."""
+def local_attention(q: Tensor, k: Tensor, v: Tensor, window: int, mask: Tensor | None = None) -> Tensor:
+    """Causal softmax attention over the last `window` positions: q, k, v (N, H, T, d), T a multiple of window;
+    `mask` = window_mask(T // window, window) where the caller has it already."""
     n, h, length, d = q.shape
     chunks = length // window
+    mask = window_mask(chunks, window, q.device) if mask is None else mask
     qc = q.view(n, h, chunks, window, d)
 
     def with_previous(t: Tensor) -> Tensor:  # (N, H, C, 2W, d): each chunk after the one before it
         tc = t.view(n, h, chunks, window, d)
         return torch.cat([F.pad(tc, (0, 0, 0, 0, 1, 0))[:, :, :-1], tc], dim=3)
 
-    out = F.scaled_dot_product_attention(
-        qc, with_previous(k), with_previous(v), attn_mask=window_mask(chunks, window, q.device)
-    )
+    out = F.scaled_dot_product_attention(qc, with_previous(k), with_previous(v), attn_mask=mask)
     return out.view(n, h, length, d)
 
 
@@ -102,11 +102,12 @@ class LinearCostBlock(nn.Module):
         n, length, _ = x.shape
         return x.view(n, length, parts, self.heads, -1).permute(2, 0, 3, 1, 4)
 
-    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor]) -> Tensor:
+    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor], mask: Tensor) -> Tensor:
+        """x (N, T, W), T a multiple of the window; rotary tables and the window mask of T."""
         n, length, width = x.shape
         q, k, v = self._heads(self.local_qkv(self.norm_local(x)), 3)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        local = local_attention(q, k, v, self.window).transpose(1, 2).reshape(n, length, width)
+        local = local_attention(q, k, v, self.window, mask).transpose(1, 2).reshape(n, length, width)
         h = self.norm_global(x)
         fq, fk = self._heads(self.global_qk(h), 2)
         (gv,) = self._heads(self.global_v(h), 1)
@@ -128,6 +129,7 @@ class LinearCostTransformer(nn.Module):
         length = x.shape[1]
         x = F.pad(x, (0, 0, 0, -length % self.window))  # at the end: causal, so no earlier position sees it
         tables = rotary_tables(x.shape[1], x.shape[2] // self.heads, x.device, x.dtype)
+        mask = window_mask(x.shape[1] // self.window, self.window, x.device)
         for block in self.blocks:
-            x = block(x, tables)
+            x = block(x, tables, mask)
         return self.norm(x[:, :length])

@@ -6,17 +6,19 @@ is here."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from smtrnn.config import RunConfig, apply_overrides, flatten, shown
-from smtrnn.data.passkey import Passkey
-from smtrnn.data.real import DATA_TASKS
+from smtrnn.data.tasks import all_tasks
 from smtrnn.errors import ConfigError
 from smtrnn.presets import make_preset, small
 
-TASKS_WITH_DATA = (*DATA_TASKS, Passkey.name)  # the tasks `--data` gives a path to
+TASKS_WITH_DATA = tuple(  # the tasks `--data` gives a path to: those with a `path` parameter
+    name for name, task in all_tasks().items() if "path" in {f.name for f in dataclasses.fields(task)}
+)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
