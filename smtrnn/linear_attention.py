@@ -4,10 +4,13 @@ Each block reads the prefix two ways, both causal and time-parallel, with no rec
 - **local**: softmax attention over the last `window` positions (rotary positions), computed in chunks of `window`
   (each chunk's queries against itself and the chunk before it): O(T·window);
 - **global**: linear attention over the whole prefix with the second-order Taylor feature map of exp(q·k/√d)
-  (φ(q)·φ(k) = 1 + q·k/√d + (q·k)²/(2d) > 0, as in Based, Arora et al. 2024), computed chunkwise: within a chunk as
-  masked attention, across chunks through the exclusive prefix sum of the chunks' Σ φ(k_s) v_sᵀ: O(T·F·d), with F
-  the feature size. A prefix sum is not a recurrence: the gradient from m_t reaches every x_s, s ≤ t, in one sum,
-  so SMT's one-step gradient path stays one step.
+  (φ(q)·φ(k) = 1 + q·k/√d + (q·k)²/(2d) > 0, as in Based, Arora et al. 2024), each position's key weighted by a
+  learned write gate w_s = sigmoid(a·h_s + b) in (0, 1): the kernel is at least 1/2 for every pair, so without the
+  gate every position of a long prefix keeps a share of the read and one needle drowns in T others; the gate lets
+  the teacher write only what matters. Computed chunkwise: within a chunk as masked attention, across chunks through
+  the exclusive prefix sum of the chunks' Σ w_s φ(k_s) v_sᵀ: O(T·F·d), with F the feature size. A prefix sum is
+  not a recurrence: the gradient from m_t reaches every x_s, s ≤ t, in one sum, so SMT's one-step gradient path
+  stays one step.
 
 So m_t depends on x_≤t only (the sequence is padded at the end), sees the whole prefix, and the cost per token does
 not grow with T. Shapes: N sequences, H heads, T time, C chunks of W = window, d head width, F = 1 + f + f² features
@@ -41,13 +44,16 @@ def taylor_kernel(q: Tensor, k: Tensor) -> Tensor:
     return 1 + u + u * u / 2
 
 
-def causal_linear_attention(q: Tensor, k: Tensor, v: Tensor, chunk: int) -> Tensor:
+def causal_linear_attention(q: Tensor, k: Tensor, v: Tensor, chunk: int, gate: Tensor | None = None) -> Tensor:
     """Normalized causal linear attention with the Taylor kernel κ(q, k) = φ(q)·φ(k), chunkwise: q, k (N, H, T, f),
-    v (N, H, T, d), T a multiple of `chunk` -> out_t = Σ_{s≤t} κ(q_t, k_s) v_s / Σ_{s≤t} κ(q_t, k_s), (N, H, T, d).
+    v (N, H, T, d), gate w (N, H, T) > 0 or None (1), T a multiple of `chunk` ->
+    out_t = Σ_{s≤t} w_s κ(q_t, k_s) v_s / Σ_{s≤t} w_s κ(q_t, k_s), (N, H, T, d).
     Within a chunk κ is taken directly (f-wide products); across chunks through the features (F-wide states)."""
     n, h, length, f = q.shape
     chunks = length // chunk
     v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # the last column sums the normalizer
+    if gate is not None:
+        v = v * gate[..., None]
     qc, kc = q.view(n, h, chunks, chunk, f), k.view(n, h, chunks, chunk, f)
     vc = v.view(n, h, chunks, chunk, v.shape[-1])
     within = taylor_kernel(qc, kc).tril() @ vc  # s ≤ t inside the chunk
@@ -95,6 +101,9 @@ class LinearCostBlock(nn.Module):
         self.local_proj = nn.Linear(width, width, bias=False)
         self.global_qk = nn.Linear(width, 2 * heads * FEATURE_WIDTH, bias=False)
         self.global_v = nn.Linear(width, width, bias=False)
+        self.global_gate = nn.Linear(width, heads)
+        nn.init.zeros_(self.global_gate.weight)  # w = 1/2 everywhere at the start: the ungated read
+        nn.init.zeros_(self.global_gate.bias)
         self.global_proj = nn.Linear(width, width, bias=False)
         self.mlp = MLP(width, 4 * width)
 
@@ -111,7 +120,8 @@ class LinearCostBlock(nn.Module):
         h = self.norm_global(x)
         fq, fk = self._heads(self.global_qk(h), 2)
         (gv,) = self._heads(self.global_v(h), 1)
-        global_ = causal_linear_attention(fq, fk, gv, self.window).transpose(1, 2).reshape(n, length, width)
+        gate = torch.sigmoid(self.global_gate(h)).transpose(1, 2)  # (N, H, T)
+        global_ = causal_linear_attention(fq, fk, gv, self.window, gate).transpose(1, 2).reshape(n, length, width)
         x = x + self.local_proj(local) + self.global_proj(global_)
         return x + self.mlp(self.norm_mlp(x))
 

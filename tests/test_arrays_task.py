@@ -222,3 +222,57 @@ def test_compare_ranks_array_runs_by_accuracy_and_export_writes_the_rnn(tmp_path
     step = torch.jit.load(str(exported))
     state, logits = step(step.initial_state, torch.tensor([1]))
     assert logits.shape == (1, 4)
+
+
+def needle_rows(count: int, length: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A needle asked for at the end, marker and query one token (8): the symbol after the first 8 is the target."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 8, size=(count, length))
+    at = rng.integers(0, length // 2, size=count)
+    x[np.arange(count), at], x[:, -1] = 8, 8
+    y = np.full_like(x, -1)
+    y[:, -1] = x[np.arange(count), at + 1]
+    return x, y
+
+
+def test_the_curriculum_keeps_every_label_of_a_labelled_tail_and_cuts_the_middle(tmp_path):
+    x, y = needle_rows(40, 64)
+    y[:, -3] = 1  # a second label near the end: the labelled tail is positions 61..63
+    task = make_task("arrays", path=str(write_npz(tmp_path / "n.npz", x=x, y=y)))
+    train_rows = {tuple(row): i for i, row in enumerate(x[:36].tolist())}
+    for length in (22, 32, 48, 63):  # the curriculum's lengths, each shorter than the last label (t = 63)
+        xs, ys = task.sample(16, length, torch.Generator().manual_seed(length))
+        tail = 3 + 8  # the labelled positions and the 8 of context before them
+        for row_x, row_y in zip(xs.tolist(), ys.tolist()):
+            i = next(i for key, i in train_rows.items() if list(key[: length - tail]) == row_x[: length - tail])
+            assert row_x == x[i, : length - tail].tolist() + x[i, -tail:].tolist()
+            assert row_y[-tail:] == y[i, -tail:].tolist()  # every label of the row, at the end, in order
+            assert sum(t >= 0 for t in row_y) == 2
+    xs, ys = task.sample(4, 64, torch.Generator().manual_seed(0))  # the run's own length: whole rows
+    assert all(tuple(row) in train_rows for row in xs.tolist())
+
+
+def test_labels_spread_over_the_rows_are_cropped_to_a_prefix(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 8, size=(20, 64))
+    y = np.roll(x, -1, axis=1)
+    y[:, -1] = -1  # next-token targets everywhere: no labelled tail to keep
+    task = make_task("arrays", path=str(write_npz(tmp_path / "d.npz", x=x, y=y)))
+    xs, ys = task.sample(8, 12, torch.Generator().manual_seed(0))
+    prefixes = {tuple(row) for row in np.concatenate([x[:18, :12], y[:18, :12]], axis=1).tolist()}
+    assert all(tuple(a + b) in prefixes for a, b in zip(xs.tolist(), ys.tolist()))
+    assert task.memory_bits() is None  # 63 labels of 8 values: more than the default memory holds
+
+
+def test_the_memory_size_comes_from_the_labels(tmp_path):
+    x, y = needle_rows(40, 64)
+    data = str(write_npz(tmp_path / "n.npz", x=x, y=y))
+    assert make_task("arrays", path=data).memory_bits() == pytest.approx(3.0)  # one label of 8 values
+    from smtrnn.presets import make_preset
+
+    cfg = make_preset("recipe", "arrays", {"path": data})
+    assert (cfg.memory.tokens, cfg.memory.width) == (1, 16)  # as the built-in retrieval's
+    y[:, -2] = np.arange(40) % 8  # a second label of the same 8 values per row: 6 bits
+    data = str(write_npz(tmp_path / "two.npz", x=x, y=y))
+    forget_loaded_arrays()
+    assert make_task("arrays", path=data).memory_bits() == pytest.approx(6.0)

@@ -37,6 +37,27 @@ def test_chunkwise_linear_attention_is_the_masked_quadratic_form(chunk):
     assert torch.allclose(causal_linear_attention(q, k, v, chunk), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [1, 4, 8])
+def test_the_write_gate_weights_each_key_in_the_quadratic_form(chunk):
+    q, k, v = torch.randn(2, 3, 24, 4), torch.randn(2, 3, 24, 4), torch.randn(2, 3, 24, 5)
+    gate = torch.rand(2, 3, 24) + 0.01
+    scores = (taylor_features(q) @ taylor_features(k).transpose(-1, -2)).tril() * gate[:, :, None, :]
+    expected = scores @ v / scores.sum(-1, keepdim=True)
+    assert torch.allclose(causal_linear_attention(q, k, v, chunk, gate), expected, atol=1e-5)
+
+
+def test_a_closed_gate_leaves_the_one_open_position_as_the_whole_read():
+    """Ungated, every key keeps a share (the kernel is at least 1/2): one needle among 1000 positions is a few percent
+    of the read. Gated shut elsewhere, the read after the needle is the needle's value."""
+    q, k, v = torch.randn(1, 1, 1000, 4), torch.randn(1, 1, 1000, 4), torch.randn(1, 1, 1000, 3)
+    gate = torch.full((1, 1, 1000), 1e-7)
+    gate[..., 10] = 1.0
+    out = causal_linear_attention(q, k, v, 8, gate)
+    assert torch.allclose(out[0, 0, 10:], v[0, 0, 10].expand(990, 3), atol=1e-3)
+    ungated = causal_linear_attention(q, k, v, 8)
+    assert (ungated[0, 0, -1] - v[0, 0, 10]).abs().max() > 0.1
+
+
 @pytest.mark.parametrize("window", [1, 4, 8])
 def test_local_attention_is_softmax_over_the_last_window_positions(window):
     q, k, v = (torch.randn(2, 3, 24, 6) for _ in range(3))
@@ -48,6 +69,8 @@ def test_local_attention_is_softmax_over_the_last_window_positions(window):
 def test_the_linear_encoder_is_causal_and_a_prefix_alone_gives_the_same_memories():
     torch.manual_seed(0)
     model = LinearCostTransformer(width=32, depth=2, heads=4, window=8)
+    for block in model.blocks:  # a gate that reads its position's input
+        torch.nn.init.normal_(block.global_gate.weight)
     x = torch.randn(2, 30, 32)
     out = model(x)
     for t in (0, 7, 8, 17, 29):

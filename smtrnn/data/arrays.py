@@ -4,8 +4,17 @@ A source is an ``.npz`` file or a folder of ``.npy`` files holding ``x`` (N, T) 
 integer targets, -1 where a position has no target; optionally ``x_valid``/``y_valid`` and ``x_test``/``y_test``.
 Files are read with ``allow_pickle=False`` (a pickle is refused, never loaded); a folder's ``.npy`` files are
 memory-mapped, so a large set is read row by row. One row is one sequence; training at length T takes the first T
-positions of each row (the curriculum's shorter prefixes too), so a run's length must reach the last labelled
-position. The vocabulary is the `vocab` parameter, else the largest id in the data plus one.
+positions of each row, so a run's length must reach the last labelled position. The vocabulary is the `vocab`
+parameter, else the largest id in the data plus one.
+
+The length curriculum on fixed-length rows (`crop`): where the labels sit in a tail of the rows (a needle asked for
+at the end), a sequence shorter than the last labelled position keeps that labelled tail whole, with CONTEXT
+positions before it, and takes the rest from the row's start, cutting the middle: the distance from early content
+to the labels shrinks and no label is lost. Where labels are spread over the rows, it takes the row's first
+positions (a prefix, as text windows).
+
+The memory a task needs is found from the labels (`memory_bits`): what the memory must hold at t is at most the
+information in the targets still to come, so at most (the most labels a row has) × log2(the distinct target values).
 
 Splits: without validation arrays the last `valid_fraction` of the rows is held out and halved into validation and
 test, as for the other data tasks; with validation arrays alone those are halved; with both, both are used as given.
@@ -30,6 +39,8 @@ from smtrnn.errors import DataError
 
 NAMES = ("x", "y", "x_valid", "y_valid", "x_test", "y_test")  # the arrays a source may hold
 _ROWS_PER_READ = 4096  # rows read at once when checking or hashing a memory-mapped array
+CONTEXT = 8  # positions before the first label that a curriculum crop keeps with the labelled tail (a query's words)
+MOST_BITS = 128  # a label bound above this says nothing a default memory (small's Z = 128) would not give
 
 
 @dataclass(frozen=True)
@@ -136,20 +147,34 @@ def _extremes(array: np.ndarray) -> tuple[int, int]:
     return low, high
 
 
-def _last_labelled(y: np.ndarray) -> int:
-    """The last position that carries a target in any row; -1 when none does."""
-    last = -1
+@dataclass(frozen=True)
+class Labels:
+    """Where and what the training targets are: the first and last labelled positions over all rows (-1 when none),
+    the most labels one row has, and how many distinct target values there are."""
+
+    first: int
+    last: int
+    most_per_row: int
+    values: int
+
+
+def _labels(y: np.ndarray) -> Labels:
+    """`Labels` of a target array, read in blocks of rows."""
+    first, last, most, values = y.shape[1], -1, 0, set()
     for start in range(0, y.shape[0], _ROWS_PER_READ):
-        labelled = np.asarray(y[start : start + _ROWS_PER_READ]) >= 0
+        block = np.asarray(y[start : start + _ROWS_PER_READ])
+        labelled = block >= 0
         columns = np.flatnonzero(labelled.any(axis=0))
         if columns.size:
-            last = max(last, int(columns[-1]))
-    return last
+            first, last = min(first, int(columns[0])), max(last, int(columns[-1]))
+        most = max(most, int(labelled.sum(axis=1).max()))
+        values.update(np.unique(block[labelled]).tolist())
+    return Labels(first if last >= 0 else -1, last, most, len(values))
 
 
 @lru_cache(maxsize=8)
-def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[int, int, dict[str, Split | None]]:
-    """(vocab size, last labelled position, {split: Split}) for a source, loaded and checked once per process."""
+def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[int, Labels, dict[str, Split | None]]:
+    """(vocab size, the training targets' `Labels`, {split: Split}) for a source, loaded and checked once a process."""
     arrays = read_source(path)
     largest = -1
     for name, array in arrays.items():
@@ -161,8 +186,8 @@ def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[
         if vocab is not None and high >= vocab:
             raise DataError(f"{path}: {name} holds the id {high}, outside the declared vocab {vocab}")
         largest = max(largest, high)
-    last = _last_labelled(arrays["y"])
-    if last < 0:
+    labels = _labels(arrays["y"])
+    if labels.last < 0:
         raise DataError(f"{path}: y labels no position (every target is -1)")
     splits: dict[str, Split | None] = {"train": Split(arrays["x"], arrays["y"], 0, arrays["x"].shape[0])}
     if "x_test" in arrays:
@@ -181,7 +206,7 @@ def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[
         half = -(-held.count // 2)  # the first half, one more when odd, for validation
         splits["valid"] = Split(held.x, held.y, held.start, half)
         splits["test"] = Split(held.x, held.y, held.start + half, held.count - half) if held.count >= 2 else None
-    return (vocab if vocab is not None else largest + 1), last, splits
+    return (vocab if vocab is not None else largest + 1), labels, splits
 
 
 @dataclass(frozen=True)
@@ -220,8 +245,29 @@ class Arrays(DataTask):
     def max_seq_len(self) -> int:
         return self.data().x.shape[1]
 
+    def memory_bits(self) -> float | None:
+        """At most (the most labels a training row has) × log2(the distinct target values): the information in
+        the targets still to come, which bounds what the memory must hold; None above MOST_BITS."""
+        labels = self._loaded()[1]
+        bits = labels.most_per_row * math.log2(max(labels.values, 1))
+        return bits if bits <= MOST_BITS else None
+
+    def crop(self, x: Tensor, y: Tensor, seq_len: int) -> tuple[Tensor, Tensor]:
+        """Rows (B, T) cut to seq_len positions. A length past the last labelled position (a run's length) takes
+        the first seq_len positions. A shorter one (the curriculum's) takes the labelled tail, CONTEXT positions
+        before the first label to the last label, after the row's first positions, where that tail fits in half of
+        seq_len, so every label is kept (see the module docstring); else the first seq_len positions."""
+        labels = self._loaded()[1]
+        if seq_len > labels.last:
+            return x[:, :seq_len], y[:, :seq_len]
+        start, end = max(labels.first - CONTEXT, 0), labels.last + 1
+        if 2 * (end - start) > seq_len:
+            return x[:, :seq_len], y[:, :seq_len]
+        head = seq_len - (end - start)
+        return torch.cat([x[:, :head], x[:, start:end]], dim=1), torch.cat([y[:, :head], y[:, start:end]], dim=1)
+
     def check_full_length(self, seq_len: int) -> None:
-        last = self._loaded()[1]
+        last = self._loaded()[1].last
         if seq_len <= last:
             raise TaskError(
                 f"task 'arrays': {self.path} labels positions up to t = {last}; task.seq_len {seq_len} would never "
@@ -255,8 +301,8 @@ class Arrays(DataTask):
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         split = self.data()
         pick = torch.randint(0, split.count, (batch_size,), generator=generator).numpy()
-        x, y = split.pick(pick)
-        return x[:, :seq_len].to(generator.device), y[:, :seq_len].to(generator.device)
+        x, y = self.crop(*split.pick(pick), seq_len)
+        return x.to(generator.device), y.to(generator.device)
 
 
 def forget_loaded_arrays() -> None:
