@@ -332,8 +332,13 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0].partition('; use sys.')[0]}") from exc
 
 
-def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
-    """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata)."""
+def read_config(
+    run_dir: str | Path, *, trust_cell_code: bool | None = None, open_data: bool = True
+) -> tuple[RunConfig, dict[str, Any]]:
+    """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata). Given
+    `trust_cell_code`, a cell that is user code is refused unless trusted (`user_cell.require_trusted_cell`) before
+    anything else is opened; with `open_data` the run's task is built (its data read) and its vocabulary checked
+    against the checkpoint's, without it nothing the config names is opened (export, sample, comparing configs)."""
     folder = checkpoint_dir(run_dir)
     path = folder / CONFIG_FILE
     if not regular_file(path):
@@ -349,6 +354,13 @@ def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
     try:
         cfg = RunConfig.from_dict(meta["config"])
         validate(cfg)
+    except (ConfigError, ValueError) as exc:
+        raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
+    if trust_cell_code is not None:
+        require_trusted_cell(cfg, meta.get("cell_code"), run_dir, trust_cell_code)
+    if not open_data:
+        return cfg, meta
+    try:
         task_vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
@@ -406,13 +418,13 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load_model(
-    run_dir: str | Path, device: torch.device | str = "cpu", *, trust_cell_code: bool = False
+    run_dir: str | Path, device: torch.device | str = "cpu", *, trust_cell_code: bool = False, open_data: bool = True
 ) -> tuple[RunConfig, Model]:
     """Rebuild the model a run directory describes and load its weights. A run whose cell is a user's code (a
     MODULE:CLASS or FILE.py:CLASS, which importing runs) is refused unless `trust_cell_code`
-    (`user_cell.require_trusted_cell`)."""
-    cfg, meta = read_config(run_dir)
-    require_trusted_cell(cfg, meta.get("cell_code"), run_dir, trust_cell_code)
+    (`user_cell.require_trusted_cell`), before anything else is opened; without `open_data` the run's data is never
+    read (the vocabulary is the checkpoint's)."""
+    cfg, meta = read_config(run_dir, trust_cell_code=trust_cell_code, open_data=open_data)
     model = Model.for_run(cfg, int(meta["vocab_size"]))
     load_weights(run_dir, model)
     problem = damage(model)

@@ -136,9 +136,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     # A cell named on this command line is the user's choice; one that comes with a stored config is the run's code
     named_cell = args.cell is not None or "rnn.cell" in parse_set(args.set) or "rnn.cell" in flatten(file_data)
     if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
-        cfg, meta = read_config(args.init)
-        if not named_cell:
-            require_trusted_cell(cfg, meta.get("cell_code"), args.init, args.trust_cell_code)
+        cfg, _ = read_config(args.init, trust_cell_code=True if named_cell else args.trust_cell_code)
         cfg.train = TrainConfig(method="dmt", init=args.init, seed=cfg.train.seed)
         return with_settings(cfg, **settings)
     if args.labels:  # an RNN fit to stored labels: the labelling teacher run's config is the base
@@ -357,7 +355,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.format not in FORMATS:
         raise ConfigError(f"unknown --format {args.format!r}; choose from: {', '.join(FORMATS)}")
-    _, model = load_model(args.run_dir, torch.device("cpu"), trust_cell_code=args.trust_cell_code)
+    _, model = load_model(args.run_dir, torch.device("cpu"), trust_cell_code=args.trust_cell_code, open_data=False)
     path = export(model.rnn, args.format, args.out)
     print(
         f"wrote {path}: step(state (B, {model.rnn.size}), token (B,)) -> next_state, logits (B, {model.vocab_size})",
@@ -376,7 +374,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "sample needs exactly one of --prompt TOKENS, --text STRING (text runs) or --png FILE (pixels runs)"
         )
     device = resolve_device(args.device)
-    cfg, model = load_model(args.run_dir, device, trust_cell_code=args.trust_cell_code)
+    cfg, model = load_model(  # only a PNG of held-out images reads the run's data
+        args.run_dir, device, trust_cell_code=args.trust_cell_code, open_data=args.png is not None
+    )
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if args.png is not None:
         return _sample_png(args, cfg, model, generator)
@@ -480,6 +480,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         eval_batches=args.eval_batches,
         log=lambda line: print(line, file=sys.stderr),
         eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths else (),
+        trust_cell_code=args.trust_cell_code,
     )
     print(compare.markdown(report), end="")
     return 0
@@ -721,6 +722,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
     p.add_argument("--device", default="auto")
+    _add_trust_flag(p, "a finished run of the study scored again at --eval-lengths")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="SMT→DMT vs BPTT on an embedded long-range task, same wall-clock each")

@@ -268,7 +268,7 @@ class Trainer:
         load_weights(init_dir, self.model)
 
     def _resume(self) -> None:
-        saved, _ = read_config(self.out_dir)
+        saved, _ = read_config(self.out_dir, open_data=False)  # compared with this run's config, whose task is built
         changed = changed_fields(saved, self.cfg, budget=False)
         if changed:
             ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())

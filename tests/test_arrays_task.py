@@ -276,3 +276,19 @@ def test_the_memory_size_comes_from_the_labels(tmp_path):
     data = str(write_npz(tmp_path / "two.npz", x=x, y=y))
     forget_loaded_arrays()
     assert make_task("arrays", path=data).memory_bits() == pytest.approx(6.0)
+
+
+def test_a_run_whose_data_moved_exports_and_samples_without_it(tmp_path, capsys):
+    x, y = recall_arrays(32)
+    data = write_npz(tmp_path / "mine.npz", x=x, y=y)
+    out = tmp_path / "run"
+    argv = [*TRAIN, "--data", data, "--steps", 2, "--set", "train.curriculum_start=12", "--out", out]
+    assert run_cli(capsys, *argv)[0] == 0
+    data.rename(tmp_path / "moved.npz")
+    forget_loaded_arrays()
+    code, _, err = run_cli(capsys, "export", out, "--format", "torchscript", "--out", tmp_path / "step.pt")
+    assert code == 0, err
+    code, printed, err = run_cli(capsys, "sample", out, "--prompt", "1,2", "--length", 3, "--device", "cpu")
+    assert code == 0 and len(printed.split()) == 3, err
+    code, _, err = run_cli(capsys, "eval", out, "--device", "cpu")  # scoring needs the data: one line
+    assert code == 2 and "mine.npz" in one_line(err)
