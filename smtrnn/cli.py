@@ -270,7 +270,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if Path(args.plots).exists() and not Path(args.plots).is_dir():
             raise ConfigError(f"--plots {args.plots} exists and is not a directory")
     best = None if args.last else best_checkpoint(args.run_dir)  # train.keep_best: that checkpoint is the run's
-    cfg, model = load_model(best or args.run_dir, resolve_device(args.device), trust_cell_code=args.trust_cell_code)
+    cfg, model = load_model(
+        best or args.run_dir, resolve_device(args.device), trust_cell_code=args.trust_cell_code, data=args.data
+    )
     task = make_task(cfg.task.name, **cfg.task.params)
     if args.probe and model.teacher is None:
         raise ConfigError("--probe compares teacher memories with the RNN's rollout; this run has no teacher (BPTT)")
@@ -624,6 +626,12 @@ def make_parser() -> argparse.ArgumentParser:
         help="the held-out split scored: valid (default; what training evaluates and settings are chosen "
         "on) or test (final numbers only; synthetic tasks: a stream under its own seed). The failure "
         "diagnostics always use validation sequences",
+    )
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="the run's data where it has moved: it must hold what the run trained on (the fingerprint recorded "
+        "at training); without it the run's own absolute path is read",
     )
     p.add_argument(
         "--seq-len",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from smtrnn.config import RunConfig, apply_overrides, flatten, shown
+from smtrnn.data.identity import absolute_source
 from smtrnn.data.tasks import all_tasks
 from smtrnn.errors import ConfigError
 from smtrnn.presets import make_preset, small
@@ -80,7 +81,8 @@ def with_settings(
     memory_size: int | None = None,
 ) -> RunConfig:
     """cfg (in place) with the config file's fields, then `fields` (None values skipped), then the data path
-    (`--data`: text and pixels only) and the memory size Z (`--memory-size`, a multiple of K), then --set items."""
+    (`--data`: the tasks with a path) and the memory size Z (`--memory-size`, a multiple of K), then --set items;
+    a local data path is made absolute (`identity.absolute_source`)."""
     apply_overrides(cfg, flatten(file_data or {}))
     apply_overrides(cfg, {name: value for name, value in (fields or {}).items() if value is not None})
     if data is not None:
@@ -96,7 +98,10 @@ def with_settings(
         if memory_size % tokens:
             raise ConfigError(f"--memory-size {memory_size} is not divisible by memory tokens K={tokens}")
         cfg.memory.width = memory_size // tokens
-    return apply_set(cfg, list(sets))
+    apply_set(cfg, list(sets))
+    if isinstance(cfg.task.params.get("path"), str):  # stored absolute: a run read from elsewhere reads the same file
+        cfg.task.params = cfg.task.params | {"path": absolute_source(cfg.task.params["path"])}
+    return cfg
 
 
 def make_config(preset: str, task: str | None, **settings: Any) -> RunConfig:

@@ -51,6 +51,7 @@ from smtrnn.checkpoint import (
     trim_metrics,
 )
 from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
+from smtrnn.data.identity import check_same_data, fingerprint
 from smtrnn.data.labels import load_labels
 from smtrnn.data.tasks import build_task
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss
@@ -200,6 +201,7 @@ class Trainer:
                 "log); drop --resume to start one there"
             )
         self.task = build_task(cfg)  # evaluation draws from task.held_out()
+        self.data_identity = fingerprint(cfg.task.params.get("path"))  # recorded in every checkpoint
         self.tensorboard = None  # a SummaryWriter when train.tensorboard (rank 0)
         if cfg.train.tensorboard and distributed.is_main():
             try:
@@ -268,7 +270,8 @@ class Trainer:
         load_weights(init_dir, self.model)
 
     def _resume(self) -> None:
-        saved, _ = read_config(self.out_dir, open_data=False)  # compared with this run's config, whose task is built
+        saved, meta = read_config(self.out_dir, open_data=False)  # compared with this run's config, whose task is built
+        check_same_data(meta.get("data"), self.cfg.task.params.get("path"))
         changed = changed_fields(saved, self.cfg, budget=False)
         if changed:
             ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())
@@ -417,6 +420,7 @@ class Trainer:
                 state,
                 keep=self.cfg.train.keep_checkpoints,
                 protect=self.best["checkpoint"] if self.best else None,
+                data=self.data_identity,
             )
         except OSError as exc:  # a full disk, lost permissions: the previous checkpoint is still whole
             raise SaveError(

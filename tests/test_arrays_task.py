@@ -292,3 +292,37 @@ def test_a_run_whose_data_moved_exports_and_samples_without_it(tmp_path, capsys)
     assert code == 0 and len(printed.split()) == 3, err
     code, _, err = run_cli(capsys, "eval", out, "--device", "cpu")  # scoring needs the data: one line
     assert code == 2 and "mine.npz" in one_line(err)
+
+
+def test_a_run_reads_its_own_data_from_anywhere_and_refuses_other_data(tmp_path, capsys, monkeypatch):
+    """The run stores its data's absolute path and fingerprint: from another directory holding a file of the same
+    name it scores its own file; changed or moved data is refused in one line unless --data points at the same
+    contents."""
+    first, elsewhere = tmp_path / "a", tmp_path / "b"
+    (first / "data").mkdir(parents=True)
+    (elsewhere / "data").mkdir(parents=True)
+    x, y = recall_arrays(64)
+    write_npz(first / "data" / "good.npz", x=x, y=y)
+    other_x, other_y = recall_arrays(64, seed=1)
+    write_npz(elsewhere / "data" / "good.npz", x=other_x, y=other_y)
+    out = tmp_path / "run"
+    monkeypatch.chdir(first)
+    argv = [*TRAIN, "--data", "data/good.npz", "--steps", 3, "--set", "train.curriculum_start=12", "--out", out]
+    assert run_cli(capsys, *argv)[0] == 0
+    score = ["eval", out, "--json", "--batches", 1, "--no-diagnostics", "--device", "cpu"]
+    code, printed, err = run_cli(capsys, *score)
+    assert code == 0, err
+    here = json.loads(printed)["rnn_accuracy"]
+    monkeypatch.chdir(elsewhere)
+    forget_loaded_arrays()
+    code, printed, err = run_cli(capsys, *score)
+    assert code == 0 and json.loads(printed)["rnn_accuracy"] == here, err
+    (first / "data" / "good.npz").rename(tmp_path / "moved.npz")
+    forget_loaded_arrays()
+    code, _, err = run_cli(capsys, *score)
+    assert code == 2 and "is not there" in one_line(err) and "--data" in one_line(err)
+    code, printed, err = run_cli(capsys, *score, "--data", tmp_path / "moved.npz")
+    assert code == 0 and json.loads(printed)["rnn_accuracy"] == here, err
+    code, _, err = run_cli(capsys, *score, "--data", "data/good.npz")  # the other file of that name
+    line = one_line(err)
+    assert code == 2 and "is not the data this run trained on" in line and str(first) in line, line
