@@ -117,18 +117,25 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+UNBOUNDED_STEPS = 10**12  # train.steps where --budget alone ends a run
+
+
 def build_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then config file, then explicit flags, then --set overrides (`smtrnn.settings`)."""
     file_data = load_config_file(args.config) if args.config else {}
     if args.init and args.labels:
         raise ConfigError("--init (method dmt) and --labels (method labels) exclude each other")
+    fields = {
+        name: getattr(args, flag[2:].replace("-", "_"))
+        for flag, name in FLAG_FIELDS.items()
+        if flag not in ("--init", "--labels")  # those two choose the base config below
+    }
+    steps_named = args.steps is not None or "train.steps" in parse_set(args.set) or "train.steps" in flatten(file_data)
+    if args.budget and not steps_named:  # a budget alone is the budget: no preset's step count ends the run first
+        fields["train.steps"] = UNBOUNDED_STEPS
     settings = {
         "file_data": file_data,
-        "fields": {
-            name: getattr(args, flag[2:].replace("-", "_"))
-            for flag, name in FLAG_FIELDS.items()
-            if flag not in ("--init", "--labels")
-        },  # those two choose the base config below
+        "fields": fields,
         "sets": args.set,
         "data": args.data,
         "memory_size": args.memory_size,
@@ -476,7 +483,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cells,
         args.seeds,
         budget,
-        args.steps or 10**9,
+        args.steps or UNBOUNDED_STEPS,
         Path(args.out),
         resolve_device(args.device),
         eval_batches=args.eval_batches,
