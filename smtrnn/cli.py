@@ -29,7 +29,6 @@ from smtrnn.config import (
     flatten,
     shown,
     size_text,
-    validate,
 )
 from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.data.real import DATA_TASKS
@@ -50,7 +49,7 @@ from smtrnn.settings import load_config_file, make_config, parse_set, with_setti
 from smtrnn.step_timer import StepOverrun, StepTimer
 from smtrnn.tools.gradients import gradient_curves
 from smtrnn.tools.png import image_grid, write_png
-from smtrnn.trainer import Trainer, resolve_device
+from smtrnn.trainer import Trainer, check_can_train, resolve_device
 from smtrnn.user_cell import require_trusted_cell
 
 
@@ -194,9 +193,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved).
 
     Under torchrun (WORLD_SIZE > 1) every rank runs this; each joins the process group, and only rank 0 prints."""
-    if args.print_config:  # a config that would train: checked like one, then printed
+    if args.print_config:  # a config that would train: checked like one (train's verdict), then printed
         cfg = build_config(args)
-        validate(cfg)
+        check_can_train(cfg, resolve_device(cfg.train.device))
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     if args.out is None:
@@ -285,7 +284,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--probe compares teacher memories with the RNN's rollout; this run has no teacher (BPTT)")
     if args.probe:
         task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
-    lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len else []
+    lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len is not None else []
     if args.teacher_at_lengths and not lengths:
         raise ConfigError("--teacher-at-lengths scores the teacher at the --seq-len lengths; give --seq-len")
     with_teacher = args.teacher_at_lengths and model.teacher is not None
@@ -488,7 +487,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         resolve_device(args.device),
         eval_batches=args.eval_batches,
         log=lambda line: print(line, file=sys.stderr),
-        eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths else (),
+        eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths is not None else (),
         trust_cell_code=args.trust_cell_code,
     )
     print(compare.markdown(report), end="")
