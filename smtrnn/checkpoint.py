@@ -201,10 +201,19 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     name = _read_latest(run_dir)
     if name is None:
         return run_dir  # a checkpoint folder, or a run with no checkpoint yet (the readers say which file is missing)
-    folder = run_dir / CHECKPOINTS_DIR / name
+    folder = step_folder(run_dir, name)
     if not regular_file(folder / CONFIG_FILE):
         raise CheckpointError(f"{run_dir / LATEST_FILE} names {CHECKPOINTS_DIR}/{name}, which is missing or incomplete")
     return folder
+
+
+def step_folder(run_dir: Path, name: str) -> Path:
+    """run_dir/checkpoints/NAME, refused where it (or checkpoints/) is a link: a run's checkpoints are its own
+    folders, never another run's scored as this one's."""
+    for path in (run_dir / CHECKPOINTS_DIR, run_dir / CHECKPOINTS_DIR / name):
+        if path.is_symlink():
+            raise CheckpointError(f"{path} is a link to {os.readlink(path)}: a run's checkpoints are its own folders")
+    return run_dir / CHECKPOINTS_DIR / name
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:

@@ -36,13 +36,13 @@ from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError, UserCodeError, out_of_memory
 from smtrnn.evaluate import (
-    available_memory,
     evaluate,
     evaluate_documents,
     evaluate_lengths,
     evaluation_bytes,
     rnn_alone_bytes,
 )
+from smtrnn.free_memory import available_memory
 from smtrnn.presets import RECIPE, make_preset
 from smtrnn.sample import complete_images, stream_continuation
 from smtrnn.settings import load_config_file, make_config, parse_set, with_settings

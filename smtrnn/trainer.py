@@ -65,7 +65,8 @@ from smtrnn.data.labels import load_labels
 from smtrnn.data.tasks import Task, build_task
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SaveError, SmtrnnError, TrainingError
-from smtrnn.evaluate import available_memory, evaluate, evaluation_bytes
+from smtrnn.evaluate import evaluate, evaluation_bytes
+from smtrnn.free_memory import available_memory
 from smtrnn.model import Model
 from smtrnn.reference import dmt_sequential_loss, smt_one_transition_loss
 from smtrnn.smt import labels_loss, smt_loss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -326,3 +327,55 @@ def test_a_run_reads_its_own_data_from_anywhere_and_refuses_other_data(tmp_path,
     code, _, err = run_cli(capsys, *score, "--data", "data/good.npz")  # the other file of that name
     line = one_line(err)
     assert code == 2 and "is not the data this run trained on" in line and str(first) in line, line
+
+
+def unbounded_sources(tmp_path: Path) -> dict[str, tuple[Path, list[str], str | None]]:
+    """(source, words of the one line, task.params) for input that would have used unbounded memory or crashed."""
+    x, y = recall_arrays(8)
+    huge_id = x.copy()
+    huge_id[0, 0] = 2**26
+    widest = x.astype(np.uint64)
+    widest[0, 0] = 2**64 - 1
+    not_npy = tmp_path / "not_npy.npz"
+    with zipfile.ZipFile(not_npy, "w") as archive:
+        archive.writestr("x.npy", b"\x93NUMPY nothing")
+        archive.writestr("readme.txt", b"hello")
+    return {
+        "an id of 2**26": (write_npz(tmp_path / "huge.npz", x=huge_id, y=y), ["the id 67108864", "2**20"], None),
+        "uint64 2**64-1": (write_npz(tmp_path / "widest.npz", x=widest, y=y), ["the id 18446744073709551615"], None),
+        "a member not .npy": (not_npy, ["'readme.txt' is not a .npy array"], None),
+        "valid_fraction a string": (
+            write_npz(tmp_path / "ok.npz", x=x, y=y),
+            ["valid_fraction must be a number"],
+            '{"valid_fraction": "x"}',
+        ),
+        "vocab past 2**20": (
+            write_npz(tmp_path / "ok2.npz", x=x, y=y),
+            ["vocab must be an integer in"],
+            '{"vocab": 2000000000}',
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["an id of 2**26", "uint64 2**64-1", "a member not .npy", "valid_fraction a string", "vocab past 2**20"]
+)
+def test_input_that_would_not_fit_or_crash_is_one_line(case, tmp_path, capsys):
+    path, words, params = unbounded_sources(tmp_path)[case]
+    out = tmp_path / "run"
+    argv = [*TRAIN[:-2], "--seq-len", 12, "--data", path, *(["--set", f"task.params={params}"] if params else [])]
+    for extra in (["--out", out], ["--print-config"]):
+        code, _, err = run_cli(capsys, *argv, "--steps", 2, *extra)
+        line = one_line(err)
+        assert code == 2 and all(word in line for word in words), line
+    assert not out.exists()
+
+
+def test_an_npz_that_expands_past_the_free_memory_is_refused_unread(tmp_path, capsys, monkeypatch):
+    x, y = recall_arrays(64)
+    path = write_npz(tmp_path / "bomb.npz", x=x, y=y)
+    monkeypatch.setattr("smtrnn.data.arrays.available_memory", lambda device: 1000)
+    monkeypatch.setattr("numpy.load", lambda *a, **k: pytest.fail("the archive was decompressed"))
+    code, _, err = run_cli(capsys, *TRAIN[:-2], "--seq-len", 12, "--data", path, "--print-config")
+    line = one_line(err)
+    assert code == 2 and "expand to" in line and "a folder of .npy files" in line, line

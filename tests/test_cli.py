@@ -391,3 +391,22 @@ def test_a_run_with_a_budget_trains_past_the_presets_steps(tmp_path, capsys):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in records if "step" in r]
     assert max(steps) > 40 and max(r.get("elapsed", 0) for r in records) >= 1.4  # debug's 40 steps, passed
+
+
+def test_ctrl_c_while_the_command_line_imports_is_one_line(monkeypatch, capsys):
+    """The console script imports torch after it starts; an interrupt there is one line and exit 130."""
+    import importlib.abc
+    import sys
+
+    from smtrnn.__main__ import run
+
+    class InterruptedImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "smtrnn.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "smtrnn.cli")
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
+    assert run() == 130
+    assert capsys.readouterr().err == "smtrnn: interrupted\n"
