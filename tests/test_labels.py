@@ -294,6 +294,8 @@ def test_labels_then_dmt_switches_to_dmt_on_the_stored_memories(store, tmp_path,
         (lambda m: m.update(seq_len="12"), "'seq_len'"),
         (lambda m: m.update(memory={"tokens": 2, "width": "x"}), "'memory'"),
         (lambda m: m.update(task=["retrieval"]), "'task'"),
+        (lambda m: m.update(shard_sequences=0), "'shard_sequences'"),
+        (lambda m: m["shards"][0].pop("sha256"), "'shards'"),
     ],
 )
 def test_a_tampered_manifest_is_one_line_naming_the_field(store, tmp_path, capsys, tamper, words):
