@@ -7,18 +7,38 @@ Shape legend, used in every docstring of the package:
 Memories are flat (..., Z) tensors whose K tokens of width D are each RMS-normalized.
 """
 
-from smtrnn.bptt import bptt_loss
-from smtrnn.config import RunConfig, validate
-from smtrnn.data.tasks import TASKS, make_task
-from smtrnn.evaluate import evaluate
-from smtrnn.model import Model
-from smtrnn.presets import contractive, debug, long, recipe, small
-from smtrnn.rnn import RNN
-from smtrnn.sample import continue_prompt
-from smtrnn.smt import smt_loss
-from smtrnn.teacher import Teacher
-from smtrnn.trainer import Trainer, train
-from smtrnn.user_cell import use_cell
+import importlib
+
+# The public names and the modules that define them, imported on first use (PEP 562): `import smtrnn` costs nothing,
+# so the command line can start (and be interrupted) before torch is loaded.
+_WHERE = {
+    "bptt_loss": "smtrnn.bptt",
+    "RunConfig": "smtrnn.config",
+    "validate": "smtrnn.config",
+    "TASKS": "smtrnn.data.tasks",
+    "make_task": "smtrnn.data.tasks",
+    "evaluate": "smtrnn.evaluate",
+    "Model": "smtrnn.model",
+    "contractive": "smtrnn.presets",
+    "debug": "smtrnn.presets",
+    "long": "smtrnn.presets",
+    "recipe": "smtrnn.presets",
+    "small": "smtrnn.presets",
+    "RNN": "smtrnn.rnn",
+    "continue_prompt": "smtrnn.sample",
+    "smt_loss": "smtrnn.smt",
+    "Teacher": "smtrnn.teacher",
+    "Trainer": "smtrnn.trainer",
+    "train": "smtrnn.trainer",
+    "use_cell": "smtrnn.user_cell",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'smtrnn' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
 
 __version__ = "0.1.0"
 

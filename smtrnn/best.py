@@ -13,7 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from smtrnn.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, STEP_DIR, atomic_write, read_json, regular_file
+from smtrnn.checkpoint import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    STEP_DIR,
+    atomic_write,
+    read_json,
+    regular_file,
+    step_folder,
+)
 from smtrnn.errors import CheckpointError
 
 BEST_FILE = "best.json"
@@ -47,7 +55,7 @@ def best_checkpoint(run_dir: str | Path) -> Path | None:
     record = read_best(run_dir)
     if record is None:
         return None
-    folder = Path(run_dir) / CHECKPOINTS_DIR / record["checkpoint"]
+    folder = step_folder(Path(run_dir), record["checkpoint"])
     if not regular_file(folder / CONFIG_FILE):
         raise CheckpointError(
             f"{Path(run_dir) / BEST_FILE} names {CHECKPOINTS_DIR}/{record['checkpoint']}, which is missing"

@@ -21,6 +21,7 @@ holding the three files), so one checkpoint loads like a run.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import io
 import json
@@ -40,7 +41,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from smtrnn.config import RunConfig, validate
-from smtrnn.data.tasks import make_task
+from smtrnn.data.identity import absolute_source, check_same_data
+from smtrnn.data.tasks import all_tasks, make_task
 from smtrnn.errors import CheckpointError, ConfigError
 from smtrnn.model import Model
 from smtrnn.user_cell import require_trusted_cell
@@ -199,10 +201,19 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     name = _read_latest(run_dir)
     if name is None:
         return run_dir  # a checkpoint folder, or a run with no checkpoint yet (the readers say which file is missing)
-    folder = run_dir / CHECKPOINTS_DIR / name
+    folder = step_folder(run_dir, name)
     if not regular_file(folder / CONFIG_FILE):
         raise CheckpointError(f"{run_dir / LATEST_FILE} names {CHECKPOINTS_DIR}/{name}, which is missing or incomplete")
     return folder
+
+
+def step_folder(run_dir: Path, name: str) -> Path:
+    """run_dir/checkpoints/NAME, refused where it (or checkpoints/) is a link: a run's checkpoints are its own
+    folders, never another run's scored as this one's."""
+    for path in (run_dir / CHECKPOINTS_DIR, run_dir / CHECKPOINTS_DIR / name):
+        if path.is_symlink():
+            raise CheckpointError(f"{path} is a link to {os.readlink(path)}: a run's checkpoints are its own folders")
+    return run_dir / CHECKPOINTS_DIR / name
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
@@ -225,10 +236,11 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     keep: int = 3,
     protect: str | None = None,
+    data: dict | None = None,
 ) -> Path:
     """Save weights, trainer state and config as checkpoints/step-N, commit it as `latest` and delete all but the
-    newest `keep` checkpoints and the one named `protect` (the best, `smtrnn.best`); returns the checkpoint's
-    folder."""
+    newest `keep` checkpoints and the one named `protect` (the best, `smtrnn.best`); `data` is the fingerprint of
+    the run's data (`identity.fingerprint`), kept in config.json; returns the checkpoint's folder."""
     run_dir = Path(run_dir)
     root = run_dir / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -249,6 +261,8 @@ def save_checkpoint(
     code = getattr(model.rnn.cell, "code", None)  # a user's cell: its source file and sha256 (`UserCell.code`)
     if code is not None:
         meta["cell_code"] = code
+    if data is not None:
+        meta["data"] = data
     _write_synced(tmp / WEIGHTS_FILE, safetensors_file(weights, FORMAT))
     _write_synced(tmp / STATE_FILE, _torch_file(trainer_state))
     _write_synced(tmp / CONFIG_FILE, lambda p: write_bytes(p, (json.dumps(meta, indent=2) + "\n").encode()))
@@ -332,8 +346,14 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0].partition('; use sys.')[0]}") from exc
 
 
-def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
-    """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata)."""
+def read_config(
+    run_dir: str | Path, *, trust_cell_code: bool | None = None, open_data: bool = True, data: str | None = None
+) -> tuple[RunConfig, dict[str, Any]]:
+    """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata). Given
+    `trust_cell_code`, a cell that is user code is refused unless trusted (`user_cell.require_trusted_cell`) before
+    anything else is opened. With `open_data` the run's data (or `data`, the same data moved) must match the
+    fingerprint recorded at training (`identity.check_same_data`), then the task is built and its vocabulary checked
+    against the checkpoint's; without it nothing the config names is opened (export, sample, comparing configs)."""
     folder = checkpoint_dir(run_dir)
     path = folder / CONFIG_FILE
     if not regular_file(path):
@@ -349,6 +369,18 @@ def read_config(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
     try:
         cfg = RunConfig.from_dict(meta["config"])
         validate(cfg)
+    except (ConfigError, ValueError) as exc:
+        raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
+    if trust_cell_code is not None:
+        require_trusted_cell(cfg, meta.get("cell_code"), run_dir, trust_cell_code)
+    if not open_data:
+        return cfg, meta
+    if data is not None:
+        if "path" not in {field.name for field in dataclasses.fields(all_tasks()[cfg.task.name])}:
+            raise CheckpointError(f"--data: {run_dir} is a '{cfg.task.name}' run, which reads no data")
+        cfg.task.params = cfg.task.params | {"path": absolute_source(data)}
+    check_same_data(meta.get("data"), cfg.task.params.get("path"))
+    try:
         task_vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
@@ -406,13 +438,18 @@ def load_trainer_state(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load_model(
-    run_dir: str | Path, device: torch.device | str = "cpu", *, trust_cell_code: bool = False
+    run_dir: str | Path,
+    device: torch.device | str = "cpu",
+    *,
+    trust_cell_code: bool = False,
+    open_data: bool = True,
+    data: str | None = None,
 ) -> tuple[RunConfig, Model]:
     """Rebuild the model a run directory describes and load its weights. A run whose cell is a user's code (a
     MODULE:CLASS or FILE.py:CLASS, which importing runs) is refused unless `trust_cell_code`
-    (`user_cell.require_trusted_cell`)."""
-    cfg, meta = read_config(run_dir)
-    require_trusted_cell(cfg, meta.get("cell_code"), run_dir, trust_cell_code)
+    (`user_cell.require_trusted_cell`), before anything else is opened; without `open_data` the run's data is never
+    read (the vocabulary is the checkpoint's); `data` points the run at its data moved (`read_config`)."""
+    cfg, meta = read_config(run_dir, trust_cell_code=trust_cell_code, open_data=open_data, data=data)
     model = Model.for_run(cfg, int(meta["vocab_size"]))
     load_weights(run_dir, model)
     problem = damage(model)

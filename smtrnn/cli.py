@@ -29,7 +29,6 @@ from smtrnn.config import (
     flatten,
     shown,
     size_text,
-    validate,
 )
 from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
 from smtrnn.data.real import DATA_TASKS
@@ -37,20 +36,20 @@ from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.diagnostics import diagnostics
 from smtrnn.errors import ConfigError, SaveError, SmtrnnError, TrainingError, UserCodeError, out_of_memory
 from smtrnn.evaluate import (
-    available_memory,
     evaluate,
     evaluate_documents,
     evaluate_lengths,
     evaluation_bytes,
     rnn_alone_bytes,
 )
+from smtrnn.free_memory import available_memory
 from smtrnn.presets import RECIPE, make_preset
 from smtrnn.sample import complete_images, stream_continuation
 from smtrnn.settings import load_config_file, make_config, parse_set, with_settings
 from smtrnn.step_timer import StepOverrun, StepTimer
 from smtrnn.tools.gradients import gradient_curves
 from smtrnn.tools.png import image_grid, write_png
-from smtrnn.trainer import Trainer, resolve_device
+from smtrnn.trainer import Trainer, check_can_train, resolve_device
 from smtrnn.user_cell import require_trusted_cell
 
 
@@ -117,18 +116,25 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+UNBOUNDED_STEPS = 10**12  # train.steps where --budget alone ends a run
+
+
 def build_config(args: argparse.Namespace) -> RunConfig:
     """Preset, then config file, then explicit flags, then --set overrides (`smtrnn.settings`)."""
     file_data = load_config_file(args.config) if args.config else {}
     if args.init and args.labels:
         raise ConfigError("--init (method dmt) and --labels (method labels) exclude each other")
+    fields = {
+        name: getattr(args, flag[2:].replace("-", "_"))
+        for flag, name in FLAG_FIELDS.items()
+        if flag not in ("--init", "--labels")  # those two choose the base config below
+    }
+    steps_named = args.steps is not None or "train.steps" in parse_set(args.set) or "train.steps" in flatten(file_data)
+    if args.budget and not steps_named:  # a budget alone is the budget: no preset's step count ends the run first
+        fields["train.steps"] = UNBOUNDED_STEPS
     settings = {
         "file_data": file_data,
-        "fields": {
-            name: getattr(args, flag[2:].replace("-", "_"))
-            for flag, name in FLAG_FIELDS.items()
-            if flag not in ("--init", "--labels")
-        },  # those two choose the base config below
+        "fields": fields,
         "sets": args.set,
         "data": args.data,
         "memory_size": args.memory_size,
@@ -136,9 +142,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     # A cell named on this command line is the user's choice; one that comes with a stored config is the run's code
     named_cell = args.cell is not None or "rnn.cell" in parse_set(args.set) or "rnn.cell" in flatten(file_data)
     if args.init:  # DMT continues an SMT run: its config, not a preset, is the base
-        cfg, meta = read_config(args.init)
-        if not named_cell:
-            require_trusted_cell(cfg, meta.get("cell_code"), args.init, args.trust_cell_code)
+        cfg, _ = read_config(args.init, trust_cell_code=True if named_cell else args.trust_cell_code)
         cfg.train = TrainConfig(method="dmt", init=args.init, seed=cfg.train.seed)
         return with_settings(cfg, **settings)
     if args.labels:  # an RNN fit to stored labels: the labelling teacher run's config is the base
@@ -189,9 +193,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     fails (a non-finite step, the last checkpoint kept); 128 + N on a second signal N (nothing more saved).
 
     Under torchrun (WORLD_SIZE > 1) every rank runs this; each joins the process group, and only rank 0 prints."""
-    if args.print_config:  # a config that would train: checked like one, then printed
+    if args.print_config:  # a config that would train: checked like one (train's verdict), then printed
         cfg = build_config(args)
-        validate(cfg)
+        check_can_train(cfg, resolve_device(cfg.train.device))
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     if args.out is None:
@@ -272,13 +276,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if Path(args.plots).exists() and not Path(args.plots).is_dir():
             raise ConfigError(f"--plots {args.plots} exists and is not a directory")
     best = None if args.last else best_checkpoint(args.run_dir)  # train.keep_best: that checkpoint is the run's
-    cfg, model = load_model(best or args.run_dir, resolve_device(args.device), trust_cell_code=args.trust_cell_code)
+    cfg, model = load_model(
+        best or args.run_dir, resolve_device(args.device), trust_cell_code=args.trust_cell_code, data=args.data
+    )
     task = make_task(cfg.task.name, **cfg.task.params)
     if args.probe and model.teacher is None:
         raise ConfigError("--probe compares teacher memories with the RNN's rollout; this run has no teacher (BPTT)")
     if args.probe:
         task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
-    lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len else []
+    lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len is not None else []
     if args.teacher_at_lengths and not lengths:
         raise ConfigError("--teacher-at-lengths scores the teacher at the --seq-len lengths; give --seq-len")
     with_teacher = args.teacher_at_lengths and model.teacher is not None
@@ -357,7 +363,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.format not in FORMATS:
         raise ConfigError(f"unknown --format {args.format!r}; choose from: {', '.join(FORMATS)}")
-    _, model = load_model(args.run_dir, torch.device("cpu"), trust_cell_code=args.trust_cell_code)
+    _, model = load_model(args.run_dir, torch.device("cpu"), trust_cell_code=args.trust_cell_code, open_data=False)
     path = export(model.rnn, args.format, args.out)
     print(
         f"wrote {path}: step(state (B, {model.rnn.size}), token (B,)) -> next_state, logits (B, {model.vocab_size})",
@@ -376,7 +382,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "sample needs exactly one of --prompt TOKENS, --text STRING (text runs) or --png FILE (pixels runs)"
         )
     device = resolve_device(args.device)
-    cfg, model = load_model(args.run_dir, device, trust_cell_code=args.trust_cell_code)
+    cfg, model = load_model(  # only a PNG of held-out images reads the run's data
+        args.run_dir, device, trust_cell_code=args.trust_cell_code, open_data=args.png is not None
+    )
     generator = torch.Generator(device=device).manual_seed(args.seed)
     if args.png is not None:
         return _sample_png(args, cfg, model, generator)
@@ -474,12 +482,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cells,
         args.seeds,
         budget,
-        args.steps or 10**9,
+        args.steps or UNBOUNDED_STEPS,
         Path(args.out),
         resolve_device(args.device),
         eval_batches=args.eval_batches,
         log=lambda line: print(line, file=sys.stderr),
-        eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths else (),
+        eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths is not None else (),
+        trust_cell_code=args.trust_cell_code,
     )
     print(compare.markdown(report), end="")
     return 0
@@ -625,6 +634,12 @@ def make_parser() -> argparse.ArgumentParser:
         "diagnostics always use validation sequences",
     )
     p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="the run's data where it has moved: it must hold what the run trained on (the fingerprint recorded "
+        "at training); without it the run's own absolute path is read",
+    )
+    p.add_argument(
         "--seq-len",
         metavar="T[,T...]",
         help="also score the RNN alone at these sequence lengths, e.g. 1024,16384,65536: length generalization "
@@ -721,6 +736,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
     p.add_argument("--device", default="auto")
+    _add_trust_flag(p, "a finished run of the study scored again at --eval-lengths")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="SMT→DMT vs BPTT on an embedded long-range task, same wall-clock each")

@@ -10,7 +10,6 @@ memories — separates a poor one-step fit from compounding drift.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -67,24 +66,6 @@ def rnn_alone_bytes(cfg: RunConfig, vocab_size: int, seq_len: int, sequences: in
     chunk = min(seq_len, stream_chunk(sequences, z, v))
     working = z + 2 * v + 3 * cfg.rnn.hidden + 2 * cfg.rnn.readout_hidden
     return sequences * (16 * seq_len + 4 * chunk * working)
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for tensors on `device`: a CUDA device's free memory, else the host's MemAvailable
-    (/proc/meminfo), else its physical memory (os.sysconf); None where none of these can be read."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 class _Score:

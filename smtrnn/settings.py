@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from smtrnn.config import RunConfig, apply_overrides, flatten, shown
+from smtrnn.data.identity import absolute_source
 from smtrnn.data.tasks import all_tasks
 from smtrnn.errors import ConfigError
 from smtrnn.presets import make_preset, small
 
+KEEP_BEST_EVALUATIONS = 10  # evaluations a run keeping its best checkpoint chooses among, unless it sets a cadence
 TASKS_WITH_DATA = tuple(  # the tasks `--data` gives a path to: those with a `path` parameter
     name for name, task in all_tasks().items() if "path" in {f.name for f in dataclasses.fields(task)}
 )
@@ -80,7 +82,9 @@ def with_settings(
     memory_size: int | None = None,
 ) -> RunConfig:
     """cfg (in place) with the config file's fields, then `fields` (None values skipped), then the data path
-    (`--data`: text and pixels only) and the memory size Z (`--memory-size`, a multiple of K), then --set items."""
+    (`--data`: the tasks with a path) and the memory size Z (`--memory-size`, a multiple of K), then --set items;
+    a local data path is made absolute (`identity.absolute_source`), and `train.keep_best` without an evaluation
+    cadence gets one: KEEP_BEST_EVALUATIONS evaluations over the budget (or the steps)."""
     apply_overrides(cfg, flatten(file_data or {}))
     apply_overrides(cfg, {name: value for name, value in (fields or {}).items() if value is not None})
     if data is not None:
@@ -96,7 +100,16 @@ def with_settings(
         if memory_size % tokens:
             raise ConfigError(f"--memory-size {memory_size} is not divisible by memory tokens K={tokens}")
         cfg.memory.width = memory_size // tokens
-    return apply_set(cfg, list(sets))
+    apply_set(cfg, list(sets))
+    train = cfg.train
+    if train.keep_best and not (train.eval_every or train.eval_every_seconds):  # the best of KEEP_BEST_EVALUATIONS
+        if train.max_seconds:
+            train.eval_every_seconds = train.max_seconds / KEEP_BEST_EVALUATIONS
+        else:
+            train.eval_every = max(1, train.steps // KEEP_BEST_EVALUATIONS)
+    if isinstance(cfg.task.params.get("path"), str):  # stored absolute: a run read from elsewhere reads the same file
+        cfg.task.params = cfg.task.params | {"path": absolute_source(cfg.task.params["path"])}
+    return cfg
 
 
 def make_config(preset: str, task: str | None, **settings: Any) -> RunConfig:

@@ -50,12 +50,23 @@ from smtrnn.checkpoint import (
     save_checkpoint,
     trim_metrics,
 )
-from smtrnn.config import LABEL_METHODS, TEACHER_METHODS, OptimConfig, RunConfig, flatten, validate
+from smtrnn.config import (
+    LABEL_METHODS,
+    TEACHER_METHODS,
+    OptimConfig,
+    RunConfig,
+    flatten,
+    shown,
+    size_text,
+    validate,
+)
+from smtrnn.data.identity import check_same_data, fingerprint
 from smtrnn.data.labels import load_labels
-from smtrnn.data.tasks import build_task
+from smtrnn.data.tasks import Task, build_task
 from smtrnn.dmt import dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss
 from smtrnn.errors import CheckpointError, ConfigError, SaveError, SmtrnnError, TrainingError
-from smtrnn.evaluate import evaluate
+from smtrnn.evaluate import evaluate, evaluation_bytes
+from smtrnn.free_memory import available_memory
 from smtrnn.model import Model
 from smtrnn.reference import dmt_sequential_loss, smt_one_transition_loss
 from smtrnn.smt import labels_loss, smt_loss
@@ -167,6 +178,28 @@ def loss_function(cfg: RunConfig, progress: float) -> Callable:
     return partial(dmt_loss if cfg.dmt.time_parallel else dmt_sequential_loss, cfg=cfg.dmt)
 
 
+def check_can_train(cfg: RunConfig, device: torch.device) -> Task:
+    """Train's verdict on a config before any folder, model or batch exists (`--print-config` gives the same): the
+    config, its task (the data read and its lengths checked), a best checkpoint to choose by validation, and the
+    memory: a step holds at least what evaluating a batch at T holds (`evaluation_bytes`), refused where that
+    exceeds the memory free. Returns the task."""
+    validate(cfg)
+    task = build_task(cfg)
+    if cfg.train.keep_best and not task.has_splits:
+        raise ConfigError(
+            f"train.keep_best picks a checkpoint by its validation bits; task '{cfg.task.name}' has no validation "
+            "split (fresh draws never overfit): the data tasks (text, pixels, arrays) have one"
+        )
+    need = evaluation_bytes(cfg, task.vocab_size, cfg.task.seq_len, cfg.optim.batch_size)
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise ConfigError(
+            f"task.seq_len {shown(cfg.task.seq_len)} with batch {cfg.optim.batch_size} needs at least "
+            f"{size_text(need)} to train; {size_text(free)} are available (a shorter T or a smaller batch fits)"
+        )
+    return task
+
+
 class Trainer:
     """Owns one run: its model, optimizer, data stream and run directory."""
 
@@ -199,7 +232,8 @@ class Trainer:
                 f"--resume: {self.out_dir} holds no run to continue (no checkpoint or metrics "
                 "log); drop --resume to start one there"
             )
-        self.task = build_task(cfg)  # evaluation draws from task.held_out()
+        self.task = check_can_train(cfg, self.device)  # evaluation draws from task.held_out()
+        self.data_identity = fingerprint(cfg.task.params.get("path"))  # recorded in every checkpoint
         self.tensorboard = None  # a SummaryWriter when train.tensorboard (rank 0)
         if cfg.train.tensorboard and distributed.is_main():
             try:
@@ -225,12 +259,6 @@ class Trainer:
         self.step_timer: StepTimer | None = None  # the CLI's bound on a step that never ends (smtrnn.step_timer)
         self.best = None  # train.keep_best: the best checkpoint's record so far (`smtrnn.best`)
         if cfg.train.keep_best:
-            if not self.task.has_splits:
-                raise ConfigError(
-                    f"train.keep_best picks a checkpoint by its validation bits; task "
-                    f"'{cfg.task.name}' has no validation split (fresh draws never overfit): the data "
-                    "tasks (text, pixels) have one"
-                )
             if self.world > 1:
                 raise ConfigError("train.keep_best runs on one process (not yet under torchrun)")
             self.best = read_best(self.out_dir) if resume else None
@@ -268,7 +296,8 @@ class Trainer:
         load_weights(init_dir, self.model)
 
     def _resume(self) -> None:
-        saved, _ = read_config(self.out_dir)
+        saved, meta = read_config(self.out_dir, open_data=False)  # compared with this run's config, whose task is built
+        check_same_data(meta.get("data"), self.cfg.task.params.get("path"))
         changed = changed_fields(saved, self.cfg, budget=False)
         if changed:
             ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())
@@ -417,6 +446,7 @@ class Trainer:
                 state,
                 keep=self.cfg.train.keep_checkpoints,
                 protect=self.best["checkpoint"] if self.best else None,
+                data=self.data_identity,
             )
         except OSError as exc:  # a full disk, lost permissions: the previous checkpoint is still whole
             raise SaveError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,105 @@ def test_the_memory_size_comes_from_the_labels(tmp_path):
     data = str(write_npz(tmp_path / "two.npz", x=x, y=y))
     forget_loaded_arrays()
     assert make_task("arrays", path=data).memory_bits() == pytest.approx(6.0)
+
+
+def test_a_run_whose_data_moved_exports_and_samples_without_it(tmp_path, capsys):
+    x, y = recall_arrays(32)
+    data = write_npz(tmp_path / "mine.npz", x=x, y=y)
+    out = tmp_path / "run"
+    argv = [*TRAIN, "--data", data, "--steps", 2, "--set", "train.curriculum_start=12", "--out", out]
+    assert run_cli(capsys, *argv)[0] == 0
+    data.rename(tmp_path / "moved.npz")
+    forget_loaded_arrays()
+    code, _, err = run_cli(capsys, "export", out, "--format", "torchscript", "--out", tmp_path / "step.pt")
+    assert code == 0, err
+    code, printed, err = run_cli(capsys, "sample", out, "--prompt", "1,2", "--length", 3, "--device", "cpu")
+    assert code == 0 and len(printed.split()) == 3, err
+    code, _, err = run_cli(capsys, "eval", out, "--device", "cpu")  # scoring needs the data: one line
+    assert code == 2 and "mine.npz" in one_line(err)
+
+
+def test_a_run_reads_its_own_data_from_anywhere_and_refuses_other_data(tmp_path, capsys, monkeypatch):
+    """The run stores its data's absolute path and fingerprint: from another directory holding a file of the same
+    name it scores its own file; changed or moved data is refused in one line unless --data points at the same
+    contents."""
+    first, elsewhere = tmp_path / "a", tmp_path / "b"
+    (first / "data").mkdir(parents=True)
+    (elsewhere / "data").mkdir(parents=True)
+    x, y = recall_arrays(64)
+    write_npz(first / "data" / "good.npz", x=x, y=y)
+    other_x, other_y = recall_arrays(64, seed=1)
+    write_npz(elsewhere / "data" / "good.npz", x=other_x, y=other_y)
+    out = tmp_path / "run"
+    monkeypatch.chdir(first)
+    argv = [*TRAIN, "--data", "data/good.npz", "--steps", 3, "--set", "train.curriculum_start=12", "--out", out]
+    assert run_cli(capsys, *argv)[0] == 0
+    score = ["eval", out, "--json", "--batches", 1, "--no-diagnostics", "--device", "cpu"]
+    code, printed, err = run_cli(capsys, *score)
+    assert code == 0, err
+    here = json.loads(printed)["rnn_accuracy"]
+    monkeypatch.chdir(elsewhere)
+    forget_loaded_arrays()
+    code, printed, err = run_cli(capsys, *score)
+    assert code == 0 and json.loads(printed)["rnn_accuracy"] == here, err
+    (first / "data" / "good.npz").rename(tmp_path / "moved.npz")
+    forget_loaded_arrays()
+    code, _, err = run_cli(capsys, *score)
+    assert code == 2 and "is not there" in one_line(err) and "--data" in one_line(err)
+    code, printed, err = run_cli(capsys, *score, "--data", tmp_path / "moved.npz")
+    assert code == 0 and json.loads(printed)["rnn_accuracy"] == here, err
+    code, _, err = run_cli(capsys, *score, "--data", "data/good.npz")  # the other file of that name
+    line = one_line(err)
+    assert code == 2 and "is not the data this run trained on" in line and str(first) in line, line
+
+
+def unbounded_sources(tmp_path: Path) -> dict[str, tuple[Path, list[str], str | None]]:
+    """(source, words of the one line, task.params) for input that would have used unbounded memory or crashed."""
+    x, y = recall_arrays(8)
+    huge_id = x.copy()
+    huge_id[0, 0] = 2**26
+    widest = x.astype(np.uint64)
+    widest[0, 0] = 2**64 - 1
+    not_npy = tmp_path / "not_npy.npz"
+    with zipfile.ZipFile(not_npy, "w") as archive:
+        archive.writestr("x.npy", b"\x93NUMPY nothing")
+        archive.writestr("readme.txt", b"hello")
+    return {
+        "an id of 2**26": (write_npz(tmp_path / "huge.npz", x=huge_id, y=y), ["the id 67108864", "2**20"], None),
+        "uint64 2**64-1": (write_npz(tmp_path / "widest.npz", x=widest, y=y), ["the id 18446744073709551615"], None),
+        "a member not .npy": (not_npy, ["'readme.txt' is not a .npy array"], None),
+        "valid_fraction a string": (
+            write_npz(tmp_path / "ok.npz", x=x, y=y),
+            ["valid_fraction must be a number"],
+            '{"valid_fraction": "x"}',
+        ),
+        "vocab past 2**20": (
+            write_npz(tmp_path / "ok2.npz", x=x, y=y),
+            ["vocab must be an integer in"],
+            '{"vocab": 2000000000}',
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["an id of 2**26", "uint64 2**64-1", "a member not .npy", "valid_fraction a string", "vocab past 2**20"]
+)
+def test_input_that_would_not_fit_or_crash_is_one_line(case, tmp_path, capsys):
+    path, words, params = unbounded_sources(tmp_path)[case]
+    out = tmp_path / "run"
+    argv = [*TRAIN[:-2], "--seq-len", 12, "--data", path, *(["--set", f"task.params={params}"] if params else [])]
+    for extra in (["--out", out], ["--print-config"]):
+        code, _, err = run_cli(capsys, *argv, "--steps", 2, *extra)
+        line = one_line(err)
+        assert code == 2 and all(word in line for word in words), line
+    assert not out.exists()
+
+
+def test_an_npz_that_expands_past_the_free_memory_is_refused_unread(tmp_path, capsys, monkeypatch):
+    x, y = recall_arrays(64)
+    path = write_npz(tmp_path / "bomb.npz", x=x, y=y)
+    monkeypatch.setattr("smtrnn.data.arrays.available_memory", lambda device: 1000)
+    monkeypatch.setattr("numpy.load", lambda *a, **k: pytest.fail("the archive was decompressed"))
+    code, _, err = run_cli(capsys, *TRAIN[:-2], "--seq-len", 12, "--data", path, "--print-config")
+    line = one_line(err)
+    assert code == 2 and "expand to" in line and "a folder of .npy files" in line, line

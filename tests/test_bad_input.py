@@ -242,6 +242,21 @@ BAD_INPUT = {
         ["--seq-len 1000000000 needs about", "GB to evaluate with the teacher (batch", "available"],
     ),
     "eval teacher at lengths without lengths": (lambda t, r: ["eval", r, "--teacher-at-lengths"], ["give --seq-len"]),
+    "train at a length beyond memory": (lambda t, r: [*TRAIN, "--seq-len", str(10**12)], ["needs at least", "train"]),
+    "print-config at a length beyond memory": (
+        lambda t, r: [*TRAIN, "--seq-len", str(10**30), "--print-config"],
+        ["needs at least", "available"],
+    ),
+    "print-config of keep_best without a validation split": (
+        lambda t, r: [*TRAIN, "--set", "train.keep_best=true", "--print-config"],
+        ["no validation split"],
+    ),
+    "eval at an empty list of lengths": (lambda t, r: ["eval", r, "--seq-len", ""], ["--seq-len", "positive"]),
+    "an unknown builtin corpus": (
+        lambda t, r: [*TRAIN, "--task", "text", "--data", "builtin:klingon"],
+        ["builtin:klingon", "builtin:english"],
+    ),
+    "hf: without a name": (lambda t, r: [*TRAIN, "--task", "text", "--data", "hf:"], ["hf:", "dataset name"]),
     "export under a file": (
         lambda t, r: ["export", r, "--out", _write(t / "afile", "x") / "x.pt"],
         ["afile is a file, not a folder"],

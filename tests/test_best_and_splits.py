@@ -163,7 +163,6 @@ def test_eval_scores_the_best_checkpoint_on_the_split_asked(tmp_path, capsys):
             ["--task", "retrieval", "--set", "train.eval_every=5", "--set", "train.keep_best=true"],
             "task 'retrieval' has no validation split",
         ),
-        (["--task", "text", "--set", "train.keep_best=true"], "train.keep_best chooses among the periodic evaluations"),
     ],
 )
 def test_keep_best_where_it_cannot_choose_is_one_line(argv, fragment, tmp_path, capsys):
@@ -182,3 +181,20 @@ def test_keep_best_where_it_cannot_choose_is_one_line(argv, fragment, tmp_path, 
         tmp_path / "out",
     )
     assert code == 2 and fragment in one_line(err) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, cadence",
+    [
+        (["--steps", "40"], {"eval_every": 4, "eval_every_seconds": 0.0}),
+        (["--budget", "300"], {"eval_every": 0, "eval_every_seconds": 30.0}),
+        (["--steps", "40", "--set", "train.eval_every=7"], {"eval_every": 7, "eval_every_seconds": 0.0}),
+    ],
+)
+def test_keep_best_alone_gets_ten_evaluations_to_choose_among(argv, cadence, capsys):
+    """A user asking for the best checkpoint gets it: without a cadence, one evaluation per tenth of the run."""
+    argv = ["train", "--preset", "debug", "--task", "text", "--set", "train.keep_best=true", *argv, "--print-config"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    train = json.loads(out)["train"]
+    assert {key: train[key] for key in cadence} == cadence

@@ -176,3 +176,46 @@ def test_a_built_in_cell_needs_no_flag(smt_run, tmp_path, capsys):
     assert run_cli(capsys, "eval", run, "--batches", 1, "--no-diagnostics", "--device", "cpu")[0] == 0
     code, _, err = run_cli(capsys, *TRAIN, *STEPS, "--method", "dmt", "--init", run, "--out", tmp_path / "dmt")
     assert code == 0, err
+
+
+STUDY = ["compare", "--preset", "debug", "--lengths", "8", "--methods", "smt", "--seeds", "1", "--steps", "2"]
+
+
+@pytest.mark.parametrize("latest", [False, True])
+def test_a_cell_planted_in_a_shared_study_never_runs(latest, planted, tmp_path, capsys):
+    """A study's run folder holding a result and a config that names the planted cell: scoring it at new lengths
+    refuses it (no checkpoint to check; or a config other than the command line's) and imports nothing."""
+    study = tmp_path / "study"
+    assert main([*STUDY, "--device", "cpu", "--out", str(study)]) == 0
+    (run,) = (study / "runs").iterdir()
+    config = checkpoint_dir(run) / CONFIG_FILE
+    meta = json.loads(config.read_text())
+    meta["config"]["rnn"]["cell"] = f"{planted['cell']}:Planted"
+    config.write_text(json.dumps(meta))
+    if not latest:
+        (run / "latest").unlink()
+    code, _, err = run_cli(capsys, *STUDY, "--device", "cpu", "--out", study, "--eval-lengths", 16)
+    assert code == 2 and not planted["marker"].exists(), err
+    assert ("another config" if latest else "no checkpoint") in err.splitlines()[-1]
+
+
+def test_a_stored_cell_is_scored_again_in_a_study_only_with_the_flag(planted, tmp_path, capsys):
+    cell = f"{planted['cell']}:Planted"
+    study = [*STUDY, "--cells", cell, "--device", "cpu", "--out", tmp_path / "study"]
+    assert run_cli(capsys, *study)[0] == 0  # named on the command line: trained without the flag
+    planted["marker"].unlink()
+    code, _, err = run_cli(capsys, *study, "--eval-lengths", 16)
+    assert code == 2 and "--trust-cell-code" in err.splitlines()[-1] and not planted["marker"].exists()
+    code, _, err = run_cli(capsys, *study, "--eval-lengths", 16, "--trust-cell-code")
+    assert code == 0 and planted["marker"].exists(), err
+
+
+def test_an_untrusted_run_is_refused_before_its_data_is_opened(planted, tmp_path, capsys):
+    run = Path(shutil.copytree(planted["run"], tmp_path / "run"))
+    meta = json.loads((checkpoint_dir(run) / CONFIG_FILE).read_text())
+    meta["config"]["task"] = {"name": "text", "seq_len": 16, "params": {"path": str(tmp_path / "nowhere")}}
+    (checkpoint_dir(run) / CONFIG_FILE).write_text(json.dumps(meta))
+    for argv in (["export", run, "--out", tmp_path / "step.pt"], ["eval", run, "--device", "cpu"]):
+        code, _, err = run_cli(capsys, *argv)
+        line = one_line(err)
+        assert code == 2 and "the cell is user code" in line and "nowhere" not in line, line

@@ -194,3 +194,22 @@ def test_a_file_size_limit_on_the_save_path_is_one_line_and_keeps_the_run(smt_ru
     assert line.startswith("smtrnn: error: ") and "File too large" in line and "previous checkpoint is kept" in line
     assert {p: p.read_bytes() for p in before} == before
     assert read_config(smt_run_copy)[1]["step"] == 6
+
+
+@pytest.mark.parametrize("link", ["latest", "best"])
+def test_a_step_folder_that_links_to_another_run_is_refused(link, smt_run, tmp_path, capsys):
+    """checkpoints/step-N a symlink to another run's checkpoint: never scored as this run's last or best."""
+    from smtrnn.best import SCORE
+    from smtrnn.checkpoint import CHECKPOINTS_DIR, LATEST_FILE
+    from smtrnn.cli import main
+
+    run = Path(shutil.copytree(smt_run[0], tmp_path / "run"))
+    other = Path(shutil.copytree(smt_run[0], tmp_path / "other"))
+    name = (run / LATEST_FILE).read_text().strip()
+    shutil.rmtree(run / CHECKPOINTS_DIR / name)
+    os.symlink(other / CHECKPOINTS_DIR / name, run / CHECKPOINTS_DIR / name)
+    if link == "best":
+        (run / "best.json").write_text(json.dumps({"checkpoint": name, "step": 6, SCORE: 1.0}))
+    code = main(["eval", str(run), "--batches", "1", "--no-diagnostics", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a link to" in err and err.count("\n") == 1, err

@@ -370,3 +370,43 @@ def test_train_with_resume_continues_an_existing_run(capsys, cli_runs, tmp_path)
     code, _, err = run_cli(capsys, *argv)
     assert code == 0, err
     assert json.loads((checkpoint_dir(run) / "config.json").read_text())["step"] == 7
+
+
+@pytest.mark.parametrize(
+    "extra, steps",
+    [([], 10**12), (["--steps", "50"], 50), (["--set", "train.steps=7"], 7)],
+)
+def test_a_budget_alone_is_what_ends_the_run(extra, steps, capsys):
+    """--budget without a step count is the budget: the preset's steps (recipe: 3000) no longer end it first."""
+    code, out, err = run_cli(capsys, "train", "--preset", "recipe", "--budget", 600, *extra, "--print-config")
+    assert code == 0, err
+    assert json.loads(out)["train"]["steps"] == steps
+
+
+def test_a_run_with_a_budget_trains_past_the_presets_steps(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "debug", "--quiet", "--device", "cpu", "--budget", 1.5, "--set", "train.log_every=1"]
+    code, _, err = run_cli(capsys, *argv, "--out", out)
+    assert code == 0, err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if "step" in r]
+    assert max(steps) > 40 and max(r.get("elapsed", 0) for r in records) >= 1.4  # debug's 40 steps, passed
+
+
+def test_ctrl_c_while_the_command_line_imports_is_one_line(monkeypatch, capsys):
+    """The console script imports torch after it starts; an interrupt there is one line and exit 130."""
+    import importlib.abc
+    import sys
+
+    from smtrnn.__main__ import run
+
+    class InterruptedImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "smtrnn.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "smtrnn.cli")
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
+    assert run() == 130
+    assert capsys.readouterr().err == "smtrnn: interrupted\n"

@@ -176,7 +176,7 @@ def test_a_store_of_an_earlier_format_version_is_refused_in_one_line(text_store,
     manifest = json.loads((old / MANIFEST).read_text())
     manifest["version"] = 1
     (old / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(CheckpointError, match="format version 1; this smtrnn reads version 2: label again"):
+    with pytest.raises(CheckpointError, match="format version 1; this smtrnn reads version 3: label again"):
         load_labels(old)
     with pytest.raises(CheckpointError, match="format version 1"):
         write_dataset_labels(text_teacher, old)

@@ -13,7 +13,6 @@ from support import debug_config, state_dicts_equal
 from smtrnn.data.tasks import make_task
 from smtrnn.evaluate import (
     _Score,
-    available_memory,
     drift_buckets,
     effective_rank,
     evaluate,
@@ -22,6 +21,7 @@ from smtrnn.evaluate import (
     evaluation_bytes,
     rnn_alone_bytes,
 )
+from smtrnn.free_memory import available_memory
 from smtrnn.losses import uniformity
 from smtrnn.model import Model
 

@@ -14,7 +14,7 @@ from support import debug_config
 
 from smtrnn.checkpoint import checkpoint_dir, load_model
 from smtrnn.cli import main
-from smtrnn.data.labels import MANIFEST, load_labels, write_labels
+from smtrnn.data.labels import MANIFEST, file_sha256, load_labels, write_labels
 from smtrnn.errors import CheckpointError
 from smtrnn.trainer import Trainer, train
 
@@ -294,6 +294,8 @@ def test_labels_then_dmt_switches_to_dmt_on_the_stored_memories(store, tmp_path,
         (lambda m: m.update(seq_len="12"), "'seq_len'"),
         (lambda m: m.update(memory={"tokens": 2, "width": "x"}), "'memory'"),
         (lambda m: m.update(task=["retrieval"]), "'task'"),
+        (lambda m: m.update(shard_sequences=0), "'shard_sequences'"),
+        (lambda m: m["shards"][0].pop("sha256"), "'shards'"),
     ],
 )
 def test_a_tampered_manifest_is_one_line_naming_the_field(store, tmp_path, capsys, tamper, words):
@@ -321,5 +323,60 @@ def test_token_ids_outside_the_vocabulary_in_a_shard_are_refused_when_opened(sto
     tensors["x"][0, 0] = 10_000
     shard.unlink()
     save_file(tensors, str(shard), metadata={"format": "smtrnn-labels"})
-    with pytest.raises(CheckpointError, match="outside"):
+    with pytest.raises(CheckpointError, match="its sha256 is not the manifest's"):
         load_labels(copy)
+    agree(copy, shard)  # a manifest made to agree: the ids are checked still
+    with pytest.raises(CheckpointError, match="input token ids outside"):
+        load_labels(copy)
+
+
+def agree(store: Path, shard: Path) -> None:
+    """Rewrite the store's manifest so its record of `shard` (size, sha256) matches the file as it is now."""
+    manifest = json.loads((store / MANIFEST).read_text())
+    for entry in manifest["shards"]:
+        if entry["file"] == shard.name:
+            entry["bytes"], entry["sha256"] = shard.stat().st_size, file_sha256(shard)
+    (store / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage", ["nan", "random"])
+def test_a_damaged_shard_is_named_when_opened_and_rewritten_on_resume(damage, teachers, store, tmp_path, capsys):
+    """Memories of NaN or random bytes, size and header intact: opening the store names the shard (its sha256, or
+    with a manifest made to agree, its non-finite memories); `label` again rewrites it, and the store opens."""
+    from safetensors.torch import load_file, save_file
+
+    copy = Path(shutil.copytree(store, tmp_path / "store"))
+    shard = sorted(copy.glob("*.safetensors"))[1]
+    tensors = load_file(str(shard))
+    if damage == "nan":
+        tensors["m"][0, 0, 0] = float("nan")
+    else:  # other memories of the right shape and dtype: the size and the header stay intact
+        tensors["m"] = torch.randn(tensors["m"].shape).to(tensors["m"].dtype)
+    shard.unlink()
+    save_file(tensors, str(shard), metadata={"format": "smtrnn-labels"})
+    with pytest.raises(CheckpointError, match=f"{shard.name} is corrupt: its sha256"):
+        load_labels(copy)
+    if damage == "nan":
+        agree(copy, shard)
+        with pytest.raises(CheckpointError, match=f"{shard.name} holds memories that are not finite"):
+            load_labels(copy)
+        code = main(
+            ["train", "--labels", str(copy), "--steps", "1", "--quiet", "--device", "cpu", "--out", str(tmp_path / "r")]
+        )
+        assert code == 2 and shard.name in capsys.readouterr().err and not (tmp_path / "r" / "metrics.jsonl").exists()
+        return
+    write_labels(teachers["seed0"], copy, 20, batch_size=6, shard_sequences=SHARD)  # resumed: the shard rewritten
+    assert torch.equal(load_labels(copy).read(0, 20)[2], load_labels(store).read(0, 20)[2])
+
+
+def test_labels_are_written_only_into_a_new_empty_or_store_folder(teachers, smt_run, tmp_path, capsys):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    run = Path(shutil.copytree(smt_run[0], tmp_path / "run"))
+    for out in (busy, run):
+        before = sorted(p.name for p in out.rglob("*"))
+        code = main(["label", "--teacher", str(teachers["seed0"]), "--out", str(out), "--sequences", "4", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "not a label store" in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in out.rglob("*")) == before

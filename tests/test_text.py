@@ -267,6 +267,16 @@ def test_hf_loader_reads_local_json_lines_through_load_kwargs(tmp_path):
     assert [doc_bytes(corpus, i) for i in range(2)] == [b"one", UNICODE.encode("utf-8")]
 
 
+def test_a_hub_name_without_a_network_is_one_line_after_one_check(monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("smtrnn.data.text.hub_reachable", lambda: False)
+    monkeypatch.setattr("datasets.load_dataset", lambda *a, **k: pytest.fail("went to the hub"))
+    message = one_line_error("the Hugging Face hub is not reachable", load_hf_text, "someone/some-dataset")
+    assert "save_to_disk" in message and "HF_DATASETS_OFFLINE=1" in message
+
+
 def test_hf_missing_column_lists_the_columns(tmp_path):
     datasets = pytest.importorskip("datasets")
     datasets.Dataset.from_dict({"content": ["a"], "label": [1]}).save_to_disk(tmp_path / "ds")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,13 +34,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from smtrnn.config import shown, size_text
 from smtrnn.data.data_task import DataTask, Windows
 from smtrnn.data.tasks import NO_TARGET, TaskError
 from smtrnn.errors import DataError
+from smtrnn.free_memory import available_memory
 
 NAMES = ("x", "y", "x_valid", "y_valid", "x_test", "y_test")  # the arrays a source may hold
 _ROWS_PER_READ = 4096  # rows read at once when checking or hashing a memory-mapped array
 CONTEXT = 8  # positions before the first label that a curriculum crop keeps with the labelled tail (a query's words)
+MOST_IDS = 1 << 20  # token ids an arrays source may use: a vocabulary of 2**20 is 4 MB of logits per position
 MOST_BITS = 128  # a label bound above this says nothing a default memory (small's Z = 128) would not give
 
 
@@ -65,7 +69,27 @@ class Split:
         return torch.from_numpy(self.x[index].astype(np.int64)), torch.from_numpy(self.y[index].astype(np.int64))
 
 
+def _check_npz_members(path: Path) -> None:
+    """Before anything is decompressed: every member a .npy array, and their sizes once expanded (from the zip's
+    own directory) within the memory free, so a small file that expands to gigabytes is refused unread."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npz of integer arrays ({_reason(e)})") from None
+    for member in members:
+        if not member.filename.endswith(".npy"):
+            raise DataError(f"{path}: member {member.filename[:40]!r} is not a .npy array")
+    expanded, free = sum(member.file_size for member in members), available_memory(torch.device("cpu"))
+    if free is not None and expanded > free:
+        raise DataError(
+            f"{path}: its arrays expand to {size_text(expanded)}, more than the {size_text(free)} free; "
+            "give a folder of .npy files instead (memory-mapped, read by rows)"
+        )
+
+
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    _check_npz_members(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             unknown = sorted(set(archive.files) - set(NAMES))
@@ -74,7 +98,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             return {name: archive[name] for name in archive.files}
     except DataError:
         raise
-    except (OSError, ValueError, EOFError) as e:  # not a zip, an empty file, or a pickled (object) member
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, empty, or a pickled member
         raise DataError(f"{path}: not a readable .npz of integer arrays ({_reason(e)})") from None
 
 
@@ -185,6 +209,11 @@ def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[
             raise DataError(f"{path}: {name} holds {low}; targets are ids >= 0, or -1 where there is none")
         if vocab is not None and high >= vocab:
             raise DataError(f"{path}: {name} holds the id {high}, outside the declared vocab {vocab}")
+        if high >= MOST_IDS:
+            raise DataError(
+                f"{path}: {name} holds the id {shown(high)}; ids are below 2**20 = {MOST_IDS} (the embedding and "
+                "the logits grow with the largest id): renumber the tokens"
+            )
         largest = max(largest, high)
     labels = _labels(arrays["y"])
     if labels.last < 0:
@@ -225,8 +254,8 @@ class Arrays(DataTask):
             raise TaskError("task 'arrays' reads your arrays: give --data FILE.npz (or a folder of x.npy, y.npy)")
         if self.vocab is not None and (not isinstance(self.vocab, int) or isinstance(self.vocab, bool)):
             raise TaskError(f"task 'arrays': vocab must be an integer >= 1, got {self.vocab!r}")
-        if self.vocab is not None and self.vocab < 1:
-            raise TaskError(f"task 'arrays': vocab must be an integer >= 1, got {self.vocab}")
+        if self.vocab is not None and not 1 <= self.vocab <= MOST_IDS:
+            raise TaskError(f"task 'arrays': vocab must be an integer in [1, 2**20], got {shown(self.vocab)}")
 
     def _loaded(self):
         try:

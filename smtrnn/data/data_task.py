@@ -46,6 +46,10 @@ class DataTask(Task):
             raise TaskError(f"task '{self.name}': path must be a string, got {self.path!r}")
         if not isinstance(self.split, str) or self.split not in SPLITS:
             raise TaskError(f"task '{self.name}': split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if not isinstance(self.valid_fraction, (int, float)) or isinstance(self.valid_fraction, bool):
+            raise TaskError(
+                f"task '{self.name}': valid_fraction must be a number in (0, 1), got {self.valid_fraction!r}"
+            )
         if not 0.0 < self.valid_fraction < 1.0:
             raise TaskError(f"task '{self.name}': valid_fraction must lie in (0, 1), got {self.valid_fraction}")
 

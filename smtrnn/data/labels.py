@@ -4,8 +4,8 @@ cells, sizes, seeds) can be fit to them with no teacher in the loop (`smtrnn tra
 A label store is a directory of
 
     manifest.json             format/version, the teacher's config and its hash (and its run's `cell_code`, for a
-                              user's cell), what was labelled, T, Z, dtype, the shards written so far (the
-                              manifest is the commit: a shard it lists is whole)
+                              user's cell), what was labelled, T, Z, dtype, the shards written so far with their
+                              sizes and sha256 (the manifest is the commit: a shard it lists is whole)
     shard-00000.safetensors   x, y (S, T) int32 and m (S, T, Z) float16 or float32, S <= shard_sequences
 
 Two sources of sequences:
@@ -17,9 +17,11 @@ Two sources of sequences:
   data by path, size and sha256.
 
 Writing is resumable: a call into a directory the same arguments began skips the shards the manifest lists and
-writes the rest; any other store there is refused naming the field that differs. Every file is written to a
-temporary name and renamed into place. Reading (`load_labels`) memory-maps the shards: a batch reads only its rows,
-so a store may be far larger than memory.
+writes the rest (a listed shard whose size or sha256 no longer matches is written again); any other store there is
+refused naming the field that differs, and so is a folder that holds anything but a store. Every file is written to
+a temporary name and renamed into place; memories that are not finite are never written. Reading (`load_labels`)
+checks each shard's sha256 and that its memories are finite, streaming, then memory-maps the shards: a batch reads
+only its rows, so a store may be far larger than memory.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from smtrnn.data.real import DATA_TASKS, forget_loaded
 from smtrnn.data.tasks import Task, make_task
 from smtrnn.errors import CheckpointError, ConfigError, DataError
 
-FORMAT, VERSION = "smtrnn-labels", 2
+FORMAT, VERSION = "smtrnn-labels", 3  # 3: each shard's sha256 in the manifest
 MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 LABEL_SPLITS = ("train", "valid")  # the test split is for final numbers, never for labels
@@ -80,7 +82,7 @@ _IDENTITY = (
 def teacher_hash(run_dir: str | Path) -> str:
     """sha256 of the run's task, memory and teacher config and of its teacher's tensors (names, dtypes, shapes,
     bytes): labels depend on nothing else, so retraining only the RNN keeps the hash."""
-    cfg, _ = read_config(run_dir)
+    cfg, _ = read_config(run_dir, open_data=False)
     data = cfg.to_dict()
     digest = hashlib.sha256(json.dumps({k: data[k] for k in ("task", "memory", "teacher")}, sort_keys=True).encode())
     path = checkpoint_dir(run_dir) / WEIGHTS_FILE
@@ -220,7 +222,7 @@ def _manifest(
         "shards": [],
         "sequences_written": 0,
         # the run's cell, if a user's: `train --labels` builds it from "config", so it is trusted as a run's is
-        "cell_code": read_config(run_dir)[1].get("cell_code"),
+        "cell_code": read_config(run_dir, open_data=False)[1].get("cell_code"),
     }
 
 
@@ -234,6 +236,7 @@ def _write(
     log: Callable[[str], None] | None,
 ) -> dict:
     """Write (or finish) the store: shard i holds sequences draw(i, start, count) and their teacher memories."""
+    _require_store_folder(out_dir)
     if (out_dir / MANIFEST).exists():
         previous = read_manifest(out_dir)
         if previous["version"] != VERSION:
@@ -257,9 +260,14 @@ def _write(
             m = torch.cat(
                 [teacher.encode(xb.to(device)).to("cpu", DTYPES[manifest["dtype"]]) for xb in x.split(batch_size)]
             )
+        if not m.isfinite().all():
+            raise CheckpointError(f"the teacher wrote non-finite memories for {name}: its run is damaged; nothing kept")
         tensors = {"x": x.to(torch.int32), "y": y.to(torch.int32), "m": m.contiguous()}
         atomic_write(out_dir / name, safetensors_file(tensors, FORMAT))
-        manifest["shards"].append({"file": name, "sequences": count, "bytes": (out_dir / name).stat().st_size})
+        path = out_dir / name
+        manifest["shards"].append(
+            {"file": name, "sequences": count, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+        )
         _commit(out_dir, manifest)
         if log:
             log(f"{name}: {count} sequences ({manifest['sequences_written']} of {total})")
@@ -305,7 +313,36 @@ def _commit(out_dir: Path, manifest: dict) -> None:
 
 def _shard_whole(out_dir: Path, shard: dict) -> bool:
     path = out_dir / shard["file"]
-    return path.is_file() and path.stat().st_size == shard["bytes"]
+    return path.is_file() and path.stat().st_size == shard["bytes"] and file_sha256(path) == shard.get("sha256")
+
+
+_HASH_BLOCK = 1 << 22  # bytes read at a time when hashing or checking a shard
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_store_folder(out_dir: Path) -> None:
+    """Refuse an --out that holds anything but a label store (a run, someone's files): a store is written only into
+    a new or empty folder or its own."""
+    if not out_dir.is_dir():
+        return
+    foreign = [
+        p.name
+        for p in out_dir.iterdir()
+        if p.name != MANIFEST and not _SHARD_NAME.fullmatch(p.name) and not p.name.endswith(".tmp")
+    ]
+    if foreign:
+        raise CheckpointError(
+            f"--out {out_dir} holds {foreign[0]!r}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}, "
+            "not a label store: choose a new or empty folder"
+        )
 
 
 def _require_same(ours: dict, theirs: dict, what: str, hint: str) -> None:
@@ -353,6 +390,7 @@ def _wrong_types(manifest: dict) -> str | None:
 
     checks = [
         ("sequences", count(manifest["sequences"])),
+        ("shard_sequences", count(manifest.get("shard_sequences"), 1)),
         ("seq_len", count(manifest["seq_len"], 1)),
         ("vocab_size", count(manifest["vocab_size"], 1)),
         ("config", isinstance(manifest["config"], dict)),
@@ -370,7 +408,10 @@ def _wrong_types(manifest: dict) -> str | None:
         (
             "shards",
             all(
-                isinstance(shard, dict) and isinstance(shard.get("file"), str) and count(shard.get("sequences"))
+                isinstance(shard, dict)
+                and isinstance(shard.get("file"), str)
+                and count(shard.get("sequences"))
+                and isinstance(shard.get("sha256"), str)
                 for shard in manifest["shards"]
             ),
         ),
@@ -479,8 +520,12 @@ def load_labels(labels_dir: str | Path) -> LabelStore:
             "y": ((n, length), "I32"),
             "m": ((n, length, size), "F16" if manifest["dtype"] == "float16" else "F32"),
         }
-        shards.append(_map_shard(labels_dir / shard["file"], expected))
-        _check_token_ids(labels_dir / shard["file"], shards[-1], manifest["vocab_size"])
+        path = labels_dir / shard["file"]
+        shards.append(_map_shard(path, expected))
+        if file_sha256(path) != shard.get("sha256"):
+            raise CheckpointError(f"{path} is corrupt: its sha256 is not the manifest's; label again")
+        _check_token_ids(path, shards[-1], manifest["vocab_size"])
+        _check_finite(path, shards[-1])
     if not shards:
         raise CheckpointError(f"{labels_dir / MANIFEST} is corrupt: it lists no shards")
     return LabelStore(labels_dir, manifest, shards)
@@ -493,6 +538,14 @@ def _check_token_ids(path: Path, shard: _Shard, vocab_size: int) -> None:
         raise CheckpointError(f"{path}: input token ids outside [0, {vocab_size}) (the store's vocabulary)")
     if shard.y.size and (int(shard.y.min()) < -1 or int(shard.y.max()) >= vocab_size):
         raise CheckpointError(f"{path}: target ids outside [-1, {vocab_size}) (the store's vocabulary)")
+
+
+def _check_finite(path: Path, shard: _Shard) -> None:
+    """Every stored memory must be finite: a NaN shard would stop training at its first step, unnamed."""
+    rows = max(1, _HASH_BLOCK // max(shard.m[0].nbytes, 1)) if len(shard.m) else 1
+    for start in range(0, len(shard.m), rows):
+        if not np.isfinite(shard.m[start : start + rows]).all():
+            raise CheckpointError(f"{path} holds memories that are not finite (from sequence {start}); label again")
 
 
 def _map_shard(path: Path, expected: dict[str, tuple[tuple[int, ...], str]]) -> _Shard:

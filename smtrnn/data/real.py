@@ -46,7 +46,11 @@ def load_corpus(
         return text.embedded_corpus(**({"max_bytes": max_bytes} if max_bytes else {}))
     if path == text.ENGLISH:
         return text.english_corpus(max_bytes)
+    if path.startswith("builtin:"):
+        raise DataError(f"{path}: no such built-in corpus; the built-in text is {text.ENGLISH}")
     if path.startswith("hf:"):
+        if not path[3:].strip():
+            raise DataError("hf: needs a dataset name (hf:NAME) or a save_to_disk folder (hf:PATH)")
         return text.load_hf_text(path[3:])
     if path.endswith((".npy", ".bin")):
         return text.load_tokens(path, dtype=dtype, vocab_size=token_vocab)

@@ -24,7 +24,9 @@ from __future__ import annotations
 import ast
 import json
 import os
+import socket
 import sysconfig
+import urllib.parse
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,6 +332,8 @@ def load_hf_text(
                     raise DataError(f"{name}: no split '{split}'; splits are {sorted(data)}")
                 data = data[split]
         else:
+            if not local.exists() and not {"data_files", "data_dir"} & set(load_kwargs):  # a name on the hub
+                _require_hub_or_offline(name)
             data = datasets.load_dataset(name, split=split, **load_kwargs)
     except FileNotFoundError as e:
         raise DataError(f"{name}: dataset not found ({e})") from None
@@ -351,6 +355,33 @@ def load_hf_text(
     if not documents:
         raise DataError(f"{name}: column '{column}' of split '{split}' holds no non-empty text")
     return Corpus(documents, names, BYTE_VOCAB)
+
+
+HUB_PROBE_SECONDS = 2.0  # how long the one check that the hub is reachable may take
+
+
+def hub_reachable() -> bool:
+    """Whether a connection to the Hugging Face hub (HF_ENDPOINT, default huggingface.co) opens within
+    HUB_PROBE_SECONDS."""
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=HUB_PROBE_SECONDS):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _require_hub_or_offline(name: str) -> None:
+    """A hub name without a network: one line after one short check, not a minute of retries. With
+    HF_DATASETS_OFFLINE=1 (or HF_HUB_OFFLINE=1) `datasets` reads its local cache and no check is made."""
+    offline = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    if any(os.environ.get(flag, "").lower() in ("1", "true", "yes") for flag in offline):
+        return
+    if not hub_reachable():
+        raise DataError(
+            f"{name}: the Hugging Face hub is not reachable (no network); a dataset saved with save_to_disk loads "
+            "by its folder (hf:PATH), a cached one with HF_DATASETS_OFFLINE=1"
+        )
 
 
 def _column_values(data, column: str):

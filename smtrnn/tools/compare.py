@@ -123,23 +123,27 @@ def run_one(
     eval_batches: int,
     log=print,
     eval_lengths: tuple[int, ...] = (),
+    trust_cell_code: bool = False,
 ) -> dict:
     """Train (or resume, or skip when finished) one run and return its row; `eval_lengths` adds the RNN alone (and
-    the teacher) scored at those lengths (row["lengths"], `evaluate.evaluate_lengths`), to a finished run too."""
+    the teacher) scored at those lengths (row["lengths"], `evaluate.evaluate_lengths`), to a finished run too: its
+    checkpoint must hold this command line's config, and a user cell there is imported only with `trust_cell_code`."""
     done = run_dir / RESULT_FILE
     if done.exists():
-        changed = changed_fields(read_config(run_dir)[0], cfg) if has_checkpoint(run_dir) else []
+        row = json.loads(done.read_text())
+        missing = [n for n in eval_lengths if str(n) not in row.get("lengths", {})]
+        if missing and not has_checkpoint(run_dir):
+            raise ConfigError(f"{run_dir} holds a result but no checkpoint to score at other lengths; move it aside")
+        # the stored config is compared, never built: a config planted in a shared study opens nothing
+        changed = changed_fields(read_config(run_dir, open_data=False)[0], cfg) if has_checkpoint(run_dir) else []
         if changed:
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
             raise ConfigError(
                 f"{run_dir} finished with another config ({shown} differ); move it aside or name this run otherwise"
             )
         log(f"{spec.name}: finished earlier, skipped")
-        row = json.loads(done.read_text())
-        missing = [n for n in eval_lengths if str(n) not in row.get("lengths", {})]
         if missing:
-            # trusted: its config matched this command line (changed_fields above), so its cell is one of --cells
-            _, model = load_model(run_dir, device, trust_cell_code=True)
+            _, model = load_model(run_dir, device, trust_cell_code=trust_cell_code)
             task = make_task(cfg.task.name, **cfg.task.params)
             row["lengths"] = row.get("lengths", {}) | evaluate_lengths(
                 model, task, missing, eval_batches, cfg.optim.batch_size, teacher=True
@@ -319,9 +323,11 @@ def run_study(
     eval_points: int = 8,
     log=print,
     eval_lengths: tuple[int, ...] = (),
+    trust_cell_code: bool = False,
 ) -> dict:
     """Run (or finish) the study into `out` and write its report; returns the report. `eval_lengths`: every run is
-    also scored at these sequence lengths (length generalization)."""
+    also scored at these sequence lengths (length generalization); a finished run loaded to be scored again whose
+    cell is user code is refused unless `trust_cell_code`."""
     specs = plan(lengths, methods, cells, seeds)
     configs = [run_config(base, spec, budget_s, steps, eval_points) for spec in specs]
     for cfg in configs:  # every run's config (task, length, cell, method) is checked before the first one trains
@@ -331,7 +337,7 @@ def run_study(
             held_out.check_seq_len(length)
     out.mkdir(parents=True, exist_ok=True)
     rows = [
-        run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log, tuple(eval_lengths))
+        run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log, tuple(eval_lengths), trust_cell_code)
         for spec, cfg in zip(specs, configs)
     ]
     report = {
