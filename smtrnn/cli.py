@@ -103,8 +103,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (sets memory.width = Z / K)")
     p.add_argument(
         "--preset",
-        default="small",
-        help="small (default), recipe (the long-range recipe for the task), long, contractive, staged or debug",
+        default=RECIPE,
+        help=f"{RECIPE} (default: the recipe for the task, as compare and demo use), small, long, contractive, staged "
+        "or debug",
     )
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
     p.add_argument(
