@@ -490,6 +490,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr),
         eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths is not None else (),
         trust_cell_code=args.trust_cell_code,
+        teacher_at_lengths=args.teacher_at_lengths,
     )
     print(compare.markdown(report), end="")
     return 0
@@ -733,7 +734,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-lengths",
         metavar="T[,T...]",
-        help="also score every run's RNN alone at these lengths (length generalization), e.g. 128,256,512",
+        help="also score every run's RNN alone at these lengths (length generalization), e.g. 128,256,512; "
+        "streamed from m_∅, O(1) memory per token",
+    )
+    p.add_argument(
+        "--teacher-at-lengths",
+        action="store_true",
+        help="also score the teacher at the --eval-lengths (whole sequences in memory: refused where they exceed it)",
     )
     p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
     p.add_argument("--device", default="auto")
