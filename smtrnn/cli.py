@@ -103,8 +103,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-size", type=int, help="Z = K·D, total memory floats (sets memory.width = Z / K)")
     p.add_argument(
         "--preset",
-        default="small",
-        help="small (default), recipe (the long-range recipe for the task), long, contractive, staged or debug",
+        default=RECIPE,
+        help=f"{RECIPE} (default: the recipe for the task, as compare and demo use), small, long, contractive, staged "
+        "or debug",
     )
     p.add_argument("--config", help="JSON or YAML file with (part of) a run config")
     p.add_argument(
@@ -489,6 +490,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr),
         eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths is not None else (),
         trust_cell_code=args.trust_cell_code,
+        teacher_at_lengths=args.teacher_at_lengths,
     )
     print(compare.markdown(report), end="")
     return 0
@@ -732,7 +734,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-lengths",
         metavar="T[,T...]",
-        help="also score every run's RNN alone at these lengths (length generalization), e.g. 128,256,512",
+        help="also score every run's RNN alone at these lengths (length generalization), e.g. 128,256,512; "
+        "streamed from m_∅, O(1) memory per token",
+    )
+    p.add_argument(
+        "--teacher-at-lengths",
+        action="store_true",
+        help="also score the teacher at the --eval-lengths (whole sequences in memory: refused where they exceed it)",
     )
     p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
     p.add_argument("--device", default="auto")

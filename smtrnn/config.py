@@ -40,6 +40,9 @@ BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines o
 SMT_CELLS = tuple(c for c in CELLS if c not in BPTT_ONLY_CELLS)  # RMS-normalized memories: every method
 USER_CELL_PATTERN = re.compile(r"[^:]+:[A-Za-z_]\w*")  # a user's cell class: MODULE:CLASS or FILE.py:CLASS
 DICT_FIELDS = ("task.params", "rnn.cell_args")  # fields whose value is one mapping (not a nested section)
+# Fields removed with the levers they set, and the value at which each had no effect (docs/LOG.md names the commit):
+# a stored config holding that value still loads.
+RETIRED = {"smt.unroll_steps": 0, "smt.unroll_weight": 1.0, "smt.unroll_starts": 32, "teacher.future_weight": 1.0}
 # ... nested at most this deep: copying one (dataclasses.asdict) and writing it (json.dumps) recurse once per level
 MAX_DEPTH = 32
 SMT_SCHEDULES = get_args(SMTSchedule)
@@ -158,10 +161,6 @@ class TeacherConfig(_Section):
     """Decoder layers (transformer decoder)."""
     future_len: int = 16
     """Tf: the targets y_t..y_{t+Tf-1} the decoder predicts from m_t."""
-    future_weight: float = 1.0
-    """The weight of each target past the next one (y_{t+1}..y_{t+Tf-1}) in the decoder's CE, against 1 for y_t;
-    1: the plain mean. Below 1 the horizon shapes m_t (what later steps need) while the next target keeps most of
-    the weight."""
     decoder_positions: int = 16
     """Positions per sequence the decoder is trained on each step, drawn at random; 0 (or >= T): every position,
     once."""
@@ -175,7 +174,7 @@ class TeacherConfig(_Section):
     def check(self) -> None:
         super().check()
         self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", "window", strict=True)
-        self._at_least(0, "decoder_positions", "future_weight")
+        self._at_least(0, "decoder_positions")
         self._fraction("future_input_dropout")
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
         _choice("teacher", "encoder", self.encoder, get_args(EncoderKind))
@@ -240,15 +239,6 @@ class SMTConfig(_Section):
     onestep_readout_weight: float = 0.0
     """> 0: readout CE also on the RNN's one-step predictions g(f(m_{t-1}, x_t)), so the update learns to keep what
     the readout needs, not only to be close in MSE (the gradient still crosses one step only)."""
-    unroll_steps: int = 0
-    """H > 0: readout CE along H steps of the update from teacher memories, g(f^j(m_t; x_{t+1..t+j})) -> y_{t+j},
-    with teacher-forced inputs. It trains f to continue from the teacher's memories and, under `joint`, the teacher
-    to write memories f can continue; no gradient crosses more than H steps."""
-    unroll_weight: float = 1.0
-    """The weight of the `unroll_steps` readout CE."""
-    unroll_starts: int = 32
-    """Start positions per sequence for `unroll_steps`, drawn uniformly (0: every position that has H steps after
-    it)."""
     schedule: SMTSchedule = "joint"
     """How teacher and RNN share training. joint: both from the start (after `teacher_alone`), the dynamics MSE
     also training the encoder through m_{t-1} and m_t (the paper); joint-detached: the same, with the RNN regressing
@@ -292,9 +282,6 @@ class SMTConfig(_Section):
             "uniformity_weight",
             "readout_weight",
             "onestep_readout_weight",
-            "unroll_steps",
-            "unroll_weight",
-            "unroll_starts",
         )
         self._at_least(0, "uniformity_samples", strict=True)
         _choice("smt", "schedule", self.schedule, SMT_SCHEDULES)
@@ -515,10 +502,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """A config from its dict (a file, a checkpoint's config.json). A field the project removed (RETIRED) is
+        dropped where it holds the value that left it without effect, so older runs still load; any other value is
+        refused, naming the field."""
         if not isinstance(data, dict):
             raise ConfigError(f"a run config must be a mapping, got {type(data).__name__}")
         cfg = cls()
-        apply_overrides(cfg, flatten(data))
+        fields = flatten(data)
+        for name, neutral in RETIRED.items():
+            if name in fields and fields.pop(name) != neutral:
+                raise ConfigError(
+                    f"{name} was removed (a lever that did not help; see docs/LOG.md); this config sets it"
+                )
+        apply_overrides(cfg, fields)
         return cfg
 
 

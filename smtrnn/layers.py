@@ -54,24 +54,26 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.proj = nn.Linear(width, width, bias=False)
 
-    def forward(self, x: Tensor, causal: bool, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+    def project(self, x: Tensor, rotary: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (N, L, W) -> q, k, v (N, H, L, W/H), q and k rotated when rotary tables are given."""
         n, length, width = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        return q, k, v
+
+    def forward(self, x: Tensor, causal: bool, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        q, k, v = self.project(x, rotary)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        return self.proj(out.transpose(1, 2).reshape(n, length, width))
+        return self.proj(out.transpose(1, 2).reshape(x.shape))
 
     def step(self, x: Tensor, cache: KVCache, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
         """One new position per sequence, x (N, 1, W), attending to itself and the cached keys/values (which it
         extends in place): the causal forward of the whole prefix, at O(L) cost instead of O(L²)."""
-        n, _, width = x.shape
-        q, k, v = self.qkv(x).view(n, 1, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        q, k, v = self.project(x, rotary)
         cache.append(k, v)
         out = F.scaled_dot_product_attention(q, cache.keys, cache.values)
-        return self.proj(out.transpose(1, 2).reshape(n, 1, width))
+        return self.proj(out.transpose(1, 2).reshape(x.shape))
 
 
 class KVCache:

@@ -77,34 +77,7 @@ def rnn_terms(
         onestep = masked_cross_entropy(rnn.readout(predicted), y)
         loss = loss + cfg.onestep_readout_weight * onestep
         metrics["onestep_readout"] = onestep.detach()
-    if cfg.unroll_steps:  # from m as given: with the teacher's graph under joint, so the encoder learns from it too
-        unrolled = unrolled_readout(rnn, m, x, y, cfg.unroll_steps, cfg.unroll_starts)
-        loss = loss + cfg.unroll_weight * unrolled
-        metrics["unrolled_readout"] = unrolled.detach()
     return loss, metrics
-
-
-def unrolled_readout(rnn: RNN, m: Tensor, x: Tensor, y: Tensor, steps: int, starts: int) -> Tensor:
-    """Mean readout CE of H = `steps` updates from memories m (B, T, Z) with teacher-forced inputs: from m_t, the
-    states f(m_t, x_{t+1}), .. predict y_{t+1}, .., y_{t+H}. Starts: `starts` positions per sequence drawn uniformly
-    among the T - H that have H steps after them (0: all of them); every start runs in one batch, step by step."""
-    batch, length = x.shape
-    steps = min(steps, length - 1)
-    if steps < 1:  # a one-token sequence has no step to unroll
-        return m.new_zeros(())
-    count = length - steps
-    if starts and starts < count:
-        t0 = torch.randint(count, (batch, starts), device=x.device)
-    else:
-        t0 = torch.arange(count, device=x.device).expand(batch, count)
-    rows = torch.arange(batch, device=x.device)[:, None]
-    state = m[rows, t0].flatten(0, 1)  # (B·P, Z)
-    logits, targets = [], []
-    for j in range(1, steps + 1):
-        state = rnn.step(state, x[rows, t0 + j].flatten())
-        logits.append(rnn.readout(state))
-        targets.append(y[rows, t0 + j].flatten())
-    return masked_cross_entropy(torch.stack(logits), torch.stack(targets))
 
 
 def labels_loss(

@@ -114,7 +114,6 @@ class Teacher(nn.Module):
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
         self.future_len, self.decoder_positions = cfg.future_len, cfg.decoder_positions
-        self.future_weight = cfg.future_weight
         self.future_input_dropout = cfg.future_input_dropout
         self.embedding = nn.Embedding(vocab_size, cfg.width)
         # the learned blank that replaces a dropped future input; only when the option is on, so that every parameter
@@ -173,26 +172,13 @@ class Teacher(nn.Module):
         else:  # only their count matters: an empty (B·P, Tf-1, 0) tensor
             future = m.new_empty(*future_tokens.shape, 0)
         logits = self.decoder(m[rows, t].flatten(0, 1), future)  # (B·P, Tf, V)
-        targets = y_win[rows, t].flatten(0, 1)
-        if self.future_weight == 1.0:
-            return masked_cross_entropy(logits, targets)
-        return horizon_cross_entropy(logits, targets, self.future_weight)
+        return masked_cross_entropy(logits, y_win[rows, t].flatten(0, 1))
 
     def predict_next(self, m: Tensor) -> Tensor:
         """The teacher's own prediction of y_t from m_t alone: m (..., Z) -> logits (..., V)."""
         flat = m.reshape(-1, m.shape[-1])
         empty = flat.new_zeros(flat.shape[0], 0, dtype=torch.long)
         return self.decode(flat, empty)[:, 0].reshape(*m.shape[:-1], -1)
-
-
-def horizon_cross_entropy(logits: Tensor, targets: Tensor, future_weight: float) -> Tensor:
-    """CE over horizons, logits (N, Tf, V) and targets (N, Tf): the weighted mean over labelled entries, weight 1 for
-    the next target (column 0) and `future_weight` for each later one."""
-    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1, reduction="none")
-    column = torch.full((targets.shape[1],), future_weight, device=logits.device, dtype=ce.dtype)
-    column[0] = 1.0
-    weights = (targets >= 0).to(ce.dtype) * column
-    return (ce.view_as(weights) * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
 def future_windows(y: Tensor, window: int) -> tuple[Tensor, Tensor]:

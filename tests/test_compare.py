@@ -171,7 +171,11 @@ def test_eval_lengths_score_every_run_past_its_training_length_and_extend_finish
             scored = row["lengths"][str(length)]
             assert scored["rnn_accuracy"] == fresh["rnn_accuracy"]
             assert scored["rnn_bits_per_token"] == pytest.approx(fresh["rnn_bits_per_token"])
-    assert ("teacher_accuracy" in report["runs"][0]["lengths"]["32"]) and "T = 32" in printed
+    assert "teacher_accuracy" not in report["runs"][0]["lengths"]["32"] and "T = 32" in printed  # RNN alone
+    assert main([*argv, "--eval-lengths", "16,32,48", "--teacher-at-lengths"]) == 0  # the teacher only when asked
+    scored = json.loads((out / "results.json").read_text())["runs"][0]["lengths"]
+    assert "teacher_accuracy" in scored["48"] and "teacher_accuracy" not in scored["32"]
+    assert main([*argv, "--eval-lengths", str(10**12), "--teacher-at-lengths"]) == 2  # its memory estimate: refused
     assert main([*argv, "--eval-lengths", "2"]) == 2  # below the task's minimum: one line, before anything runs
     assert "seq_len >= 3" in capsys.readouterr().err
 

@@ -224,3 +224,14 @@ def test_a_stored_config_with_a_field_of_an_earlier_version_is_refused_by_name()
     data["smt"]["teacher_warmup"] = 0.25
     with pytest.raises(ConfigError, match="unknown config field 'smt.teacher_warmup'"):
         RunConfig.from_dict(data)
+
+
+def test_a_stored_config_with_a_removed_lever_at_its_neutral_value_still_loads():
+    """Runs saved before a lever was removed load; one that used the lever is refused naming the field."""
+    stored = RunConfig().to_dict()
+    stored["smt"] |= {"unroll_steps": 0, "unroll_weight": 1.0, "unroll_starts": 32}
+    stored["teacher"]["future_weight"] = 1.0
+    assert RunConfig.from_dict(stored) == RunConfig()
+    stored["smt"]["unroll_steps"] = 3
+    with pytest.raises(ConfigError, match="smt.unroll_steps was removed"):
+        RunConfig.from_dict(stored)

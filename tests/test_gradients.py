@@ -226,13 +226,3 @@ def test_frozen_teacher_does_not_move_in_training(tmp_path):
     assert "dynamics" in metrics  # the RNN phase did start
     assert state_dicts_equal(teacher.state_dict(), frozen)
     assert not state_dicts_equal(rnn.state_dict(), rnn_before)
-
-
-@pytest.mark.parametrize("updates_teacher", [False, True])
-def test_unrolled_readout_reaches_the_encoder_only_under_joint(updates_teacher):
-    """CE along H steps of f from teacher memories: trains f and g, and the encoder (not the decoder) under joint."""
-    model, x, y = build()
-    backward(model, x, y, only("unroll", unroll_steps=3, schedule=ROUTING[updates_teacher]))
-    assert without_grad(model.rnn.cell) == [] and without_grad(model.rnn.readout_net) == []
-    assert bool(with_grad(model.teacher.encoder)) == updates_teacher
-    assert with_grad(model.teacher.decoder) == []

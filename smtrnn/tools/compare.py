@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run, load_model, read_config
-from smtrnn.config import RunConfig, apply_overrides, validate
+from smtrnn.config import RunConfig, apply_overrides, size_text, validate
 from smtrnn.data.tasks import build_task, make_task
 from smtrnn.errors import ConfigError
-from smtrnn.evaluate import evaluate, evaluate_lengths
+from smtrnn.evaluate import evaluate, evaluate_lengths, evaluation_bytes
+from smtrnn.free_memory import available_memory
 from smtrnn.trainer import Trainer, changed_fields
 
 RESULT_FILE = "result.json"
@@ -124,10 +125,12 @@ def run_one(
     log=print,
     eval_lengths: tuple[int, ...] = (),
     trust_cell_code: bool = False,
+    teacher_at_lengths: bool = False,
 ) -> dict:
-    """Train (or resume, or skip when finished) one run and return its row; `eval_lengths` adds the RNN alone (and
-    the teacher) scored at those lengths (row["lengths"], `evaluate.evaluate_lengths`), to a finished run too: its
-    checkpoint must hold this command line's config, and a user cell there is imported only with `trust_cell_code`."""
+    """Train (or resume, or skip when finished) one run and return its row; `eval_lengths` adds the RNN alone
+    (streamed; the teacher too with `teacher_at_lengths`) scored at those lengths (row["lengths"],
+    `evaluate.evaluate_lengths`), to a finished run too: its checkpoint must hold this command line's config, and a
+    user cell there is imported only with `trust_cell_code`."""
     done = run_dir / RESULT_FILE
     if done.exists():
         row = json.loads(done.read_text())
@@ -146,7 +149,7 @@ def run_one(
             _, model = load_model(run_dir, device, trust_cell_code=trust_cell_code)
             task = make_task(cfg.task.name, **cfg.task.params)
             row["lengths"] = row.get("lengths", {}) | evaluate_lengths(
-                model, task, missing, eval_batches, cfg.optim.batch_size, teacher=True
+                model, task, missing, eval_batches, cfg.optim.batch_size, teacher=teacher_at_lengths
             )
             _write_row(done, row)
         return row
@@ -168,7 +171,12 @@ def run_one(
     } | {k: v for k, v in result.items() if k != "curves"}
     if eval_lengths:
         row["lengths"] = evaluate_lengths(
-            trainer.model, trainer.task, list(eval_lengths), eval_batches, cfg.optim.batch_size, teacher=True
+            trainer.model,
+            trainer.task,
+            list(eval_lengths),
+            eval_batches,
+            cfg.optim.batch_size,
+            teacher=teacher_at_lengths,
         )
     _write_row(done, row)
     log(f"{spec.name}: {key} {row['score']:.4f} after {row['steps']} steps")
@@ -324,10 +332,12 @@ def run_study(
     log=print,
     eval_lengths: tuple[int, ...] = (),
     trust_cell_code: bool = False,
+    teacher_at_lengths: bool = False,
 ) -> dict:
-    """Run (or finish) the study into `out` and write its report; returns the report. `eval_lengths`: every run is
-    also scored at these sequence lengths (length generalization); a finished run loaded to be scored again whose
-    cell is user code is refused unless `trust_cell_code`."""
+    """Run (or finish) the study into `out` and write its report; returns the report. `eval_lengths`: every run's
+    RNN alone is also scored at these sequence lengths (length generalization; the teacher too with
+    `teacher_at_lengths`, where its memory estimate fits); a finished run loaded to be scored again whose cell is
+    user code is refused unless `trust_cell_code`."""
     specs = plan(lengths, methods, cells, seeds)
     configs = [run_config(base, spec, budget_s, steps, eval_points) for spec in specs]
     for cfg in configs:  # every run's config (task, length, cell, method) is checked before the first one trains
@@ -335,9 +345,26 @@ def run_study(
         held_out = build_task(cfg).held_out()
         for length in eval_lengths:
             held_out.check_seq_len(length)
+            need = evaluation_bytes(cfg, held_out.vocab_size, length, cfg.optim.batch_size)
+            free = available_memory(device)
+            if teacher_at_lengths and free is not None and need > free:
+                raise ConfigError(
+                    f"--teacher-at-lengths at T = {length} needs about {size_text(need)}; {size_text(free)} are "
+                    "available (the RNN alone streams: drop the flag)"
+                )
     out.mkdir(parents=True, exist_ok=True)
     rows = [
-        run_one(cfg, spec, out / "runs" / spec.name, device, eval_batches, log, tuple(eval_lengths), trust_cell_code)
+        run_one(
+            cfg,
+            spec,
+            out / "runs" / spec.name,
+            device,
+            eval_batches,
+            log,
+            tuple(eval_lengths),
+            trust_cell_code,
+            teacher_at_lengths,
+        )
         for spec, cfg in zip(specs, configs)
     ]
     report = {
