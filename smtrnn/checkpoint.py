@@ -452,26 +452,7 @@ def load_model(
     cfg, meta = read_config(run_dir, trust_cell_code=trust_cell_code, open_data=open_data, data=data)
     model = Model.for_run(cfg, int(meta["vocab_size"]))
     load_weights(run_dir, model)
-    problem = damage(model)
+    problem = model.damage()
     if problem:
         raise CheckpointError(f"{run_dir}: {problem}: the checkpoint is damaged")
     return cfg, model.to(device)
-
-
-def damage(model: Model) -> str | None:
-    """What makes a model unusable, or None: non-finite weights, or finite ones whose RNN writes non-finite
-    memories or logits from m_∅ (an update of lr 1e30 leaves weights near 1e27, finite and useless)."""
-    broken = [name for name, p in model.named_parameters() if not p.isfinite().all()]
-    if broken:
-        return f"{len(broken)} weight tensors are not finite (first {broken[0]})"
-    x = torch.arange(8, device=next(model.parameters()).device)[None] % model.vocab_size  # (1, 8): every id < 8
-    with torch.no_grad():
-        memories, logits = model.rnn.rollout(x)
-        outputs = [("the RNN's memories", memories), ("the RNN's logits", logits)]
-        if model.teacher is not None:
-            outputs.append(("the teacher's memories", model.teacher.encode(x)))
-    for what, tensor in outputs:
-        if not tensor.isfinite().all():
-            largest = max(float(p.detach().abs().max()) for p in model.parameters())
-            return f"{what} are not finite (largest |weight| {largest:.3g})"
-    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from smtrnn.config import TEACHER_METHODS, MemoryConfig, RNNConfig, RunConfig, TeacherConfig
@@ -23,3 +24,21 @@ class Model(nn.Module):
         """The model a run trains: with a teacher for the methods that train or use one (smt, dmt, smt+dmt)."""
         teacher = cfg.teacher if cfg.train.method in TEACHER_METHODS else None
         return cls(cfg.memory, cfg.rnn, vocab_size, teacher)
+
+    def damage(self) -> str | None:
+        """What makes a model unusable, or None: non-finite weights, or finite ones whose RNN writes non-finite
+        memories or logits from m_∅ (an update of lr 1e30 leaves weights near 1e27, finite and useless)."""
+        broken = [name for name, p in self.named_parameters() if not p.isfinite().all()]
+        if broken:
+            return f"{len(broken)} weight tensors are not finite (first {broken[0]})"
+        x = torch.arange(8, device=next(self.parameters()).device)[None] % self.vocab_size  # (1, 8): every id < 8
+        with torch.no_grad():
+            memories, logits = self.rnn.rollout(x)
+            outputs = [("the RNN's memories", memories), ("the RNN's logits", logits)]
+            if self.teacher is not None:
+                outputs.append(("the teacher's memories", self.teacher.encode(x)))
+        for what, tensor in outputs:
+            if not tensor.isfinite().all():
+                largest = max(float(p.detach().abs().max()) for p in self.parameters())
+                return f"{what} are not finite (largest |weight| {largest:.3g})"
+        return None

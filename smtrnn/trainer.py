@@ -41,7 +41,6 @@ from smtrnn.bptt import bptt_loss
 from smtrnn.checkpoint import (
     METRICS_FILE,
     check_run_layout,
-    damage,
     has_checkpoint,
     holds_run,
     load_trainer_state,
@@ -425,7 +424,7 @@ class Trainer:
         rank_rngs = distributed.gather_objects(rngs)
         if not distributed.is_main():
             return
-        problem = damage(self.model)
+        problem = self.model.damage()
         if problem:  # a destructive update: the previous checkpoint stays the run's last good state
             kept = "the previous checkpoint is kept" if has_checkpoint(self.out_dir) else "no checkpoint was written"
             raise TrainingError(f"after step {self.step} {problem}; not saved, {kept}")
