@@ -45,7 +45,7 @@ from smtrnn.evaluate import (
 from smtrnn.free_memory import available_memory
 from smtrnn.presets import RECIPE, make_preset
 from smtrnn.sample import complete_images, stream_continuation
-from smtrnn.settings import load_config_file, make_config, parse_set, with_settings
+from smtrnn.settings import load_config_file, make_config, parse_budget, parse_set, with_settings
 from smtrnn.step_timer import StepOverrun, StepTimer
 from smtrnn.tools.gradients import gradient_curves
 from smtrnn.tools.png import image_grid, write_png
@@ -87,7 +87,7 @@ def _add_field_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             flag,
             dest=flag[2:].replace("-", "_"),
-            type=kind if kind in (int, float) else str,
+            type=str if flag == "--budget" else kind if kind in (int, float) else str,  # "90", "10m": parse_budget
             help=f"{name}: {doc}".replace("%", "%%"),
         )
 
@@ -130,6 +130,8 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         for flag, name in FLAG_FIELDS.items()
         if flag not in ("--init", "--labels")  # those two choose the base config below
     }
+    if args.budget is not None:  # one reading of a budget for every command: 90, 90s, 10m, 1.5h
+        fields["train.max_seconds"] = parse_budget(args.budget)
     steps_named = args.steps is not None or "train.steps" in parse_set(args.set) or "train.steps" in flatten(file_data)
     if args.budget and not steps_named:  # a budget alone is the budget: no preset's step count ends the run first
         fields["train.steps"] = UNBOUNDED_STEPS
@@ -459,7 +461,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cells = compare.parse_list(args.cells, "--cells")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    budget = compare.parse_budget(args.budget) if args.budget else 0.0
+    budget = parse_budget(args.budget) if args.budget else 0.0
     if not budget and not args.steps:
         raise ConfigError("compare needs --budget (wall-clock per run) or --steps")
     file_data = load_config_file(args.config) if args.config else {}
@@ -542,14 +544,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """SMT→DMT vs BPTT, same cell and wall-clock budget, on a long-range task; prints a table of the RNN alone."""
     from smtrnn.tools.demo import run_demo
 
-    if not args.budget > 0:
-        raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")
+    budget = parse_budget(args.budget)
     make_preset(args.preset, args.task)  # an unknown preset or task: one line before anything trains
 
     run_demo(
         args.task,
         args.seq_len,
-        args.budget,
+        budget,
         Path(args.out) if args.out else None,
         resolve_device(args.device),
         args.seed,
@@ -750,7 +751,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="SMT→DMT vs BPTT on an embedded long-range task, same wall-clock each")
     p.add_argument("--task", default="retrieval")
     p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--budget", type=float, default=100.0, help="training seconds per method")
+    p.add_argument("--budget", default="100", help="training time per method: 100, 100s, 2m, 0.5h")
     p.add_argument("--out", help="directory for the two runs (default: a new temporary directory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,12 @@ def make_config(preset: str, task: str | None, **settings: Any) -> RunConfig:
         task = (settings.get("file_data") or {}).get("task", {}).get("name", "retrieval")
     final = with_settings(small(task), **settings).task
     return with_settings(make_preset(preset, final.name, final.params), **settings)
+
+
+def parse_budget(text: str) -> float:
+    """A wall-clock budget as every command reads it (`train`, `compare`, `demo` --budget): '90' or '90s' -> 90.0
+    seconds; '10m' -> 600.0; '1.5h' -> 5400.0."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"--budget must be a positive duration such as 90, 90s, 10m or 1.5h, got '{text}'")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]

@@ -223,7 +223,8 @@ BAD_INPUT = {
         ["unknown config field", "zzz…"],
     ),
     # command-line arguments
-    "negative budget": (lambda t, r: [*TRAIN, "--budget", "-1"], ["train.max_seconds", "-1"]),
+    "negative budget": (lambda t, r: [*TRAIN, "--budget", "-1"], ["--budget must be a positive duration", "-1"]),
+    "a budget that is no duration": (lambda t, r: [*TRAIN, "--budget", "10 minutes"], ["--budget", "10m"]),
     "lr not a number": (lambda t, r: [*TRAIN, "--lr", "abc"], ["--lr", "abc"]),
     "unknown flag": (lambda t, r: [*TRAIN, "--nope"], ["--nope"]),
     "memory tokens 0": (lambda t, r: [*TRAIN, "--memory-tokens", "0"], ["memory.tokens"]),

@@ -410,3 +410,9 @@ def test_ctrl_c_while_the_command_line_imports_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
     assert run() == 130
     assert capsys.readouterr().err == "smtrnn: interrupted\n"
+
+
+@pytest.mark.parametrize("budget, seconds", [("600", 600.0), ("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0)])
+def test_train_reads_a_budget_as_compare_and_demo_do(budget, seconds, capsys):
+    code, out, err = run_cli(capsys, "train", "--preset", "debug", "--budget", budget, "--print-config")
+    assert code == 0 and json.loads(out)["train"]["max_seconds"] == seconds, err

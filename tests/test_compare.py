@@ -12,7 +12,8 @@ from smtrnn.cli import main
 from smtrnn.data.tasks import build_task
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
-from smtrnn.tools.compare import RESULT_FILE, RunSpec, parse_budget, plan, summarize
+from smtrnn.settings import parse_budget
+from smtrnn.tools.compare import RESULT_FILE, RunSpec, plan, summarize
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1.5h", 5400), (" 2m ", 120)])

@@ -14,7 +14,6 @@ sequence) and `mingru` (a linear-in-time recurrent network trained by parallel s
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,14 +41,6 @@ STUDY_METHODS: dict[str, dict] = {
     "lstm-fused": {"train.method": "bptt", "rnn.cell": "lstm-fused"},
     "mingru": {"train.method": "bptt", "rnn.cell": "mingru"},
 }
-
-
-def parse_budget(text: str) -> float:
-    """'90' or '90s' -> 90.0 seconds; '10m' -> 600.0; '1.5h' -> 5400.0."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"--budget must be a positive duration such as 90, 90s, 10m or 1.5h, got '{text}'")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def parse_list(text: str, name: str, choices=None) -> list[str]:
