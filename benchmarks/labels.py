@@ -22,7 +22,8 @@ import torch
 
 from harness import ROOT, save_report, step_time
 from smtrnn.config import TrainConfig
-from smtrnn.data.labels import load_labels, write_labels
+from smtrnn.data.labels import load_labels
+from smtrnn.labelling import write_labels
 from smtrnn.model import Model
 from smtrnn.presets import small
 from smtrnn.smt import labels_loss, smt_loss

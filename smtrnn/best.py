@@ -13,16 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from smtrnn.checkpoint import (
-    CHECKPOINTS_DIR,
-    CONFIG_FILE,
-    STEP_DIR,
-    atomic_write,
-    read_json,
-    regular_file,
-    step_folder,
-)
+from smtrnn.checkpoint import CHECKPOINTS_DIR, CONFIG_FILE, STEP_DIR, step_folder
 from smtrnn.errors import CheckpointError
+from smtrnn.files import atomic_write, read_json, regular_file
 
 BEST_FILE = "best.json"
 SCORE = "rnn_bits_per_token"  # what "best" means: the RNN alone's validation bits, lower is better

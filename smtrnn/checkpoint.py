@@ -22,28 +22,33 @@ holding the three files), so one checkpoint loads like a run.
 from __future__ import annotations
 
 import dataclasses
-import glob
-import io
 import json
 import os
 import pickle
 import re
 import shutil
-import stat
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_bytes
 
 from smtrnn.config import RunConfig, validate
 from smtrnn.data.identity import absolute_source, check_same_data
 from smtrnn.data.tasks import all_tasks, make_task
 from smtrnn.errors import CheckpointError, ConfigError
+from smtrnn.files import (
+    TMP,
+    atomic_write,
+    fsync_dir,
+    read_json,
+    regular_file,
+    safetensors_file,
+    torch_file,
+    write_bytes,
+    write_synced,
+)
 from smtrnn.model import Model
 from smtrnn.user_cell import require_trusted_cell
 
@@ -55,109 +60,6 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 FORMAT = "smtrnn-checkpoint-1"
 STEP_DIR = re.compile(r"step-(\d{1,12})")  # a checkpoint folder's name
-_TMP = ".tmp"
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the renames inside `path` durable (POSIX; where a folder cannot be opened this is a no-op)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """The one place a checkpoint's or a label shard's bytes reach the disk. Serializers write to memory first, so
-    a full disk, a file-size limit or a read-only filesystem is an OSError naming its cause here (torch.save and
-    safetensors would report it as an opaque RuntimeError or SafetensorError)."""
-    try:
-        with open(path, "wb") as handle:
-            handle.write(data)
-    except OSError as exc:
-        if exc.filename is None:  # a failed write names no file; this one does
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
-
-
-def safetensors_file(tensors: dict[str, torch.Tensor], format_name: str) -> Callable[[Path], None]:
-    """A writer for `atomic_write`/`_write_synced`: the tensors as a safetensors file with its format tag."""
-    return lambda path: write_bytes(path, safetensors_bytes(tensors, metadata={"format": format_name}))
-
-
-def _torch_file(obj: Any) -> Callable[[Path], None]:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return lambda path: write_bytes(path, buffer.getvalue())
-
-
-def _write_synced(path: Path, write: Callable[[Path], Any]) -> None:
-    write(path)
-    # safetensors creates its files 0600; every file of a run gets the usual mode (0644 under a 022 umask)
-    os.chmod(path, 0o666 & ~_umask())
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write to a temporary name, fsync, rename over `path`: readers see the old file or the new one, never half.
-    The temporary file is created exclusively under a fresh name (`temporary_file`), so no file already there is
-    ever written over or renamed into place. For the folders smtrnn owns (a run directory, a label store): the
-    temporary files of `path` that a crash left are deleted first, so that they do not pile up."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}{_TMP}"):  # mkstemp's 8 random characters
-        stale.unlink(missing_ok=True)
-    tmp = temporary_file(path)
-    try:
-        _write_synced(tmp, write)
-        os.replace(tmp, path)
-    except OSError as exc:  # a full disk: free what was written, and name the file asked for
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def temporary_file(path: Path) -> Path:
-    """A new, empty file beside `path` (`.NAME.XXXXXXXX.tmp`, created with O_EXCL by `tempfile.mkstemp`) to be
-    written and renamed onto `path`: a fixed name like NAME.tmp could be a file of the user's, lost to the rename.
-    It gets the usual mode (0644 under a 022 umask), not mkstemp's 0600."""
-    try:
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP)
-    except OSError as exc:  # name the file asked for, not the temporary one
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())
-    finally:
-        os.close(handle)
-    return Path(name)
-
-
-def regular_file(path: Path) -> bool:
-    """Whether `path` is a regular file (or a link to one); False when nothing is there. Anything else (a FIFO, a
-    device, a folder) is a CheckpointError naming it, found by stat alone: opening a FIFO to read it would wait
-    forever for a writer."""
-    try:
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError as exc:
-        raise CheckpointError(f"{path} is unreadable: {exc.strerror}") from exc
-    if not stat.S_ISREG(mode):
-        raise CheckpointError(f"{path} is not a regular file")
-    return True
 
 
 def check_run_layout(run_dir: Path) -> None:
@@ -254,7 +156,7 @@ def save_checkpoint(
     if latest == name and (folder / CONFIG_FILE).is_file():  # saved at this step already: nothing trained since
         return folder
     _clear_abandoned(root, step, latest)
-    tmp = root / (name + _TMP)
+    tmp = root / (name + TMP)
     tmp.mkdir()
     weights = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     meta = {"format": FORMAT, "vocab_size": model.vocab_size, "step": step, "config": cfg.to_dict()}
@@ -263,12 +165,12 @@ def save_checkpoint(
         meta["cell_code"] = code
     if data is not None:
         meta["data"] = data
-    _write_synced(tmp / WEIGHTS_FILE, safetensors_file(weights, FORMAT))
-    _write_synced(tmp / STATE_FILE, _torch_file(trainer_state))
-    _write_synced(tmp / CONFIG_FILE, lambda p: write_bytes(p, (json.dumps(meta, indent=2) + "\n").encode()))
-    _fsync_dir(tmp)
+    write_synced(tmp / WEIGHTS_FILE, safetensors_file(weights, FORMAT))
+    write_synced(tmp / STATE_FILE, torch_file(trainer_state))
+    write_synced(tmp / CONFIG_FILE, lambda p: write_bytes(p, (json.dumps(meta, indent=2) + "\n").encode()))
+    fsync_dir(tmp)
     os.replace(tmp, folder)
-    _fsync_dir(root)
+    fsync_dir(root)
     atomic_write(run_dir / LATEST_FILE, lambda p: p.write_text(name + "\n"))  # the commit
     _prune(root, keep, (name, protect))
     return folder
@@ -285,7 +187,7 @@ def _step_dirs(root: Path) -> dict[int, Path]:
 
 def _remove(folder: Path) -> None:
     """Rename, then delete: a deletion cut short leaves a *.tmp folder, never a partial step-N."""
-    doomed = folder.with_name(folder.name + _TMP)
+    doomed = folder.with_name(folder.name + TMP)
     try:
         os.replace(folder, doomed)
     except OSError:  # tidying up only: never fail a save over it
@@ -297,9 +199,9 @@ def _clear_abandoned(root: Path, step: int, latest: str | None) -> None:
     """Delete what interrupted saves left: *.tmp folders, and checkpoints at or past `step` that were never
     committed (a run resumed from `latest` has abandoned them)."""
     for path in root.iterdir():
-        if path.name.endswith(_TMP) and path.is_dir():
+        if path.name.endswith(TMP) and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
-        elif path.name.endswith(_TMP):
+        elif path.name.endswith(TMP):
             path.unlink(missing_ok=True)
     for number, path in _step_dirs(root).items():
         if number >= step and path.name != latest:
@@ -333,17 +235,6 @@ def trim_metrics(run_dir: str | Path, step: int) -> None:
             kept.append(line)
     if kept != lines:
         atomic_write(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in path; unparsable text is a one-line CheckpointError naming the file, and so is a path that is not
-    a regular file (never opened)."""
-    regular_file(path)
-    try:
-        return json.loads(path.read_text())
-    # ValueError: bad JSON, bad UTF-8, or an integer past Python's digit limit; RecursionError: nested too deeply
-    except (ValueError, RecursionError) as exc:  # (not Python's advice to raise its own digit limit)
-        raise CheckpointError(f"{path} is corrupt: {str(exc).splitlines()[0].partition('; use sys.')[0]}") from exc
 
 
 def read_config(

@@ -30,7 +30,7 @@ from smtrnn.config import (
     shown,
     size_text,
 )
-from smtrnn.data.labels import read_manifest, write_dataset_labels, write_labels
+from smtrnn.data.labels import read_manifest
 from smtrnn.data.real import DATA_TASKS
 from smtrnn.data.tasks import TaskError, make_task
 from smtrnn.diagnostics import diagnostics
@@ -43,6 +43,7 @@ from smtrnn.evaluate import (
     rnn_alone_bytes,
 )
 from smtrnn.free_memory import available_memory
+from smtrnn.labelling import write_dataset_labels, write_labels
 from smtrnn.presets import RECIPE, make_preset
 from smtrnn.sample import complete_images, stream_continuation
 from smtrnn.settings import load_config_file, make_config, parse_budget, parse_set, with_settings

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from smtrnn.checkpoint import temporary_file
 from smtrnn.errors import ConfigError
+from smtrnn.files import temporary_file
 from smtrnn.rnn import RNN
 
 FORMATS = ("torchscript", "onnx")

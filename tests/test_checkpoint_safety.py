@@ -20,6 +20,7 @@ from reliability_support import TRAIN_RUN, folder_bytes, latest, one_line
 from support import debug_config, state_dicts_equal
 
 import smtrnn.checkpoint as checkpoint
+import smtrnn.files as files
 from smtrnn.checkpoint import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -102,17 +103,21 @@ def test_a_save_cut_short_at_any_point_leaves_a_whole_checkpoint(smt_run, tmp_pa
     }
 
     counter = _CrashingOS(None)
-    monkeypatch.setattr(checkpoint, "os", counter)
+    monkeypatch.setattr(checkpoint, "os", counter)  # the storage primitives (`smtrnn.files`) and the save itself
+    monkeypatch.setattr(files, "os", counter)
     save_checkpoint(Path(shutil.copytree(old_dir, tmp_path / "count")), trainer.cfg, trainer.model, state)
     assert counter.events >= 8  # each file synced, the folder renamed and synced, `latest` written and renamed
 
     seen = []
     for crash_at in range(1, counter.events + 1):
         run = Path(shutil.copytree(old_dir, tmp_path / f"crash{crash_at}"))
-        monkeypatch.setattr(checkpoint, "os", _CrashingOS(crash_at))
+        crashing = _CrashingOS(crash_at)
+        monkeypatch.setattr(checkpoint, "os", crashing)
+        monkeypatch.setattr(files, "os", crashing)
         with pytest.raises(_Crash):
             save_checkpoint(run, trainer.cfg, trainer.model, state)
         monkeypatch.setattr(checkpoint, "os", os)
+        monkeypatch.setattr(files, "os", os)
         _, model = load_model(run)
         step = read_config(run)[1]["step"]
         assert load_trainer_state(run)["step"] == step
@@ -130,10 +135,10 @@ def test_atomic_write_never_touches_a_file_named_like_its_temporary_file(tmp_pat
     target = tmp_path / "latest"
     (tmp_path / "latest.tmp").write_text("mine")
     (tmp_path / ".latest.abcd1234.tmp").write_text("half")  # what a crash mid-write left: deleted by the next write
-    checkpoint.atomic_write(target, lambda p: p.write_text("step-00000001\n"))
+    files.atomic_write(target, lambda p: p.write_text("step-00000001\n"))
     assert target.read_text() == "step-00000001\n" and (tmp_path / "latest.tmp").read_text() == "mine"
     with pytest.raises(ZeroDivisionError):
-        checkpoint.atomic_write(target, lambda p: 1 / 0)
+        files.atomic_write(target, lambda p: 1 / 0)
     assert target.read_text() == "step-00000001\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "latest.tmp"]
 
@@ -162,7 +167,8 @@ def test_a_failed_write_on_the_save_path_keeps_the_previous_checkpoint(
                 raise OSError(errno_, os.strerror(errno_), str(path))
             real(path, data)
 
-        monkeypatch.setattr(checkpoint, "write_bytes", fails)
+        monkeypatch.setattr(checkpoint, "write_bytes", fails)  # config.json
+        monkeypatch.setattr(files, "write_bytes", fails)  # the weights and the trainer state
         trainer = Trainer(debug_config("retrieval", "smt", steps=8), smt_run_copy, resume=True, show_progress=False)
         trainer.train_step()
         with pytest.raises(

@@ -16,10 +16,11 @@ from support import debug_config
 
 from smtrnn.checkpoint import load_model
 from smtrnn.cli import main
-from smtrnn.data.labels import MANIFEST, load_labels, store_bytes, write_dataset_labels
+from smtrnn.data.labels import MANIFEST, load_labels, store_bytes
 from smtrnn.data.real import forget_loaded
 from smtrnn.data.tasks import make_task
 from smtrnn.errors import CheckpointError
+from smtrnn.labelling import write_dataset_labels
 from smtrnn.trainer import Trainer, train
 
 

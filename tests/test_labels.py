@@ -14,8 +14,9 @@ from support import debug_config
 
 from smtrnn.checkpoint import checkpoint_dir, load_model
 from smtrnn.cli import main
-from smtrnn.data.labels import MANIFEST, file_sha256, load_labels, write_labels
+from smtrnn.data.labels import MANIFEST, file_sha256, load_labels
 from smtrnn.errors import CheckpointError
+from smtrnn.labelling import write_labels
 from smtrnn.trainer import Trainer, train
 
 SHARD = 8  # sequences per shard: 20 sequences make shards of 8, 8 and 4
@@ -112,9 +113,9 @@ def test_a_full_disk_while_labelling_is_one_line_and_the_store_resumes(teachers,
     shard, exit 2, no partial shard left behind; the next run completes the store as a fresh one would."""
     import errno
 
-    import smtrnn.checkpoint as checkpoint
+    import smtrnn.files as files
 
-    real, writes = checkpoint.write_bytes, []
+    real, writes = files.write_bytes, []
 
     def full_on_second_shard(path, data):
         writes.append(path)
@@ -122,7 +123,7 @@ def test_a_full_disk_while_labelling_is_one_line_and_the_store_resumes(teachers,
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(checkpoint, "write_bytes", full_on_second_shard)
+    monkeypatch.setattr(files, "write_bytes", full_on_second_shard)
     out = tmp_path / "labels"
     argv = [
         "label",
@@ -144,7 +145,7 @@ def test_a_full_disk_while_labelling_is_one_line_and_the_store_resumes(teachers,
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"smtrnn: error: cannot use {out / 'shard-00001.safetensors'}: No space left on device")
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000.safetensors"]
-    monkeypatch.setattr(checkpoint, "write_bytes", real)
+    monkeypatch.setattr(files, "write_bytes", real)
     assert run_cli(capsys, *argv)[0] == 0
     assert {n: d for n, (_, d) in shard_stats(out).items()} == {n: d for n, (_, d) in shard_stats(store).items()}
 
