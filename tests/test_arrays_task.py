@@ -379,3 +379,19 @@ def test_an_npz_that_expands_past_the_free_memory_is_refused_unread(tmp_path, ca
     code, _, err = run_cli(capsys, *TRAIN[:-2], "--seq-len", 12, "--data", path, "--print-config")
     line = one_line(err)
     assert code == 2 and "expand to" in line and "a folder of .npy files" in line, line
+
+
+def test_an_id_out_of_range_in_a_large_folder_is_refused_at_the_first_block(tmp_path, monkeypatch):
+    """A memory-mapped x whose first rows hold an id past 2**20 is refused without reading the rest."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    x, y = recall_arrays(3 * 4096)
+    x[0, 0] = 2**21
+    np.save(folder / "x.npy", x.astype(np.int32))
+    np.save(folder / "y.npy", y.astype(np.int8))
+    read = []
+    real = np.asarray
+    monkeypatch.setattr("smtrnn.data.arrays.np.asarray", lambda a, *k, **kw: read.append(len(a)) or real(a, *k, **kw))
+    with pytest.raises(TaskError, match="the id 2097152"):
+        make_task("arrays", path=str(folder)).vocab_size
+    assert read == [4096]  # one block of rows of x, no more

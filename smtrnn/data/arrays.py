@@ -163,11 +163,14 @@ def read_source(path: str) -> dict[str, np.ndarray]:
 
 
 def _extremes(array: np.ndarray) -> tuple[int, int]:
-    """(min, max) of an array, read in blocks of rows (a memory map is never loaded whole)."""
+    """(min, max) of an array, read in blocks of rows (a memory map is never loaded whole); the scan stops at the
+    first block holding an id of MOST_IDS or more, or a target below -1, which is refused anyway."""
     low, high = math.inf, -math.inf
     for start in range(0, array.shape[0], _ROWS_PER_READ):
         block = np.asarray(array[start : start + _ROWS_PER_READ])
         low, high = min(low, int(block.min())), max(high, int(block.max()))
+        if high >= MOST_IDS or low < NO_TARGET:
+            break
     return low, high
 
 
