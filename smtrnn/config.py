@@ -262,7 +262,7 @@ class SMTConfig(_Section):
     dynamics_input_noise_final: float = 1.0
     """The contraction σ at the end of the SMT share, as a fraction of `dynamics_input_noise` (linear decay)."""
     transitions: Transitions = "all"
-    """all: every transition of every sequence in one pass (smtrnn); one: the reference release's recipe, one
+    """all: every transition of every sequence in one pass (smtrnn); one: the reference release's objective, one
     transition per sequence per step from two prefix encodings (`reference.smt_one_transition_loss`, for comparison)."""
 
     @property
@@ -302,13 +302,13 @@ class SMTConfig(_Section):
         )
         _check(
             self.transitions == "all" or (self.schedule == "joint" and not self.teacher_alone),
-            "smt.transitions='one' is the reference recipe, trained jointly: it takes smt.schedule='joint' "
+            "smt.transitions='one' is the reference objective, trained jointly: it takes smt.schedule='joint' "
             "and no smt.teacher_alone",
         )
         levers = [name for name in ("memory_noise", "memory_dropout", "dynamics_input_noise") if getattr(self, name)]
         _check(
             self.transitions == "all" or not levers,
-            f"smt.transitions='one' is the reference recipe, kept for comparison: it takes no smt.{levers[0]}"
+            f"smt.transitions='one' is the reference objective, kept for comparison: it takes no smt.{levers[0]}"
             if levers
             else "",
         )

@@ -80,7 +80,7 @@ def small(task: str = "retrieval") -> RunConfig:
 
 def staged(task: str = "retrieval") -> RunConfig:
     """`small` with the staged SMT schedule: the teacher learns alone for the first 60 %, then is frozen while the
-    RNN regresses onto its stop-gradient memories (the recipe of small trials with a bare-bones teacher)."""
+    RNN regresses onto its stop-gradient memories (as small trials with a bare-bones teacher ran it)."""
     cfg = small(task)
     cfg.smt = SMTConfig(dynamics_weight=1.0, schedule="staged", teacher_alone=0.6)
     return cfg
