@@ -42,24 +42,4 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "RNN",
-    "TASKS",
-    "Model",
-    "RunConfig",
-    "Teacher",
-    "Trainer",
-    "bptt_loss",
-    "continue_prompt",
-    "contractive",
-    "debug",
-    "evaluate",
-    "long",
-    "make_task",
-    "recipe",
-    "small",
-    "smt_loss",
-    "train",
-    "use_cell",
-    "validate",
-]
+__all__ = sorted(_WHERE)

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from smtrnn.checkpoint import WEIGHTS_FILE, checkpoint_dir, load_model, read_config
 from smtrnn.config import TEACHER_METHODS, RunConfig, shown, size_text
+from smtrnn.data.identity import absolute_source
 from smtrnn.data.labels import (
     DTYPES,
     FORMAT,
@@ -122,8 +123,7 @@ def write_dataset_labels(
             f"'{cfg.task.name}' (use --sequences)"
         )
     if data is not None:  # stored absolute, so runs trained from the store find the data from any directory
-        named = data.startswith(("hf:", "builtin:"))  # a source by name, not a path
-        cfg.task.params = cfg.task.params | {"path": data if named else str(Path(data).resolve())}
+        cfg.task.params = cfg.task.params | {"path": absolute_source(data)}
     forget_loaded()  # the fingerprint and the windows must be of the files as they are now
     task: Task = make_task(cfg.task.name, **cfg.task.params)
     if task.vocab_size != vocab:

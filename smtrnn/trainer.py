@@ -296,7 +296,7 @@ class Trainer:
 
     def _resume(self) -> None:
         saved, meta = read_config(self.out_dir, open_data=False)  # compared with this run's config, whose task is built
-        check_same_data(meta.get("data"), self.cfg.task.params.get("path"))
+        check_same_data(meta.get("data"), self.cfg.task.params.get("path"), self.data_identity)
         changed = changed_fields(saved, self.cfg, budget=False)
         if changed:
             ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())

@@ -61,11 +61,12 @@ def fingerprint(source: str | None) -> dict | None:
     return {"path": str(source), "bytes": total, "sha256": digest.hexdigest()}
 
 
-def check_same_data(recorded: dict | None, source: str | None) -> None:
-    """Raise a DataError unless `source` holds the data `recorded` describes (a run without a record passes)."""
+def check_same_data(recorded: dict | None, source: str | None, now: dict | None = None) -> None:
+    """Raise a DataError unless `source` holds the data `recorded` describes (a run without a record passes); `now`
+    is `fingerprint(source)` where the caller has it already."""
     if not isinstance(recorded, dict) or not is_local(source):
         return
-    now = fingerprint(source)
+    now = fingerprint(source) if now is None else now
     if now is None:
         raise DataError(f"the run's data {source} is not there; point it at the moved data with --data PATH")
     if (now["bytes"], now["sha256"]) != (recorded.get("bytes"), recorded.get("sha256")):
