@@ -147,7 +147,7 @@ class Teacher(nn.Module):
         batch, length = y.shape
         if self.decoder_positions == 0 or self.decoder_positions >= length:
             return torch.arange(length, device=y.device).expand(batch, length)
-        _, y_win = future_windows(y, self.future_len)  # (B, T, Tf)
+        _, y_win = future_windows(y, min(self.future_len, length))  # (B, T, Tf)
         has_label = (y_win >= 0).any(-1)  # (B, T)
         weights = has_label.float()
         weights[~has_label.any(-1)] = 1.0  # a sequence with no label at all: sample anywhere, it adds no loss
@@ -156,8 +156,8 @@ class Teacher(nn.Module):
     def decoder_loss(self, m: Tensor, x: Tensor, y: Tensor, positions: Tensor | None = None) -> Tensor:
         """Mean CE of the decoder's predictions of y_t..y_{t+Tf-1} from m_t and the teacher-forced future inputs,
         at `positions` (B, P) of each sequence (default: `sample_positions(y)`). m (B, T, Z), x and y (B, T)."""
-        batch = x.shape[0]
-        window = self.future_len
+        batch, length = x.shape
+        window = min(self.future_len, length)  # the decoder is causal: a horizon past the end changes no prediction
         idx, y_win = future_windows(y, window)  # (T, Tf), (B, T, Tf)
         t = self.sample_positions(y) if positions is None else positions  # (B, P)
         x_pad = F.pad(x, (0, window), value=0)

@@ -197,6 +197,32 @@ def test_decoder_loss_scores_each_position_against_its_own_future():
     assert loss.item() == pytest.approx(nats / count, rel=1e-5)
 
 
+def test_a_horizon_past_the_sequence_is_cut_at_its_end_without_changing_the_loss():
+    """Tf = 5T (a horizon reaching the one label from any position): the decoder is given at most T - 1 future
+    inputs, never padding, and the loss is still each position's CE against its own future."""
+    cfg = debug_config("retrieval", "smt", teacher__future_len=5 * T, teacher__decoder_positions=3)
+    vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
+    torch.manual_seed(0)
+    teacher = Model.for_run(cfg, vocab).teacher
+    x, y = random_tokens(vocab, B, T), random_tokens(vocab, B, T, seed=5)
+    y[:, : T - 1] = -1  # one label, at the end
+    seen = []
+    teacher.decoder.register_forward_hook(lambda module, args, out: seen.append(args[1].shape[1]))
+    m = teacher.encode(x)
+    positions = torch.tensor([0, 4, T - 1])
+    loss = teacher.decoder_loss(m, x, y, positions.repeat(B, 1))
+    assert seen == [T - 1]
+
+    nats = []
+    for b in range(B):
+        for t in positions.tolist():
+            logits = teacher.decode(m[b, t][None], x[b, t + 1 :][None])[0]
+            nats.append(F.cross_entropy(logits[T - 1 - t], y[b, T - 1]).item())
+    assert loss.item() == pytest.approx(sum(nats) / len(nats), rel=1e-5)
+    torch.manual_seed(0)
+    assert teacher.sample_positions(y).min() < T - 4  # every window holds the label: drawn anywhere
+
+
 def test_decoder_positions_are_drawn_among_windows_that_hold_a_label():
     """Retrieval labels only the last position; with Tf = 4 only m_{T-4}..m_{T-1} can see it."""
     model, vocab = build(task="retrieval")
