@@ -44,7 +44,7 @@ def evaluation_bytes(cfg: RunConfig, vocab_size: int, seq_len: int, batch_size: 
         floats = z + v + readout
     else:
         width = cfg.teacher.width
-        decoder = cfg.teacher.future_len * v if cfg.teacher.decoder == "linear" else 13 * width * cfg.memory.tokens
+        decoder = cfg.teacher.future_len * v if cfg.teacher.decoder != "transformer" else 13 * width * cfg.memory.tokens
         floats = 3 * z + 2 * v + max(readout, 13 * width, decoder, 3 * cfg.rnn.hidden + z)
     return batch_size * seq_len * (4 * floats + 16)  # + x and y, int64
 

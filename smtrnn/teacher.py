@@ -105,7 +105,24 @@ class LinearDecoder(nn.Module):
         return logits[:, : future.shape[1] + 1]
 
 
-DECODERS = {"transformer": Decoder, "linear": LinearDecoder}
+class SharedLinearDecoder(nn.Module):
+    """Every future target y_{t+j}, j < Tf, read from m_t alone by one linear map, the same for every offset: m_t
+    must hold what the horizon's labels need in one form wherever it stands, so that a task whose answer is fixed
+    once its needle has passed gets a memory that stays put until the answer (a form f can carry step to step).
+    Per-offset maps (LinearDecoder) let rows of one length keep the answer in a different form at each position."""
+
+    reads_future_inputs = False
+
+    def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
+        super().__init__()
+        self.head = nn.Linear(memory.size, vocab_size)
+
+    def forward(self, m: Tensor, future: Tensor) -> Tensor:
+        """m (N, Z), embedded future inputs (N, F, W) (not read) -> logits (N, F+1, V), equal at every offset."""
+        return self.head(m)[:, None].expand(-1, future.shape[1] + 1, -1)
+
+
+DECODERS = {"transformer": Decoder, "linear": LinearDecoder, "linear-shared": SharedLinearDecoder}
 
 
 class Teacher(nn.Module):

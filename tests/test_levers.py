@@ -269,6 +269,26 @@ def test_linear_decoder_reads_each_future_target_from_the_memory_alone():
     torch.testing.assert_close(model.teacher.predict_next(m), logits[:, 0])
 
 
+def test_shared_linear_decoder_reads_every_label_of_the_horizon_by_one_map():
+    """teacher.decoder=linear-shared: the same logits at every offset, so with one label at the end of the row the
+    loss at each position is the CE of head(m_t) against that label, whatever the position's distance to it."""
+    import torch.nn.functional as F
+
+    cfg = debug_config("retrieval", teacher__decoder="linear-shared", teacher__future_len=64, teacher__decoder_positions=0)
+    model, task = build(cfg)
+    teacher = model.teacher
+    x, y = batch(task, 12)
+    assert (y[:, :-1] < 0).all() and (y[:, -1] >= 0).all()
+    with torch.no_grad():
+        m = teacher.encode(x)
+        logits = teacher.decode(m[:, 3], x[:, 4:9])
+        loss = teacher.decoder_loss(m, x, y)
+    torch.testing.assert_close(logits[:, 0], logits[:, 5])
+    torch.testing.assert_close(logits[:, 0], teacher.decoder.head(m[:, 3]))
+    every = F.cross_entropy(teacher.decoder.head(m).flatten(0, 1), y[:, -1:].expand(-1, 12).flatten())
+    assert loss.item() == pytest.approx(every.item(), rel=1e-5)
+
+
 def test_linear_decoder_trains_the_encoder_through_the_decoder_loss():
     cfg = debug_config("delayed_recall", teacher__decoder="linear")
     model, task = build(cfg)
