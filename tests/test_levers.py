@@ -274,7 +274,9 @@ def test_shared_linear_decoder_reads_every_label_of_the_horizon_by_one_map():
     loss at each position is the CE of head(m_t) against that label, whatever the position's distance to it."""
     import torch.nn.functional as F
 
-    cfg = debug_config("retrieval", teacher__decoder="linear-shared", teacher__future_len=64, teacher__decoder_positions=0)
+    cfg = debug_config(
+        "retrieval", teacher__decoder="linear-shared", teacher__future_len=64, teacher__decoder_positions=0
+    )
     model, task = build(cfg)
     teacher = model.teacher
     x, y = batch(task, 12)
