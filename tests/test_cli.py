@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from support import snapshot
 from smtrnn.checkpoint import WEIGHTS_FILE, checkpoint_dir, load_model
 from smtrnn.cli import main
 from smtrnn.config import RunConfig, validate
+from smtrnn.presets import PRESETS
 from smtrnn.sample import continue_prompt, stream_continuation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,6 +235,18 @@ def test_module_entry_point_help():
     assert proc.returncode == 0, proc.stderr
     for command in ("train", "eval", "sample", "demo"):
         assert command in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "demo"])
+def test_preset_help_names_every_preset(command, capsys, monkeypatch):
+    """--preset's help comes from the presets: one added to PRESETS is listed with the rest."""
+    monkeypatch.setitem(PRESETS, "added_preset", PRESETS["debug"])
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    entry = out.split("\n  --preset PRESET", 1)[1].split("\n  --", 1)[0]  # up to the next flag
+    listed = set(re.findall(r"\w+", entry))
+    assert set(PRESETS) <= listed, sorted(set(PRESETS) - listed)
 
 
 # --- bad input ----------------------------------------------------------------------------------------------
