@@ -105,24 +105,44 @@ class LinearDecoder(nn.Module):
         return logits[:, : future.shape[1] + 1]
 
 
-class SharedLinearDecoder(nn.Module):
-    """Every future target y_{t+j}, j < Tf, read from m_t alone by one linear map, the same for every offset: m_t
-    must hold what the horizon's labels need in one form wherever it stands, so that a task whose answer is fixed
-    once its needle has passed gets a memory that stays put until the answer (a form f can carry step to step).
-    Per-offset maps (LinearDecoder) let rows of one length keep the answer in a different form at each position."""
+class NextLabelsDecoder(nn.Module):
+    """The next Tf labelled targets after m_t's position (at or after t, however far, unlabelled positions skipped),
+    each read from m_t alone by its own linear map: m_t must hold what the coming answers need in the same form
+    wherever it stands, so a task whose answer is fixed once its needle has passed gets a memory that stays put
+    until the answer, a form f can carry step to step. A decoder over positions t..t+Tf-1 (the others) supervises
+    only the memories within Tf of a label, which the teacher may fill by reading the prefix there and then; with
+    rows of one length, per-offset maps let each position keep the answer in a form of its own."""
 
     reads_future_inputs = False
+    reads_labels_ahead = True  # the teacher's decoder_loss gives it `next_labels` targets, not windows of positions
 
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
-        self.head = nn.Linear(memory.size, vocab_size)
+        self.future_len, self.vocab_size = cfg.future_len, vocab_size
+        self.head = nn.Linear(memory.size, cfg.future_len * vocab_size)
 
     def forward(self, m: Tensor, future: Tensor) -> Tensor:
-        """m (N, Z), embedded future inputs (N, F, W) (not read) -> logits (N, F+1, V), equal at every offset."""
-        return self.head(m)[:, None].expand(-1, future.shape[1] + 1, -1)
+        """m (N, Z), future (N, F, ·) (only its length read) -> logits (N, F+1, V) for the next F+1 labels; at a
+        labelled position the first of them is its own target."""
+        logits = self.head(m).unflatten(-1, (self.future_len, self.vocab_size))
+        return logits[:, : future.shape[1] + 1]
 
 
-DECODERS = {"transformer": Decoder, "linear": LinearDecoder, "linear-shared": SharedLinearDecoder}
+def next_labels(y: Tensor, count: int) -> Tensor:
+    """y (B, T) -> (B, T, count): the first `count` labelled targets at or after each position, in order, -1 past
+    the row's last label."""
+    length = y.shape[1]
+    labelled = y >= 0
+    steps = torch.arange(length, device=y.device)
+    label_positions = torch.where(labelled, steps, length).sort(dim=1).values  # (B, T): labels first, in order
+    rank = labelled.long().cumsum(1) - labelled.long()  # labels before t
+    k = rank[..., None] + torch.arange(count, device=y.device)  # (B, T, count)
+    valid = k < labelled.sum(1)[:, None, None]
+    at = label_positions.gather(1, k.clamp(max=length - 1).flatten(1)).clamp(max=length - 1)
+    return torch.where(valid, y.gather(1, at).view_as(k), -1)
+
+
+DECODERS = {"transformer": Decoder, "linear": LinearDecoder, "next-labels": NextLabelsDecoder}
 
 
 class Teacher(nn.Module):
@@ -164,8 +184,11 @@ class Teacher(nn.Module):
         batch, length = y.shape
         if self.decoder_positions == 0 or self.decoder_positions >= length:
             return torch.arange(length, device=y.device).expand(batch, length)
-        _, y_win = future_windows(y, min(self.future_len, length))  # (B, T, Tf)
-        has_label = (y_win >= 0).any(-1)  # (B, T)
+        if getattr(self.decoder, "reads_labels_ahead", False):
+            has_label = next_labels(y, 1)[..., 0] >= 0  # (B, T): a label at or after t
+        else:
+            _, y_win = future_windows(y, min(self.future_len, length))  # (B, T, Tf)
+            has_label = (y_win >= 0).any(-1)  # (B, T)
         weights = has_label.float()
         weights[~has_label.any(-1)] = 1.0  # a sequence with no label at all: sample anywhere, it adds no loss
         return torch.multinomial(weights, self.decoder_positions, replacement=True)
@@ -173,6 +196,8 @@ class Teacher(nn.Module):
     def decoder_loss(self, m: Tensor, x: Tensor, y: Tensor, positions: Tensor | None = None) -> Tensor:
         """Mean CE of the decoder's predictions of y_t..y_{t+Tf-1} from m_t and the teacher-forced future inputs,
         at `positions` (B, P) of each sequence (default: `sample_positions(y)`). m (B, T, Z), x and y (B, T)."""
+        if getattr(self.decoder, "reads_labels_ahead", False):
+            return self._next_labels_loss(m, y, positions)
         batch, length = x.shape
         window = min(self.future_len, length)  # the decoder is causal: a horizon past the end changes no prediction
         idx, y_win = future_windows(y, window)  # (T, Tf), (B, T, Tf)
@@ -190,6 +215,18 @@ class Teacher(nn.Module):
             future = m.new_empty(*future_tokens.shape, 0)
         logits = self.decoder(m[rows, t].flatten(0, 1), future)  # (B·P, Tf, V)
         return masked_cross_entropy(logits, y_win[rows, t].flatten(0, 1))
+
+    def _next_labels_loss(self, m: Tensor, y: Tensor, positions: Tensor | None) -> Tensor:
+        """NextLabelsDecoder's CE: each memory against the next Tf labels of its row, at `positions` (every
+        position where `decoder_positions` is 0), without windows of future positions."""
+        targets = next_labels(y, self.future_len)  # (B, T, Tf)
+        if positions is None and 0 < self.decoder_positions < y.shape[1]:
+            positions = self.sample_positions(y)
+        if positions is not None:
+            rows = torch.arange(y.shape[0], device=y.device)[:, None]
+            m, targets = m[rows, positions], targets[rows, positions]
+        logits = self.decoder.head(m).unflatten(-1, (self.future_len, -1))
+        return masked_cross_entropy(logits, targets)
 
     def predict_next(self, m: Tensor) -> Tensor:
         """The teacher's own prediction of y_t from m_t alone: m (..., Z) -> logits (..., V)."""

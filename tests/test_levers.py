@@ -269,26 +269,34 @@ def test_linear_decoder_reads_each_future_target_from_the_memory_alone():
     torch.testing.assert_close(model.teacher.predict_next(m), logits[:, 0])
 
 
-def test_shared_linear_decoder_reads_every_label_of_the_horizon_by_one_map():
-    """teacher.decoder=linear-shared: the same logits at every offset, so with one label at the end of the row the
-    loss at each position is the CE of head(m_t) against that label, whatever the position's distance to it."""
+def test_next_labels_are_the_coming_targets_in_order_however_far():
+    from smtrnn.teacher import next_labels
+
+    y = torch.tensor([[-1, 4, -1, -1, 7, -1, 2, -1], [-1, -1, -1, -1, -1, -1, -1, 5]])
+    ahead = next_labels(y, 2)
+    assert ahead[0].tolist() == [[4, 7], [4, 7], [7, 2], [7, 2], [7, 2], [2, -1], [2, -1], [-1, -1]]
+    assert ahead[1, :, 0].tolist() == [5] * 8 and (ahead[1, :, 1] == -1).all()
+
+
+def test_next_labels_decoder_reads_the_coming_answer_from_every_position():
+    """teacher.decoder=next-labels, Tf = 1: with one label at the end of each row, the loss is the CE of head(m_t)
+    against that label at every position, whatever its distance; a sampled position is one with a label ahead."""
     import torch.nn.functional as F
 
-    cfg = debug_config(
-        "retrieval", teacher__decoder="linear-shared", teacher__future_len=64, teacher__decoder_positions=0
-    )
+    cfg = debug_config("retrieval", teacher__decoder="next-labels", teacher__future_len=1, teacher__decoder_positions=0)
     model, task = build(cfg)
     teacher = model.teacher
     x, y = batch(task, 12)
     assert (y[:, :-1] < 0).all() and (y[:, -1] >= 0).all()
     with torch.no_grad():
         m = teacher.encode(x)
-        logits = teacher.decode(m[:, 3], x[:, 4:9])
         loss = teacher.decoder_loss(m, x, y)
-    torch.testing.assert_close(logits[:, 0], logits[:, 5])
-    torch.testing.assert_close(logits[:, 0], teacher.decoder.head(m[:, 3]))
+        torch.testing.assert_close(teacher.predict_next(m[:, -1]), teacher.decoder.head(m[:, -1]))
     every = F.cross_entropy(teacher.decoder.head(m).flatten(0, 1), y[:, -1:].expand(-1, 12).flatten())
     assert loss.item() == pytest.approx(every.item(), rel=1e-5)
+    teacher.decoder_positions = 3
+    y[:, :-1], y[:, 5], y[:, -1] = -1, 1, -1  # the last label at position 5
+    assert teacher.sample_positions(y).max() <= 5
 
 
 def test_linear_decoder_trains_the_encoder_through_the_decoder_loss():
