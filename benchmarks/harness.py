@@ -110,7 +110,8 @@ def reported(path: Path) -> dict[str, dict]:
 
 def provenance(markdown_fn: Callable[[dict], str]) -> dict:
     """A report's "benchmark" field: the script that made it and the name of its function that renders NAME.md
-    from NAME.json, so the tests regenerate every stored table."""
+    from NAME.json, so the tests regenerate the stored table (a retired report names only the last commit that had
+    its script, "retired", and keeps NAME.md as its frozen table)."""
     script = Path(inspect.getfile(markdown_fn)).resolve().relative_to(ROOT).as_posix()
     return {"script": script, "table": markdown_fn.__name__}
 

@@ -1,6 +1,7 @@
 """The stored benchmark results: every markdown table in benchmarks/results/ is what the script its JSON names makes
-of that JSON (no hand edits), retired studies say which commit still has their script and their plans rebuild
-the runs they hold, and the study runner (screen) trains, resumes and reports as their results rely on."""
+of that JSON (no hand edits) or the frozen table of a retired report, which says which commit last had its script;
+retired studies' plans rebuild the runs they hold, and the study runner (screen) trains, resumes and reports as their
+results rely on."""
 
 from __future__ import annotations
 
@@ -24,19 +25,30 @@ def load_script(script: str):
     return load_benchmark(Path(script).stem)
 
 
-def regenerated_tables(results: Path) -> dict[str, str]:
+def regenerated_tables(results: Path) -> dict[str, str | None]:
     """Each markdown table of `results` that a report there names, by file name, as made afresh from the report:
     NAME.md by the function `table` of the script in NAME.json's field "benchmark" (and NAME_headline.md by its
-    `headline_table`, where it has one). A report with a markdown twin must carry that field."""
+    `headline_table`, where it has one). A retired report (field "benchmark": {"retired": "<commit> SCRIPT"}) is
+    not rendered: its NAME.md, and NAME_headline.md where there is one, are the frozen tables (None here). A report
+    with a markdown twin must name a script in the tree or be retired; a retired one must keep its NAME.md."""
     tables = {}
     for path in sorted(results.glob("*.json")):
-        if not path.with_suffix(".md").exists():
-            continue
         report = json.loads(path.read_text())
         field = report.get("benchmark")
+        if isinstance(field, dict) and "retired" in field:
+            assert path.with_suffix(".md").exists(), f"{path.name} is retired, but its table {path.stem}.md is gone"
+            frozen = (path.with_suffix(".md"), path.with_name(f"{path.stem}_headline.md"))
+            tables |= {table.name: None for table in frozen if table.exists()}
+            continue
+        if not path.with_suffix(".md").exists():
+            continue
         assert isinstance(field, dict) and field.get("script") and field.get("table"), (
             f"{path.name} does not name the script that made it: give it a top-level field "
             '"benchmark": {"script": "benchmarks/NAME.py", "table": "markdown"} (harness.write_report writes it)'
+        )
+        assert (ROOT / field["script"]).is_file(), (
+            f"{path.name} names {field['script']}, which is not in the tree: retire the report, "
+            '"benchmark": {"retired": "<the last commit with the script> benchmarks/NAME.py"}'
         )
         module = load_script(field["script"])
         tables[f"{path.stem}.md"] = getattr(module, field["table"])(report)
@@ -53,23 +65,24 @@ def screen_command(plan: Path, tmp_path: Path, *options: str) -> list[str]:
 
 
 def test_stored_tables_are_regenerated_from_their_json():
-    """Each stored markdown table is exactly what its generator makes of the stored JSON (no hand edits), and no
-    stored table is left out."""
+    """Each stored markdown table is exactly what its generator makes of the stored JSON (no hand edits) or the
+    frozen table of a retired report, and no stored table is left out."""
     results = ROOT / "benchmarks" / "results"
     tables = regenerated_tables(results)
     stored = sorted(path.name for path in results.glob("*.md"))
     assert sorted(tables) == stored, f"tables no report names: {sorted(set(stored) - set(tables))}"
+    assert any(table is None for table in tables.values()) and any(tables.values())
     for name, table in tables.items():
-        assert table == (results / name).read_text(), name
+        assert table is None or table == (results / name).read_text(), name
 
 
 def test_the_harness_writes_the_field_the_tables_are_regenerated_from(tmp_path):
-    step_syncs = load_script("benchmarks/step_syncs.py")
-    stored = json.loads((ROOT / "benchmarks" / "results" / "step_syncs.json").read_text())
+    labels = load_script("benchmarks/labels.py")
+    stored = json.loads((ROOT / "benchmarks" / "results" / "labels.json").read_text())
     report = {key: value for key, value in stored.items() if key != "benchmark"}
-    importlib.import_module("harness").write_report(report, tmp_path, "t", step_syncs.markdown)
+    importlib.import_module("harness").write_report(report, tmp_path, "t", labels.markdown)
     field = json.loads((tmp_path / "t.json").read_text())["benchmark"]
-    assert field == {"script": "benchmarks/step_syncs.py", "table": "markdown"}
+    assert field == {"script": "benchmarks/labels.py", "table": "markdown"}
     assert regenerated_tables(tmp_path) == {"t.md": (tmp_path / "t.md").read_text()}
 
 
@@ -80,14 +93,32 @@ def test_a_stored_report_that_does_not_name_its_script_is_refused(tmp_path):
         regenerated_tables(tmp_path)
 
 
-def test_a_retired_studys_report_names_the_commit_that_still_has_its_script():
-    """Reports rendered by benchmarks/archive.py say where the code that made them lives: "retired" is
-    "<commit> benchmarks/NAME.py", a script no longer in the tree."""
+def test_a_report_naming_a_script_gone_from_the_tree_is_refused(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"benchmark": {"script": "benchmarks/gone.py", "table": "markdown"}}))
+    (tmp_path / "old.md").write_text("| a |\n")
+    with pytest.raises(AssertionError, match="old.json names benchmarks/gone.py, which is not in the tree"):
+        regenerated_tables(tmp_path)
+
+
+def test_a_retired_report_keeps_its_frozen_tables_and_is_refused_without_them(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"benchmark": {"retired": "60afdaa benchmarks/step_syncs.py"}}))
+    with pytest.raises(AssertionError, match="old.json is retired, but its table old.md is gone"):
+        regenerated_tables(tmp_path)
+    (tmp_path / "old.md").write_text("| a |\n")
+    (tmp_path / "old_headline.md").write_text("| b |\n")
+    assert regenerated_tables(tmp_path) == {"old.md": None, "old_headline.md": None}
+
+
+def test_a_retired_report_names_the_commit_that_last_had_its_script():
+    """A retired report says where the code that made it lives and nothing that would render it: its field
+    "benchmark" is {"retired": "<commit> benchmarks/NAME.py"} (and perhaps a "note"), a script no longer in the
+    tree."""
     retired = []
     for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
         field = json.loads(path.read_text()).get("benchmark")
-        if isinstance(field, dict) and field.get("script") == "benchmarks/archive.py":
-            retired.append(field.get("retired", ""))
+        if isinstance(field, dict) and "retired" in field:
+            retired.append(field["retired"])
+            assert set(field) <= {"retired", "note"}, path.name
             assert re.fullmatch(r"[0-9a-f]{7,40} benchmarks/\w+\.py", retired[-1]), path.name
             assert not (ROOT / retired[-1].split()[1]).exists(), path.name
     assert retired
