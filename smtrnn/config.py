@@ -172,12 +172,17 @@ class TeacherConfig(_Section):
     """Horizon without shortcuts (p in [0, 1)): in training, each teacher-forced future input of the decoder is
     replaced by a learned blank with probability p, so a long horizon cannot be predicted from the future inputs
     themselves and the memory has to carry the information."""
+    last_input_weight: float = 0.0
+    """λ_in (>= 0): the teacher's memories m_t also predict their own last input x_t by a linear head (CE), so the
+    state each transition starts from names the token just read: the cue an update needs one step later (a marker
+    followed by the value to write), which the predictive objective alone leaves to the encoder's look back."""
 
     def check(self) -> None:
         super().check()
         self._at_least(0, "width", "depth", "heads", "decoder_depth", "future_len", "window", strict=True)
         self._at_least(0, "decoder_positions")
         self._fraction("future_input_dropout")
+        self._at_least(0, "last_input_weight")
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
         _choice("teacher", "encoder", self.encoder, get_args(EncoderKind))
         _check(

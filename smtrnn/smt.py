@@ -1,6 +1,7 @@
 """Supervised Memory Training: the SMT objective over every timestep of a batch in one pass (paper §3).
 
     loss = λ_dec · decoder CE  +  λ_dyn · MSE(f(m_{t-1}, x_t), m_t)  +  λ_unif · uniformity  +  λ_read · readout CE
+           (+ λ_in · CE of x_t read from m_t, `teacher.last_input_weight`, off by default)
 
 The dynamics term covers all t = 0..T-1, the first transition starting from the RNN's empty memory m_∅, and each
 transition is an independent regression example: no gradient crosses more than one step. `labels_loss` is the
@@ -48,6 +49,10 @@ def smt_loss(
         unif = uniformity(m.reshape(-1, rnn.width), cfg.uniformity_samples)
         loss = cfg.decoder_weight * decoder + cfg.uniformity_weight * unif
         metrics = {"decoder": decoder.detach(), "uniformity": unif.detach()}
+        if teacher.last_input_head is not None:
+            last_input = teacher.last_input_loss(m, x)
+            loss = loss + teacher.last_input_weight * last_input
+            metrics["last_input"] = last_input.detach()
     if rnn_active:
         target = m if cfg.dynamics_trains_teacher else m.detach()
         rnn_loss, rnn_metrics = rnn_terms(rnn, x, y, target, cfg, dynamics_input_sigma(cfg, smt_progress))

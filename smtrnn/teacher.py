@@ -157,6 +157,8 @@ class Teacher(nn.Module):
         # gets a gradient (DDP, without find_unused_parameters, waits for one from each)
         self.blank = nn.Parameter(torch.zeros(cfg.width)) if cfg.future_input_dropout else None
         self.encoder = Encoder(memory, cfg)
+        self.last_input_weight = cfg.last_input_weight
+        self.last_input_head = nn.Linear(memory.size, vocab_size) if cfg.last_input_weight else None
         self.decoder = DECODERS[cfg.decoder](memory, cfg, vocab_size)
 
     def encode(self, x: Tensor) -> Tensor:
@@ -227,6 +229,10 @@ class Teacher(nn.Module):
             m, targets = m[rows, positions], targets[rows, positions]
         logits = self.decoder.head(m).unflatten(-1, (self.future_len, -1))
         return masked_cross_entropy(logits, targets)
+
+    def last_input_loss(self, m: Tensor, x: Tensor) -> Tensor:
+        """CE of the last-input head's reading of x_t from m_t: m (B, T, Z), x (B, T) (`teacher.last_input_weight`)."""
+        return F.cross_entropy(self.last_input_head(m).flatten(0, 1), x.flatten())
 
     def predict_next(self, m: Tensor) -> Tensor:
         """The teacher's own prediction of y_t from m_t alone: m (..., Z) -> logits (..., V)."""

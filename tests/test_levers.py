@@ -528,3 +528,24 @@ def test_gated_mlp_cell_holds_the_memory_exactly_when_its_gate_closes_and_writes
         cell.gate.bias.zero_()
         torch.testing.assert_close(cell(m, e), cell.normalize((m + cell.mlp(both)) / 2))
     assert type(build(cfg)[0].rnn.cell) is GatedMLPCell
+
+
+def test_last_input_head_adds_the_ce_of_each_memorys_own_input_to_the_teacher_objective():
+    """teacher.last_input_weight = λ_in > 0: smt_loss adds λ_in · CE(head(m_t), x_t), which trains the encoder;
+    off (0), the teacher has no such head and the objective is unchanged."""
+    import torch.nn.functional as F
+
+    cfg = debug_config("retrieval", teacher__last_input_weight=0.5, smt__schedule="joint")
+    model, task = build(cfg)
+    x, y = batch(task, 12)
+    torch.manual_seed(0)
+    loss, metrics = smt_loss(model, x, y, cfg.smt)
+    m = model.teacher.encode(x)
+    expected = F.cross_entropy(model.teacher.last_input_head(m).flatten(0, 1), x.flatten())
+    assert metrics["last_input"].item() == pytest.approx(expected.item(), rel=1e-5)
+    model.zero_grad()
+    (0.5 * model.teacher.last_input_loss(m, x)).backward()
+    assert model.teacher.encoder.to_memory.weight.grad.abs().sum() > 0
+    off, _ = build(debug_config("retrieval"))
+    assert off.teacher.last_input_head is None
+    assert "last_input" not in smt_loss(off, x, y, cfg.smt)[1]
