@@ -2,7 +2,8 @@
 
 `debug` trains in seconds on CPU (tests, smoke runs); `small` is the 2-CPU-core base; `recipe` (the setting of the
 demo and of `smtrnn compare`) is `small` plus a rule over what the task declares: its memory size, the noise and
-contraction levers, a shift-register lever, and a dense teacher for tasks with targets at most positions. `long`
+contraction levers, a shift-register lever, a dense teacher for tasks with targets at most positions, and a
+decoder of the answers ahead for tasks whose answers lie far from their cues. `long`
 and `contractive` are its long-range parts alone (the presets of the synthetic studies); `staged` is `small` with
 the staged SMT schedule instead of the paper's joint one.
 """
@@ -95,6 +96,8 @@ DENSE_TARGETS = 0.5  # a task whose sample labels at least this fraction of posi
 DENSE_TEACHER_WIDTH = 128  # a dense teacher learns real data faster wider (text, T = 256: 2.15 -> 2.01 bits)
 FAST_LR = 3e-3  # AdamW's peak rate for dense and shift-register tasks, every method (BPTT's best rate there too)
 SHIFT_REGISTER_DMT = {"fraction": 0.5, "grad_through_rollout_steps": 1}  # DMT's share and 2-step targets
+FAR_ANSWERS = 0.25  # a task whose rows pass this share of their length without a target before one: answers ahead
+LAST_INPUT_WEIGHT = 1.0  # λ_in of the sparse-answer rule: a linear head reads x_t from m_t (to ~0 nats quickly)
 
 
 def memory_size(bits: float | None, default: int) -> int:
@@ -105,12 +108,29 @@ def memory_size(bits: float | None, default: int) -> int:
     return max(SMALLEST_MEMORY, 1 << math.ceil(math.log2(max(bits, 1.0))))
 
 
-def labelled_fraction(task: Task, seq_len: int) -> float:
-    """The fraction of positions that carry a target, in a fixed sample of the task at (about) `seq_len`."""
+def sample_targets(task: Task, seq_len: int) -> torch.Tensor:
+    """The targets y (8, T) of a fixed sample of the task at (about) `seq_len`, from which the rules read its layout."""
     longest = task.max_seq_len()
     length = max(task.min_seq_len(), seq_len if longest is None else min(seq_len, longest))
-    _, y = task.sample(8, length, torch.Generator().manual_seed(0))
-    return float((y >= 0).float().mean())
+    return task.sample(8, length, torch.Generator().manual_seed(0))[1]
+
+
+def labelled_fraction(task: Task, seq_len: int) -> float:
+    """The fraction of positions that carry a target, in a fixed sample of the task at (about) `seq_len`."""
+    return float((sample_targets(task, seq_len) >= 0).float().mean())
+
+
+def far_answers(task: Task, seq_len: int) -> int:
+    """The most targets in one row of a fixed sample at (about) `seq_len` where FAR_ANSWERS of the row or more
+    passes without a target before one (answers far from their cues: a needle, a key, a copy), else 0."""
+    y = sample_targets(task, seq_len)
+    most = 0
+    for row in y >= 0:
+        at = row.nonzero().flatten()
+        gaps = torch.diff(at, prepend=at.new_tensor([-1]))
+        if len(at) and int(gaps.max()) >= FAR_ANSWERS * len(row):
+            most = max(most, len(at))
+    return most
 
 
 def with_long_range_rule(cfg: RunConfig, task: Task) -> RunConfig:
@@ -129,6 +149,17 @@ def with_long_range_rule(cfg: RunConfig, task: Task) -> RunConfig:
         cfg.teacher.decoder, cfg.rnn.cell, cfg.teacher.future_len = "linear", "mlp-linear", lag + 1
         cfg.dmt = dataclasses.replace(cfg.dmt, **SHIFT_REGISTER_DMT)
         cfg.optim.lr = FAST_LR
+    return cfg
+
+
+def with_answers_ahead(cfg: RunConfig, answers: int) -> RunConfig:
+    """The far-answer part of the recipe (in place), for tasks whose targets lie far from some positions
+    (`far_answers`): the next-labels decoder (the next `answers` targets from every memory, however far,
+    so the teacher carries an answer from its cue to where it is asked, in one form at every position) and the
+    last-input head of weight LAST_INPUT_WEIGHT (each memory names the token just read, so the step after a cue can
+    see the cue: the write the RNN must make)."""
+    cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions = "next-labels", answers, 0
+    cfg.teacher.last_input_weight = LAST_INPUT_WEIGHT
     return cfg
 
 
@@ -163,18 +194,24 @@ def contractive(task: str = "retrieval", params: dict | None = None) -> RunConfi
     return with_contraction(long(task, params))
 
 
-def recipe(task: str = "retrieval", params: dict | None = None) -> RunConfig:
+def recipe(task: str = "retrieval", params: dict | None = None, seq_len: int | None = None) -> RunConfig:
     """The recipe for any task, built from what the task declares, never from its name: `contractive` (memory size
     from `memory_bits`, the noise channel, the shift-register lever from `target_lag`, the contraction), plus the
     dense teacher (`with_dense_teacher`) where a sample labels at least DENSE_TARGETS of its positions and the
     targets are not a shift register. A task that declares nothing (a user's text, images or task) gets Z = 128
-    and, with dense targets, the dense teacher. On sparse-target tasks it equals `contractive`."""
+    and, with dense targets, the dense teacher; answers far from some positions (FAR_ANSWERS of a row without a
+    target before one) get the next-labels decoder and the last-input head (`with_answers_ahead`). The rules read
+    a sample at `seq_len` (the run's length; small's where not given)."""
     cfg = small(task)
     cfg.task.params = dict(params or {})
+    cfg.task.seq_len = seq_len or cfg.task.seq_len
     made = make_task(task, **cfg.task.params)  # built once: a data task loads its data here
     with_contraction(with_long_range_rule(cfg, made))
-    if made.target_lag() is None and labelled_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:
-        with_dense_teacher(cfg)
+    if made.target_lag() is None:
+        if labelled_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:
+            with_dense_teacher(cfg)
+        elif answers := far_answers(made, cfg.task.seq_len):
+            with_answers_ahead(cfg, answers)
     return cfg
 
 
@@ -192,12 +229,15 @@ PRESETS: dict[str, Callable[[str], RunConfig]] = {
 RULE_PRESETS = ("debug", "long", "contractive", "recipe")  # presets that read the task's parameters
 
 
-def make_preset(name: str, task: str, params: dict | None = None) -> RunConfig:
+def make_preset(name: str, task: str, params: dict | None = None, seq_len: int | None = None) -> RunConfig:
     """The preset `name` for `task`; the presets that follow a rule over the task's declared properties build the
-    task with `params` (its final parameters), the others keep theirs."""
+    task with `params` (its final parameters), the others keep theirs; the recipe reads its layout at `seq_len`."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'; choose from: {', '.join(PRESETS)}")
-    cfg = PRESETS[name](task, params) if name in RULE_PRESETS else PRESETS[name](task)
+    if name == RECIPE:
+        cfg = recipe(task, params, seq_len)
+    else:
+        cfg = PRESETS[name](task, params) if name in RULE_PRESETS else PRESETS[name](task)
     if cfg.train.curriculum_start:  # a task posed only in longer sequences (passkey) starts its curriculum there
         shortest = make_task(task, **(params or {})).min_seq_len()  # constructing a task reads no data
         cfg.train.curriculum_start = max(cfg.train.curriculum_start, shortest)

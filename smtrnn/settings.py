@@ -119,7 +119,7 @@ def make_config(preset: str, task: str | None, **settings: Any) -> RunConfig:
     if task is None:
         task = (settings.get("file_data") or {}).get("task", {}).get("name", "retrieval")
     final = with_settings(small(task), **settings).task
-    return with_settings(make_preset(preset, final.name, final.params), **settings)
+    return with_settings(make_preset(preset, final.name, final.params, final.seq_len), **settings)
 
 
 def parse_budget(text: str) -> float:

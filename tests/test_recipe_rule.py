@@ -15,7 +15,17 @@ from smtrnn.config import MemoryConfig, RunConfig, TeacherConfig, validate
 from smtrnn.data import tasks
 from smtrnn.data.tasks import Task, make_task, register
 from smtrnn.errors import ConfigError
-from smtrnn.presets import FAST_LR, contractive, labelled_fraction, memory_size, recipe, small
+from smtrnn.presets import (
+    FAST_LR,
+    LAST_INPUT_WEIGHT,
+    contractive,
+    far_answers,
+    labelled_fraction,
+    memory_size,
+    recipe,
+    small,
+    with_answers_ahead,
+)
 from smtrnn.teacher import Teacher
 
 
@@ -77,23 +87,46 @@ def test_a_task_with_targets_everywhere_gets_the_dense_teacher_without_an_entry(
 
 
 def test_a_sparse_task_gets_the_long_range_recipe_sized_by_its_declared_bits(user_tasks):
+    """One target at the end: `contractive` (Z from the declared bits) with the far-answer part: the next-labels
+    decoder for that one answer from every memory, and the last-input head."""
     cfg = recipe("user_sparse")
-    assert cfg == contractive("user_sparse")
-    assert (
-        cfg.memory.size == 16 and cfg.teacher.decoder == "transformer" and cfg.optim.lr == small("user_sparse").optim.lr
-    )
+    assert cfg == with_answers_ahead(contractive("user_sparse"), 1)
+    assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions) == ("next-labels", 1, 0)
+    assert cfg.teacher.last_input_weight == LAST_INPUT_WEIGHT
+    assert cfg.memory.size == 16 and cfg.optim.lr == small("user_sparse").optim.lr
+    validate(cfg)
 
 
 def test_the_rule_reads_the_tasks_properties_not_its_name():
-    """The embedded text and images label every position: the dense teacher. The synthetic winners keep what they
-    won with (the recipe equals `contractive` there, and delayed_recall's shift-register lever comes from its lag)."""
+    """The embedded text and images label every position: the dense teacher. delayed_recall's shift-register lever
+    comes from its lag; stack, whose targets come every few steps, keeps `contractive`; the tasks whose answers lie
+    far from some positions (retrieval, copy, assoc_recall) get the far-answer part, the next Tf answers being as
+    many as a row holds."""
     for task in ("text", "pixels", "parity", "modular_icl"):
         assert recipe(task, {"max_bytes": 10_000} if task == "text" else {}).teacher.decoder_positions == 0
-    for task in ("retrieval", "copy", "delayed_recall", "assoc_recall", "stack"):
+    for task in ("delayed_recall", "stack"):
         assert recipe(task) == contractive(task)
+    for task, seq_len, answers in (
+        ("retrieval", 256, 1),
+        ("assoc_recall", 64, 2),
+        ("copy", 64, 31),
+        ("copy", 256, 127),
+    ):
+        cfg = recipe(task, seq_len=seq_len)
+        expected = contractive(task)
+        expected.task.seq_len = seq_len
+        assert cfg == with_answers_ahead(expected, answers)
+        assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.task.seq_len) == ("next-labels", answers, seq_len)
     recall = recipe("delayed_recall", {"lag": 4})
     assert (recall.rnn.cell, recall.teacher.decoder, recall.teacher.future_len) == ("mlp-linear", "linear", 5)
     assert recall.memory.size == 16  # 4 symbols of 3 bits
+
+
+def test_far_answers_counts_a_rows_targets_where_a_quarter_of_it_passes_without_one(user_tasks):
+    assert far_answers(make_task("user_sparse"), 64) == 1
+    assert far_answers(make_task("user_dense"), 64) == 0
+    assert far_answers(make_task("stack"), 256) == 0
+    assert far_answers(make_task("copy"), 64) == 31
 
 
 def test_memory_size_is_the_next_power_of_two_of_the_bits_with_a_floor():
