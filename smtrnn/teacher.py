@@ -71,6 +71,7 @@ class Decoder(nn.Module):
     predicts y_t and the output at x_{t+j} predicts y_{t+j}."""
 
     reads_future_inputs = True
+    reads_labels_ahead = False  # trained on windows of Tf positions (NextLabelsDecoder is not)
 
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
@@ -93,6 +94,7 @@ class LinearDecoder(nn.Module):
     a linear map of the memory can update."""
 
     reads_future_inputs = False  # the teacher skips embedding them: (N, Tf-1, W) per step for nothing
+    reads_labels_ahead = False
 
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
@@ -186,7 +188,7 @@ class Teacher(nn.Module):
         batch, length = y.shape
         if self.decoder_positions == 0 or self.decoder_positions >= length:
             return torch.arange(length, device=y.device).expand(batch, length)
-        if getattr(self.decoder, "reads_labels_ahead", False):
+        if self.decoder.reads_labels_ahead:
             has_label = next_labels(y, 1)[..., 0] >= 0  # (B, T): a label at or after t
         else:
             _, y_win = future_windows(y, min(self.future_len, length))  # (B, T, Tf)
@@ -198,7 +200,7 @@ class Teacher(nn.Module):
     def decoder_loss(self, m: Tensor, x: Tensor, y: Tensor, positions: Tensor | None = None) -> Tensor:
         """Mean CE of the decoder's predictions of y_t..y_{t+Tf-1} from m_t and the teacher-forced future inputs,
         at `positions` (B, P) of each sequence (default: `sample_positions(y)`). m (B, T, Z), x and y (B, T)."""
-        if getattr(self.decoder, "reads_labels_ahead", False):
+        if self.decoder.reads_labels_ahead:
             return self._next_labels_loss(m, y, positions)
         batch, length = x.shape
         window = min(self.future_len, length)  # the decoder is causal: a horizon past the end changes no prediction
