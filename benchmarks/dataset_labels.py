@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, finish, run_cli, save_report
+from harness import ROOT, budget, save_report
+from smtrnn.tools.study import finish, run_cli
 
 # dataset -> (task, T, unit)
 DATASETS = {"text": ("text", 256, "byte"), "pixels": ("pixels", 64, "pixel")}
@@ -74,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="text,pixels")
     parser.add_argument("--cells", default="mlp,gru", help="cells fit to the labels")
-    parser.add_argument("--budget", type=float, default=300.0, help="training seconds per run")
+    parser.add_argument("--budget", type=budget, default=300.0, help="training time per run: 300, 5m")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=100_000, help="held-out text bytes scored")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))

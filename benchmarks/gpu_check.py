@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from harness import throughput
+from harness import budget, throughput
 from smtrnn.presets import debug, small
 from smtrnn.trainer import Trainer
 
@@ -63,10 +63,7 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="CPU, tiny sizes: seconds (CI)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training run's modules")
     parser.add_argument(
-        "--budget",
-        type=float,
-        default=270.0,
-        help="seconds for the whole check (the training run gets what remains, at least a tenth)",
+        "--budget", type=budget, default=270.0, help="for the whole check (training gets what remains, at least 1/10)"
     )
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and not args.tiny

@@ -1,18 +1,15 @@
-"""The harness every benchmark script shares: running the CLI one thread per process, step timing, the small model
-the speed studies time, the throughput measurement, and writing a report (NAME.json, naming the script and function
-that render its table, + NAME.md). Benchmarks import it as `harness` (their own folder is on sys.path when they run)
-and smtrnn as the installed package.
+"""The harness every benchmark script shares: step timing, the small model the speed studies time, the throughput
+measurement, and writing a report (NAME.json, naming the script and function that render its table, + NAME.md).
+Running the CLI and studies of many runs: `smtrnn.tools.study`. Benchmarks import it as `harness` (their own folder
+is on sys.path when they run) and smtrnn as the installed package.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,25 +18,22 @@ import torch
 
 from smtrnn.bptt import bptt_loss
 from smtrnn.data.tasks import make_task
+from smtrnn.errors import ConfigError
 from smtrnn.model import Model
 from smtrnn.presets import small
+from smtrnn.settings import parse_budget
 from smtrnn.smt import smt_loss
+from smtrnn.tools.study import report_json
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: results go under it; smtrnn is the installed package
 
 
-def run_cli(args: list[str], threads: int) -> subprocess.Popen:
-    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "smtrnn", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def finish(proc: subprocess.Popen) -> str:
-    out, err = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"{proc.args} failed ({proc.returncode}): {err.strip().splitlines()[-1:]}")
-    return out
+def budget(text: str) -> float:
+    """A benchmark's --budget, read as every smtrnn command reads one (`settings.parse_budget`): 90, 90s, 10m, 1.5h."""
+    try:
+        return parse_budget(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def step_time(fn, repeats: int) -> float:
@@ -66,48 +60,6 @@ def small_model(cell: str, length: int, batch: int, device: str = "cpu"):
     return cfg, Model.for_run(cfg, task.vocab_size).to(device), x, y
 
 
-def number(value: float | None) -> str:
-    """A table cell: the value to 3 decimals, or a dash where there is none."""
-    return "–" if value is None else f"{value:.3f}"
-
-
-def diagnostics_table(rows: list[tuple[str, float, dict]], runs: str) -> list[str]:
-    """Markdown lines (a blank line first) of the failure diagnostics (`smtrnn.diagnostics`) of (name, RNN-alone
-    score, diagnostics) rows; none without rows. `runs` names them in the caption."""
-    if not rows:
-        return []
-    lines = [
-        "",
-        f"Diagnostics of the {runs} (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
-        "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
-        "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
-        "the task needs, from teacher memories / the RNN's rollout (chance in brackets).",
-        "",
-        "| run | RNN alone | Markov gap (mean, worst position) | growth per step (median, max) | "
-        "finite growth, RMS 0.2 over 32 steps (median, max) | probe: teacher / rollout |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, score, d in rows:
-        probe = d.get("probe")
-        finite = f"{d['growth_finite']['median']:.3f}, {d['growth_finite']['max']:.3f}" if "growth_finite" in d else "–"
-        probe_text = f"{probe['teacher']:.3f} / {probe['rollout']:.3f} ({probe['chance']:.3f})" if probe else "–"
-        lines.append(
-            f"| {name} | {score:.3f} | {d['markov_gap']['mean']:.3f}, {d['markov_gap']['worst']:.3f} at "
-            f"t={d['markov_gap']['worst_position']} | {d['growth']['median']:.3f}, {d['growth']['max']:.3f} "
-            f"| {finite} | {probe_text} |"
-        )
-    return lines
-
-
-def reported(path: Path) -> dict[str, dict]:
-    """The runs of the report at `path` (written by an earlier invocation) by name; none if it does not exist. A
-    study keeps such a row for a run whose folder is gone from its run store (a fresh checkout: the store is not
-    committed) instead of training it again."""
-    if not path.exists():
-        return {}
-    return {row["name"]: row for row in json.loads(path.read_text())["runs"]}
-
-
 def provenance(markdown_fn: Callable[[dict], str]) -> dict:
     """A report's "benchmark" field: the script that made it and the name of its function that renders NAME.md
     from NAME.json, so the tests regenerate the stored table (a retired report names only the last commit that had
@@ -116,20 +68,30 @@ def provenance(markdown_fn: Callable[[dict], str]) -> dict:
     return {"script": script, "table": markdown_fn.__name__}
 
 
-def write_report(report: dict, out: str | Path, name: str, markdown_fn: Callable[[dict], str]) -> dict:
-    """NAME.json (the report with its "benchmark" field first) and NAME.md from markdown_fn, in out; returns the
-    report as written."""
-    report = {"benchmark": provenance(markdown_fn)} | report
+def write_report(
+    report: dict,
+    out: str | Path,
+    name: str,
+    markdown_fn: Callable[[dict], str],
+    headline_fn: Callable[[dict], str] | None = None,
+) -> dict:
+    """NAME.json (the report with its "benchmark" field first, one line per run: `study.report_json`) and NAME.md
+    from markdown_fn, in out (and NAME_headline.md from headline_fn, named in the field too); returns the report as
+    written."""
+    field = provenance(markdown_fn) | ({"headline_table": headline_fn.__name__} if headline_fn else {})
+    report = {"benchmark": field} | report
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.json").write_text(report_json(report))
     (out / f"{name}.md").write_text(markdown_fn(report))
+    if headline_fn:
+        (out / f"{name}_headline.md").write_text(headline_fn(report))
     return report
 
 
-def save_report(report: dict, out: str | Path, name: str, markdown_fn: Callable[[dict], str]) -> None:
+def save_report(report: dict, out: str | Path, name: str, markdown_fn: Callable[[dict], str], headline_fn=None) -> None:
     """`write_report`, and the markdown printed too."""
-    print(markdown_fn(write_report(report, out, name, markdown_fn)))
+    print(markdown_fn(write_report(report, out, name, markdown_fn, headline_fn)))
 
 
 def throughput(length: int, cell: str, batch: int, repeats: int, device: str = "cpu") -> dict:

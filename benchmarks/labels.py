@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from harness import ROOT, save_report, step_time
+from harness import ROOT, budget, save_report, step_time
 from smtrnn.config import TrainConfig
 from smtrnn.data.labels import load_labels
 from smtrnn.labelling import write_labels
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--task", default="retrieval")
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--cells", default="mlp,gru,transformer")
-    parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run")
+    parser.add_argument("--budget", type=budget, default=60.0, help="training time per run: 60, 1m")
     parser.add_argument("--sequences", type=int, default=4096, help="sequences labelled")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)

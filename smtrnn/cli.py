@@ -388,8 +388,10 @@ def _sample_png(args: argparse.Namespace, cfg, model, generator: torch.Generator
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Every (T, method, cell, seed) for the same budget, one after another; resumable; results.json/.md/plots."""
+    """Every (T, method, cell, seed) as a plan of `smtrnn train` runs for the same budget, run by the study runner
+    (`smtrnn.tools.study`); resumable; results.json/.md/plots."""
     from smtrnn.tools import compare
+    from smtrnn.tools.study import Study
 
     lengths = []
     for item in compare.parse_list(args.lengths, "--lengths"):
@@ -398,39 +400,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
         lengths.append(int(item))
     methods = compare.parse_list(args.methods, "--methods", list(compare.STUDY_METHODS))
     cells = compare.parse_list(args.cells, "--cells")
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    for name, value in (("--seeds", args.seeds), ("--parallel", args.parallel), ("--threads", args.threads or 1)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
     budget = parse_budget(args.budget) if args.budget else 0.0
     if not budget and not args.steps:
         raise ConfigError("compare needs --budget (wall-clock per run) or --steps")
-    file_data = load_config_file(args.config) if args.config else {}
+    extra = [*(["--data", args.data] if args.data is not None else [])]
+    extra += ["--config", str(Path(args.config).resolve())] if args.config else []
+    extra += [word for setting in args.set for word in ("--set", setting)]
+    base = compare.base_args(args.task, args.preset, budget, args.steps, args.eval_batches, extra)
+    parser, out = make_parser(), Path(args.out)
 
-    def base() -> RunConfig:
-        return make_config(
-            args.preset,
-            args.task,
-            file_data=file_data,
-            fields={"train.device": args.device},
-            sets=args.set,
-            data=args.data,
-        )
+    def log(line: str) -> None:
+        print(line, file=sys.stderr)
 
     report = compare.run_study(
+        compare.plan(lengths, methods, cells, args.seeds),
         base,
-        args.task,
-        args.preset,
-        lengths,
-        methods,
-        cells,
-        args.seeds,
-        budget,
-        args.steps or UNBOUNDED_STEPS,
-        Path(args.out),
-        resolve_device(args.device),
+        lambda train_args: build_config(parser.parse_args(["train", *train_args])),
+        Study(out / "runs", args.parallel, args.threads, args.device, log, args.trust_cell_code),
+        out,
+        {"task": args.task, "preset": args.preset, "lengths": lengths, "methods": methods, "cells": cells}
+        | {"seeds": args.seeds, "budget_s": budget, "steps": args.steps or UNBOUNDED_STEPS},
         eval_batches=args.eval_batches,
-        log=lambda line: print(line, file=sys.stderr),
         eval_lengths=parse_lengths(args.eval_lengths, "--eval-lengths") if args.eval_lengths is not None else (),
-        trust_cell_code=args.trust_cell_code,
         teacher_at_lengths=args.teacher_at_lengths,
     )
     print(compare.markdown(report), end="")

@@ -275,6 +275,8 @@ def add_compare_parser(sub: Subparsers, run: Command) -> None:
         help="also score the teacher at the --eval-lengths (whole sequences in memory: refused where they exceed it)",
     )
     p.add_argument("--out", required=True, help="study directory; run again to finish or extend it")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time (default 1: each has the whole machine)")
+    p.add_argument("--threads", type=int, help="threads per run (default: torch's, all the cores)")
     p.add_argument("--device", default="auto")
     _add_trust_flag(p, "a finished run of the study scored again at --eval-lengths")
     p.set_defaults(func=run)

@@ -181,10 +181,11 @@ def test_a_built_in_cell_needs_no_flag(smt_run, tmp_path, capsys):
 STUDY = ["compare", "--preset", "debug", "--lengths", "8", "--methods", "smt", "--seeds", "1", "--steps", "2"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("latest", [False, True])
 def test_a_cell_planted_in_a_shared_study_never_runs(latest, planted, tmp_path, capsys):
     """A study's run folder holding a result and a config that names the planted cell: scoring it at new lengths
-    refuses it (no checkpoint to check; or a config other than the command line's) and imports nothing."""
+    refuses it (no checkpoint; or a cell of user code not trusted: `smtrnn eval` scores it) and imports nothing."""
     study = tmp_path / "study"
     assert main([*STUDY, "--device", "cpu", "--out", str(study)]) == 0
     (run,) = (study / "runs").iterdir()
@@ -196,9 +197,10 @@ def test_a_cell_planted_in_a_shared_study_never_runs(latest, planted, tmp_path, 
         (run / "latest").unlink()
     code, _, err = run_cli(capsys, *STUDY, "--device", "cpu", "--out", study, "--eval-lengths", 16)
     assert code == 2 and not planted["marker"].exists(), err
-    assert ("another config" if latest else "no checkpoint") in err.splitlines()[-1]
+    assert ("--trust-cell-code" if latest else "no checkpoint") in err.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_stored_cell_is_scored_again_in_a_study_only_with_the_flag(planted, tmp_path, capsys):
     cell = f"{planted['cell']}:Planted"
     study = [*STUDY, "--cells", cell, "--device", "cpu", "--out", tmp_path / "study"]

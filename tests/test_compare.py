@@ -1,5 +1,5 @@
-"""`smtrnn compare`: the plan of runs, budgets, an end-to-end study on the debug preset, resuming (finished runs
-skipped, interrupted ones continued), and refusals before any run starts."""
+"""`smtrnn compare`: the plan of runs, budgets, an end-to-end study on the debug preset through the study runner
+(its plan.txt, resuming: finished runs skipped, interrupted ones continued), and refusals before any run starts."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from smtrnn.data.tasks import build_task
 from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
 from smtrnn.settings import parse_budget
-from smtrnn.tools.compare import RESULT_FILE, RunSpec, plan, summarize
+from smtrnn.tools.compare import RunSpec, plan, summarize
+from smtrnn.tools.study import ARGS_FILE, RESULT_FILE, read_plan
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1.5h", 5400), (" 2m ", 120)])
@@ -36,12 +37,14 @@ def test_plan_runs_baselines_once_with_their_own_cell():
 
 def test_summary_is_mean_and_spread_over_seeds():
     rows = [
-        {"T": 8, "method": "smt", "cell": "mlp", "seed": s, "score": v, "steps": 10}
+        {"name": f"T8-smt-mlp-s{s}", "T": 8, "method": "smt", "cell": "mlp", "seed": s, "score": v, "steps": 10}
         for s, v in enumerate([0.5, 0.7, 0.9])
     ]
-    (summary,) = summarize(rows)
+    other = rows[0] | {"name": "T8-bptt-mlp-s0", "method": "bptt", "score": 0.1}
+    summary, alone = summarize([*rows, other])
     assert summary["mean"] == pytest.approx(0.7) and summary["std"] == pytest.approx(0.2)
     assert (summary["min"], summary["max"], summary["seeds"]) == (0.5, 0.9, 3)
+    assert (alone["method"], alone["mean"], alone["std"], alone["seeds"]) == ("bptt", 0.1, 0.0, 1)
 
 
 ARGS = [
@@ -65,17 +68,27 @@ ARGS = [
 ]
 
 
+@pytest.mark.slow
 def test_study_end_to_end_then_resume(tmp_path, capsys):
     out = tmp_path / "study"
     assert main([*ARGS, "--out", str(out)]) == 0
     printed = capsys.readouterr()
     report = json.loads((out / "results.json").read_text())
     assert [(r["T"], r["method"]) for r in report["runs"]] == [(12, "smt"), (12, "bptt"), (16, "smt"), (16, "bptt")]
+    # the grid as a plan: a base line every run shares, then one `smtrnn train` line per run, as each run trained
+    plan_lines = (out / "plan.txt").read_text().splitlines()
+    assert plan_lines[1].startswith("= --task retrieval --preset debug --steps 3")
+    assert plan_lines[2] == "T12-smt-mlp-s0 --seq-len 12 --method smt --cell mlp --seed 0"
+    runs = read_plan(out / "plan.txt")
+    assert [name for name, _ in runs] == [r["name"] for r in report["runs"]]
+    for name, args in runs:
+        assert json.loads((out / "runs" / name / ARGS_FILE).read_text()) == args
     for row in report["runs"]:  # the score is the RNN alone of the run's saved model, scored afresh
         cfg, model = load_model(out / "runs" / RunSpec(row["T"], row["method"], "mlp", 0).name)
         fresh = evaluate(model, build_task(cfg), row["T"], 1, cfg.optim.batch_size)
         assert row["steps"] == 3 and row["score"] == row["rnn_accuracy"] == fresh["rnn_accuracy"]
         assert row["rnn_bits_per_token"] == pytest.approx(fresh["rnn_bits_per_token"])
+        assert (cfg.task.seq_len, cfg.train.method, cfg.train.eval_batches) == (row["T"], row["method"], 1)
     assert "| 16 | bptt | mlp | 1 |" in printed.out and printed.out == (out / "results.md").read_text()
     finished = {p: p.read_bytes() for p in out.glob(f"runs/*/{RESULT_FILE}")}
     assert len(finished) == 4
@@ -85,11 +98,12 @@ def test_study_end_to_end_then_resume(tmp_path, capsys):
     interrupted.unlink()
     assert main([*ARGS, "--out", str(out)]) == 0
     log = capsys.readouterr().err
-    assert log.count("finished earlier, skipped") == 3 and "T16-smt-mlp-s0: training (resuming)" in log
+    assert log.count("finished earlier, skipped") == 3 and "start T16-smt-mlp-s0 (resuming)" in log
     assert all(p.read_bytes() == data for p, data in finished.items() if p != interrupted)
-    assert json.loads(interrupted.read_text())["steps"] == 3
+    assert interrupted.exists() and json.loads((out / "results.json").read_text())["runs"][2]["steps"] == 3
 
 
+@pytest.mark.slow
 def test_study_writes_plots(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "study"
@@ -100,6 +114,7 @@ def test_study_writes_plots(tmp_path):
         assert (out / name).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_baselines_run_with_their_own_cell(tmp_path, capsys):
     out = tmp_path / "study"
     argv = [*ARGS, "--out", str(out)]
@@ -139,6 +154,7 @@ def test_bad_studies_fail_before_any_run(change, message, tmp_path, capsys):
     assert not (out / "runs").exists()
 
 
+@pytest.mark.slow
 def test_eval_lengths_score_every_run_past_its_training_length_and_extend_finished_runs(tmp_path, capsys):
     out = tmp_path / "study"
     argv = [
@@ -233,24 +249,20 @@ def test_eval_scores_the_rnn_at_other_lengths(tmp_path, capsys):
         assert err.count("\n") == 1 and words in err
 
 
-def test_a_finished_run_asked_for_with_another_config_is_refused_not_reported(tmp_path, capsys):
+@pytest.mark.slow
+def test_a_finished_run_asked_for_with_another_plan_line_is_refused_not_reported(tmp_path, capsys):
     out = tmp_path / "study"
     argv = [*ARGS, "--out", str(out)]
     argv[argv.index("--lengths") + 1] = "12"
     assert main(argv) == 0
     finished = {p: p.read_bytes() for p in out.glob(f"runs/*/{RESULT_FILE}")}
     capsys.readouterr()
-    # bookkeeping (how often it logs) does not make another run: both are skipped
-    assert main([*argv, "--set", "train.log_every=7"]) == 0
+    assert main(argv) == 0  # the same command: both runs skipped
     assert capsys.readouterr().err.count("finished earlier, skipped") == 2
-    # a field SMT reads: the SMT run is another run now, and the study stops with one line before reporting
+    # another base config makes every run another run: the study stops with one line before anything trains
     assert main([*argv, "--set", "smt.dynamics_weight=0.5"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "T12-smt-mlp-s0 finished with another config (smt.dynamics_weight differ)" in err and "\n" not in err
-    # BPTT reads no SMT field, so the same change leaves its finished run valid
-    bptt = list(argv)
-    bptt[bptt.index("--methods") + 1] = "bptt"
-    assert main([*bptt, "--set", "smt.dynamics_weight=0.5"]) == 0
-    assert main([*bptt, "--steps", "4"]) == 2  # the budget is part of what a run is
-    assert "train.steps differ" in capsys.readouterr().err
+    assert "T12-smt-mlp-s0 finished with other arguments than its plan line" in err and "\n" not in err
+    assert main([*argv[:-2], "--steps", "4", "--out", str(out)]) == 2  # the budget is part of what a run is
+    assert "finished with other arguments" in capsys.readouterr().err
     assert all(p.read_bytes() == data for p, data in finished.items())

@@ -45,6 +45,7 @@ def test_shares_that_leave_no_smt_are_refused():
         validate(cfg)
 
 
+@pytest.mark.slow
 def test_compare_runs_smt_pretraining_beside_bptt(tmp_path, capsys):
     import json
 

@@ -1,10 +1,13 @@
 """`smtrnn compare`: the SMT-vs-BPTT study on one task, across sequence lengths, methods, cells and seeds.
 
-Every combination trains for the same budget (wall-clock seconds of training, or steps), one run after another so
-each has the whole machine, and is scored on the RNN alone from m_∅. A finished run leaves `result.json` in its
-directory and is skipped when the study is run again; an interrupted one resumes from its last checkpoint. The study
-writes `results.json` (every run, and a summary per (T, method, cell) with mean and spread over seeds),
-`results.md`, and — with matplotlib — `score_vs_length.png`, `learning_curves.png` and `drift.png`.
+The grid is written as a plan, `plan.txt` in the study's folder (one `smtrnn train` line per run, the arguments they
+share on its base line: `smtrnn.tools.study`), and run by the study runner: every run trains for the same budget
+(wall-clock seconds of training, or steps), one after another so each has the whole machine (`--parallel` runs at
+a time otherwise), and is scored on the RNN alone from m_∅. Runs live in `runs/NAME`; a finished run is skipped when
+the study is run again, an interrupted one resumes from its last checkpoint, and a finished run whose plan line
+changed (another base config, budget or evaluation) is refused. The study writes `results.json` (every run, and a
+summary per (T, method, cell) with mean and spread over seeds), `results.md`, and — with matplotlib —
+`score_vs_length.png`, `learning_curves.png` and `drift.png`.
 
 Methods: the library's `smt`, `smt+dmt`, `bptt`, truncated `tbptt`, and the baselines a user would otherwise pick,
 trained by BPTT whatever `--cells` says: `gru-fused` and `lstm-fused` (torch.nn.GRU / LSTM, one fused call per
@@ -13,24 +16,22 @@ sequence) and `mingru` (a linear-in-time recurrent network trained by parallel s
 
 from __future__ import annotations
 
-import json
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smtrnn.checkpoint import METRICS_FILE, has_checkpoint, holds_run, load_model, read_config
-from smtrnn.config import RunConfig, apply_overrides, size_text, validate
-from smtrnn.data.tasks import build_task, make_task
-from smtrnn.errors import ConfigError
-from smtrnn.evaluate import evaluate, evaluate_lengths, evaluation_bytes
+from smtrnn.config import RunConfig, size_text, validate
+from smtrnn.data.tasks import REGISTRY, build_task
+from smtrnn.errors import ConfigError, SmtrnnError
+from smtrnn.evaluate import evaluation_bytes
 from smtrnn.free_memory import available_memory
-from smtrnn.trainer import Trainer, changed_fields
+from smtrnn.tools.study import Plan, Study, mean, plan_text, report_json, setting, summary
+from smtrnn.tools.study_report import table
+from smtrnn.trainer import resolve_device
 
-RESULT_FILE = "result.json"
 TBPTT_TRUNCATION = 32
 
-# compare method -> config overrides; "cell" in the overrides marks a baseline whose cell is fixed.
+# compare method -> config overrides; "rnn.cell" in the overrides marks a baseline whose cell is fixed.
 STUDY_METHODS: dict[str, dict] = {
     "smt": {"train.method": "smt"},
     "smt+dmt": {"train.method": "smt+dmt"},
@@ -67,6 +68,14 @@ class RunSpec:
         cell = "" if self.cell == self.method else f"-{self.cell}"  # a baseline's cell is its method
         return f"T{self.length}-{self.method}{cell}-s{self.seed}"
 
+    def train_args(self) -> list[str]:
+        """What this run adds to the study's base arguments: its length, method (and the method's overrides), cell
+        and seed."""
+        overrides = STUDY_METHODS[self.method]
+        sets = [f"{field}={value}" for field, value in overrides.items() if field not in ("train.method", "rnn.cell")]
+        args = ["--seq-len", str(self.length), "--method", overrides["train.method"], "--cell", self.cell]
+        return args + ["--seed", str(self.seed)] + [word for s in sets for word in ("--set", s)]
+
 
 def plan(lengths: list[int], methods: list[str], cells: list[str], seeds: int) -> list[RunSpec]:
     """Every (T, method, cell, seed); a baseline runs once per (T, seed), with its own cell."""
@@ -79,259 +88,34 @@ def plan(lengths: list[int], methods: list[str], cells: list[str], seeds: int) -
     return specs
 
 
-def run_config(
-    base: Callable[[], RunConfig], spec: RunSpec, budget_s: float, steps: int, eval_points: int
-) -> RunConfig:
-    """The base config (preset + user overrides) for one run: its length, method, cell, seed and budget."""
-    cfg = base()
-    overrides = {
-        "task.seq_len": spec.length,
-        "rnn.cell": spec.cell,
-        "train.seed": spec.seed,
-        "train.steps": steps,
-        "train.max_seconds": budget_s,
-    } | STUDY_METHODS[spec.method]
-    apply_overrides(cfg, overrides)
-    if budget_s and eval_points:
-        cfg.train.eval_every_seconds = budget_s / eval_points
-    return cfg
-
-
-def learning_curve(run_dir: Path, key: str) -> list[tuple[float, float]]:
-    """(training seconds, score) at every evaluation the run logged."""
-    points = []
-    for line in (run_dir / METRICS_FILE).read_text().splitlines():
-        record = json.loads(line)
-        if "eval" in record and key in record["eval"]:
-            points.append((record["elapsed"], record["eval"][key]))
-    return points
-
-
-def run_one(
-    cfg: RunConfig,
-    spec: RunSpec,
-    run_dir: Path,
-    device,
+def base_args(
+    task: str,
+    preset: str,
+    budget_s: float,
+    steps: int | None,
     eval_batches: int,
-    log=print,
-    eval_lengths: tuple[int, ...] = (),
-    trust_cell_code: bool = False,
-    teacher_at_lengths: bool = False,
-) -> dict:
-    """Train (or resume, or skip when finished) one run and return its row; `eval_lengths` adds the RNN alone
-    (streamed; the teacher too with `teacher_at_lengths`) scored at those lengths (row["lengths"],
-    `evaluate.evaluate_lengths`), to a finished run too: its checkpoint must hold this command line's config, and a
-    user cell there is imported only with `trust_cell_code`."""
-    done = run_dir / RESULT_FILE
-    if done.exists():
-        row = json.loads(done.read_text())
-        missing = [n for n in eval_lengths if str(n) not in row.get("lengths", {})]
-        if missing and not has_checkpoint(run_dir):
-            raise ConfigError(f"{run_dir} holds a result but no checkpoint to score at other lengths; move it aside")
-        # the stored config is compared, never built: a config planted in a shared study opens nothing
-        changed = changed_fields(read_config(run_dir, open_data=False)[0], cfg) if has_checkpoint(run_dir) else []
-        if changed:
-            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-            raise ConfigError(
-                f"{run_dir} finished with another config ({shown} differ); move it aside or name this run otherwise"
-            )
-        log(f"{spec.name}: finished earlier, skipped")
-        if missing:
-            _, model = load_model(run_dir, device, trust_cell_code=trust_cell_code)
-            task = make_task(cfg.task.name, **cfg.task.params)
-            row["lengths"] = row.get("lengths", {}) | evaluate_lengths(
-                model, task, missing, eval_batches, cfg.optim.batch_size, teacher=teacher_at_lengths
-            )
-            _write_row(done, row)
-        return row
-    log(f"{spec.name}: training ({'resuming' if has_checkpoint(run_dir) else 'new'})")
-    trainer = Trainer(cfg, run_dir, device, resume=holds_run(run_dir), show_progress=False)
-    trainer.run()
-    result = evaluate(trainer.model, trainer.task, cfg.task.seq_len, eval_batches, cfg.optim.batch_size, curves=True)
-    key = score_key(cfg.task.name)
-    row = {
-        "T": spec.length,
-        "method": spec.method,
-        "cell": spec.cell,
-        "seed": spec.seed,
-        "steps": trainer.step,
-        "train_seconds": trainer.elapsed,
-        "score": result[key],
-        "curve": learning_curve(run_dir, key),
-        "drift_curve": result["curves"].get("drift"),
-    } | {k: v for k, v in result.items() if k != "curves"}
-    if eval_lengths:
-        row["lengths"] = evaluate_lengths(
-            trainer.model,
-            trainer.task,
-            list(eval_lengths),
-            eval_batches,
-            cfg.optim.batch_size,
-            teacher=teacher_at_lengths,
-        )
-    _write_row(done, row)
-    log(f"{spec.name}: {key} {row['score']:.4f} after {row['steps']} steps")
-    return row
-
-
-def _write_row(done: Path, row: dict) -> None:
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row) + "\n")
-    tmp.replace(done)
+    extra: list[str] = (),
+    eval_points: int = 8,
+) -> list[str]:
+    """The `smtrnn train` arguments every run of the study shares: task, preset, `extra` (the user's --data, --config
+    and --set), the budget, evaluations every budget / `eval_points` seconds of `eval_batches` batches each."""
+    args = ["--task", task, "--preset", preset, *extra]
+    args += ["--budget", format(budget_s, ".12g")] * bool(budget_s) + ["--steps", str(steps)] * bool(steps)
+    if budget_s and eval_points:
+        args += ["--set", f"train.eval_every_seconds={budget_s / eval_points!r}"]
+    if not budget_s:  # steps alone end the run: no budget a config file or preset names
+        args += ["--set", "train.max_seconds=0"]
+    return args + ["--set", f"train.eval_batches={eval_batches}"]
 
 
 def score_key(task_name: str) -> str:
     """Bits per token for text and pixels (lower is better), accuracy for the others (synthetic tasks, arrays)."""
-    from smtrnn.data.tasks import REGISTRY
-
     return "rnn_bits_per_token" if REGISTRY[task_name].scored_in_bits else "rnn_accuracy"
 
 
-def summarize(rows: list[dict]) -> list[dict]:
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["T"], row["method"], row["cell"]), []).append(row)
-    out = []
-    for (length, method, cell), items in groups.items():  # the plan's order: T, then method, cell
-        scores = [r["score"] for r in items]
-        out.append(
-            {
-                "T": length,
-                "method": method,
-                "cell": cell,
-                "seeds": len(items),
-                "mean": statistics.mean(scores),
-                "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
-                "min": min(scores),
-                "max": max(scores),
-                "teacher": _mean([r.get("teacher_accuracy") for r in items]),
-                "drift_final": _mean([r.get("drift_final") for r in items]),
-                "steps": statistics.mean(r["steps"] for r in items),
-                "at_length": {
-                    n: _mean([r.get("lengths", {}).get(n, {}).get("rnn_accuracy") for r in items])
-                    for n in items[0].get("lengths", {})
-                },
-            }
-        )
-    return out
-
-
-def _mean(values: list) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.mean(present) if present else None
-
-
-def markdown(report: dict) -> str:
-    def fmt(v):
-        return "–" if v is None else f"{v:.3f}"
-
-    budget = f"{report['budget_s']:.0f} s of training" if report["budget_s"] else f"{report['steps']} steps"
-    lines = [
-        f"Task `{report['task']}`, preset `{report['preset']}`, {budget} per run, runs one after another; "
-        f"score = {report['score']} of the RNN alone from m_∅ (mean ± std over seeds).",
-        "",
-        "| T | method | cell | seeds | score | min–max | teacher acc | final drift | steps |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in report["summary"]:
-        lines.append(
-            f"| {s['T']} | {s['method']} | {s['cell']} | {s['seeds']} | {s['mean']:.3f} ± {s['std']:.3f} | "
-            f"{s['min']:.3f}–{s['max']:.3f} | {fmt(s['teacher'])} | {fmt(s['drift_final'])} | "
-            f"{s['steps']:.0f} |"
-        )
-    longer = [str(n) for n in report.get("eval_lengths", [])]
-    if longer:
-        lines += [
-            "",
-            "The RNN alone at other lengths than it trained on (accuracy, mean over seeds):",
-            "",
-            "| trained at T | method | cell | " + " | ".join(f"T = {n}" for n in longer) + " |",
-            "|---|---|---|" + "---|" * len(longer),
-        ]
-        for s in report["summary"]:
-            cells = [fmt(s.get("at_length", {}).get(n)) for n in longer]
-            lines.append(f"| {s['T']} | {s['method']} | {s['cell']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_plots(report: dict, out: Path) -> list[Path]:
-    """score_vs_length.png, learning_curves.png, drift.png; [] without matplotlib."""
-    from smtrnn.errors import SmtrnnError
-    from smtrnn.tools.plots import pyplot
-
-    try:
-        plt = pyplot()
-    except SmtrnnError:  # matplotlib is optional here: the JSON and markdown are the results
-        return []
-    written = []
-    series: dict[tuple, list] = {}
-    for s in report["summary"]:
-        series.setdefault((s["method"], s["cell"]), []).append((s["T"], s["mean"], s["std"]))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (method, cell), points in series.items():
-        xs, ys, es = zip(*sorted(points))
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{method} ({cell})")
-    ax.set(xscale="log", xlabel="sequence length T", ylabel=report["score"], title=f"{report['task']}: RNN alone")
-    ax.legend(fontsize=7)
-    written.append(_save(plt, fig, out / "score_vs_length.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in report["runs"]:
-        if row["curve"]:
-            xs, ys = zip(*row["curve"])
-            ax.plot(xs, ys, alpha=0.7, label=f"T{row['T']} {row['method']} ({row['cell']}) s{row['seed']}")
-    ax.set(xlabel="training seconds", ylabel=report["score"], title="learning curves (evaluation time excluded)")
-    ax.legend(fontsize=6)
-    written.append(_save(plt, fig, out / "learning_curves.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for row in report["runs"]:
-        if row.get("drift_curve"):
-            ax.plot(
-                range(len(row["drift_curve"])),
-                row["drift_curve"],
-                label=f"T{row['T']} {row['method']} ({row['cell']}) s{row['seed']}",
-            )
-    ax.set(xlabel="position t", ylabel="drift δ_t", yscale="log", title="rollout drift against the teacher")
-    if ax.lines:
-        ax.legend(fontsize=6)
-    written.append(_save(plt, fig, out / "drift.png"))
-    return written
-
-
-def _save(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def run_study(
-    base: Callable[[], RunConfig],
-    task: str,
-    preset: str,
-    lengths: list[int],
-    methods: list[str],
-    cells: list[str],
-    seeds: int,
-    budget_s: float,
-    steps: int,
-    out: Path,
-    device,
-    eval_batches: int = 8,
-    eval_points: int = 8,
-    log=print,
-    eval_lengths: tuple[int, ...] = (),
-    trust_cell_code: bool = False,
-    teacher_at_lengths: bool = False,
-) -> dict:
-    """Run (or finish) the study into `out` and write its report; returns the report. `eval_lengths`: every run's
-    RNN alone is also scored at these sequence lengths (length generalization; the teacher too with
-    `teacher_at_lengths`, where its memory estimate fits); a finished run loaded to be scored again whose cell is
-    user code is refused unless `trust_cell_code`."""
-    specs = plan(lengths, methods, cells, seeds)
-    configs = [run_config(base, spec, budget_s, steps, eval_points) for spec in specs]
-    for cfg in configs:  # every run's config (task, length, cell, method) is checked before the first one trains
+def check_runs(configs: list[RunConfig], eval_lengths: list[int], teacher_at_lengths: bool, device) -> None:
+    """Every run's config (task, length, cell, method), and every evaluation length, before the first run trains."""
+    for cfg in configs:
         validate(cfg)
         held_out = build_task(cfg).held_out()
         for length in eval_lengths:
@@ -339,43 +123,126 @@ def run_study(
             if not teacher_at_lengths:  # the RNN alone streams: O(1) memory per token
                 continue
             need = evaluation_bytes(cfg, held_out.vocab_size, length, cfg.optim.batch_size)
-            free = available_memory(device)
+            free = available_memory(resolve_device(device))
             if free is not None and need > free:
                 raise ConfigError(
                     f"--teacher-at-lengths at T = {length} needs about {size_text(need)}; {size_text(free)} are "
                     "available (the RNN alone streams: drop the flag)"
                 )
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [
-        run_one(
-            cfg,
-            spec,
-            out / "runs" / spec.name,
-            device,
-            eval_batches,
-            log,
-            tuple(eval_lengths),
-            trust_cell_code,
-            teacher_at_lengths,
+
+
+def row(spec: RunSpec, study: Study, key: str) -> dict | None:
+    """One finished run's row: its grid cell, steps, seconds, score, learning curve, final evaluation and the RNN
+    alone at other lengths."""
+    run = study.record(spec.name)
+    if run is None:
+        return None
+    curve = [(r["elapsed"], r["eval"][key]) for r in run["evals"] if key in r["eval"]]
+    return (
+        {"name": spec.name, "T": spec.length, "method": spec.method, "cell": spec.cell, "seed": spec.seed}
+        | {"steps": run["steps"], "train_seconds": run["train_seconds"], "score": run["final"][key], "curve": curve}
+        | run["final"]
+        | ({"lengths": run["lengths"]} if run["lengths"] else {})
+    )
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per (T, method, cell), in the plan's order: the score's mean, std, min and max over seeds, and the means of
+    the teacher's accuracy, the final drift, the steps and the RNN alone at each other length."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(setting(r["name"]), []).append(r)
+    out = []
+    for items in groups.values():
+        first, scores = items[0], summary([r["score"] for r in items])
+        out.append(
+            {"T": first["T"], "method": first["method"], "cell": first["cell"], "seeds": len(items)}
+            | {k: scores[k] for k in ("mean", "std", "min", "max")}
+            | {"teacher": mean([r.get("teacher_accuracy") for r in items])}
+            | {"drift_final": mean([r.get("drift_final") for r in items]), "steps": mean([r["steps"] for r in items])}
+            | {
+                "at_length": {
+                    n: mean([r.get("lengths", {}).get(n, {}).get("rnn_accuracy") for r in items])
+                    for n in first.get("lengths", {})
+                }
+            }
         )
-        for spec, cfg in zip(specs, configs)
+    return out
+
+
+def markdown(report: dict) -> str:
+    def fmt(v):
+        return "–" if v is None else f"{v:.3f}"
+
+    budget = f"{report['budget_s']:.0f} s of training" if report["budget_s"] else f"{report['steps']} steps"
+    parallel = report.get("parallel", 1)
+    at_once = f"{parallel} runs at a time" if parallel > 1 else "runs one after another"
+    header = ["T", "method", "cell", "seeds", "score", "min–max", "teacher acc", "final drift", "steps"]
+    rows = [
+        [s["T"], s["method"], s["cell"], s["seeds"], f"{s['mean']:.3f} ± {s['std']:.3f}"]
+        + [f"{s['min']:.3f}–{s['max']:.3f}", fmt(s["teacher"]), fmt(s["drift_final"]), f"{s['steps']:.0f}"]
+        for s in report["summary"]
     ]
-    report = {
-        "benchmark": {"script": "smtrnn/tools/compare.py", "table": "markdown"},  # what renders results.md
-        "task": task,
-        "preset": preset,
-        "lengths": lengths,
-        "eval_lengths": list(eval_lengths),
-        "methods": methods,
-        "cells": cells,
-        "seeds": seeds,
-        "budget_s": budget_s,
-        "steps": steps,
-        "score": score_key(task),
-        "summary": summarize(rows),
-        "runs": rows,
-    }
-    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = [
+        f"Task `{report['task']}`, preset `{report['preset']}`, {budget} per run, {at_once}; "
+        f"score = {report['score']} of the RNN alone from m_∅ (mean ± std over seeds).",
+        "",
+        *table(header, rows),
+    ]
+    longer = [str(n) for n in report.get("eval_lengths", [])]
+    if longer:
+        rows = [
+            [s["T"], s["method"], s["cell"], *(fmt(s.get("at_length", {}).get(n)) for n in longer)]
+            for s in report["summary"]
+        ]
+        lines += [
+            "",
+            "The RNN alone at other lengths than it trained on (accuracy, mean over seeds):",
+            "",
+            *table(["trained at T", "method", "cell", *(f"T = {n}" for n in longer)], rows),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def run_study(
+    specs: list[RunSpec],
+    base: list[str],
+    build: Callable[[list[str]], RunConfig],
+    study: Study,
+    out: Path,
+    about: dict,
+    eval_batches: int = 8,
+    eval_lengths: list[int] = (),
+    teacher_at_lengths: bool = False,
+) -> dict:
+    """Run (or finish) the study into `out` and write its report; returns the report. `base`: the train arguments
+    every run shares; `build(args)` is the config a run's arguments make (checked for every run before the first
+    trains); `about`: the report's fields that describe the study (task, preset, lengths, ..., budget_s, steps).
+    `eval_lengths`: every run's RNN alone is also scored at these sequence lengths (the teacher too with
+    `teacher_at_lengths`, where its memory estimate fits)."""
+    runs: Plan = [(spec.name, base + spec.train_args()) for spec in specs]
+    study.check_finished(runs)
+    check_runs([build(args) for _, args in runs], list(eval_lengths), teacher_at_lengths, study.device)
+    out.mkdir(parents=True, exist_ok=True)
+    comment = "smtrnn compare's runs, in runs/NAME: the same command reruns them (or screen.py with --work runs)"
+    (out / "plan.txt").write_text(plan_text(runs, comment))
+    study.train(runs)
+    if eval_lengths:
+        study.score_lengths([name for name, _ in runs], list(eval_lengths), eval_batches, teacher_at_lengths)
+    key = score_key(about["task"])
+    rows = [row(spec, study, key) for spec in specs]
+    missing = [spec.name for spec, r in zip(specs, rows) if r is None]
+    if missing:
+        raise SmtrnnError(f"{len(missing)} runs did not finish ({', '.join(missing)}); the log says why")
+    report = {"benchmark": {"script": "smtrnn/tools/compare.py", "table": "markdown"}} | about  # renders results.md
+    report |= {"eval_lengths": list(eval_lengths), "score": key, "parallel": study.parallel, "plan": "plan.txt"}
+    report |= {"summary": summarize(rows), "runs": rows}
+    (out / "results.json").write_text(report_json(report))
     (out / "results.md").write_text(markdown(report))
-    report["plots"] = [p.name for p in write_plots(report, out)]
+    try:
+        from smtrnn.tools.plots import plot_comparison
+
+        report["plots"] = [p.name for p in plot_comparison(report, out)]
+    except SmtrnnError:  # matplotlib is optional here: the JSON and markdown are the results
+        report["plots"] = []
     return report

@@ -10,6 +10,10 @@ From the curves of `evaluate(..., curves=True)` and `gradient_curves`:
 - context.png (text, pixels): bits per token by position in the held-out document, RNN alone (whole documents)
   and teacher (within its windows of T): whether more context keeps helping;
 - markov_gap.png, growth.png, probe.png: the failure diagnostics of `smtrnn.diagnostics` (SMT runs).
+
+And a study's figures (`smtrnn.tools.study`), from its report: validation bits against training time, test bits by
+position in the document, the RNN alone against the evaluation length; `smtrnn compare`'s score against the training
+length, learning curves and drift by position.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from smtrnn.errors import SmtrnnError
+from smtrnn.tools.study import setting, settings
+from smtrnn.tools.study_report import length_columns, length_means, position_groups, position_means
 
 
 def require_matplotlib() -> None:
@@ -151,3 +157,91 @@ def write_diagnostic_plots(diag: dict, out_dir: str | Path, title: str) -> list[
         ax.legend(fontsize=8)
         save(fig, "probe.png")
     return written
+
+
+def _study_figure(draw, path: Path, xlabel: str, ylabel: str, **axes) -> Path:
+    """One figure of a study: `draw(ax)` draws its lines; labelled, with a legend where there are lines."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    draw(ax)
+    ax.set(xlabel=xlabel, ylabel=ylabel, **axes)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bits(report: dict, path: Path) -> Path:
+    """Validation bits of the RNN alone against training seconds, one line per run, one colour per setting."""
+
+    def draw(ax):
+        colours: dict[str, str] = {}
+        for row in report["runs"]:
+            points = [(t, b) for t, b in row.get("bits_curve", []) if b is not None]
+            if points:
+                first = setting(row["name"]) not in colours  # one legend entry per setting
+                colour = colours.setdefault(setting(row["name"]), f"C{len(colours) % 10}")
+                ax.plot(*zip(*points), color=colour, alpha=0.8, label=setting(row["name"]) if first else None)
+
+    return _study_figure(draw, path, "training seconds", "RNN alone, validation bits per token")
+
+
+def plot_positions(report: dict, path: Path) -> Path:
+    """Test bits of the RNN alone by position in the document (mean over seeds), one line per setting."""
+
+    def draw(ax):
+        for name, rows in position_groups(report).items():
+            by_bucket = position_means(rows)
+            ax.plot(range(len(by_bucket)), list(by_bucket.values()), marker="o", label=name)
+            ax.set_xticks(range(len(by_bucket)), list(by_bucket), rotation=45, fontsize=7)
+
+    return _study_figure(draw, path, "position t in the test document (bucket)", "RNN alone, test bits per token")
+
+
+def plot_lengths(report: dict, path: Path) -> Path:
+    """The RNN alone against the evaluation length (log axis), the mean over seeds, one line per setting."""
+    columns = length_columns(report)
+
+    def draw(ax):
+        for i, (name, rows) in enumerate(settings(report["runs"]).items()):
+            values = length_means(rows, columns)
+            points = [(int(c), sum(values[c]) / len(values[c])) for c in columns if values[c]]
+            if points:  # ten colours, then the next line style: every setting tells apart from the others
+                style = ("-", "--", ":")[i // 10 % 3]
+                ax.plot(*zip(*points), marker="o", color=f"C{i % 10}", linestyle=style, label=name)
+        ax.set_xscale("log", base=2)
+
+    return _study_figure(draw, path, "evaluation length T (trained shorter)", "RNN alone from m_∅, accuracy")
+
+
+def plot_comparison(report: dict, out: Path) -> list[Path]:
+    """`smtrnn compare`'s figures: score_vs_length.png (mean ± std over seeds), learning_curves.png (score against
+    training seconds) and drift.png (the rollout's drift from the teacher by position bucket)."""
+    score, label = report["score"], "T{T} {method} ({cell}) s{seed}"
+
+    def by_length(ax):
+        series: dict[tuple, list] = {}
+        for s in report["summary"]:
+            series.setdefault((s["method"], s["cell"]), []).append((s["T"], s["mean"], s["std"]))
+        for (method, cell), points in series.items():
+            xs, ys, es = zip(*sorted(points))
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=f"{method} ({cell})")
+
+    def curves(ax):
+        for row in report["runs"]:
+            if row["curve"]:
+                ax.plot(*zip(*row["curve"]), alpha=0.7, label=label.format(**row))
+
+    def drift(ax):
+        for row in report["runs"]:
+            if row.get("drift"):
+                ax.plot(list(row["drift"]), list(row["drift"].values()), marker="o", label=label.format(**row))
+
+    title = f"{report['task']}: RNN alone"
+    return [
+        _study_figure(by_length, out / "score_vs_length.png", "sequence length T", score, xscale="log", title=title),
+        _study_figure(curves, out / "learning_curves.png", "training seconds", score, title="learning curves"),
+        _study_figure(drift, out / "drift.png", "position t (bucket)", "drift δ_t", yscale="log", title="drift"),
+    ]

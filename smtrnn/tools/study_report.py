@@ -1,0 +1,198 @@
+"""A study's report as markdown (`smtrnn.tools.study`): one table renderer, and the screen's tables: every run,
+the test split's mean ± std over seeds, the RNN alone against the evaluation length, the test bits by position in
+the document, and the failure diagnostics."""
+
+from __future__ import annotations
+
+import statistics
+
+from smtrnn.tools.study import BIT_STAGES, POSITION_KEY, common_prefix, seed_groups, settings, spread
+
+
+def number(value: float | None) -> str:
+    """A table cell: the value to 3 decimals, or a dash where there is none."""
+    return "–" if value is None else f"{value:.3f}"
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    """Markdown lines of a table: its header, the rule under it, one line per row."""
+
+    def line(cells: list) -> str:
+        return "| " + " | ".join(map(str, cells)) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *map(line, rows)]
+
+
+def length_score(scores: dict) -> float | None:
+    """What a length's row reports: the task's answer accuracy where it has answers (passkey's key digits), else the
+    accuracy over every target."""
+    return scores.get("rnn_answer_accuracy", scores.get("rnn_accuracy"))
+
+
+def markdown(report: dict) -> str:
+    """The screen's report: every run, then the tables below that have rows."""
+    runs = report["runs"]
+    bits = any(r.get("rnn_bits_per_token") is not None for r in runs)  # screens before bits: as they were
+    header = ["run", "method", "cell", "RNN alone", "teacher", "one-step", "drift/spread"]
+    header += ["bits: teacher / readout on teacher / one-step / RNN alone"] * bits
+    header += ["steps", "RNN alone during training (s: acc)", "arguments"]
+    common = common_prefix([r["args"] for r in runs])
+    rows = []
+    for r in runs:
+        steps = f"{r['steps']} (best at {r['best_step']})" if r.get("best_step") else f"{r['steps']}"
+        scores = [number(r[k]) for k in ("rnn_accuracy", "teacher_accuracy", "onestep_accuracy", "drift_relative")]
+        rows.append(
+            [r["name"], r["method"], r["cell"], *scores]
+            + [" / ".join(number(r.get(f"{k}_bits_per_token")) for k in BIT_STAGES)] * bits
+            + [steps, ", ".join(f"{t:.0f}: {a:.2f}" for t, a in r["curve"]), f"`{' '.join(r['args'][len(common) :])}`"]
+        )
+    lines = [
+        f"Plan `{report['plan']}`: one seed per run, two runs at a time with 1 thread each; {report['device']}, "
+        f"torch {report['torch']}. RNN alone = the RNN from m_∅ on held-out sequences; drift/spread below 1: "
+        "the rollout stays nearer the teacher's memory than other sequences' memories are."
+        + (f" Every run: `{' '.join(common)}`; the table gives the rest." if common else ""),
+        "",
+        *table(header, rows),
+        *seed_table(report),
+        *length_table(report),
+        *position_table(report),
+        *diagnostics_table(
+            [(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in runs if r.get("diagnostics")],
+            "runs with a teacher",
+        ),
+    ]
+    if report["missing"]:
+        lines += ["", "Not finished: " + ", ".join(report["missing"])]
+    return "\n".join(lines) + "\n"
+
+
+def headline_bits(row: dict) -> float | None:
+    """A run's RNN-alone bits on the test split: over whole documents where the task has them, else on windows."""
+    test = row.get("test") or {}
+    return test.get("documents_rnn_bits_per_token") or test.get("rnn_bits_per_token")
+
+
+def seed_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): per setting with seeds, the test-split bits as mean ± std over seeds."""
+    groups = seed_groups([r for r in report["runs"] if r.get("test")])
+    if not groups:
+        return []
+    rows = []
+    for name, runs in groups.items():
+        tests = [r["test"] for r in runs]
+        teacher = [t.get("documents_teacher_bits_per_token") or t.get("teacher_bits_per_token") for t in tests]
+        rows.append(
+            [name, runs[0]["method"], runs[0]["cell"], len(runs), spread([headline_bits(r) for r in runs])]
+            + [" / ".join(number(headline_bits(r)) for r in runs), spread(teacher)]
+            + [spread([t.get("onestep_bits_per_token") for t in tests])]
+            + [round(statistics.mean(r["steps"] for r in runs))]
+        )
+    header = ["setting", "method", "cell", "seeds", "RNN alone bits", "per seed", "teacher bits", "one-step bits"]
+    return [
+        "",
+        "Test split (the best validation checkpoint of each run; RNN alone from m_∅ over whole test "
+        "documents where the task has them, else on test windows): mean ± std over seeds.",
+        "",
+        *table([*header, "steps"], rows),
+    ]
+
+
+def length_columns(report: dict) -> list[str]:
+    """The evaluation lengths any run was scored at, in increasing order."""
+    return sorted({n for r in report["runs"] for n in r.get("lengths", {})}, key=int)
+
+
+def length_means(rows: list[dict], columns: list[str]) -> dict[str, list[float]]:
+    """{column: the seeds' scores there}; "train" is each run's own final evaluation at its training length."""
+    values = {"train": [length_score(r) for r in rows if length_score(r) is not None]}
+    for n in columns:
+        values[n] = [length_score(r["lengths"][n]) for r in rows if n in r.get("lengths", {})]
+    return values
+
+
+def length_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): per setting, the RNN alone at its training length and at each evaluation
+    length (mean ± std over seeds where there are several), and the steps and seconds it trained."""
+    columns = length_columns(report)
+    if not columns:
+        return []
+    rows = []
+    for name, runs in settings(report["runs"]).items():
+        if not any(r.get("lengths") for r in runs):
+            continue
+        values = length_means(runs, columns)
+        rows.append(
+            [name, runs[0]["method"], runs[0]["cell"], len(runs), round(statistics.mean(r["steps"] for r in runs))]
+            + [round(statistics.mean(r["train_seconds"] for r in runs))]
+            + [spread(values[c]) for c in ["train", *columns]]
+        )
+    header = ["setting", "method", "cell", "seeds", "steps", "seconds", "at training T"]
+    return [
+        "",
+        "The RNN alone from m_∅ against the evaluation length (streamed, no teacher; the answer accuracy where the "
+        "task has answers, else the accuracy over every target), mean ± std over seeds:",
+        "",
+        *table(header + [f"T = {n}" for n in columns], rows),
+    ]
+
+
+def length_headline(report: dict) -> str:
+    """NAME_headline.md: the table of the RNN alone against the evaluation length, on its own."""
+    return "\n".join(length_table(report)[1:]) + "\n"
+
+
+def position_means(rows: list[dict]) -> dict[str, float]:
+    """{bucket of t: the seeds' mean test bits of the RNN alone there}, over the buckets every seed has."""
+    seeds = [r["test"][POSITION_KEY] for r in rows]
+    return {b: statistics.mean(s[b] for s in seeds) for b in seeds[0] if all(b in s for s in seeds)}
+
+
+def position_groups(report: dict) -> dict[str, list[dict]]:
+    """The seed groups whose every run has test bits by position in the document."""
+    groups = seed_groups([r for r in report["runs"] if r.get("test")])
+    return {name: rows for name, rows in groups.items() if all((r["test"] or {}).get(POSITION_KEY) for r in rows)}
+
+
+def position_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): per setting, the RNN alone's test bits by position t in the document
+    (power-of-two buckets, mean over seeds): does more context keep helping, and for which method?"""
+    groups = position_groups(report)
+    if not groups:
+        return []
+    means = {name: position_means(rows) for name, rows in groups.items()}
+    buckets = list(max(means.values(), key=len))
+    rows = [[name, *(number(by_bucket.get(b)) for b in buckets)] for name, by_bucket in means.items()]
+    return [
+        "",
+        "RNN alone from m_∅ over whole test documents, bits per token by position t in the document (mean over "
+        "seeds; a bucket only where every seed has tokens there):",
+        "",
+        *table(["setting", *(f"t {b}" for b in buckets)], rows),
+    ]
+
+
+def diagnostics_table(rows: list[tuple[str, float, dict]], runs: str) -> list[str]:
+    """Markdown lines (a blank line first) of the failure diagnostics (`smtrnn.diagnostics`) of (name, RNN-alone
+    score, diagnostics) rows; none without rows. `runs` names them in the caption."""
+    if not rows:
+        return []
+    cells = []
+    for name, score, d in rows:
+        probe, gap, growth = d.get("probe"), d["markov_gap"], d["growth"]
+        finite = f"{d['growth_finite']['median']:.3f}, {d['growth_finite']['max']:.3f}" if "growth_finite" in d else "–"
+        cells.append(
+            [name, f"{score:.3f}", f"{gap['mean']:.3f}, {gap['worst']:.3f} at t={gap['worst_position']}"]
+            + [f"{growth['median']:.3f}, {growth['max']:.3f}", finite]
+            + [f"{probe['teacher']:.3f} / {probe['rollout']:.3f} ({probe['chance']:.3f})" if probe else "–"]
+        )
+    header = ["run", "RNN alone", "Markov gap (mean, worst position)", "growth per step (median, max)"]
+    header += ["finite growth, RMS 0.2 over 32 steps (median, max)", "probe: teacher / rollout"]
+    return [
+        "",
+        f"Diagnostics of the {runs} (`smtrnn.diagnostics`): Markov gap = one-step MSE of f on teacher "
+        "memories over the memories' spread; growth = per-step amplification of a small perturbation along the "
+        "teacher's trajectory (> 1 amplifies drift); probe = accuracy of a small fitted MLP probe for the symbol "
+        "the task needs, from teacher memories / the RNN's rollout (chance in brackets).",
+        "",
+        *table(header, cells),
+    ]
