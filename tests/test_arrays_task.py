@@ -205,6 +205,7 @@ def test_the_task_needs_a_path():
         Arrays()
 
 
+@pytest.mark.slow
 def test_compare_ranks_array_runs_by_accuracy_and_export_writes_the_rnn(tmp_path, capsys):
     x, y = recall_arrays(48)
     data = write_npz(tmp_path / "mine.npz", x=x, y=y)
