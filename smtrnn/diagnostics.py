@@ -30,7 +30,7 @@ from smtrnn.model import Model
 
 DIAGNOSTICS_SEED = 2_000_003  # its own held-out stream, apart from training and evaluation
 SPREAD_FLOOR = 0.01  # a position's spread counts as at least this fraction of the mean spread over positions
-FINITE_PERTURBATION = 0.2  # RMS per float of the finite perturbation (the `long` preset's noise channel)
+FINITE_PERTURBATION = 0.2  # RMS per float of the finite perturbation (the recipe's noise channel)
 
 
 def markov_gap(model: Model, x: Tensor, m: Tensor) -> dict:

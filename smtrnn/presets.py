@@ -1,11 +1,10 @@
 """Presets: plain functions returning a full `RunConfig` for a task.
 
-`debug` trains in seconds on CPU (tests, smoke runs); `small` is the 2-CPU-core base; `recipe` (the setting of the
-demo and of `smtrnn compare`) is `small` plus a rule over what the task declares: its memory size, the noise and
+`debug` trains in seconds on CPU (tests, smoke runs); `small` is the 2-CPU-core base; `recipe` (the default of
+`train`, `compare` and the demo) is `small` plus a rule over what the task declares: its memory size, the noise and
 contraction levers, a shift-register lever, a dense teacher for tasks with targets at most positions, and a
-decoder of the answers ahead for tasks whose answers lie far from their cues. `long`
-and `contractive` are its long-range parts alone (the presets of the synthetic studies); `staged` is `small` with
-the staged SMT schedule instead of the paper's joint one.
+decoder of the answers ahead for tasks whose answers lie far from their cues; `staged` is `small` with the staged
+SMT schedule instead of the paper's joint one.
 """
 
 from __future__ import annotations
@@ -182,31 +181,25 @@ def with_contraction(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def long(task: str = "retrieval", params: dict | None = None) -> RunConfig:
-    """`small` with the long-range part of the recipe (`with_long_range_rule`) for the task with these parameters."""
+def long_range_base(task: str, params: dict | None = None, seq_len: int | None = None) -> tuple[RunConfig, Task]:
+    """`small` with the recipe's parts every task gets (`with_long_range_rule`, `with_contraction`) for the task
+    with these parameters at `seq_len` (small's where not given) -> (config, the task built once)."""
     cfg = small(task)
     cfg.task.params = dict(params or {})
-    return with_long_range_rule(cfg, make_task(task, **cfg.task.params))
-
-
-def contractive(task: str = "retrieval", params: dict | None = None) -> RunConfig:
-    """`long` with the contraction lever (`with_contraction`)."""
-    return with_contraction(long(task, params))
+    cfg.task.seq_len = seq_len or cfg.task.seq_len
+    made = make_task(task, **cfg.task.params)  # built once: a data task loads its data here
+    return with_contraction(with_long_range_rule(cfg, made)), made
 
 
 def recipe(task: str = "retrieval", params: dict | None = None, seq_len: int | None = None) -> RunConfig:
-    """The recipe for any task, built from what the task declares, never from its name: `contractive` (memory size
-    from `memory_bits`, the noise channel, the shift-register lever from `target_lag`, the contraction), plus the
+    """The recipe for any task, built from what the task declares, never from its name: `long_range_base` (memory
+    size from `memory_bits`, the noise channel, the shift-register lever from `target_lag`, the contraction), plus the
     dense teacher (`with_dense_teacher`) where a sample labels at least DENSE_TARGETS of its positions and the
     targets are not a shift register. A task that declares nothing (a user's text, images or task) gets Z = 128
     and, with dense targets, the dense teacher; answers far from some positions (FAR_ANSWERS of a row without a
     target before one) get the next-labels decoder and the last-input head (`with_answers_ahead`). The rules read
     a sample at `seq_len` (the run's length; small's where not given)."""
-    cfg = small(task)
-    cfg.task.params = dict(params or {})
-    cfg.task.seq_len = seq_len or cfg.task.seq_len
-    made = make_task(task, **cfg.task.params)  # built once: a data task loads its data here
-    with_contraction(with_long_range_rule(cfg, made))
+    cfg, made = long_range_base(task, params, seq_len)
     if made.target_lag() is None:
         if labelled_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:
             with_dense_teacher(cfg)
@@ -219,14 +212,12 @@ RECIPE = "recipe"  # the preset `smtrnn demo` and `smtrnn compare` start from
 PRESETS: dict[str, Callable[[str], RunConfig]] = {
     "debug": debug,
     "small": small,
-    "long": long,
-    "contractive": contractive,
     "recipe": recipe,
     "staged": staged,
 }
 
 
-RULE_PRESETS = ("debug", "long", "contractive", "recipe")  # presets that read the task's parameters
+RULE_PRESETS = ("debug", "recipe")  # presets that read the task's parameters
 
 
 def make_preset(name: str, task: str, params: dict | None = None, seq_len: int | None = None) -> RunConfig:

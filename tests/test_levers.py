@@ -18,7 +18,7 @@ from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import memory_channel, perturb_on_sphere
 from smtrnn.model import Model
-from smtrnn.presets import long, make_preset, small, with_long_range_rule
+from smtrnn.presets import long_range_base, make_preset, small, with_long_range_rule
 from smtrnn.smt import dynamics_input_sigma, smt_loss
 from smtrnn.trainer import Trainer
 
@@ -34,6 +34,13 @@ def batch(task, length, size=8, seed=0):
 
 
 # --- the memory channel ---------------------------------------------------------------------------------------
+
+
+def long_range(task: str, params: dict | None = None):
+    """`small` with the recipe's long-range rule alone (no contraction) for the task with these parameters."""
+    cfg = small(task)
+    cfg.task.params = dict(params or {})
+    return with_long_range_rule(cfg, make_task(task, **cfg.task.params))
 
 
 def test_memory_channel_adds_noise_of_the_named_std_and_is_the_identity_at_zero():
@@ -194,30 +201,30 @@ def test_long_preset_sizes_the_memory_from_the_bits_a_task_declares_and_turns_th
     """retrieval holds a needle of 8 symbols and a flag (4 bits), parity one bit: Z = 16, the smallest; delayed_recall
     a window of 16 symbols of 3 bits (48): Z = 64; copy declares nothing and keeps small's Z = 128."""
     for task, size in (("retrieval", 16), ("parity", 16), ("delayed_recall", 64), ("copy", 128)):
-        cfg = long(task)
+        cfg = long_range(task)
         assert cfg.memory.size == size and cfg.smt.memory_noise > 0
         model, _ = build(cfg)
         assert model.rnn.init_state(1).shape == (1, size)
         assert model.teacher.encode(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, size)
-    assert long("delayed_recall", {"lag": 40}).memory.size == 128  # 120 bits: the size follows the parameters
+    assert long_range("delayed_recall", {"lag": 40}).memory.size == 128  # 120 bits: the size follows the parameters
 
 
 def test_long_recipe_turns_the_linear_memory_lever_on_for_shift_register_tasks_only():
     """delayed_recall: a linear decoder over the window Tf = lag + 1 and the linear-skip cell; the other tasks keep
     the Transformer decoder and small's MLP cell, and BPTT under `long` runs the same cell as SMT."""
     for task in ("delayed_recall", "retrieval", "copy"):
-        cfg = long(task)
+        cfg = long_range(task)
         linear = make_task(task).target_lag() is not None
         assert cfg.teacher.decoder == ("linear" if linear else "transformer")
         assert cfg.rnn.cell == ("mlp-linear" if linear else "mlp")
-        assert make_preset("contractive", task).rnn.cell == cfg.rnn.cell
-    assert long("delayed_recall").teacher.future_len == make_task("delayed_recall").lag + 1
-    recall, retrieval = long("delayed_recall").dmt, long("retrieval").dmt
+        assert make_preset("recipe", task).rnn.cell == cfg.rnn.cell
+    assert long_range("delayed_recall").teacher.future_len == make_task("delayed_recall").lag + 1
+    recall, retrieval = long_range("delayed_recall").dmt, long_range("retrieval").dmt
     assert (recall.fraction, recall.grad_through_rollout_steps) == (0.5, 1) and retrieval == small("retrieval").dmt
     # three times small's learning rate on the shift-register tasks, for every method there; small's elsewhere
-    assert long("delayed_recall").optim.lr == pytest.approx(3 * small("delayed_recall").optim.lr)
-    assert long("retrieval").optim == small("retrieval").optim == long("copy").optim
-    model, _ = build(long("delayed_recall"))
+    assert long_range("delayed_recall").optim.lr == pytest.approx(3 * small("delayed_recall").optim.lr)
+    assert long_range("retrieval").optim == small("retrieval").optim == long_range("copy").optim
+    model, _ = build(long_range("delayed_recall"))
     assert type(model.teacher.decoder).__name__ == "LinearDecoder" and type(model.rnn.cell).__name__ == "LinearMLPCell"
 
 
@@ -383,12 +390,12 @@ def test_memory_size_zero_names_the_allowed_values(capsys, tmp_path):
     assert code == 2 and "positive multiple of memory tokens" in err
 
 
-def test_the_cli_builds_the_long_preset(capsys):
+def test_the_cli_builds_the_recipe(capsys):
     code = main(
         [
             "train",
             "--preset",
-            "long",
+            "recipe",
             "--task",
             "retrieval",
             "--seq-len",
@@ -470,13 +477,11 @@ def test_dmt_teacher_learns_needs_a_teacher_and_the_time_parallel_step():
         validate(debug_config("retrieval", "smt+dmt", dmt__teacher_learns=True, dmt__time_parallel=False))
 
 
-def test_contractive_preset_is_long_with_the_contraction_lever():
-    from smtrnn.presets import contractive
-
-    cfg, base = contractive("retrieval"), long("retrieval")
+def test_the_recipes_base_is_the_long_range_rule_with_the_contraction_lever():
+    cfg, _ = long_range_base("retrieval")
     assert (cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final) == (0.3, 0.0)
     cfg.smt.dynamics_input_noise, cfg.smt.dynamics_input_noise_final = 0.0, 1.0
-    assert cfg == base
+    assert cfg == long_range("retrieval")
 
 
 # --- the linear-skip cell ---------------------------------------------------------------------------------------

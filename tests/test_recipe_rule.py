@@ -18,9 +18,9 @@ from smtrnn.errors import ConfigError
 from smtrnn.presets import (
     FAST_LR,
     LAST_INPUT_WEIGHT,
-    contractive,
     far_answers,
     labelled_fraction,
+    long_range_base,
     memory_size,
     recipe,
     small,
@@ -87,10 +87,10 @@ def test_a_task_with_targets_everywhere_gets_the_dense_teacher_without_an_entry(
 
 
 def test_a_sparse_task_gets_the_long_range_recipe_sized_by_its_declared_bits(user_tasks):
-    """One target at the end: `contractive` (Z from the declared bits) with the far-answer part: the next-labels
+    """One target at the end: the recipe's base (Z from the declared bits) with the far-answer part: the next-labels
     decoder for that one answer from every memory, and the last-input head."""
     cfg = recipe("user_sparse")
-    assert cfg == with_answers_ahead(contractive("user_sparse"), 1)
+    assert cfg == with_answers_ahead(long_range_base("user_sparse")[0], 1)
     assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions) == ("next-labels", 1, 0)
     assert cfg.teacher.last_input_weight == LAST_INPUT_WEIGHT
     assert cfg.memory.size == 16 and cfg.optim.lr == small("user_sparse").optim.lr
@@ -99,13 +99,13 @@ def test_a_sparse_task_gets_the_long_range_recipe_sized_by_its_declared_bits(use
 
 def test_the_rule_reads_the_tasks_properties_not_its_name():
     """The embedded text and images label every position: the dense teacher. delayed_recall's shift-register lever
-    comes from its lag; stack, whose targets come every few steps, keeps `contractive`; the tasks whose answers lie
+    comes from its lag; stack, whose targets come every few steps, keeps the base; the tasks whose answers lie
     far from some positions (retrieval, copy, assoc_recall) get the far-answer part, the next Tf answers being as
     many as a row holds."""
     for task in ("text", "pixels", "parity", "modular_icl"):
         assert recipe(task, {"max_bytes": 10_000} if task == "text" else {}).teacher.decoder_positions == 0
     for task in ("delayed_recall", "stack"):
-        assert recipe(task) == contractive(task)
+        assert recipe(task) == long_range_base(task)[0]
     for task, seq_len, answers in (
         ("retrieval", 256, 1),
         ("assoc_recall", 64, 2),
@@ -113,8 +113,7 @@ def test_the_rule_reads_the_tasks_properties_not_its_name():
         ("copy", 256, 127),
     ):
         cfg = recipe(task, seq_len=seq_len)
-        expected = contractive(task)
-        expected.task.seq_len = seq_len
+        expected, _ = long_range_base(task, seq_len=seq_len)
         assert cfg == with_answers_ahead(expected, answers)
         assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.task.seq_len) == ("next-labels", answers, seq_len)
     recall = recipe("delayed_recall", {"lag": 4})
