@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from smtrnn.tools.study import BIT_STAGES, POSITION_KEY, common_prefix, seed_groups, settings, spread
+from smtrnn.tools.study import BIT_STAGES, POSITION_KEY, seed_groups, settings, spread
 
 
 def number(value: float | None) -> str:
@@ -35,8 +35,7 @@ def markdown(report: dict) -> str:
     bits = any(r.get("rnn_bits_per_token") is not None for r in runs)  # screens before bits: as they were
     header = ["run", "method", "cell", "RNN alone", "teacher", "one-step", "drift/spread"]
     header += ["bits: teacher / readout on teacher / one-step / RNN alone"] * bits
-    header += ["steps", "RNN alone during training (s: acc)", "arguments"]
-    common = common_prefix([r["args"] for r in runs])
+    header += ["steps"]
     rows = []
     for r in runs:
         steps = f"{r['steps']} (best at {r['best_step']})" if r.get("best_step") else f"{r['steps']}"
@@ -44,13 +43,13 @@ def markdown(report: dict) -> str:
         rows.append(
             [r["name"], r["method"], r["cell"], *scores]
             + [" / ".join(number(r.get(f"{k}_bits_per_token")) for k in BIT_STAGES)] * bits
-            + [steps, ", ".join(f"{t:.0f}: {a:.2f}" for t, a in r["curve"]), f"`{' '.join(r['args'][len(common) :])}`"]
+            + [steps]
         )
     lines = [
         f"Plan `{report['plan']}`: one seed per run, two runs at a time with 1 thread each; {report['device']}, "
         f"torch {report['torch']}. RNN alone = the RNN from m_∅ on held-out sequences; drift/spread below 1: "
-        "the rollout stays nearer the teacher's memory than other sequences' memories are."
-        + (f" Every run: `{' '.join(common)}`; the table gives the rest." if common else ""),
+        "the rollout stays nearer the teacher's memory than other sequences' memories are. Each run's arguments "
+        "are its plan line, and its learning curve is in the JSON.",
         "",
         *table(header, rows),
         *seed_table(report),
