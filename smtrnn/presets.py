@@ -96,7 +96,7 @@ DENSE_TEACHER_WIDTH = 128  # a dense teacher learns real data faster wider (text
 FAST_LR = 3e-3  # AdamW's peak rate for dense and shift-register tasks, every method (BPTT's best rate there too)
 SHIFT_REGISTER_DMT = {"fraction": 0.5, "grad_through_rollout_steps": 1}  # DMT's share and 2-step targets
 FAR_ANSWERS = 0.25  # a task whose rows pass this share of their length without a target before one: answers ahead
-LAST_INPUT_WEIGHT = 1.0  # λ_in of the sparse-answer rule: a linear head reads x_t from m_t (to ~0 nats quickly)
+LAST_INPUT_WEIGHT = 0.1  # λ_in of the far-answer rule: a linear head reads x_t from m_t (1.0 cost the one-digit key)
 
 
 def memory_size(bits: float | None, default: int) -> int:
