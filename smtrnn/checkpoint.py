@@ -237,14 +237,10 @@ def trim_metrics(run_dir: str | Path, step: int) -> None:
         atomic_write(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
 
 
-def read_config(
-    run_dir: str | Path, *, trust_cell_code: bool | None = None, open_data: bool = True, data: str | None = None
-) -> tuple[RunConfig, dict[str, Any]]:
-    """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata). Given
-    `trust_cell_code`, a cell that is user code is refused unless trusted (`user_cell.require_trusted_cell`) before
-    anything else is opened. With `open_data` the run's data (or `data`, the same data moved) must match the
-    fingerprint recorded at training (`identity.check_same_data`), then the task is built and its vocabulary checked
-    against the checkpoint's; without it nothing the config names is opened (export, sample, comparing configs)."""
+def read_config(run_dir: str | Path, *, trust_cell_code: bool | None = None) -> tuple[RunConfig, dict[str, Any]]:
+    """Parse and validate the config.json of a run directory's newest checkpoint -> (config, metadata), opening
+    nothing the config names (the vocabulary is the checkpoint's own). Given `trust_cell_code`, a cell that is user
+    code is refused unless trusted (`user_cell.require_trusted_cell`)."""
     folder = checkpoint_dir(run_dir)
     path = folder / CONFIG_FILE
     if not regular_file(path):
@@ -264,8 +260,14 @@ def read_config(
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
     if trust_cell_code is not None:
         require_trusted_cell(cfg, meta.get("cell_code"), run_dir, trust_cell_code)
-    if not open_data:
-        return cfg, meta
+    return cfg, meta
+
+
+def open_run_data(run_dir: str | Path, cfg: RunConfig, meta: dict[str, Any], data: str | None = None) -> RunConfig:
+    """Check that the data a run's config names is what it trained on -> the config, pointed at `data` where given
+    (the same data moved): the fingerprint recorded at training (`identity.check_same_data`), then the task built and
+    its vocabulary checked against the checkpoint's."""
+    path = checkpoint_dir(run_dir) / CONFIG_FILE
     if data is not None:
         if "path" not in {field.name for field in dataclasses.fields(all_tasks()[cfg.task.name])}:
             raise CheckpointError(f"--data: {run_dir} is a '{cfg.task.name}' run, which reads no data")
@@ -275,9 +277,11 @@ def read_config(
         task_vocab = make_task(cfg.task.name, **cfg.task.params).vocab_size
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from exc
-    if task_vocab != vocab:
-        raise CheckpointError(f"{path}: vocab_size {vocab} does not match task '{cfg.task.name}' ({task_vocab})")
-    return cfg, meta
+    if task_vocab != meta["vocab_size"]:
+        raise CheckpointError(
+            f"{path}: vocab_size {meta['vocab_size']} does not match task '{cfg.task.name}' ({task_vocab})"
+        )
+    return cfg
 
 
 def load_weights(run_dir: str | Path, model: Model) -> None:
@@ -339,8 +343,10 @@ def load_model(
     """Rebuild the model a run directory describes and load its weights. A run whose cell is a user's code (a
     MODULE:CLASS or FILE.py:CLASS, which importing runs) is refused unless `trust_cell_code`
     (`user_cell.require_trusted_cell`), before anything else is opened; without `open_data` the run's data is never
-    read (the vocabulary is the checkpoint's); `data` points the run at its data moved (`read_config`)."""
-    cfg, meta = read_config(run_dir, trust_cell_code=trust_cell_code, open_data=open_data, data=data)
+    read (the vocabulary is the checkpoint's); `data` points the run at its data moved (`open_run_data`)."""
+    cfg, meta = read_config(run_dir, trust_cell_code=trust_cell_code)
+    if open_data:
+        cfg = open_run_data(run_dir, cfg, meta, data)
     model = Model.for_run(cfg, int(meta["vocab_size"]))
     load_weights(run_dir, model)
     problem = model.damage()

@@ -55,7 +55,7 @@ SEED_STRIDE = 1_000_003  # shard i of label seed s draws from seed s·stride + i
 def teacher_hash(run_dir: str | Path) -> str:
     """sha256 of the run's task, memory and teacher config and of its teacher's tensors (names, dtypes, shapes,
     bytes): labels depend on nothing else, so retraining only the RNN keeps the hash."""
-    cfg, _ = read_config(run_dir, open_data=False)
+    cfg, _ = read_config(run_dir)
     data = cfg.to_dict()
     digest = hashlib.sha256(json.dumps({k: data[k] for k in ("task", "memory", "teacher")}, sort_keys=True).encode())
     path = checkpoint_dir(run_dir) / WEIGHTS_FILE
@@ -194,7 +194,7 @@ def _manifest(
         "shards": [],
         "sequences_written": 0,
         # the run's cell, if a user's: `train --labels` builds it from "config", so it is trusted as a run's is
-        "cell_code": read_config(run_dir, open_data=False)[1].get("cell_code"),
+        "cell_code": read_config(run_dir)[1].get("cell_code"),
     }
 
 

@@ -45,6 +45,7 @@ from smtrnn.checkpoint import (
     holds_run,
     load_trainer_state,
     load_weights,
+    open_run_data,
     read_config,
     save_checkpoint,
     trim_metrics,
@@ -283,7 +284,8 @@ class Trainer:
 
     def _start_from(self, init_dir: str) -> None:
         """Load the teacher and RNN of a finished SMT run (the start of DMT); its architecture must match."""
-        saved, _ = read_config(init_dir)
+        saved, meta = read_config(init_dir)
+        open_run_data(init_dir, saved, meta)  # the data it trained on is still there, unchanged
         if saved.train.method not in TEACHER_METHODS:
             raise CheckpointError(f"--init {init_dir} is a {saved.train.method} run; DMT needs an SMT run's teacher")
         ours, theirs = flatten(self.cfg.to_dict()), flatten(saved.to_dict())
@@ -295,7 +297,7 @@ class Trainer:
         load_weights(init_dir, self.model)
 
     def _resume(self) -> None:
-        saved, meta = read_config(self.out_dir, open_data=False)  # compared with this run's config, whose task is built
+        saved, meta = read_config(self.out_dir)  # compared with this run's config, whose task is built
         check_same_data(meta.get("data"), self.cfg.task.params.get("path"), self.data_identity)
         changed = changed_fields(saved, self.cfg, budget=False)
         if changed:

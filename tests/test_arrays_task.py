@@ -296,6 +296,29 @@ def test_a_run_whose_data_moved_exports_and_samples_without_it(tmp_path, capsys)
     assert code == 2 and "mine.npz" in one_line(err)
 
 
+def test_reading_a_runs_config_opens_no_data_and_opening_it_checks_the_data(tmp_path, capsys):
+    """read_config parses the checkpoint's config and nothing it names (the data may be gone); open_run_data refuses
+    the run's data changed in place, and takes the same contents moved (`data`)."""
+    from smtrnn.checkpoint import open_run_data, read_config
+    from smtrnn.errors import SmtrnnError
+
+    x, y = recall_arrays(32)
+    data = write_npz(tmp_path / "mine.npz", x=x, y=y)
+    out = tmp_path / "run"
+    argv = [*TRAIN, "--data", data, "--steps", 2, "--set", "train.curriculum_start=12", "--out", out]
+    assert run_cli(capsys, *argv)[0] == 0
+    data.rename(tmp_path / "moved.npz")
+    forget_loaded_arrays()
+    cfg, meta = read_config(out)  # the data is gone: reading the config does not notice
+    assert cfg.task.params["path"] == str(data) and meta["vocab_size"] >= 4
+    assert open_run_data(out, cfg, meta, str(tmp_path / "moved.npz")).task.params["path"] == str(tmp_path / "moved.npz")
+    other_x, other_y = recall_arrays(32, seed=1)
+    write_npz(data, x=other_x, y=other_y)  # other contents at the recorded path
+    forget_loaded_arrays()
+    with pytest.raises(SmtrnnError, match="mine.npz"):
+        open_run_data(out, *read_config(out))
+
+
 def test_a_run_reads_its_own_data_from_anywhere_and_refuses_other_data(tmp_path, capsys, monkeypatch):
     """The run stores its data's absolute path and fingerprint: from another directory holding a file of the same
     name it scores its own file; changed or moved data is refused in one line unless --data points at the same
