@@ -280,7 +280,8 @@ def test_the_memory_size_comes_from_the_labels(tmp_path):
     assert make_task("arrays", path=data).memory_bits() == pytest.approx(6.0)
 
 
-def test_a_run_whose_data_moved_exports_and_samples_without_it(tmp_path, capsys):
+def run_whose_data_moved(tmp_path, capsys) -> tuple[Path, Path]:
+    """A 2-step run trained on tmp_path/mine.npz, which is then moved to moved.npz -> (the old path, the run)."""
     x, y = recall_arrays(32)
     data = write_npz(tmp_path / "mine.npz", x=x, y=y)
     out = tmp_path / "run"
@@ -288,6 +289,11 @@ def test_a_run_whose_data_moved_exports_and_samples_without_it(tmp_path, capsys)
     assert run_cli(capsys, *argv)[0] == 0
     data.rename(tmp_path / "moved.npz")
     forget_loaded_arrays()
+    return data, out
+
+
+def test_a_run_whose_data_moved_exports_and_samples_without_it(tmp_path, capsys):
+    data, out = run_whose_data_moved(tmp_path, capsys)
     code, _, err = run_cli(capsys, "export", out, "--format", "torchscript", "--out", tmp_path / "step.pt")
     assert code == 0, err
     code, printed, err = run_cli(capsys, "sample", out, "--prompt", "1,2", "--length", 3, "--device", "cpu")
@@ -302,13 +308,7 @@ def test_reading_a_runs_config_opens_no_data_and_opening_it_checks_the_data(tmp_
     from smtrnn.checkpoint import open_run_data, read_config
     from smtrnn.errors import SmtrnnError
 
-    x, y = recall_arrays(32)
-    data = write_npz(tmp_path / "mine.npz", x=x, y=y)
-    out = tmp_path / "run"
-    argv = [*TRAIN, "--data", data, "--steps", 2, "--set", "train.curriculum_start=12", "--out", out]
-    assert run_cli(capsys, *argv)[0] == 0
-    data.rename(tmp_path / "moved.npz")
-    forget_loaded_arrays()
+    data, out = run_whose_data_moved(tmp_path, capsys)
     cfg, meta = read_config(out)  # the data is gone: reading the config does not notice
     assert cfg.task.params["path"] == str(data) and meta["vocab_size"] >= 4
     assert open_run_data(out, cfg, meta, str(tmp_path / "moved.npz")).task.params["path"] == str(tmp_path / "moved.npz")
