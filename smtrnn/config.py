@@ -35,7 +35,6 @@ Precision = Literal["fp32", "bf16"]
 METHODS = get_args(Method)  # labels: the RNN fit to stored teacher memories
 LABEL_METHODS = ("labels", "labels+dmt")  # labels+dmt: then DMT, relabelling visited states from the same store
 TEACHER_METHODS = ("smt", "dmt", "smt+dmt", "smt+dmt+bptt")  # methods that train or use a teacher
-DMT_METHODS = ("dmt", "smt+dmt", "smt+dmt+bptt")  # methods whose DMT the teacher relabels
 CELLS = get_args(CellName)
 BPTT_ONLY_CELLS = ("gru-fused", "lstm-fused", "mingru")  # the plain baselines of smtrnn.baselines
 SMT_CELLS = tuple(c for c in CELLS if c not in BPTT_ONLY_CELLS)  # RMS-normalized memories: every method
@@ -346,18 +345,12 @@ class DMTConfig(_Section):
     teacher_learns: bool = False
     """DMT with the teacher still learning: each DMT step also takes the SMT objective on the same batch, so the
     teacher's memories keep moving toward states the RNN can reach while DMT relabels the ones it visits."""
-    seq_len: int = 0
-    """> 0: DMT rolls out rows of this length (0: task.seq_len), as many per step as keep its tokens (batch ·
-    task.seq_len / seq_len rows, at least 1): with a teacher that holds at longer lengths (`teacher.encoder=linear`),
-    the RNN is relabelled where it drifts past the training length."""
 
     def check(self) -> None:
         super().check()
         self._fraction("fraction", low_open=True)
         self._fraction("restart_fraction", high_open=False)
-        self._at_least(
-            0, "grad_through_rollout_steps", "dynamics_weight", "readout_weight", "onestep_readout_weight", "seq_len"
-        )
+        self._at_least(0, "grad_through_rollout_steps", "dynamics_weight", "readout_weight", "onestep_readout_weight")
         self._at_least(0, "label_every", strict=True)
         _check(
             not self.teacher_learns or self.time_parallel,
@@ -619,11 +612,11 @@ def validate(cfg: RunConfig) -> None:
         f"cell '{cfg.rnn.cell}' is a BPTT baseline; method '{cfg.train.method}' needs a cell whose memories are "
         f"RMS-normalized like the teacher's: one of {', '.join(SMT_CELLS)}",
     )
-    for lever in ("teacher_learns", "seq_len"):
-        _check(
-            not getattr(cfg.dmt, lever) or cfg.train.method in DMT_METHODS,
-            f"dmt.{lever} is for DMT with a teacher: methods {', '.join(DMT_METHODS)}, not {cfg.train.method}",
-        )
+    _check(
+        not cfg.dmt.teacher_learns or cfg.train.method in ("smt+dmt", "smt+dmt+bptt", "dmt"),
+        f"dmt.teacher_learns trains the teacher during DMT: methods smt+dmt, smt+dmt+bptt or dmt, not "
+        f"{cfg.train.method}",
+    )
     _check(
         cfg.train.method != "smt+dmt+bptt" or cfg.dmt.fraction + cfg.bptt.fraction < 1,
         f"smt+dmt+bptt leaves SMT the rest of dmt.fraction {cfg.dmt.fraction} and bptt.fraction "

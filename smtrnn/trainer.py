@@ -51,7 +51,6 @@ from smtrnn.checkpoint import (
     trim_metrics,
 )
 from smtrnn.config import (
-    DMT_METHODS,
     LABEL_METHODS,
     TEACHER_METHODS,
     OptimConfig,
@@ -143,17 +142,6 @@ def sequence_length(cfg: RunConfig, progress: float) -> int:
     return min(full, start * 2**stage)
 
 
-DMT_LOSSES = (dmt_loss, dmt_sequential_loss, dmt_with_teacher_loss)  # the DMT steps that read a teacher
-
-
-def dmt_rows(cfg: RunConfig, batch_size: int) -> tuple[int, int]:
-    """(rows, length) of a DMT batch: `dmt.seq_len` rows as many as keep the batch's tokens at task.seq_len, or
-    the batch itself where dmt.seq_len is 0."""
-    if not cfg.dmt.seq_len:
-        return batch_size, cfg.task.seq_len
-    return max(1, batch_size * cfg.task.seq_len // cfg.dmt.seq_len), cfg.dmt.seq_len
-
-
 def loss_function(cfg: RunConfig, progress: float) -> Callable:
     """The method's loss at this point of training, bound to its config: (model, *batch) -> (loss, metrics), where
     the batch is (x, y), or (x, y, m) for the label methods.
@@ -202,18 +190,13 @@ def check_can_train(cfg: RunConfig, device: torch.device) -> Task:
             f"train.keep_best picks a checkpoint by its validation bits; task '{cfg.task.name}' has no validation "
             "split (fresh draws never overfit): the data tasks (text, pixels, arrays) have one"
         )
+    need = evaluation_bytes(cfg, task.vocab_size, cfg.task.seq_len, cfg.optim.batch_size)
     free = available_memory(device)
-    shapes = [("task.seq_len", cfg.task.seq_len, cfg.optim.batch_size)]
-    if cfg.dmt.seq_len and cfg.train.method in DMT_METHODS:
-        task.check_seq_len(cfg.dmt.seq_len)
-        shapes.append(("dmt.seq_len", *reversed(dmt_rows(cfg, cfg.optim.batch_size))))
-    for name, length, rows in shapes:
-        need = evaluation_bytes(cfg, task.vocab_size, length, rows)
-        if free is not None and need > free:
-            raise ConfigError(
-                f"{name} {shown(length)} with batch {rows} needs at least {size_text(need)} to train; "
-                f"{size_text(free)} are available (a shorter T or a smaller batch fits)"
-            )
+    if free is not None and need > free:
+        raise ConfigError(
+            f"task.seq_len {shown(cfg.task.seq_len)} with batch {cfg.optim.batch_size} needs at least "
+            f"{size_text(need)} to train; {size_text(free)} are available (a shorter T or a smaller batch fits)"
+        )
     return task
 
 
@@ -373,12 +356,10 @@ class Trainer:
         lr = learning_rate(cfg.optim, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        objective = loss_function(cfg, progress)
-        rows, length = self.batch_size, sequence_length(cfg, progress)
-        if objective.func in DMT_LOSSES:
-            rows, length = dmt_rows(cfg, self.batch_size)
-        batch = [t.to(self.device) for t in self.data.sample(rows, length, self.data_generator)]
+        length = sequence_length(cfg, progress)
+        batch = [t.to(self.device) for t in self.data.sample(self.batch_size, length, self.data_generator)]
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.train.precision == "bf16" else nullcontext()
+        objective = loss_function(cfg, progress)
         with autocast:
             loss, terms = self.step_module(objective, *batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -407,7 +388,7 @@ class Trainer:
             "lr": lr,
             "grad_norm": values[-1],
             "seq_len": length,
-            "transitions": rows * self.world * per_sequence,
+            "transitions": self.batch_size * self.world * per_sequence,
         }
 
     def _nonfinite(self, message: str, metrics: dict) -> dict:

@@ -15,17 +15,16 @@ from support import debug_config, state_dicts_equal
 
 from smtrnn.checkpoint import METRICS_FILE, load_model, read_config
 from smtrnn.cli import main
-from smtrnn.config import DMTConfig, MemoryConfig, RNNConfig, validate
+from smtrnn.config import DMTConfig, MemoryConfig, RNNConfig
 from smtrnn.data.tasks import make_task
 from smtrnn.dmt import dmt_loss, predict_from_visited, visited_states
-from smtrnn.errors import ConfigError
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model
 from smtrnn.reference import dmt_sequential_loss
 from smtrnn.rnn import RNN
 from smtrnn.smt import smt_loss
-from smtrnn.trainer import Trainer, dmt_rows, loss_function
+from smtrnn.trainer import Trainer, loss_function
 
 # delayed_recall with 64 symbols and lag 1: a vocabulary large enough for every token of a (4, 12) batch to be
 # distinct, so a gradient on an embedding row tells exactly which (sequence, position) it came from.
@@ -292,22 +291,6 @@ def test_smt_warmup_inside_smt_then_dmt_is_a_fraction_of_the_smt_share():
 def test_method_dmt_is_dmt_from_the_first_step():
     cfg = debug_config("retrieval", "dmt")
     assert loss_function(cfg, 0.0).func is dmt_loss
-
-
-def test_dmt_rolls_out_rows_of_dmt_seq_len_with_the_same_tokens_a_step(tmp_path):
-    """smt+dmt with dmt.seq_len = 2T: the SMT steps train on rows of T, the DMT steps on rows of 2T, half as many,
-    so every step supervises B·T transitions; a method without DMT is refused the field, naming it."""
-    cfg = debug_config("retrieval", "smt+dmt", steps=8)
-    cfg.train.curriculum_start, cfg.dmt.fraction, cfg.dmt.seq_len = 0, 0.5, 2 * cfg.task.seq_len
-    Trainer(cfg, tmp_path / "run", show_progress=False).run()
-    logged = [json.loads(line) for line in (tmp_path / "run" / METRICS_FILE).read_text().splitlines()]
-    lengths = [r["seq_len"] for r in logged if "seq_len" in r]
-    assert lengths == [cfg.task.seq_len] * 4 + [cfg.dmt.seq_len] * 4
-    assert dmt_rows(cfg, 16) == (8, 2 * cfg.task.seq_len) and dmt_rows(cfg, 1) == (1, 2 * cfg.task.seq_len)
-    cfg.dmt.seq_len = 0
-    assert dmt_rows(cfg, 16) == (16, cfg.task.seq_len)
-    with pytest.raises(ConfigError, match="dmt.seq_len"):
-        validate(debug_config("retrieval", "bptt", dmt__seq_len=64))
 
 
 # --- the SMT -> DMT pipeline ---------------------------------------------------------------------------------
