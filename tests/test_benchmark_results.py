@@ -262,3 +262,17 @@ def test_a_screen_with_seeds_reports_their_test_split_mean_and_plots_validation_
     position_row = [line for line in (tmp_path / "out" / "s.md").read_text().splitlines() if line.startswith("| t |")]
     assert f"| t | {statistics.mean(b['0'] for b in by_position):.3f} |" in position_row[1]
     assert (tmp_path / "out" / "s_positions.png").stat().st_size > 0
+
+
+def test_the_seed_headline_gives_each_setting_its_seeds_mean_and_each_seed():
+    from smtrnn.tools.study_report import seed_headline
+
+    def run(name, accuracy, answer=None):
+        row = {"name": name, "method": "smt+dmt", "cell": "mlp", "rnn_accuracy": accuracy, "teacher_accuracy": 1.0}
+        return row | {"steps": 10, "train_seconds": 5.0} | ({"rnn_answer_accuracy": answer} if answer else {})
+
+    runs = [run("a-s0", 0.5), run("a-s1", 0.7), run("key-s0", 0.2, answer=0.9), run("alone", 0.1)]
+    lines = seed_headline({"runs": runs}).splitlines()
+    assert lines[0].startswith("| setting | method | cell | seeds | RNN alone | per seed |") and len(lines) == 4
+    assert lines[2] == "| a | smt+dmt | mlp | 2 | 0.600 ± 0.141 | 0.500 / 0.700 | 1.000 ± 0.000 | 10 | 5 |"
+    assert "| key | smt+dmt | mlp | 1 | 0.900 ± 0.000 | 0.900 |" in lines[3]  # the answer's accuracy where there is one

@@ -96,6 +96,22 @@ def seed_table(report: dict) -> list[str]:
     ]
 
 
+def seed_headline(report: dict) -> str:
+    """NAME_headline.md where the runs were not scored at other lengths: per setting with seeds, the RNN alone's
+    final score on held-out sequences (the answer accuracy where the task has answers, else the accuracy over every
+    target), mean ± std over seeds and each seed's, beside the teacher's and the steps and seconds trained."""
+    rows = []
+    for name, runs in seed_groups(report["runs"]).items():
+        scores = [length_score(r) for r in runs]
+        rows.append(
+            [name, runs[0]["method"], runs[0]["cell"], len(runs), spread(scores), " / ".join(map(number, scores))]
+            + [spread([r.get("teacher_accuracy") for r in runs]), round(statistics.mean(r["steps"] for r in runs))]
+            + [round(statistics.mean(r["train_seconds"] for r in runs))]
+        )
+    header = ["setting", "method", "cell", "seeds", "RNN alone", "per seed", "teacher", "steps", "seconds"]
+    return "\n".join(table(header, rows)) + "\n"
+
+
 def length_columns(report: dict) -> list[str]:
     """The evaluation lengths any run was scored at, in increasing order."""
     return sorted({n for r in report["runs"] for n in r.get("lengths", {})}, key=int)
