@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import dataclasses
 import json
 import os
 import signal
@@ -227,6 +228,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.probe:
         task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
     lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len is not None else []
+    key_lengths = lengths or [cfg.task.seq_len]  # --key-at scores at the --seq-len lengths, else the run's own
+    placed = key_placements(task, args.key_at, key_lengths, args.split)
     if args.teacher_at_lengths and not lengths:
         raise ConfigError("--teacher-at-lengths scores the teacher at the --seq-len lengths; give --seq-len")
     with_teacher = args.teacher_at_lengths and model.teacher is not None
@@ -251,6 +254,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result["lengths"] = evaluate_lengths(
             model, task, lengths, args.batches, cfg.optim.batch_size, args.split, teacher=with_teacher
         )
+    if placed:  # the RNN alone with the key's statement at each position: where can it still write the key?
+        result["key_at"] = {
+            str(at): evaluate_lengths(model, t, key_lengths, args.batches, cfg.optim.batch_size, args.split)
+            for at, t in placed.items()
+        }
     if model.teacher is not None and not args.no_diagnostics:
         result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
     if cfg.task.name in DATA_TASKS:  # bits over whole held-out documents / images, the RNN reading each from m_∅
@@ -275,15 +283,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_lengths(text: str, flag: str) -> list[int]:
-    """'256,512,1024' -> [256, 512, 1024]: positive integers, each once."""
+def parse_lengths(text: str, flag: str, smallest: int = 1, what: str = "sequence lengths") -> list[int]:
+    """'256,512,1024' -> [256, 512, 1024]: integers of at least `smallest`, each once."""
     try:
         lengths = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
-        raise ConfigError(f"{flag} must be sequence lengths separated by commas, got {shown(text)}") from exc
-    if not lengths or any(n < 1 for n in lengths):
-        raise ConfigError(f"{flag} must be positive sequence lengths separated by commas, got {shown(text)}")
+        raise ConfigError(f"{flag} must be {what} separated by commas, got {shown(text)}") from exc
+    if not lengths or any(n < smallest for n in lengths):
+        raise ConfigError(f"{flag} must be {what} (>= {smallest}) separated by commas, got {shown(text)}")
     return list(dict.fromkeys(lengths))
+
+
+def key_placements(task, text: str | None, lengths: list[int], split: str) -> dict:
+    """`--key-at P,...` -> {P: the task with its key's statement at byte P}, each checked at every length to score
+    before any work; {} without the flag. Only a task that places a statement (passkey) takes it."""
+    if text is None:
+        return {}
+    if "statement_at" not in {field.name for field in dataclasses.fields(task)}:
+        raise ConfigError(f"--key-at places a passkey's statement; task '{task.name}' has none")
+    placed = {}
+    for at in parse_lengths(text, "--key-at", smallest=0, what="byte positions"):
+        placed[at] = dataclasses.replace(task, statement_at=at)
+        for length in lengths:
+            placed[at].held_out(split).check_seq_len(length)
+    return placed
 
 
 def parse_tokens(text: str, vocab_size: int) -> list[int]:

@@ -180,6 +180,12 @@ def add_eval_parser(sub: Subparsers, run: Command) -> None:
         "past the training length; streamed from m_∅, O(1) memory per token, no teacher",
     )
     p.add_argument(
+        "--key-at",
+        metavar="P[,P...]",
+        help="passkey: also score the key with its statement placed P bytes into every row, at each --seq-len (else "
+        "the run's length; the RNN alone, streamed): after how much prose it still writes the key (0 allowed)",
+    )
+    p.add_argument(
         "--teacher-at-lengths",
         action="store_true",
         help="also score the teacher (and drift) at the --seq-len lengths: its attention holds whole sequences, "

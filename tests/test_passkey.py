@@ -99,12 +99,55 @@ def test_a_passkey_run_trains_and_scores_its_key(tmp_path, prose, capsys):
     assert code == 0 and printed.startswith("The pass key is ")  # a byte-level run: prompts are text
 
 
+def test_a_placed_statement_sits_at_its_byte_and_draws_the_same_keys_and_prose(prose):
+    free = make_task("passkey", path=prose, valid_fraction=0.2)
+    placed = make_task("passkey", path=prose, valid_fraction=0.2, statement_at=70)
+    x, y = placed.sample(5, 160, torch.Generator().manual_seed(4))
+    fx, fy = free.sample(5, 160, torch.Generator().manual_seed(4))
+    assert torch.equal(y[:, -5:], fy[:, -5:])  # the same keys: only the statement moved
+    for row_x, row_y, free_x in zip(x.tolist(), y.tolist(), fx.tolist()):
+        w = bytes(row_x + row_y[-1:])
+        statement = STATEMENT.format(key=w[-5:].decode()).encode()
+        assert positions(w, statement) == [70]  # past the first half, where training never puts it
+        free_w = bytes(free_x)
+        (at,) = positions(free_w, statement)
+        assert free_w[:at] + free_w[at + len(statement) :] == w[:70] + w[70 + len(statement) : -1]  # the same prose
+    latest = placed.prose_len(160)
+    assert make_task("passkey", path=prose, valid_fraction=0.2, statement_at=latest).sample(1, 160, torch.Generator())
+    with pytest.raises(TaskError, match=rf"statement_at {latest + 1} leaves no room .* \(at most {latest}\)"):
+        make_task("passkey", path=prose, valid_fraction=0.2, statement_at=latest + 1).sample(1, 160, torch.Generator())
+
+
+def test_eval_scores_the_key_written_after_more_prose(tmp_path, prose, capsys):
+    out = tmp_path / "run"
+    code, _, _ = run_cli(capsys, *TRAIN, "--data", prose, "--steps", 2, "--out", out, "--seq-len", 64)
+    assert code == 0
+    flags = ["--json", "--no-diagnostics", "--device", "cpu", "--batches", 1]
+    code, printed, _ = run_cli(capsys, "eval", out, "--key-at", "0,100", "--seq-len", 300, *flags)
+    placed = json.loads(printed)["key_at"]
+    assert code == 0 and set(placed) == {"0", "100"} and set(placed["0"]) == {"300"}
+    assert set(placed["100"]["300"]) >= {"rnn_answer_accuracy", "rnn_answer_exact"}
+    code, _, err = run_cli(capsys, "eval", out, "--key-at", "100", *flags)  # at the run's 64: no room
+    assert code == 2 and "statement_at 100 leaves no room" in one_line(err)
+    code, _, err = run_cli(capsys, "eval", out, "--key-at", "-1", *flags)
+    assert code == 2 and "--key-at must be byte positions (>= 0)" in one_line(err)
+
+
+def test_only_a_passkey_run_places_a_statement(tmp_path, capsys):
+    out = tmp_path / "run"
+    train = ["train", "--preset", "debug", "--task", "retrieval", "--quiet", "--device", "cpu", "--steps", 1]
+    assert run_cli(capsys, *train, "--method", "bptt", "--out", out)[0] == 0
+    code, _, err = run_cli(capsys, "eval", out, "--key-at", "3", "--json", "--device", "cpu")
+    assert code == 2 and "task 'retrieval' has none" in one_line(err)
+
+
 @pytest.mark.parametrize(
     ("params", "words"),
     [
         ({"digits": 0}, "digits must be >= 1"),
         ({"targets": "bytes"}, "targets must be one of all, key"),
         ({"path": "tokens.npy"}, "not a token file"),
+        ({"statement_at": -1}, "statement_at must be a byte position >= 0"),
     ],
 )
 def test_bad_passkey_parameters_are_refused(params, words):

@@ -8,6 +8,9 @@ first of them is predictable only from the statement, T/2 or more bytes back. Th
 (a leading 0 allowed), stated once; the prose around it is a window of the split's own bytes (any text source that
 `text` reads: a file, a folder, `builtin:english`), its own digits left where they were.
 
+`statement_at` places the statement at that byte of every row instead of at random (None, the default): a probe of
+where the RNN alone can still write the key, after how much prose (`smtrnn eval --key-at`).
+
 `targets` picks what is labelled: "all" (default) every byte, the language model with the key inside it; "key" only
 the key's digits at the end, retrieval in prose. Either way `answer_mask` marks the key's digits, and evaluation
 reports their accuracy on its own (`rnn_answer_accuracy` per digit, `rnn_answer_exact` per key).
@@ -55,10 +58,13 @@ class Passkey(DataTask):
     max_bytes: int | None = None
     valid_fraction: float = 0.4
     split: str = "train"
+    statement_at: int | None = None
 
     def __post_init__(self):
         self._check_split()
         self._require("digits", 1)
+        if self.statement_at is not None and (isinstance(self.statement_at, bool) or self.statement_at < 0):
+            raise TaskError(f"task 'passkey': statement_at must be a byte position >= 0, got {self.statement_at!r}")
         if self.targets not in TARGETS:
             raise TaskError(f"task 'passkey': targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
         if self.path is not None and self.path.endswith((".npy", ".bin")):
@@ -88,6 +94,20 @@ class Passkey(DataTask):
         inserted = self.statement_len() + len(QUESTION) + self.digits
         return self.prose().numel() + inserted - 1  # T + 1 - inserted bytes of prose, at most the whole split
 
+    def check_seq_len(self, seq_len: int) -> None:
+        """The task's bounds, and a `statement_at` that leaves the statement, the question and the key room."""
+        super().check_seq_len(seq_len)
+        latest = self.prose_len(seq_len)
+        if self.statement_at is not None and self.statement_at > latest:
+            raise TaskError(
+                f"task 'passkey': statement_at {self.statement_at} leaves no room for the question at seq_len "
+                f"{seq_len} (at most {latest})"
+            )
+
+    def prose_len(self, seq_len: int) -> int:
+        """The bytes of prose in a row of seq_len: T + 1 less the statement, the question and the key."""
+        return seq_len + 1 - self.statement_len() - len(QUESTION) - self.digits
+
     def memory_bits(self) -> float | None:
         """With targets "key": the key and whether it has been stated; "all" also needs the language model's state,
         which the task cannot size."""
@@ -100,11 +120,13 @@ class Passkey(DataTask):
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         statement_len, question = self.statement_len(), torch.tensor(list(QUESTION.encode()), dtype=torch.long)
-        prose_len = seq_len + 1 - statement_len - len(QUESTION) - self.digits
+        prose_len = self.prose_len(seq_len)
         flat = self.prose()
         starts = torch.randint(0, flat.numel() - prose_len + 1, (batch_size,), generator=generator).tolist()
         keys = torch.randint(0, 10, (batch_size, self.digits), generator=generator)
         at = torch.randint(0, seq_len // 2 - statement_len + 1, (batch_size,), generator=generator).tolist()
+        if self.statement_at is not None:  # drawn all the same, so the keys and prose match the random placement's
+            at = [self.statement_at] * batch_size
         rows = []
         for start, key, p in zip(starts, keys, at):
             prose = flat[start : start + prose_len].to(torch.long)
