@@ -23,6 +23,8 @@ eval --seq-len`: streamed, O(1) memory per token, no teacher), two runs at a tim
 lengths.json in its folder; the report adds a table of the RNN alone against the evaluation length (the task's answer
 accuracy where it has answers, as passkey's key), also alone as NAME_headline.md, and, with `--plot`, NAME_lengths.png.
 Without it, NAME_headline.md is each seeded setting's final score of the RNN alone (mean ± std and each seed's).
+With `--key-at 64,2048` as well, passkey runs are also scored with the key's statement placed 64 and 2048 bytes in,
+asked at each of those lengths (`smtrnn eval --key-at`, kept as key_at.json): where it is lost, held or unwritten.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def main() -> None:
         help="also score every finished run's RNN alone at these lengths (streamed, no teacher), e.g. 4096,65536",
     )
     parser.add_argument("--length-batches", type=int, default=4, help="batches per evaluation length")
+    parser.add_argument(
+        "--key-at",
+        metavar="P[,P...]",
+        help="passkey runs: also score the key with its statement placed P bytes in, at each --eval-lengths length",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     study = Study(Path(args.work), args.parallel, args.threads)
@@ -82,6 +89,9 @@ def main() -> None:
             if args.eval_lengths:
                 lengths = [int(n) for n in args.eval_lengths.split(",")]
                 study.score_lengths([name for name, _ in runs], lengths, args.length_batches)
+                if args.key_at:
+                    positions = [int(p) for p in args.key_at.split(",")]
+                    study.score_key_at([name for name, _ in runs], positions, lengths, args.length_batches)
         rows = [study.row(name, run_args, args.split) or kept.get(name) for name, run_args in runs]
     except SmtrnnError as exc:
         sys.exit(f"screen: {exc}")

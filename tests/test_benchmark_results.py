@@ -276,3 +276,32 @@ def test_the_seed_headline_gives_each_setting_its_seeds_mean_and_each_seed():
     assert lines[0].startswith("| setting | method | cell | seeds | RNN alone | per seed |") and len(lines) == 4
     assert lines[2] == "| a | smt+dmt | mlp | 2 | 0.600 ± 0.141 | 0.500 / 0.700 | 1.000 ± 0.000 | 10 | 5 |"
     assert "| key | smt+dmt | mlp | 1 | 0.900 ± 0.000 | 0.900 |" in lines[3]  # the answer's accuracy where there is one
+
+
+@pytest.mark.slow
+def test_a_screen_scores_a_passkey_key_by_where_it_was_stated(tmp_path):
+    import subprocess
+
+    plan = tmp_path / "plan.txt"
+    plan.write_text(
+        "k-s0 --preset debug --task passkey --steps 2 --method smt+dmt --seed 0\n"
+        "r --preset debug --steps 2 --method bptt\n"
+    )
+    options = ("--eval-lengths", "300", "--length-batches", "1")
+    first = subprocess.run(
+        screen_command(plan, tmp_path, *options, "--key-at", "0,100"), capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    runs = {r["name"]: r for r in json.loads((tmp_path / "out" / "s.json").read_text())["runs"]}
+    assert set(runs["k-s0"]["key_at"]) == {"0", "100"} and "key_at" not in runs["r"]  # retrieval states no key
+    score = runs["k-s0"]["key_at"]["100"]["300"]["rnn_answer_accuracy"]
+    assert 0.0 <= score <= 1.0 and json.loads((tmp_path / "work" / "k-s0" / "key_at.json").read_text())["100"]
+    table = (tmp_path / "out" / "s.md").read_text().split("`eval --key-at`")[1].splitlines()
+    assert "| statement at | T = 300 |" in table[2]
+    placed = [re.match(r"\| k \| smt\+dmt \| mlp \| 1 \| (\d+) \| [01]\.\d{3} ± ", line) for line in table[4:6]]
+    assert [match[1] for match in placed] == ["0", "100"]
+    more = subprocess.run(
+        screen_command(plan, tmp_path, *options, "--key-at", "0,100,200"), capture_output=True, text=True
+    )
+    assert more.returncode == 0 and "score k-s0 with the key stated at 200" in more.stdout
+    assert "stated at 0" not in more.stdout and "score k-s0 at" not in more.stdout  # what was kept is not scored again

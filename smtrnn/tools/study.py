@@ -16,11 +16,13 @@ Runs live in WORK/NAME. A finished run (RESULT_FILE: what `smtrnn train` printed
 again, an interrupted one resumes, and a finished run whose expanded plan line differs from the one it trained with
 (ARGS_FILE) is refused before anything starts. Runs named NAME-sSEED are seeds of the setting NAME. What is measured
 after training is measured once and kept in the run's folder: LENGTHS_FILE (the RNN alone at other lengths),
-TEST_FILE (the test split), DIAGNOSTICS_FILE (the failure diagnostics of a run with a teacher).
+KEY_AT_FILE (a passkey's key stated at given bytes), TEST_FILE (the test split), DIAGNOSTICS_FILE (the failure
+diagnostics of a run with a teacher).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -37,6 +39,7 @@ from pathlib import Path
 import smtrnn
 from smtrnn.checkpoint import CONFIG_FILE, METRICS_FILE, checkpoint_dir, holds_run
 from smtrnn.config import TEACHER_METHODS
+from smtrnn.data.tasks import all_tasks
 from smtrnn.errors import ConfigError, SmtrnnError
 
 Plan = list[tuple[str, list[str]]]  # (run name, `smtrnn train` arguments), in order
@@ -44,6 +47,7 @@ Plan = list[tuple[str, list[str]]]  # (run name, `smtrnn train` arguments), in o
 RESULT_FILE = "result.json"  # a finished run's final evaluation, as `smtrnn train` printed it
 ARGS_FILE = "plan_args.json"  # a finished run's `smtrnn train` arguments, as its expanded plan line gave them
 LENGTHS_FILE = "lengths.json"  # the RNN alone at other lengths, {str(T): scores}
+KEY_AT_FILE = "key_at.json"  # passkey: the key stated at byte P, asked at length T, {str(P): {str(T): scores}}
 TEST_FILE = "test.json"  # the test-split evaluation
 DIAGNOSTICS_FILE = "diagnostics.json"
 BIT_STAGES = ("teacher", "readout_on_teacher", "onestep", "rnn")  # from the teacher's bits to the RNN alone's
@@ -207,25 +211,59 @@ class Study:
     def score_lengths(self, names: list[str], lengths: list[int], batches: int, teacher: bool = False) -> None:
         """Score each finished run's RNN alone (and its teacher with `teacher`) at `lengths`, `smtrnn eval
         --seq-len`, into its LENGTHS_FILE; lengths already kept are not scored again. A failure raises its line."""
+        flags = ["--teacher-at-lengths"] * teacher
+
+        def missing(kept: dict) -> list[int]:
+            return [n for n in lengths if str(n) not in kept]
+
+        def command(todo: list[int]) -> list[str]:
+            return ["--seq-len", ",".join(map(str, todo)), *flags]
+
+        self._score(names, LENGTHS_FILE, "lengths", missing, command, batches, "at")
+
+    def score_key_at(self, names: list[str], positions: list[int], lengths: list[int], batches: int) -> None:
+        """Score each finished run whose task states a key (passkey) with the statement placed at each of
+        `positions` and the key asked at each of `lengths`, `smtrnn eval --key-at --seq-len` (the RNN alone), into
+        its KEY_AT_FILE; positions kept at every length are not scored again. A failure (a position that does not
+        fit a length) raises its line; runs of other tasks are left out."""
+        at = ",".join(map(str, lengths))
+        names = [name for name in filter(self.finished, names) if self.states_a_key(name)]
+
+        def missing(kept: dict) -> list[int]:
+            return [p for p in positions if not all(str(n) in kept.get(str(p), {}) for n in lengths)]
+
+        def command(todo: list[int]) -> list[str]:
+            return ["--key-at", ",".join(map(str, todo)), "--seq-len", at]
+
+        self._score(names, KEY_AT_FILE, "key_at", missing, command, batches, "with the key stated at")
+
+    def states_a_key(self, name: str) -> bool:
+        """Whether a finished run's task places a key's statement where it is told (`statement_at`: passkey)."""
+        task = all_tasks().get(self.record(name)["config"]["task"]["name"])
+        return task is not None and "statement_at" in {field.name for field in dataclasses.fields(task)}
+
+    def _score(self, names, file: str, key: str, missing, command, batches: int, what: str) -> None:
+        """Each finished run's `smtrnn eval --json` with the flags `command(missing(kept))`, two at a time; the
+        result's `key` merged into the run's `file`; a run with nothing missing is not evaluated."""
         jobs = []
         for name in filter(self.finished, names):
-            kept = read_json(self.work / name / LENGTHS_FILE, {})
-            missing = [n for n in lengths if str(n) not in kept]
-            if missing:
-                command = ["eval", str(self.work / name), "--json", "--no-diagnostics", "--device", self.device]
-                command += ["--batches", str(batches), "--seq-len", ",".join(map(str, missing)), "--max-tokens", "1"]
-                command += ["--teacher-at-lengths"] * teacher + ["--trust-cell-code"] * self.trust_cell_code
-                jobs.append((name, command, f"score {name} at {','.join(map(str, missing))}"))
+            todo = missing(read_json(self.work / name / file, {}))
+            if todo:
+                flags = ["eval", str(self.work / name), "--json", "--no-diagnostics", "--device", self.device]
+                flags += ["--batches", str(batches), *command(todo), "--max-tokens", "1"]
+                flags += ["--trust-cell-code"] * self.trust_cell_code
+                jobs.append((name, flags, f"score {name} {what} {','.join(map(str, todo))}"))
         failed = []
 
         def done(name: str, proc: subprocess.Popen) -> None:
             try:
-                scored = json.loads(finish(proc))["lengths"]
+                scored = json.loads(finish(proc))[key]
             except SmtrnnError as exc:
                 failed.append(f"{name}: {exc}")
                 return
-            path = self.work / name / LENGTHS_FILE
-            path.write_text(json.dumps(read_json(path, {}) | scored) + "\n")
+            path = self.work / name / file
+            kept = read_json(path, {})  # one level deep: a position's lengths (key_at) join those kept
+            path.write_text(json.dumps(kept | {k: kept.get(k, {}) | v for k, v in scored.items()}) + "\n")
             self.log(f"scored {name}")
 
         self._pool(jobs, done)
@@ -276,6 +314,7 @@ class Study:
             "train_seconds": records[-1]["elapsed"],
             "best_step": best[-1] if best else None,
             "lengths": read_json(folder / LENGTHS_FILE),
+            "key_at": read_json(folder / KEY_AT_FILE),
         }
 
     def row(self, name: str, args: list[str], split: str = "valid", diagnostics: bool = True) -> dict | None:
@@ -300,6 +339,7 @@ class Study:
             }
             | ({"test": self.test_scores(name)} if split == "test" else {})
             | ({"lengths": run["lengths"]} if run["lengths"] is not None else {})
+            | ({"key_at": run["key_at"]} if run["key_at"] is not None else {})
             | ({"rnn_answer_accuracy": final["rnn_answer_accuracy"]} if "rnn_answer_accuracy" in final else {})
             | (
                 {"teacher_curve": [(round(r["elapsed"], 1), r["eval"]["teacher_accuracy"]) for r in evals]}

@@ -1,6 +1,6 @@
 """A study's report as markdown (`smtrnn.tools.study`): one table renderer, and the screen's tables: every run,
-the test split's mean ± std over seeds, the RNN alone against the evaluation length, the test bits by position in
-the document, and the failure diagnostics."""
+the test split's mean ± std over seeds, the RNN alone against the evaluation length, a passkey's key by where it was
+stated, the test bits by position in the document, and the failure diagnostics."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def markdown(report: dict) -> str:
         *table(header, rows),
         *seed_table(report),
         *length_table(report),
+        *key_at_table(report),
         *position_table(report),
         *diagnostics_table(
             [(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in runs if r.get("diagnostics")],
@@ -148,6 +149,29 @@ def length_table(report: dict) -> list[str]:
         "task has answers, else the accuracy over every target), mean ± std over seeds:",
         "",
         *table(header + [f"T = {n}" for n in columns], rows),
+    ]
+
+
+def key_at_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): per setting scored with `--key-at`, the key's accuracy with its statement
+    at byte P, asked at each length (mean ± std over seeds): falling along a row, the key is lost while held;
+    falling down a column of later statements, it is not written after that much prose."""
+    lengths = sorted({n for r in report["runs"] for at in r.get("key_at", {}).values() for n in at}, key=int)
+    rows = []
+    for name, runs in settings(report["runs"]).items():
+        positions = sorted({p for r in runs for p in r.get("key_at", {})}, key=int)
+        for p in positions:
+            scored = [r["key_at"][p] for r in runs if p in r.get("key_at", {})]
+            cells = [spread([length_score(s[n]) for s in scored if n in s]) for n in lengths]
+            rows.append([name, runs[0]["method"], runs[0]["cell"], len(scored), p, *cells])
+    if not rows:
+        return []
+    return [
+        "",
+        "The key with its statement placed P bytes into every row (`eval --key-at`), asked at the end of rows of T "
+        "(the RNN alone from m_∅, its answer accuracy, mean ± std over seeds):",
+        "",
+        *table(["setting", "method", "cell", "seeds", "statement at", *(f"T = {n}" for n in lengths)], rows),
     ]
 
 
