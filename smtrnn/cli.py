@@ -256,8 +256,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if placed:  # the RNN alone with the key's statement at each position: where can it still write the key?
         result["key_at"] = {
-            str(at): evaluate_lengths(model, t, key_lengths, args.batches, cfg.optim.batch_size, args.split)
-            for at, t in placed.items()
+            str(at): {str(n): None for n in key_lengths}  # null: no room for the statement at that length
+            | evaluate_lengths(model, t, fits, args.batches, cfg.optim.batch_size, args.split)
+            for at, (t, fits) in placed.items()
         }
     if model.teacher is not None and not args.no_diagnostics:
         result["diagnostics"] = diagnostics(model, task, cfg.task.seq_len)
@@ -295,17 +296,25 @@ def parse_lengths(text: str, flag: str, smallest: int = 1, what: str = "sequence
 
 
 def key_placements(task, text: str | None, lengths: list[int], split: str) -> dict:
-    """`--key-at P,...` -> {P: the task with its key's statement at byte P}, each checked at every length to score
-    before any work; {} without the flag. Only a task that places a statement (passkey) takes it."""
+    """`--key-at P,...` -> {P: (the task with its key's statement at byte P, the lengths that have room for it)},
+    checked before any work; {} without the flag. Only a task that places a statement (passkey) takes it; a
+    position that fits none of the lengths is refused with the error of the longest."""
     if text is None:
         return {}
     if "statement_at" not in {field.name for field in dataclasses.fields(task)}:
         raise ConfigError(f"--key-at places a passkey's statement; task '{task.name}' has none")
     placed = {}
     for at in parse_lengths(text, "--key-at", smallest=0, what="byte positions"):
-        placed[at] = dataclasses.replace(task, statement_at=at)
-        for length in lengths:
-            placed[at].held_out(split).check_seq_len(length)
+        held_out = dataclasses.replace(task, statement_at=at).held_out(split)
+        fits = []
+        for length in sorted(lengths):
+            try:
+                held_out.check_seq_len(length)
+                fits.append(length)
+            except TaskError:
+                if length == max(lengths) and not fits:
+                    raise
+        placed[at] = (held_out, fits)
     return placed
 
 

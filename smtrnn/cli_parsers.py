@@ -182,8 +182,8 @@ def add_eval_parser(sub: Subparsers, run: Command) -> None:
     p.add_argument(
         "--key-at",
         metavar="P[,P...]",
-        help="passkey: also score the key with its statement placed P bytes into every row, at each --seq-len (else "
-        "the run's length; the RNN alone, streamed): after how much prose it still writes the key (0 allowed)",
+        help="passkey: also score the key with its statement placed P bytes into every row, at each --seq-len with "
+        "room for it (else the run's length; the RNN alone, streamed): after how much prose it still writes the key",
     )
     p.add_argument(
         "--teacher-at-lengths",

@@ -123,9 +123,10 @@ def test_eval_scores_the_key_written_after_more_prose(tmp_path, prose, capsys):
     code, _, _ = run_cli(capsys, *TRAIN, "--data", prose, "--steps", 2, "--out", out, "--seq-len", 64)
     assert code == 0
     flags = ["--json", "--no-diagnostics", "--device", "cpu", "--batches", 1]
-    code, printed, _ = run_cli(capsys, "eval", out, "--key-at", "0,100", "--seq-len", 300, *flags)
+    code, printed, _ = run_cli(capsys, "eval", out, "--key-at", "0,100", "--seq-len", "70,300", *flags)
     placed = json.loads(printed)["key_at"]
-    assert code == 0 and set(placed) == {"0", "100"} and set(placed["0"]) == {"300"}
+    assert code == 0 and set(placed) == {"0", "100"} and set(placed["0"]) == {"70", "300"}
+    assert placed["100"]["70"] is None and placed["100"]["300"]  # 70 bytes have no room for a statement at 100
     assert set(placed["100"]["300"]) >= {"rnn_answer_accuracy", "rnn_answer_exact"}
     code, _, err = run_cli(capsys, "eval", out, "--key-at", "100", *flags)  # at the run's 64: no room
     assert code == 2 and "statement_at 100 leaves no room" in one_line(err)

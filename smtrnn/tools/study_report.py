@@ -162,7 +162,7 @@ def key_at_table(report: dict) -> list[str]:
         positions = sorted({p for r in runs for p in r.get("key_at", {})}, key=int)
         for p in positions:
             scored = [r["key_at"][p] for r in runs if p in r.get("key_at", {})]
-            cells = [spread([length_score(s[n]) for s in scored if n in s]) for n in lengths]
+            cells = [spread([length_score(s[n]) for s in scored if s.get(n)]) for n in lengths]  # null: no room
             rows.append([name, runs[0]["method"], runs[0]["cell"], len(scored), p, *cells])
     if not rows:
         return []
