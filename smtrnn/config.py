@@ -26,7 +26,7 @@ CellName = Literal[
     "transformer", "mlp", "mlp-linear", "mlp-gated", "gru", "lstm", "elman", "gru-fused", "lstm-fused", "mingru"
 ]
 SMTSchedule = Literal["joint", "joint-detached", "staged"]
-DecoderKind = Literal["transformer", "linear", "next-labels"]
+DecoderKind = Literal["transformer", "linear", "next-targets"]
 EncoderKind = Literal["transformer", "linear"]
 Transitions = Literal["all", "one"]
 LRSchedule = Literal["constant", "cosine"]
@@ -157,7 +157,7 @@ class TeacherConfig(_Section):
     """transformer: a causal decoder over [m_t; the teacher-forced future inputs] (the paper's). linear: each
     future target y_{t+j} read from m_t alone by its own linear map (no future inputs), so m_t must hold what the
     horizon needs in linearly readable form; for tasks whose targets within Tf depend on the past only.
-    next-labels: the next Tf labelled targets at or after t, however far, each by its own linear map from m_t
+    next-targets: the next Tf targets at or after t, however far, each by its own linear map from m_t
     alone, so m_t holds the coming answers in one form at every position (sparse answers far from their cue)."""
     decoder_depth: int = 2
     """Decoder layers (transformer decoder)."""

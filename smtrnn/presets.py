@@ -91,7 +91,7 @@ def staged(task: str = "retrieval") -> RunConfig:
 MEMORY_NOISE = 0.2  # std of the noise channel on the memories the decoder and readout read, per float
 SMALLEST_MEMORY = 16  # Z for a task that declares a few bits: spare directions would let the rollout drift
 CONTRACTION = 0.3  # std of the perturbation of SMT's input memories, decaying to 0 over the SMT share
-DENSE_TARGETS = 0.5  # a task whose sample labels at least this fraction of positions gets the dense teacher
+DENSE_TARGETS = 0.5  # a task with targets at this fraction of a sample's positions or more gets the dense teacher
 DENSE_TEACHER_WIDTH = 128  # a dense teacher learns real data faster wider (text, T = 256: 2.15 -> 2.01 bits)
 FAST_LR = 3e-3  # AdamW's peak rate for dense and shift-register tasks, every method (BPTT's best rate there too)
 SHIFT_REGISTER_DMT = {"fraction": 0.5, "grad_through_rollout_steps": 1}  # DMT's share and 2-step targets
@@ -114,7 +114,7 @@ def sample_targets(task: Task, seq_len: int) -> torch.Tensor:
     return task.sample(8, length, torch.Generator().manual_seed(0))[1]
 
 
-def labelled_fraction(task: Task, seq_len: int) -> float:
+def target_fraction(task: Task, seq_len: int) -> float:
     """The fraction of positions that carry a target, in a fixed sample of the task at (about) `seq_len`."""
     return float((sample_targets(task, seq_len) >= 0).float().mean())
 
@@ -153,11 +153,11 @@ def with_long_range_rule(cfg: RunConfig, task: Task) -> RunConfig:
 
 def with_answers_ahead(cfg: RunConfig, answers: int) -> RunConfig:
     """The far-answer part of the recipe (in place), for tasks whose targets lie far from some positions
-    (`far_answers`): the next-labels decoder (the next `answers` targets from every memory, however far,
+    (`far_answers`): the next-targets decoder (the next `answers` targets from every memory, however far,
     so the teacher carries an answer from its cue to where it is asked, in one form at every position) and the
     last-input head of weight LAST_INPUT_WEIGHT (each memory names the token just read, so the step after a cue can
     see the cue: the write the RNN must make)."""
-    cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions = "next-labels", answers, 0
+    cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions = "next-targets", answers, 0
     cfg.teacher.last_input_weight = LAST_INPUT_WEIGHT
     return cfg
 
@@ -194,14 +194,14 @@ def long_range_base(task: str, params: dict | None = None, seq_len: int | None =
 def recipe(task: str = "retrieval", params: dict | None = None, seq_len: int | None = None) -> RunConfig:
     """The recipe for any task, built from what the task declares, never from its name: `long_range_base` (memory
     size from `memory_bits`, the noise channel, the shift-register lever from `target_lag`, the contraction), plus the
-    dense teacher (`with_dense_teacher`) where a sample labels at least DENSE_TARGETS of its positions and the
+    dense teacher (`with_dense_teacher`) where a sample has targets at DENSE_TARGETS of its positions or more and the
     targets are not a shift register. A task that declares nothing (a user's text, images or task) gets Z = 128
     and, with dense targets, the dense teacher; answers far from some positions (FAR_ANSWERS of a row without a
-    target before one) get the next-labels decoder and the last-input head (`with_answers_ahead`). The rules read
+    target before one) get the next-targets decoder and the last-input head (`with_answers_ahead`). The rules read
     a sample at `seq_len` (the run's length; small's where not given)."""
     cfg, made = long_range_base(task, params, seq_len)
     if made.target_lag() is None:
-        if labelled_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:
+        if target_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:
             with_dense_teacher(cfg)
         elif answers := far_answers(made, cfg.task.seq_len):
             with_answers_ahead(cfg, answers)

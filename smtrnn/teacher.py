@@ -71,7 +71,7 @@ class Decoder(nn.Module):
     predicts y_t and the output at x_{t+j} predicts y_{t+j}."""
 
     reads_future_inputs = True
-    reads_labels_ahead = False  # trained on windows of Tf positions (NextLabelsDecoder is not)
+    reads_targets_ahead = False  # trained on windows of Tf positions (NextTargetsDecoder is not)
 
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
@@ -94,7 +94,7 @@ class LinearDecoder(nn.Module):
     a linear map of the memory can update."""
 
     reads_future_inputs = False  # the teacher skips embedding them: (N, Tf-1, W) per step for nothing
-    reads_labels_ahead = False
+    reads_targets_ahead = False
 
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
@@ -107,16 +107,16 @@ class LinearDecoder(nn.Module):
         return logits[:, : future.shape[1] + 1]
 
 
-class NextLabelsDecoder(nn.Module):
-    """The next Tf labelled targets after m_t's position (at or after t, however far, unlabelled positions skipped),
+class NextTargetsDecoder(nn.Module):
+    """The next Tf targets after m_t's position (at or after t, however far, positions without a target skipped),
     each read from m_t alone by its own linear map: m_t must hold what the coming answers need in the same form
     wherever it stands, so a task whose answer is fixed once its needle has passed gets a memory that stays put
     until the answer, a form f can carry step to step. A decoder over positions t..t+Tf-1 (the others) supervises
-    only the memories within Tf of a label, which the teacher may fill by reading the prefix there and then; with
+    only the memories within Tf of a target, which the teacher may fill by reading the prefix there and then; with
     rows of one length, per-offset maps let each position keep the answer in a form of its own."""
 
     reads_future_inputs = False
-    reads_labels_ahead = True  # the teacher's decoder_loss gives it `next_labels` targets, not windows of positions
+    reads_targets_ahead = True  # the teacher's decoder_loss gives it `next_targets` targets, not windows of positions
 
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig, vocab_size: int):
         super().__init__()
@@ -124,27 +124,27 @@ class NextLabelsDecoder(nn.Module):
         self.head = nn.Linear(memory.size, cfg.future_len * vocab_size)
 
     def forward(self, m: Tensor, future: Tensor) -> Tensor:
-        """m (N, Z), future (N, F, ·) (only its length read) -> logits (N, F+1, V) for the next F+1 labels; at a
-        labelled position the first of them is its own target."""
+        """m (N, Z), future (N, F, ·) (only its length read) -> logits (N, F+1, V) for the next F+1 targets; at a
+        position with a target the first of them is its own."""
         logits = self.head(m).unflatten(-1, (self.future_len, self.vocab_size))
         return logits[:, : future.shape[1] + 1]
 
 
-def next_labels(y: Tensor, count: int) -> Tensor:
-    """y (B, T) -> (B, T, count): the first `count` labelled targets at or after each position, in order, -1 past
-    the row's last label."""
+def next_targets(y: Tensor, count: int) -> Tensor:
+    """y (B, T) -> (B, T, count): the first `count` targets at or after each position, in order, -1 past the
+    row's last target."""
     length = y.shape[1]
-    labelled = y >= 0
+    targeted = y >= 0
     steps = torch.arange(length, device=y.device)
-    label_positions = torch.where(labelled, steps, length).sort(dim=1).values  # (B, T): labels first, in order
-    rank = labelled.long().cumsum(1) - labelled.long()  # labels before t
+    target_positions = torch.where(targeted, steps, length).sort(dim=1).values  # (B, T): targets first, in order
+    rank = targeted.long().cumsum(1) - targeted.long()  # targets before t
     k = rank[..., None] + torch.arange(count, device=y.device)  # (B, T, count)
-    valid = k < labelled.sum(1)[:, None, None]
-    at = label_positions.gather(1, k.clamp(max=length - 1).flatten(1)).clamp(max=length - 1)
+    valid = k < targeted.sum(1)[:, None, None]
+    at = target_positions.gather(1, k.clamp(max=length - 1).flatten(1)).clamp(max=length - 1)
     return torch.where(valid, y.gather(1, at).view_as(k), -1)
 
 
-DECODERS = {"transformer": Decoder, "linear": LinearDecoder, "next-labels": NextLabelsDecoder}
+DECODERS = {"transformer": Decoder, "linear": LinearDecoder, "next-targets": NextTargetsDecoder}
 
 
 class Teacher(nn.Module):
@@ -182,26 +182,26 @@ class Teacher(nn.Module):
 
     def sample_positions(self, y: Tensor) -> Tensor:
         """`decoder_positions` positions per sequence of y (B, T) -> (B, P), drawn among those whose window of Tf
-        targets holds at least one, so a sparse task (one label at the end) does not spend the decoder on windows
+        targets holds at least one, so a sparse task (one target at the end) does not spend the decoder on windows
         that carry no loss. With `decoder_positions` 0 or >= T, every position, once (P = T): a window without a
-        label adds no loss, and a cheap decoder (the linear one) then trains on every memory of the batch."""
+        target adds no loss, and a cheap decoder (the linear one) then trains on every memory of the batch."""
         batch, length = y.shape
         if self.decoder_positions == 0 or self.decoder_positions >= length:
             return torch.arange(length, device=y.device).expand(batch, length)
-        if self.decoder.reads_labels_ahead:
-            has_label = next_labels(y, 1)[..., 0] >= 0  # (B, T): a label at or after t
+        if self.decoder.reads_targets_ahead:
+            has_target = next_targets(y, 1)[..., 0] >= 0  # (B, T): a target at or after t
         else:
             _, y_win = future_windows(y, min(self.future_len, length))  # (B, T, Tf)
-            has_label = (y_win >= 0).any(-1)  # (B, T)
-        weights = has_label.float()
-        weights[~has_label.any(-1)] = 1.0  # a sequence with no label at all: sample anywhere, it adds no loss
+            has_target = (y_win >= 0).any(-1)  # (B, T)
+        weights = has_target.float()
+        weights[~has_target.any(-1)] = 1.0  # a sequence with no target at all: sample anywhere, it adds no loss
         return torch.multinomial(weights, self.decoder_positions, replacement=True)
 
     def decoder_loss(self, m: Tensor, x: Tensor, y: Tensor, positions: Tensor | None = None) -> Tensor:
         """Mean CE of the decoder's predictions of y_t..y_{t+Tf-1} from m_t and the teacher-forced future inputs,
         at `positions` (B, P) of each sequence (default: `sample_positions(y)`). m (B, T, Z), x and y (B, T)."""
-        if self.decoder.reads_labels_ahead:
-            return self._next_labels_loss(m, y, positions)
+        if self.decoder.reads_targets_ahead:
+            return self._next_targets_loss(m, y, positions)
         batch, length = x.shape
         window = min(self.future_len, length)  # the decoder is causal: a horizon past the end changes no prediction
         idx, y_win = future_windows(y, window)  # (T, Tf), (B, T, Tf)
@@ -220,10 +220,10 @@ class Teacher(nn.Module):
         logits = self.decoder(m[rows, t].flatten(0, 1), future)  # (B·P, Tf, V)
         return masked_cross_entropy(logits, y_win[rows, t].flatten(0, 1))
 
-    def _next_labels_loss(self, m: Tensor, y: Tensor, positions: Tensor | None) -> Tensor:
-        """NextLabelsDecoder's CE: each memory against the next Tf labels of its row, at `positions` (every
+    def _next_targets_loss(self, m: Tensor, y: Tensor, positions: Tensor | None) -> Tensor:
+        """NextTargetsDecoder's CE: each memory against the next Tf targets of its row, at `positions` (every
         position where `decoder_positions` is 0), without windows of future positions."""
-        targets = next_labels(y, self.future_len)  # (B, T, Tf)
+        targets = next_targets(y, self.future_len)  # (B, T, Tf)
         if positions is None and 0 < self.decoder_positions < y.shape[1]:
             positions = self.sample_positions(y)
         if positions is not None:

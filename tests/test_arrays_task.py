@@ -178,13 +178,13 @@ def bad_sources(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "empty": (empty, "not a readable .npz"),
         "pickle": (tmp_path / "pickle.npz", "not a readable .npz"),
         "missing y": (write_npz(tmp_path / "no_y.npz", x=x), "no array 'y'"),
-        "no labels": (write_npz(tmp_path / "none.npz", x=x, y=np.full_like(y, -1)), "labels no position"),
-        "short": (write_npz(tmp_path / "short.npz", x=x, y=y), "labels positions up to t = 11"),
+        "no targets": (write_npz(tmp_path / "none.npz", x=x, y=np.full_like(y, -1)), "y has no target"),
+        "short": (write_npz(tmp_path / "short.npz", x=x, y=y), "has targets up to t = 11"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["shapes", "vocab", "negative", "float", "empty", "pickle", "missing y", "no labels", "short"]
+    "case", ["shapes", "vocab", "negative", "float", "empty", "pickle", "missing y", "no targets", "short"]
 )
 def test_bad_arrays_end_in_one_line_naming_the_file(case, tmp_path, capsys):
     sources = bad_sources(tmp_path)

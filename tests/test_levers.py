@@ -277,20 +277,22 @@ def test_linear_decoder_reads_each_future_target_from_the_memory_alone():
 
 
 def test_next_labels_are_the_coming_targets_in_order_however_far():
-    from smtrnn.teacher import next_labels
+    from smtrnn.teacher import next_targets
 
     y = torch.tensor([[-1, 4, -1, -1, 7, -1, 2, -1], [-1, -1, -1, -1, -1, -1, -1, 5]])
-    ahead = next_labels(y, 2)
+    ahead = next_targets(y, 2)
     assert ahead[0].tolist() == [[4, 7], [4, 7], [7, 2], [7, 2], [7, 2], [2, -1], [2, -1], [-1, -1]]
     assert ahead[1, :, 0].tolist() == [5] * 8 and (ahead[1, :, 1] == -1).all()
 
 
 def test_next_labels_decoder_reads_the_coming_answer_from_every_position():
-    """teacher.decoder=next-labels, Tf = 1: with one label at the end of each row, the loss is the CE of head(m_t)
+    """teacher.decoder=next-targets, Tf = 1: with one label at the end of each row, the loss is the CE of head(m_t)
     against that label at every position, whatever its distance; a sampled position is one with a label ahead."""
     import torch.nn.functional as F
 
-    cfg = debug_config("retrieval", teacher__decoder="next-labels", teacher__future_len=1, teacher__decoder_positions=0)
+    cfg = debug_config(
+        "retrieval", teacher__decoder="next-targets", teacher__future_len=1, teacher__decoder_positions=0
+    )
     model, task = build(cfg)
     teacher = model.teacher
     x, y = batch(task, 12)

@@ -19,11 +19,11 @@ from smtrnn.presets import (
     FAST_LR,
     LAST_INPUT_WEIGHT,
     far_answers,
-    labelled_fraction,
     long_range_base,
     memory_size,
     recipe,
     small,
+    target_fraction,
     with_answers_ahead,
 )
 from smtrnn.teacher import Teacher
@@ -87,11 +87,11 @@ def test_a_task_with_targets_everywhere_gets_the_dense_teacher_without_an_entry(
 
 
 def test_a_sparse_task_gets_the_long_range_recipe_sized_by_its_declared_bits(user_tasks):
-    """One target at the end: the recipe's base (Z from the declared bits) with the far-answer part: the next-labels
+    """One target at the end: the recipe's base (Z from the declared bits) with the far-answer part: the next-targets
     decoder for that one answer from every memory, and the last-input head."""
     cfg = recipe("user_sparse")
     assert cfg == with_answers_ahead(long_range_base("user_sparse")[0], 1)
-    assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions) == ("next-labels", 1, 0)
+    assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions) == ("next-targets", 1, 0)
     assert cfg.teacher.last_input_weight == LAST_INPUT_WEIGHT
     assert cfg.memory.size == 16 and cfg.optim.lr == small("user_sparse").optim.lr
     validate(cfg)
@@ -115,7 +115,7 @@ def test_the_rule_reads_the_tasks_properties_not_its_name():
         cfg = recipe(task, seq_len=seq_len)
         expected, _ = long_range_base(task, seq_len=seq_len)
         assert cfg == with_answers_ahead(expected, answers)
-        assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.task.seq_len) == ("next-labels", answers, seq_len)
+        assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.task.seq_len) == ("next-targets", answers, seq_len)
     recall = recipe("delayed_recall", {"lag": 4})
     assert (recall.rnn.cell, recall.teacher.decoder, recall.teacher.future_len) == ("mlp-linear", "linear", 5)
     assert recall.memory.size == 16  # 4 symbols of 3 bits
@@ -133,9 +133,9 @@ def test_memory_size_is_the_next_power_of_two_of_the_bits_with_a_floor():
     assert memory_size(None, 128) == 128
 
 
-def test_labelled_fraction_counts_positions_with_targets(user_tasks):
-    assert labelled_fraction(make_task("user_dense"), 64) == 1.0
-    assert labelled_fraction(make_task("user_sparse"), 64) == pytest.approx(1 / 64)
+def test_target_fraction_counts_positions_with_targets(user_tasks):
+    assert target_fraction(make_task("user_dense"), 64) == 1.0
+    assert target_fraction(make_task("user_sparse"), 64) == pytest.approx(1 / 64)
 
 
 def test_decoder_positions_zero_trains_every_position_once():

@@ -7,14 +7,14 @@ memory-mapped, so a large set is read row by row. One row is one sequence; train
 positions of each row, so a run's length must reach the last labelled position. The vocabulary is the `vocab`
 parameter, else the largest id in the data plus one.
 
-The length curriculum on fixed-length rows (`crop`): where the labels sit in a tail of the rows (a needle asked for
+The length curriculum on fixed-length rows (`crop`): where the targets sit in a tail of the rows (a needle asked for
 at the end), a sequence shorter than the last labelled position keeps that labelled tail whole, with CONTEXT
 positions before it, and takes the rest from the row's start, cutting the middle: the distance from early content
-to the labels shrinks and no label is lost. Where labels are spread over the rows, it takes the row's first
+to the targets shrinks and no target is lost. Where targets are spread over the rows, it takes the row's first
 positions (a prefix, as text windows).
 
-The memory a task needs is found from the labels (`memory_bits`): what the memory must hold at t is at most the
-information in the targets still to come, so at most (the most labels a row has) × log2(the distinct target values).
+The memory a task needs is found from the targets (`memory_bits`): what the memory must hold at t is at most the
+information in the targets still to come, so at most (the most targets a row has) × log2(the distinct target values).
 
 Splits: without validation arrays the last `valid_fraction` of the rows is held out and halved into validation and
 test, as for the other data tasks; with validation arrays alone those are halved; with both, both are used as given.
@@ -42,9 +42,9 @@ from smtrnn.free_memory import available_memory
 
 NAMES = ("x", "y", "x_valid", "y_valid", "x_test", "y_test")  # the arrays a source may hold
 _ROWS_PER_READ = 4096  # rows read at once when checking or hashing a memory-mapped array
-CONTEXT = 8  # positions before the first label that a curriculum crop keeps with the labelled tail (a query's words)
+CONTEXT = 8  # positions before the first target that a curriculum crop keeps with the labelled tail (a query's words)
 MOST_IDS = 1 << 20  # token ids an arrays source may use: a vocabulary of 2**20 is 4 MB of logits per position
-MOST_BITS = 128  # a label bound above this says nothing a default memory (small's Z = 128) would not give
+MOST_BITS = 128  # a bound from the targets above this says nothing a default memory (small's Z = 128) would not give
 
 
 @dataclass(frozen=True)
@@ -175,9 +175,9 @@ def _extremes(array: np.ndarray) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class Labels:
+class TargetLayout:
     """Where and what the training targets are: the first and last labelled positions over all rows (-1 when none),
-    the most labels one row has, and how many distinct target values there are."""
+    the most targets one row has, and how many distinct target values there are."""
 
     first: int
     last: int
@@ -185,8 +185,8 @@ class Labels:
     values: int
 
 
-def _labels(y: np.ndarray) -> Labels:
-    """`Labels` of a target array, read in blocks of rows."""
+def _target_layout(y: np.ndarray) -> TargetLayout:
+    """The `TargetLayout` of a target array, read in blocks of rows."""
     first, last, most, values = y.shape[1], -1, 0, set()
     for start in range(0, y.shape[0], _ROWS_PER_READ):
         block = np.asarray(y[start : start + _ROWS_PER_READ])
@@ -196,12 +196,14 @@ def _labels(y: np.ndarray) -> Labels:
             first, last = min(first, int(columns[0])), max(last, int(columns[-1]))
         most = max(most, int(labelled.sum(axis=1).max()))
         values.update(np.unique(block[labelled]).tolist())
-    return Labels(first if last >= 0 else -1, last, most, len(values))
+    return TargetLayout(first if last >= 0 else -1, last, most, len(values))
 
 
 @lru_cache(maxsize=8)
-def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[int, Labels, dict[str, Split | None]]:
-    """(vocab size, the training targets' `Labels`, {split: Split}) for a source, loaded and checked once a process."""
+def _array_splits(
+    path: str, vocab: int | None, valid_fraction: float
+) -> tuple[int, TargetLayout, dict[str, Split | None]]:
+    """(vocab size, the training targets' `TargetLayout`, {split: Split}) for a source, loaded and checked once."""
     arrays = read_source(path)
     largest = -1
     for name, array in arrays.items():
@@ -218,9 +220,9 @@ def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[
                 "the logits grow with the largest id): renumber the tokens"
             )
         largest = max(largest, high)
-    labels = _labels(arrays["y"])
-    if labels.last < 0:
-        raise DataError(f"{path}: y labels no position (every target is -1)")
+    layout = _target_layout(arrays["y"])
+    if layout.last < 0:
+        raise DataError(f"{path}: y has no target (every entry is -1)")
     splits: dict[str, Split | None] = {"train": Split(arrays["x"], arrays["y"], 0, arrays["x"].shape[0])}
     if "x_test" in arrays:
         splits["valid"] = Split(arrays["x_valid"], arrays["y_valid"], 0, arrays["x_valid"].shape[0])
@@ -238,7 +240,7 @@ def _array_splits(path: str, vocab: int | None, valid_fraction: float) -> tuple[
         half = -(-held.count // 2)  # the first half, one more when odd, for validation
         splits["valid"] = Split(held.x, held.y, held.start, half)
         splits["test"] = Split(held.x, held.y, held.start + half, held.count - half) if held.count >= 2 else None
-    return (vocab if vocab is not None else largest + 1), labels, splits
+    return (vocab if vocab is not None else largest + 1), layout, splits
 
 
 @dataclass(frozen=True)
@@ -278,21 +280,21 @@ class Arrays(DataTask):
         return self.data().x.shape[1]
 
     def memory_bits(self) -> float | None:
-        """At most (the most labels a training row has) × log2(the distinct target values): the information in
+        """At most (the most targets a training row has) × log2(the distinct target values): the information in
         the targets still to come, which bounds what the memory must hold; None above MOST_BITS."""
-        labels = self._loaded()[1]
-        bits = labels.most_per_row * math.log2(max(labels.values, 1))
+        layout = self._loaded()[1]
+        bits = layout.most_per_row * math.log2(max(layout.values, 1))
         return bits if bits <= MOST_BITS else None
 
     def crop(self, x: Tensor, y: Tensor, seq_len: int) -> tuple[Tensor, Tensor]:
         """Rows (B, T) cut to seq_len positions. A length past the last labelled position (a run's length) takes
         the first seq_len positions. A shorter one (the curriculum's) takes the labelled tail, CONTEXT positions
-        before the first label to the last label, after the row's first positions, where that tail fits in half of
-        seq_len, so every label is kept (see the module docstring); else the first seq_len positions."""
-        labels = self._loaded()[1]
-        if seq_len > labels.last:
+        before the first target to the last, after the row's first positions, where that tail fits in half of
+        seq_len, so every target is kept (see the module docstring); else the first seq_len positions."""
+        layout = self._loaded()[1]
+        if seq_len > layout.last:
             return x[:, :seq_len], y[:, :seq_len]
-        start, end = max(labels.first - CONTEXT, 0), labels.last + 1
+        start, end = max(layout.first - CONTEXT, 0), layout.last + 1
         if 2 * (end - start) > seq_len:
             return x[:, :seq_len], y[:, :seq_len]
         head = seq_len - (end - start)
@@ -302,7 +304,7 @@ class Arrays(DataTask):
         last = self._loaded()[1].last
         if seq_len <= last:
             raise TaskError(
-                f"task 'arrays': {self.path} labels positions up to t = {last}; task.seq_len {seq_len} would never "
+                f"task 'arrays': {self.path} has targets up to t = {last}; task.seq_len {seq_len} would never "
                 f"train them (use at least {last + 1})"
             )
 
