@@ -97,6 +97,7 @@ FAST_LR = 3e-3  # AdamW's peak rate for dense and shift-register tasks, every me
 SHIFT_REGISTER_DMT = {"fraction": 0.5, "grad_through_rollout_steps": 1}  # DMT's share and 2-step targets
 FAR_ANSWERS = 0.25  # a task whose rows pass this share of their length without a target before one: answers ahead
 LAST_INPUT_WEIGHT = 0.1  # λ_in of the far-answer rule: a linear head reads x_t from m_t (1.0 cost the one-digit key)
+FAR_ANSWER_DMT_STEPS = 8  # k of the far-answer rule: DMT's targets k + 1 steps ahead, so a held answer cannot drift
 
 
 def memory_size(bits: float | None, default: int) -> int:
@@ -156,9 +157,12 @@ def with_answers_ahead(cfg: RunConfig, answers: int) -> RunConfig:
     (`far_answers`): the next-targets decoder (the next `answers` targets from every memory, however far,
     so the teacher carries an answer from its cue to where it is asked, in one form at every position) and the
     last-input head of weight LAST_INPUT_WEIGHT (each memory names the token just read, so the step after a cue can
-    see the cue: the write the RNN must make)."""
+    see the cue: the write the RNN must make), and DMT with FAR_ANSWER_DMT_STEPS-step targets (each teacher memory
+    reached by k + 1 updates from the state the RNN visited k steps before, the gradient through all of them: an
+    answer held over many steps is trained against drift that compounds, not only one step's error)."""
     cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions = "next-targets", answers, 0
     cfg.teacher.last_input_weight = LAST_INPUT_WEIGHT
+    cfg.dmt = dataclasses.replace(cfg.dmt, grad_through_rollout_steps=FAR_ANSWER_DMT_STEPS)
     return cfg
 
 
@@ -197,8 +201,8 @@ def recipe(task: str = "retrieval", params: dict | None = None, seq_len: int | N
     dense teacher (`with_dense_teacher`) where a sample has targets at DENSE_TARGETS of its positions or more and the
     targets are not a shift register. A task that declares nothing (a user's text, images or task) gets Z = 128
     and, with dense targets, the dense teacher; answers far from some positions (FAR_ANSWERS of a row without a
-    target before one) get the next-targets decoder and the last-input head (`with_answers_ahead`). The rules read
-    a sample at `seq_len` (the run's length; small's where not given)."""
+    target before one) get the next-targets decoder, the last-input head and k-step DMT (`with_answers_ahead`).
+    The rules read a sample at `seq_len` (the run's length; small's where not given)."""
     cfg, made = long_range_base(task, params, seq_len)
     if made.target_lag() is None:
         if target_fraction(made, cfg.task.seq_len) >= DENSE_TARGETS:

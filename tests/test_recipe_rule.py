@@ -16,6 +16,7 @@ from smtrnn.data import tasks
 from smtrnn.data.tasks import Task, make_task, register
 from smtrnn.errors import ConfigError
 from smtrnn.presets import (
+    FAR_ANSWER_DMT_STEPS,
     FAST_LR,
     LAST_INPUT_WEIGHT,
     far_answers,
@@ -88,11 +89,14 @@ def test_a_task_with_targets_everywhere_gets_the_dense_teacher_without_an_entry(
 
 def test_a_sparse_task_gets_the_long_range_recipe_sized_by_its_declared_bits(user_tasks):
     """One target at the end: the recipe's base (Z from the declared bits) with the far-answer part: the next-targets
-    decoder for that one answer from every memory, and the last-input head."""
+    decoder for that one answer from every memory, the last-input head and k-step DMT."""
     cfg = recipe("user_sparse")
     assert cfg == with_answers_ahead(long_range_base("user_sparse")[0], 1)
     assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions) == ("next-targets", 1, 0)
     assert cfg.teacher.last_input_weight == LAST_INPUT_WEIGHT
+    assert (
+        cfg.dmt.grad_through_rollout_steps == FAR_ANSWER_DMT_STEPS > small("user_sparse").dmt.grad_through_rollout_steps
+    )
     assert cfg.memory.size == 16 and cfg.optim.lr == small("user_sparse").optim.lr
     validate(cfg)
 
