@@ -24,7 +24,8 @@ lengths.json in its folder; the report adds a table of the RNN alone against the
 accuracy where it has answers, as passkey's key), also alone as NAME_headline.md, and, with `--plot`, NAME_lengths.png.
 Without it, NAME_headline.md is each seeded setting's final score of the RNN alone (mean ± std and each seed's).
 With `--key-at 64,2048` as well, passkey runs are also scored with the key's statement placed 64 and 2048 bytes in,
-asked at each of those lengths (`smtrnn eval --key-at`, kept as key_at.json): where it is lost, held or unwritten.
+asked at each of those lengths (`smtrnn eval --key-at`, kept as key_at.json): where it is lost, held or unwritten;
+that table is then NAME_headline.md.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ import torch
 from harness import ROOT, save_report
 from smtrnn.errors import SmtrnnError
 from smtrnn.tools.study import Study, read_plan, reported, seed_groups
-from smtrnn.tools.study_report import length_columns, length_headline, markdown, position_groups, seed_headline
+from smtrnn.tools.study_report import (
+    key_at_headline,
+    length_columns,
+    length_headline,
+    markdown,
+    position_groups,
+    seed_headline,
+)
 
 
 def main() -> None:
@@ -103,8 +111,11 @@ def main() -> None:
         "runs": [r for r in rows if r],
         "missing": [name for (name, _), r in zip(runs, rows) if r is None],
     }
-    # NAME_headline.md, for the documents that quote it: the lengths table, else the seeds' scores where seeds ran
-    headline = length_headline if length_columns(report) else seed_headline if seed_groups(report["runs"]) else None
+    # NAME_headline.md, for the documents that quote it: the key by where it was stated, else the lengths table,
+    # else the seeds' scores where seeds ran
+    headline = key_at_headline if any(r.get("key_at") for r in report["runs"]) else None
+    headline = headline or (length_headline if length_columns(report) else None)
+    headline = headline or (seed_headline if seed_groups(report["runs"]) else None)
     save_report(report, out, args.name, markdown, headline)
     if args.plot:
         from smtrnn.tools import plots

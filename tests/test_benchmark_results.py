@@ -300,6 +300,7 @@ def test_a_screen_scores_a_passkey_key_by_where_it_was_stated(tmp_path):
     assert "| statement at | T = 300 |" in table[2]
     placed = [re.match(r"\| k \| smt\+dmt \| mlp \| 1 \| (\d+) \| [01]\.\d{3} ± ", line) for line in table[4:6]]
     assert [match[1] for match in placed] == ["0", "100"]
+    assert (tmp_path / "out" / "s_headline.md").read_text().splitlines()[4:6] == table[4:6]  # that table alone
     more = subprocess.run(
         screen_command(plan, tmp_path, *options, "--key-at", "0,100,200"), capture_output=True, text=True
     )

@@ -175,6 +175,11 @@ def key_at_table(report: dict) -> list[str]:
     ]
 
 
+def key_at_headline(report: dict) -> str:
+    """NAME_headline.md of a study scored with `--key-at`: the table of the key by where it was stated, on its own."""
+    return "\n".join(key_at_table(report)[1:]) + "\n"
+
+
 def length_headline(report: dict) -> str:
     """NAME_headline.md: the table of the RNN alone against the evaluation length, on its own."""
     return "\n".join(length_table(report)[1:]) + "\n"
