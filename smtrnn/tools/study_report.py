@@ -100,16 +100,15 @@ def seed_table(report: dict) -> list[str]:
 def seed_headline(report: dict) -> str:
     """NAME_headline.md where the runs were not scored at other lengths: per setting with seeds, the RNN alone's
     final score on held-out sequences (the answer accuracy where the task has answers, else the accuracy over every
-    target), mean ± std over seeds and each seed's, beside the teacher's and the steps and seconds trained."""
+    target), mean ± std over seeds and each seed's, beside the teacher's (steps and seconds: the report's table)."""
     rows = []
     for name, runs in seed_groups(report["runs"]).items():
         scores = [length_score(r) for r in runs]
         rows.append(
             [name, runs[0]["method"], runs[0]["cell"], len(runs), spread(scores), " / ".join(map(number, scores))]
-            + [spread([r.get("teacher_accuracy") for r in runs]), round(statistics.mean(r["steps"] for r in runs))]
-            + [round(statistics.mean(r["train_seconds"] for r in runs))]
+            + [spread([r.get("teacher_accuracy") for r in runs])]
         )
-    header = ["setting", "method", "cell", "seeds", "RNN alone", "per seed", "teacher", "steps", "seconds"]
+    header = ["setting", "method", "cell", "seeds", "RNN alone", "per seed", "teacher"]
     return "\n".join(table(header, rows)) + "\n"
 
 
