@@ -284,14 +284,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_lengths(text: str, flag: str, smallest: int = 1, what: str = "sequence lengths") -> list[int]:
-    """'256,512,1024' -> [256, 512, 1024]: integers of at least `smallest`, each once."""
+def parse_lengths(text: str, flag: str, smallest: int = 1, what: str = "positive sequence lengths") -> list[int]:
+    """'256,512,1024' -> [256, 512, 1024]: integers of at least `smallest` (`what` names them), each once."""
     try:
         lengths = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise ConfigError(f"{flag} must be {what} separated by commas, got {shown(text)}") from exc
     if not lengths or any(n < smallest for n in lengths):
-        raise ConfigError(f"{flag} must be {what} (>= {smallest}) separated by commas, got {shown(text)}")
+        raise ConfigError(f"{flag} must be {what} separated by commas, got {shown(text)}")
     return list(dict.fromkeys(lengths))
 
 
@@ -304,7 +304,7 @@ def key_placements(task, text: str | None, lengths: list[int], split: str) -> di
     if "statement_at" not in {field.name for field in dataclasses.fields(task)}:
         raise ConfigError(f"--key-at places a passkey's statement; task '{task.name}' has none")
     placed = {}
-    for at in parse_lengths(text, "--key-at", smallest=0, what="byte positions"):
+    for at in parse_lengths(text, "--key-at", smallest=0, what="byte positions (>= 0)"):
         held_out = dataclasses.replace(task, statement_at=at).held_out(split)
         fits = []
         for length in sorted(lengths):
