@@ -224,8 +224,8 @@ class Study:
     def score_key_at(self, names: list[str], positions: list[int], lengths: list[int], batches: int) -> None:
         """Score each finished run whose task states a key (passkey) with the statement placed at each of
         `positions` and the key asked at each of `lengths`, `smtrnn eval --key-at --seq-len` (the RNN alone), into
-        its KEY_AT_FILE; positions kept at every length are not scored again. A failure (a position that does not
-        fit a length) raises its line; runs of other tasks are left out."""
+        its KEY_AT_FILE (null where a length has no room for the statement); positions kept at every length are not
+        scored again, runs of other tasks are left out, and a failure (a position no length has room for) raises."""
         at = ",".join(map(str, lengths))
         names = [name for name in filter(self.finished, names) if self.states_a_key(name)]
 
