@@ -50,7 +50,7 @@ def test_readme_tables_match_the_stored_benchmark_results():
         text = path.read_text()
         assert generator.render(text, ROOT / "benchmarks" / "results") == text, f"{path.name} is stale"
     assert "<!-- results:core -->" in (ROOT / "docs" / "RESULTS.md").read_text()
-    assert "<!-- results:long_range_headline -->" in (ROOT / "README.md").read_text()
+    assert "<!-- results:long_range_recipe_headline -->" in (ROOT / "README.md").read_text()
 
 
 def test_check_flags_a_stale_document(tmp_path):
