@@ -346,6 +346,9 @@ class DMTConfig(_Section):
     """L > 0: each DMT step first runs the RNN alone over lead-in inputs of a length drawn uniformly from 0..L
     (inputs no target needs: passkey's prose without a statement), and rolls out from where they leave it rather than
     from m_∅, so that the RNN meets the states long input brings it to (the task must have lead-in inputs)."""
+    lead_in_anywhere: bool = False
+    """The lead-in goes in just before a random step of the row instead of before the row: the RNN also learns to
+    hold what it has written across long input."""
     teacher_learns: bool = False
     """DMT with the teacher still learning: each DMT step also takes the SMT objective on the same batch, so the
     teacher's memories keep moving toward states the RNN can reach while DMT relabels the ones it visits."""

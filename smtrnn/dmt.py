@@ -23,13 +23,14 @@ from smtrnn.smt import smt_loss
 
 @torch.no_grad()
 def visited_states(
-    model: Model, x: Tensor, m: Tensor, restart_fraction: float, start: Tensor | None = None
+    model: Model, x: Tensor, m: Tensor, restart_fraction: float, lead_in: Tensor | None = None, lead_in_at: int = 0
 ) -> tuple[Tensor, Tensor]:
     """Roll the RNN over x (B, T) without a graph -> (inputs, outputs), both (B, T, Z): inputs[:, t] is the state
     step t starts from, outputs[:, t] the memory the RNN writes at step t.
 
     A `restart_fraction` of the sequences follow the teacher's memories m up to a random offset and the RNN's own
-    from there; the rest run on the RNN's own memories from `start` (B, Z) (default m_∅, exactly as at inference).
+    from there; the rest run on the RNN's own memories from m_∅, exactly as at inference. `lead_in` (B, L): inputs
+    the RNN alone runs over just before step `lead_in_at` (0: before the row), unseen by the teacher.
     """
     rnn = model.rnn
     batch, length, _ = m.shape
@@ -37,9 +38,11 @@ def visited_states(
     offsets = torch.randint(0, length, (batch,), device=x.device)
     switch = torch.where(restarts, offsets, torch.full_like(offsets, -1))  # follow the teacher while t <= switch
     embedded = rnn.embedding(x)
-    state = rnn.init_state(batch) if start is None else start
+    state = rnn.init_state(batch)
     inputs, outputs = [], []
     for t in range(length):
+        if lead_in is not None and t == lead_in_at:
+            state = state_after(model, state, lead_in)
         inputs.append(state)
         written = rnn.cell(state, embedded[:, t])
         outputs.append(written)
@@ -71,13 +74,12 @@ def predict_from_visited(model: Model, x: Tensor, visited: Tensor, k: int, from_
 
 
 @torch.no_grad()
-def lead_in_state(model: Model, lead_in: Tensor) -> Tensor:
-    """The state the RNN alone reaches from m_∅ over lead-in inputs (B, L), without a graph: (B, Z)."""
+def state_after(model: Model, state: Tensor, inputs: Tensor) -> Tensor:
+    """The state the RNN alone reaches from `state` (B, Z) over `inputs` (B, L), without a graph: (B, Z)."""
     rnn = model.rnn
-    start = rnn.init_state(lead_in.shape[0])
-    if lead_in.shape[1] == 0:
-        return start
-    return rnn.cell.sequence(rnn.embedding(lead_in), start, 0)[:, -1]
+    if inputs.shape[1] == 0:
+        return state
+    return rnn.cell.sequence(rnn.embedding(inputs), state, 0)[:, -1]
 
 
 def dmt_loss(
@@ -87,22 +89,24 @@ def dmt_loss(
     cfg: DMTConfig,
     memories: Tensor | None = None,
     lead_in: Tensor | None = None,
+    lead_in_at: int = 0,
 ) -> tuple[Tensor, dict]:
     """Time-parallel DMT on x, y (B, T) -> (loss, metrics): a graph-free rollout, then one batched regression of
     f(visited state, x_t) onto the teacher's m_t for all t, and readout CE on the RNN's own memories.
 
     `memories` (B, T, Z): the teacher's memories of x when they are stored labels (then no teacher is needed).
-    `lead_in` (B, L): inputs that carry nothing x's targets need (`dmt.lead_in`); the rollout starts from the state
-    the RNN reaches over them rather than from m_∅, while the teacher labels x alone. So the RNN learns to reach the
-    teacher's memories from wherever a long input has left it, not only from m_∅."""
+    `lead_in` (B, L): inputs that carry nothing x's targets need (`dmt.lead_in`), which the RNN runs over just before
+    step `lead_in_at` of its rollout (0: it starts from where they leave it rather than from m_∅), while the teacher
+    labels x alone. So the RNN learns to reach the teacher's memories wherever a long input has left it: to write
+    after one, and with `lead_in_at` > 0 to hold what it has written across one."""
     rnn = model.rnn
     if memories is None:
         with torch.no_grad():
             memories = model.teacher.encode(x)
     m = memories.detach()  # (B, T, Z), the labels
-    start = None if lead_in is None or lead_in.shape[1] == 0 else lead_in_state(model, lead_in)
-    visited, written = visited_states(model, x, m, cfg.restart_fraction, start)
-    predicted = predict_from_visited(model, x, visited, cfg.grad_through_rollout_steps, from_empty=start is None)
+    visited, written = visited_states(model, x, m, cfg.restart_fraction, lead_in, lead_in_at)
+    from_empty = lead_in is None or lead_in.shape[1] == 0 or lead_in_at > 0
+    predicted = predict_from_visited(model, x, visited, cfg.grad_through_rollout_steps, from_empty)
     dynamics = F.mse_loss(predicted, m)
     readout = masked_cross_entropy(rnn.readout(written), y)  # on the RNN's own memories, as at inference
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
@@ -115,20 +119,32 @@ def dmt_loss(
 
 
 def dmt_with_teacher_loss(
-    model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, smt_cfg: SMTConfig, lead_in: Tensor | None = None
+    model: Model,
+    x: Tensor,
+    y: Tensor,
+    cfg: DMTConfig,
+    smt_cfg: SMTConfig,
+    lead_in: Tensor | None = None,
+    lead_in_at: int = 0,
 ) -> tuple[Tensor, dict]:
     """DMT while the teacher keeps learning (`dmt.teacher_learns`): the SMT objective on x, y (B, T) plus the
     time-parallel DMT loss on the same batch, relabelled by the teacher's current memories -> (loss, metrics).
     The DMT terms are reported as dmt_dynamics and dmt_readout."""
     smt, smt_metrics = smt_loss(model, x, y, smt_cfg, smt_progress=1.0)
-    dmt, dmt_metrics = dmt_loss(model, x, y, cfg, lead_in=lead_in)
+    dmt, dmt_metrics = dmt_loss(model, x, y, cfg, lead_in=lead_in, lead_in_at=lead_in_at)
     loss = smt + dmt
     dmt_terms = {f"dmt_{k}": v for k, v in dmt_metrics.items() if k != "loss"}
     return loss, smt_metrics | dmt_terms | {"loss": loss.detach()}
 
 
 def dmt_loss_on_labels(
-    model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: DMTConfig, lead_in: Tensor | None = None
+    model: Model,
+    x: Tensor,
+    y: Tensor,
+    m: Tensor,
+    cfg: DMTConfig,
+    lead_in: Tensor | None = None,
+    lead_in_at: int = 0,
 ) -> tuple[Tensor, dict]:
     """DMT against stored teacher memories m (B, T, Z) of x (`smtrnn label`): the labels+dmt method."""
-    return dmt_loss(model, x, y, cfg, memories=m, lead_in=lead_in)
+    return dmt_loss(model, x, y, cfg, memories=m, lead_in=lead_in, lead_in_at=lead_in_at)

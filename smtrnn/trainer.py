@@ -366,7 +366,8 @@ class Trainer:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.train.precision == "bf16" else nullcontext()
         objective = loss_function(cfg, progress)
         if cfg.dmt.lead_in and objective.func in LEAD_IN_LOSSES:
-            objective = partial(objective, lead_in=self._lead_in())
+            at = int(torch.randint(0, length, (1,), generator=self.data_generator)) if cfg.dmt.lead_in_anywhere else 0
+            objective = partial(objective, lead_in=self._lead_in(), lead_in_at=at)
         with autocast:
             loss, terms = self.step_module(objective, *batch)
         self.optimizer.zero_grad(set_to_none=True)
