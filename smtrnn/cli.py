@@ -228,7 +228,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.probe:
         task.needed_symbol(*task.sample(1, cfg.task.seq_len, torch.Generator().manual_seed(0)))  # TaskError if none
     lengths = parse_lengths(args.seq_len, "--seq-len") if args.seq_len is not None else []
-    key_lengths = lengths or [cfg.task.seq_len]  # --key-at scores at the --seq-len lengths, else the run's own
+    if args.key_lengths is not None and args.key_at is None:
+        raise ConfigError("--key-lengths are the lengths --key-at asks the key at; give --key-at")
+    key_lengths = lengths or [cfg.task.seq_len]  # --key-at asks at --key-lengths, else --seq-len, else the run's own
+    if args.key_lengths is not None:
+        key_lengths = parse_lengths(args.key_lengths, "--key-lengths")
     placed = key_placements(task, args.key_at, key_lengths, args.split)
     if args.teacher_at_lengths and not lengths:
         raise ConfigError("--teacher-at-lengths scores the teacher at the --seq-len lengths; give --seq-len")

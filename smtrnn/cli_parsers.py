@@ -182,8 +182,14 @@ def add_eval_parser(sub: Subparsers, run: Command) -> None:
     p.add_argument(
         "--key-at",
         metavar="P[,P...]",
-        help="passkey: also score the key with its statement placed P bytes into every row, at each --seq-len with "
-        "room for it (else the run's length; the RNN alone, streamed): after how much prose it still writes the key",
+        help="passkey: also score the key with its statement placed P bytes into every row, at each --key-lengths "
+        "length with room for it (the RNN alone, streamed): after how much prose it still writes the key",
+    )
+    p.add_argument(
+        "--key-lengths",
+        metavar="T[,T...]",
+        help="the lengths --key-at asks the key at (default: the --seq-len lengths, else the run's own); unlike "
+        "--seq-len they are not also scored plainly",
     )
     p.add_argument(
         "--teacher-at-lengths",

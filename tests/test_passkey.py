@@ -128,6 +128,12 @@ def test_eval_scores_the_key_written_after_more_prose(tmp_path, prose, capsys):
     assert code == 0 and set(placed) == {"0", "100"} and set(placed["0"]) == {"70", "300"}
     assert placed["100"]["70"] is None and placed["100"]["300"]  # 70 bytes have no room for a statement at 100
     assert set(placed["100"]["300"]) >= {"rnn_answer_accuracy", "rnn_answer_exact"}
+    code, printed, _ = run_cli(capsys, "eval", out, "--key-at", "100", "--key-lengths", "300", *flags)
+    result = json.loads(printed)  # --key-lengths: the key asked there, the plain lengths left unscored
+    assert code == 0 and set(result["key_at"]["100"]) == {"300"} and "lengths" not in result
+    assert result["key_at"]["100"]["300"] == placed["100"]["300"]
+    code, _, err = run_cli(capsys, "eval", out, "--key-lengths", "300", *flags)
+    assert code == 2 and "give --key-at" in one_line(err)
     code, _, err = run_cli(capsys, "eval", out, "--key-at", "100", *flags)  # at the run's 64: no room
     assert code == 2 and "statement_at 100 leaves no room" in one_line(err)
     code, _, err = run_cli(capsys, "eval", out, "--key-at", "-1", *flags)

@@ -223,7 +223,7 @@ class Study:
 
     def score_key_at(self, names: list[str], positions: list[int], lengths: list[int], batches: int) -> None:
         """Score each finished run whose task states a key (passkey) with the statement placed at each of
-        `positions` and the key asked at each of `lengths`, `smtrnn eval --key-at --seq-len` (the RNN alone), into
+        `positions` and the key asked at each of `lengths`, `smtrnn eval --key-at --key-lengths` (the RNN alone), into
         its KEY_AT_FILE (null where a length has no room for the statement); positions kept at every length are not
         scored again, runs of other tasks are left out, and a failure (a position no length has room for) raises."""
         at = ",".join(map(str, lengths))
@@ -233,7 +233,7 @@ class Study:
             return [p for p in positions if not all(str(n) in kept.get(str(p), {}) for n in lengths)]
 
         def command(todo: list[int]) -> list[str]:
-            return ["--key-at", ",".join(map(str, todo)), "--seq-len", at]
+            return ["--key-at", ",".join(map(str, todo)), "--key-lengths", at]
 
         self._score(names, KEY_AT_FILE, "key_at", missing, command, batches, "with the key stated at")
 
