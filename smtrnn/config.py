@@ -342,13 +342,6 @@ class DMTConfig(_Section):
     """Weight of the readout CE on the RNN's own memories."""
     onestep_readout_weight: float = 0.0
     """> 0: readout CE on f(visited state, x_t) too, with gradient into f."""
-    lead_in: int = 0
-    """L > 0: each DMT step first runs the RNN alone over lead-in inputs of a length drawn uniformly from 0..L
-    (inputs no target needs: passkey's prose without a statement), and rolls out from where they leave it rather than
-    from m_∅, so that the RNN meets the states long input brings it to (the task must have lead-in inputs)."""
-    lead_in_anywhere: bool = False
-    """The lead-in goes in just before a random step of the row instead of before the row: the RNN also learns to
-    hold what it has written across long input."""
     teacher_learns: bool = False
     """DMT with the teacher still learning: each DMT step also takes the SMT objective on the same batch, so the
     teacher's memories keep moving toward states the RNN can reach while DMT relabels the ones it visits."""
@@ -357,14 +350,8 @@ class DMTConfig(_Section):
         super().check()
         self._fraction("fraction", low_open=True)
         self._fraction("restart_fraction", high_open=False)
-        self._at_least(
-            0, "grad_through_rollout_steps", "dynamics_weight", "readout_weight", "onestep_readout_weight", "lead_in"
-        )
+        self._at_least(0, "grad_through_rollout_steps", "dynamics_weight", "readout_weight", "onestep_readout_weight")
         self._at_least(0, "label_every", strict=True)
-        _check(
-            not self.lead_in or self.time_parallel,
-            "dmt.lead_in runs with the time-parallel DMT step (dmt.time_parallel=true)",
-        )
         _check(
             not self.teacher_learns or self.time_parallel,
             "dmt.teacher_learns runs with the time-parallel DMT step (dmt.time_parallel=true)",

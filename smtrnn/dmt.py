@@ -22,15 +22,12 @@ from smtrnn.smt import smt_loss
 
 
 @torch.no_grad()
-def visited_states(
-    model: Model, x: Tensor, m: Tensor, restart_fraction: float, lead_in: Tensor | None = None, lead_in_at: int = 0
-) -> tuple[Tensor, Tensor]:
+def visited_states(model: Model, x: Tensor, m: Tensor, restart_fraction: float) -> tuple[Tensor, Tensor]:
     """Roll the RNN over x (B, T) without a graph -> (inputs, outputs), both (B, T, Z): inputs[:, t] is the state
     step t starts from, outputs[:, t] the memory the RNN writes at step t.
 
     A `restart_fraction` of the sequences follow the teacher's memories m up to a random offset and the RNN's own
-    from there; the rest run on the RNN's own memories from m_∅, exactly as at inference. `lead_in` (B, L): inputs
-    the RNN alone runs over just before step `lead_in_at` (0: before the row), unseen by the teacher.
+    from there; the rest run on the RNN's own memories from m_∅, exactly as at inference.
     """
     rnn = model.rnn
     batch, length, _ = m.shape
@@ -41,8 +38,6 @@ def visited_states(
     state = rnn.init_state(batch)
     inputs, outputs = [], []
     for t in range(length):
-        if lead_in is not None and t == lead_in_at:
-            state = state_after(model, state, lead_in)
         inputs.append(state)
         written = rnn.cell(state, embedded[:, t])
         outputs.append(written)
@@ -50,17 +45,17 @@ def visited_states(
     return torch.stack(inputs, dim=1), torch.stack(outputs, dim=1)
 
 
-def predict_from_visited(model: Model, x: Tensor, visited: Tensor, k: int, from_empty: bool = True) -> Tensor:
+def predict_from_visited(model: Model, x: Tensor, visited: Tensor, k: int) -> Tensor:
     """The RNN's prediction of every memory m_t from visited states: (B, T, Z).
 
     Each m_t is reached by k + 1 updates (inputs x_{t-k}..x_t) from the visited state of step t-k, with the
     gradient through all k + 1 of them; targets with t < k start from the state of step 0 and take t + 1 updates.
-    k = 0 is plain one-step regression. `from_empty`: the rollout started from m_∅ (not from a lead-in's state).
+    k = 0 is plain one-step regression.
     """
     rnn = model.rnn
     batch, length, size = visited.shape
-    if from_empty:  # the first visited state is m_∅ itself: take it with its graph so DMT keeps training it
-        visited = torch.cat([rnn.init_state(batch)[:, None], visited[:, 1:]], dim=1)
+    # The first visited state is m_∅ itself: take it with its graph so DMT keeps training the empty memory.
+    visited = torch.cat([rnn.init_state(batch)[:, None], visited[:, 1:]], dim=1)
     k = min(k, length - 1)
     target_t = torch.arange(length, device=x.device)
     start = (target_t - k).clamp_min(0)  # (T,)
@@ -73,40 +68,18 @@ def predict_from_visited(model: Model, x: Tensor, visited: Tensor, k: int, from_
     return state.view(batch, length, size)
 
 
-@torch.no_grad()
-def state_after(model: Model, state: Tensor, inputs: Tensor) -> Tensor:
-    """The state the RNN alone reaches from `state` (B, Z) over `inputs` (B, L), without a graph: (B, Z)."""
-    rnn = model.rnn
-    if inputs.shape[1] == 0:
-        return state
-    return rnn.cell.sequence(rnn.embedding(inputs), state, 0)[:, -1]
-
-
-def dmt_loss(
-    model: Model,
-    x: Tensor,
-    y: Tensor,
-    cfg: DMTConfig,
-    memories: Tensor | None = None,
-    lead_in: Tensor | None = None,
-    lead_in_at: int = 0,
-) -> tuple[Tensor, dict]:
+def dmt_loss(model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, memories: Tensor | None = None) -> tuple[Tensor, dict]:
     """Time-parallel DMT on x, y (B, T) -> (loss, metrics): a graph-free rollout, then one batched regression of
     f(visited state, x_t) onto the teacher's m_t for all t, and readout CE on the RNN's own memories.
 
-    `memories` (B, T, Z): the teacher's memories of x when they are stored labels (then no teacher is needed).
-    `lead_in` (B, L): inputs that carry nothing x's targets need (`dmt.lead_in`), which the RNN runs over just before
-    step `lead_in_at` of its rollout (0: it starts from where they leave it rather than from m_∅), while the teacher
-    labels x alone. So the RNN learns to reach the teacher's memories wherever a long input has left it: to write
-    after one, and with `lead_in_at` > 0 to hold what it has written across one."""
+    `memories` (B, T, Z): the teacher's memories of x when they are stored labels (then no teacher is needed)."""
     rnn = model.rnn
     if memories is None:
         with torch.no_grad():
             memories = model.teacher.encode(x)
     m = memories.detach()  # (B, T, Z), the labels
-    visited, written = visited_states(model, x, m, cfg.restart_fraction, lead_in, lead_in_at)
-    from_empty = lead_in is None or lead_in.shape[1] == 0 or lead_in_at > 0
-    predicted = predict_from_visited(model, x, visited, cfg.grad_through_rollout_steps, from_empty)
+    visited, written = visited_states(model, x, m, cfg.restart_fraction)
+    predicted = predict_from_visited(model, x, visited, cfg.grad_through_rollout_steps)
     dynamics = F.mse_loss(predicted, m)
     readout = masked_cross_entropy(rnn.readout(written), y)  # on the RNN's own memories, as at inference
     loss = cfg.dynamics_weight * dynamics + cfg.readout_weight * readout
@@ -119,32 +92,18 @@ def dmt_loss(
 
 
 def dmt_with_teacher_loss(
-    model: Model,
-    x: Tensor,
-    y: Tensor,
-    cfg: DMTConfig,
-    smt_cfg: SMTConfig,
-    lead_in: Tensor | None = None,
-    lead_in_at: int = 0,
+    model: Model, x: Tensor, y: Tensor, cfg: DMTConfig, smt_cfg: SMTConfig
 ) -> tuple[Tensor, dict]:
     """DMT while the teacher keeps learning (`dmt.teacher_learns`): the SMT objective on x, y (B, T) plus the
     time-parallel DMT loss on the same batch, relabelled by the teacher's current memories -> (loss, metrics).
     The DMT terms are reported as dmt_dynamics and dmt_readout."""
     smt, smt_metrics = smt_loss(model, x, y, smt_cfg, smt_progress=1.0)
-    dmt, dmt_metrics = dmt_loss(model, x, y, cfg, lead_in=lead_in, lead_in_at=lead_in_at)
+    dmt, dmt_metrics = dmt_loss(model, x, y, cfg)
     loss = smt + dmt
     dmt_terms = {f"dmt_{k}": v for k, v in dmt_metrics.items() if k != "loss"}
     return loss, smt_metrics | dmt_terms | {"loss": loss.detach()}
 
 
-def dmt_loss_on_labels(
-    model: Model,
-    x: Tensor,
-    y: Tensor,
-    m: Tensor,
-    cfg: DMTConfig,
-    lead_in: Tensor | None = None,
-    lead_in_at: int = 0,
-) -> tuple[Tensor, dict]:
+def dmt_loss_on_labels(model: Model, x: Tensor, y: Tensor, m: Tensor, cfg: DMTConfig) -> tuple[Tensor, dict]:
     """DMT against stored teacher memories m (B, T, Z) of x (`smtrnn label`): the labels+dmt method."""
-    return dmt_loss(model, x, y, cfg, memories=m, lead_in=lead_in, lead_in_at=lead_in_at)
+    return dmt_loss(model, x, y, cfg, memories=m)

@@ -33,7 +33,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from smtrnn import distributed
@@ -87,8 +86,6 @@ LOSS_TERMS = (
     "dmt_dynamics",
     "dmt_readout",
 )  # as the loss functions name them
-LEAD_IN_LOSSES = (dmt_loss, dmt_loss_on_labels, dmt_with_teacher_loss)  # the DMT steps that take `dmt.lead_in`
-DMT_METHODS = ("dmt", "smt+dmt", "smt+dmt+bptt", "labels+dmt")
 _STATE_KEYS = ("optimizer", "step", "elapsed", "torch_rng", "data_rng")
 
 
@@ -188,8 +185,6 @@ def check_can_train(cfg: RunConfig, device: torch.device) -> Task:
     exceeds the memory free. Returns the task."""
     validate(cfg)
     task = build_task(cfg)
-    if cfg.dmt.lead_in and cfg.train.method in DMT_METHODS:
-        task.lead_in(1, cfg.dmt.lead_in, torch.Generator())  # a task without lead-in inputs, or too little, refuses
     if cfg.train.keep_best and not task.has_splits:
         raise ConfigError(
             f"train.keep_best picks a checkpoint by its validation bits; task '{cfg.task.name}' has no validation "
@@ -365,9 +360,6 @@ class Trainer:
         batch = [t.to(self.device) for t in self.data.sample(self.batch_size, length, self.data_generator)]
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.train.precision == "bf16" else nullcontext()
         objective = loss_function(cfg, progress)
-        if cfg.dmt.lead_in and objective.func in LEAD_IN_LOSSES:
-            at = int(torch.randint(0, length, (1,), generator=self.data_generator)) if cfg.dmt.lead_in_anywhere else 0
-            objective = partial(objective, lead_in=self._lead_in(), lead_in_at=at)
         with autocast:
             loss, terms = self.step_module(objective, *batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -398,11 +390,6 @@ class Trainer:
             "seq_len": length,
             "transitions": self.batch_size * self.world * per_sequence,
         }
-
-    def _lead_in(self) -> Tensor:
-        """DMT's lead-in for this step (`dmt.lead_in`): (B, L) inputs of the task, L drawn uniformly from 0..lead_in."""
-        length = int(torch.randint(0, self.cfg.dmt.lead_in + 1, (1,), generator=self.data_generator))
-        return self.task.lead_in(self.batch_size, length, self.data_generator).to(self.device)
 
     def _nonfinite(self, message: str, metrics: dict) -> dict:
         """Skip the step (no update) while `train.skip_nonfinite_steps` allows, else stop; either way, log it."""

@@ -17,7 +17,7 @@ from smtrnn.checkpoint import METRICS_FILE, load_model, read_config
 from smtrnn.cli import main
 from smtrnn.config import DMTConfig, MemoryConfig, RNNConfig
 from smtrnn.data.tasks import make_task
-from smtrnn.dmt import dmt_loss, predict_from_visited, state_after, visited_states
+from smtrnn.dmt import dmt_loss, predict_from_visited, visited_states
 from smtrnn.evaluate import evaluate
 from smtrnn.losses import masked_cross_entropy
 from smtrnn.model import Model
@@ -445,14 +445,6 @@ BAD_INIT = {
         lambda d: ["--init", d["smt"], "--set", "dmt.restart_fraction=2"],
         lambda d: ["dmt.restart_fraction"],
     ),
-    "dmt.lead_in negative": (
-        lambda d: ["--init", d["smt"], "--set", "dmt.lead_in=-3"],
-        lambda d: ["dmt.lead_in", "-3"],
-    ),
-    "dmt.lead_in with sequential DMT": (
-        lambda d: ["--init", d["smt"], "--set", "dmt.lead_in=8", "--set", "dmt.time_parallel=false"],
-        lambda d: ["dmt.lead_in", "time_parallel"],
-    ),
 }
 
 
@@ -503,93 +495,3 @@ def test_dmt_may_start_from_an_smt_run_of_another_length(tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
-
-
-# --- dmt.lead_in ----------------------------------------------------------------------------------------------
-
-
-def test_the_state_after_inputs_is_where_the_rnn_alone_ends_over_them():
-    model, made = make_model()
-    lead, _ = sample(made, 4, 9, seed=3)
-    with torch.no_grad():
-        rolled, _ = model.rnn.rollout(lead)
-    empty = model.rnn.init_state(4)
-    torch.testing.assert_close(state_after(model, empty, lead), rolled[:, -1], rtol=0, atol=1e-6)
-    torch.testing.assert_close(state_after(model, empty, lead[:, :0]), empty, rtol=0, atol=0)
-
-
-def test_dmt_rolls_out_from_the_lead_in_state_and_an_empty_lead_in_changes_nothing():
-    model, made = make_model()
-    x, y = sample(made, 4, 12)
-    lead, _ = sample(made, 4, 7, seed=5)
-    with torch.no_grad():
-        m = model.teacher.encode(x)
-        start = state_after(model, model.rnn.init_state(4), lead)
-    inputs, _ = visited_states(model, x, m, 0.0, lead)
-    torch.testing.assert_close(inputs[:, 0], start, rtol=0, atol=0)
-    cfg = DMTConfig(restart_fraction=0.0, grad_through_rollout_steps=2)
-    plain = dmt_loss(model, x, y, cfg)[0]
-    torch.testing.assert_close(dmt_loss(model, x, y, cfg, lead_in=lead[:, :0])[0], plain, rtol=0, atol=0)
-    led = dmt_loss(model, x, y, cfg, lead_in=lead)[0]
-    assert not torch.allclose(led, plain)
-    model.zero_grad()
-    led.backward()  # from a lead-in state, m_∅ is not where the rollout starts: DMT does not train it
-    assert grad_is_zero(model.rnn.empty_memory)
-
-
-def test_a_lead_in_inside_the_row_runs_between_two_of_its_steps():
-    model, made = make_model()
-    x, y = sample(made, 4, 12)
-    lead, _ = sample(made, 4, 7, seed=5)
-    with torch.no_grad():
-        m = model.teacher.encode(x)
-    plain, plain_written = visited_states(model, x, m, 0.0)
-    inputs, written = visited_states(model, x, m, 0.0, lead, lead_in_at=5)
-    torch.testing.assert_close(inputs[:, :5], plain[:, :5], rtol=0, atol=0)  # the row up to step 5 as without it
-    torch.testing.assert_close(inputs[:, 5], state_after(model, plain_written[:, 4], lead), rtol=0, atol=0)
-    assert not torch.allclose(written[:, 5:], plain_written[:, 5:])
-    cfg = DMTConfig(restart_fraction=0.0)
-    model.zero_grad()
-    dmt_loss(model, x, y, cfg, lead_in=lead, lead_in_at=5)[0].backward()
-    assert not grad_is_zero(model.rnn.empty_memory)  # the rollout still starts from m_∅
-
-
-def test_the_trainer_gives_dmt_steps_a_lead_in_and_smt_steps_none(monkeypatch, tmp_path):
-    cfg = debug_config("passkey", "smt+dmt")
-    cfg.task.params, cfg.task.seq_len = {"targets": "key", "digits": 1}, 68
-    cfg.train.steps, cfg.dmt.fraction, cfg.dmt.lead_in = 4, 0.5, 40
-    cfg.train.curriculum_start = 0
-    lengths = []
-    real = type(make_task("passkey")).lead_in
-
-    def counted(self, batch_size, length, generator):
-        lengths.append(length)
-        return real(self, batch_size, length, generator)
-
-    monkeypatch.setattr(type(make_task("passkey")), "lead_in", counted)
-    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
-    lengths.clear()  # the config check draws one
-    for _ in range(4):
-        trainer.train_step()
-    assert len(lengths) == 2 and all(0 <= n <= 40 for n in lengths)  # the last half of the steps are DMT's
-
-
-@pytest.mark.parametrize("anywhere", [False, True])
-def test_the_trainer_puts_the_lead_in_before_the_row_or_at_a_random_step(monkeypatch, tmp_path, anywhere):
-    cfg = debug_config("passkey", "smt+dmt")
-    cfg.task.params, cfg.task.seq_len = {"targets": "key", "digits": 1}, 68
-    cfg.train.steps, cfg.dmt.fraction, cfg.dmt.lead_in, cfg.dmt.lead_in_anywhere = 12, 0.9, 20, anywhere
-    cfg.train.curriculum_start = 0
-    steps = []
-    real = visited_states
-
-    def recorded(model, x, m, restart_fraction, lead_in=None, lead_in_at=0):
-        steps.append(lead_in_at)
-        return real(model, x, m, restart_fraction, lead_in, lead_in_at)
-
-    monkeypatch.setattr("smtrnn.dmt.visited_states", recorded)
-    trainer = Trainer(cfg, tmp_path / "run", show_progress=False)
-    for _ in range(12):
-        trainer.train_step()
-    assert len(steps) >= 10 and all(0 <= at < 68 for at in steps)
-    assert (max(steps) > 0) == anywhere

@@ -168,22 +168,3 @@ def test_a_prose_source_shorter_than_the_sequence_is_refused_in_one_line(tmp_pat
     assert code == 2 and "seq_len 5000" in one_line(err) and not out.exists()
     code, _, err = run_cli(capsys, *TRAIN, "--set", 'task.params={"digits": 0}', "--out", out)
     assert code == 2 and "digits must be >= 1" in one_line(err) and not out.exists()
-
-
-def test_a_lead_in_is_a_window_of_the_split_prose_without_a_statement(prose):
-    task = make_task("passkey", path=prose, valid_fraction=0.2)
-    lead = task.lead_in(5, 150, torch.Generator().manual_seed(2))
-    again = task.lead_in(5, 150, torch.Generator().manual_seed(2))
-    assert lead.shape == (5, 150) and lead.dtype == torch.long and torch.equal(lead, again)
-    split = bytes(task.prose().tolist())
-    for row in lead.tolist():
-        assert bytes(row) in split and b"pass key" not in bytes(row)
-    assert task.lead_in(3, 0, torch.Generator()).shape == (3, 0)
-    with pytest.raises(TaskError, match="lead-in of 5000 bytes is longer than the train split"):
-        task.lead_in(1, 5000, torch.Generator())
-
-
-def test_a_task_without_lead_in_inputs_refuses_dmt_lead_in_in_one_line(tmp_path, capsys):
-    argv = ["train", "--preset", "debug", "--task", "retrieval", "--method", "smt+dmt", "--quiet", "--device", "cpu"]
-    code, _, err = run_cli(capsys, *argv, "--set", "dmt.lead_in=64", "--out", tmp_path / "run")
-    assert code == 2 and "has no lead-in inputs" in one_line(err) and not (tmp_path / "run").exists()

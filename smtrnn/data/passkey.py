@@ -11,9 +11,6 @@ first of them is predictable only from the statement, T/2 or more bytes back. Th
 `statement_at` places the statement at that byte of every row instead of at random (None, the default): a probe of
 where the RNN alone can still write the key, after how much prose (`smtrnn eval --key-at`).
 
-`lead_in` draws windows of the same prose without a statement: DMT may run the RNN over one before a row
-(`dmt.lead_in`), so that it learns to write the key after any length of prose.
-
 `targets` picks what is labelled: "all" (default) every byte, the language model with the key inside it; "key" only
 the key's digits at the end, retrieval in prose. Either way `answer_mask` marks the key's digits, and evaluation
 reports their accuracy on its own (`rnn_answer_accuracy` per digit, `rnn_answer_exact` per key).
@@ -120,17 +117,6 @@ class Passkey(DataTask):
         mask = torch.zeros_like(y, dtype=torch.bool)
         mask[:, -self.digits :] = True
         return mask
-
-    def lead_in(self, batch_size: int, length: int, generator: torch.Generator) -> Tensor:
-        """(B, L) windows of the split's prose, no statement in them: what a row's prose may follow."""
-        flat = self.prose()
-        if length > flat.numel():
-            raise TaskError(
-                f"task 'passkey': a lead-in of {length} bytes is longer than the {self.split} split's prose"
-            )
-        starts = torch.randint(0, flat.numel() - length + 1, (batch_size,), generator=generator)
-        windows = flat[starts[:, None] + torch.arange(length)].to(torch.long)
-        return windows.to(generator.device)
 
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         statement_len, question = self.statement_len(), torch.tensor(list(QUESTION.encode()), dtype=torch.long)

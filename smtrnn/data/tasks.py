@@ -109,13 +109,6 @@ class Task(ABC):
         self.check_seq_len(seq_len)
         return self._sample(batch_size, seq_len, generator)
 
-    def lead_in(self, batch_size: int, length: int, generator: torch.Generator) -> Tensor:
-        """(B, L) inputs that carry nothing a later target needs, of the kind a row may follow (passkey: prose with
-        no statement): what DMT runs the RNN over before a row (`dmt.lead_in`). Tasks without such inputs refuse."""
-        raise TaskError(
-            f"task '{self.name}' has no lead-in inputs (inputs no target needs); dmt.lead_in runs on passkey"
-        )
-
     def needed_symbol(self, x: Tensor, y: Tensor) -> Tensor:
         """(B, T): the symbol a memory written at t must hold for a later target, -1 where none is defined yet —
         what an information probe looks for. Tasks without one such symbol raise a TaskError."""
