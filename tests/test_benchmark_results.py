@@ -272,10 +272,11 @@ def test_the_seed_headline_gives_each_setting_its_seeds_mean_and_each_seed():
         return row | {"steps": 10, "train_seconds": 5.0} | ({"rnn_answer_accuracy": answer} if answer else {})
 
     runs = [run("a-s0", 0.5), run("a-s1", 0.7), run("key-s0", 0.2, answer=0.9), run("alone", 0.1)]
+    runs[2]["args"] = ["--task", "passkey", "--preset", "small", "--seed", "0"]
     lines = seed_headline({"runs": runs}).splitlines()
     assert lines[0].startswith("| setting | method | cell | seeds | RNN alone | per seed |") and len(lines) == 4
-    assert lines[2] == "| a | smt+dmt | mlp | 2 | 0.600 ± 0.141 | 0.500 / 0.700 | 1.000 ± 0.000 |"
-    assert "| key | smt+dmt | mlp | 1 | 0.900 ± 0.000 | 0.900 |" in lines[3]  # the answer's accuracy where there is one
+    assert lines[2] == "| a | smt+dmt (recipe) | mlp | 2 | 0.600 ± 0.141 | 0.500 / 0.700 | 1.000 ± 0.000 |"
+    assert "| key | smt+dmt (small) | mlp | 1 | 0.900 ± 0.000 | 0.900 |" in lines[3]  # the answer's, and its preset
 
 
 @pytest.mark.slow

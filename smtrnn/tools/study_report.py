@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 
+from smtrnn.presets import RECIPE
 from smtrnn.tools.study import BIT_STAGES, POSITION_KEY, seed_groups, settings, spread
 
 
@@ -97,15 +98,23 @@ def seed_table(report: dict) -> list[str]:
     ]
 
 
+def preset_of(row: dict) -> str:
+    """The preset a run's arguments name (`--preset NAME`), else `smtrnn train`'s default, the recipe."""
+    args = row.get("args") or []
+    return args[args.index("--preset") + 1] if "--preset" in args[:-1] else RECIPE
+
+
 def seed_headline(report: dict) -> str:
     """NAME_headline.md where the runs were not scored at other lengths: per setting with seeds, the RNN alone's
     final score on held-out sequences (the answer accuracy where the task has answers, else the accuracy over every
-    target), mean ± std over seeds and each seed's, beside the teacher's (steps and seconds: the report's table)."""
+    target), mean ± std over seeds and each seed's, beside the teacher's (steps and seconds: the report's table).
+    The method column names the preset the setting's runs were built from."""
     rows = []
     for name, runs in seed_groups(report["runs"]).items():
         scores = [length_score(r) for r in runs]
+        method = f"{runs[0]['method']} ({preset_of(runs[0])})"
         rows.append(
-            [name, runs[0]["method"], runs[0]["cell"], len(runs), spread(scores), " / ".join(map(number, scores))]
+            [name, method, runs[0]["cell"], len(runs), spread(scores), " / ".join(map(number, scores))]
             + [spread([r.get("teacher_accuracy") for r in runs])]
         )
     header = ["setting", "method", "cell", "seeds", "RNN alone", "per seed", "teacher"]
