@@ -108,12 +108,13 @@ def main() -> None:
         "device": f"cpu ({platform.machine()})",
         "torch": torch.__version__,
         "command": " ".join(sys.argv),
+        "eval_lengths": [int(n) for n in args.eval_lengths.split(",")] if args.eval_lengths else None,
         "runs": [r for r in rows if r],
         "missing": [name for (name, _), r in zip(runs, rows) if r is None],
     }
     # NAME_headline.md, for the documents that quote it: the key by where it was stated, else the lengths table,
     # else the seeds' scores where seeds ran
-    headline = key_at_headline if any(r.get("key_at") for r in report["runs"]) else None
+    headline = key_at_headline if args.key_at and any(r.get("key_at") for r in report["runs"]) else None
     headline = headline or (length_headline if length_columns(report) else None)
     headline = headline or (seed_headline if seed_groups(report["runs"]) else None)
     save_report(report, out, args.name, markdown, headline)

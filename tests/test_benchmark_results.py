@@ -307,3 +307,12 @@ def test_a_screen_scores_a_passkey_key_by_where_it_was_stated(tmp_path):
     )
     assert more.returncode == 0 and "score k-s0 with the key stated at 200" in more.stdout
     assert "stated at 0" not in more.stdout and "score k-s0 at" not in more.stdout  # what was kept is not scored again
+
+
+def test_the_length_tables_show_the_lengths_the_study_asked_for():
+    from smtrnn.tools.study_report import length_columns
+
+    runs = [{"lengths": {"20": {}, "40": {}, "60": {}}}, {"lengths": {"40": {}}}]
+    assert length_columns({"runs": runs}) == ["20", "40", "60"]  # a report that does not say: every length scored
+    assert length_columns({"runs": runs, "eval_lengths": [40, 60, 80]}) == ["40", "60"]
+    assert length_columns({"runs": runs, "eval_lengths": None}) == ["20", "40", "60"]

@@ -122,8 +122,11 @@ def seed_headline(report: dict) -> str:
 
 
 def length_columns(report: dict) -> list[str]:
-    """The evaluation lengths any run was scored at, in increasing order."""
-    return sorted({n for r in report["runs"] for n in r.get("lengths", {})}, key=int)
+    """The evaluation lengths of the tables, in increasing order: those the report's study asked for (`eval_lengths`)
+    where it names them, else every length any run was scored at (a run's other lengths stay in the JSON)."""
+    scored = {n for r in report["runs"] for n in r.get("lengths", {})}
+    asked = report.get("eval_lengths")
+    return sorted(scored & {str(n) for n in asked} if asked else scored, key=int)
 
 
 def length_means(rows: list[dict], columns: list[str]) -> dict[str, list[float]]:
