@@ -310,9 +310,15 @@ def test_a_screen_scores_a_passkey_key_by_where_it_was_stated(tmp_path):
 
 
 def test_the_length_tables_show_the_lengths_the_study_asked_for():
-    from smtrnn.tools.study_report import length_columns
+    from smtrnn.tools.study_report import key_at_table, length_columns
 
     runs = [{"lengths": {"20": {}, "40": {}, "60": {}}}, {"lengths": {"40": {}}}]
     assert length_columns({"runs": runs}) == ["20", "40", "60"]  # a report that does not say: every length scored
     assert length_columns({"runs": runs, "eval_lengths": [40, 60, 80]}) == ["40", "60"]
     assert length_columns({"runs": runs, "eval_lengths": None}) == ["20", "40", "60"]
+    keyed = [
+        {"name": "k-s0", "method": "smt+dmt", "cell": "mlp", "key_at": {"64": {"20": {"rnn_answer_accuracy": 0.5}}}}
+    ]
+    keyed[0]["key_at"]["64"]["60"] = {"rnn_answer_accuracy": 0.25}
+    header = key_at_table({"runs": keyed, "eval_lengths": [60]})[3]
+    assert "T = 60" in header and "T = 20" not in header  # the key asked at other lengths too: only the study's

@@ -124,7 +124,12 @@ def seed_headline(report: dict) -> str:
 def length_columns(report: dict) -> list[str]:
     """The evaluation lengths of the tables, in increasing order: those the report's study asked for (`eval_lengths`)
     where it names them, else every length any run was scored at (a run's other lengths stay in the JSON)."""
-    scored = {n for r in report["runs"] for n in r.get("lengths", {})}
+    return asked_lengths(report, {n for r in report["runs"] for n in r.get("lengths", {})})
+
+
+def asked_lengths(report: dict, scored: set[str]) -> list[str]:
+    """The lengths among `scored` that the report's study asked for (`eval_lengths`; all where it names none), in
+    increasing order."""
     asked = report.get("eval_lengths")
     return sorted(scored & {str(n) for n in asked} if asked else scored, key=int)
 
@@ -167,7 +172,7 @@ def key_at_table(report: dict) -> list[str]:
     """Markdown lines (a blank line first): per setting scored with `--key-at`, the key's accuracy with its statement
     at byte P, asked at each length (mean ± std over seeds): falling along a row, the key is lost while held;
     falling down a column of later statements, it is not written after that much prose."""
-    lengths = sorted({n for r in report["runs"] for at in r.get("key_at", {}).values() for n in at}, key=int)
+    lengths = asked_lengths(report, {n for r in report["runs"] for at in r.get("key_at", {}).values() for n in at})
     rows = []
     for name, runs in settings(report["runs"]).items():
         positions = sorted({p for r in runs for p in r.get("key_at", {})}, key=int)
