@@ -84,6 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     study = Study(Path(args.work), args.parallel, args.threads)
+    lengths = [int(n) for n in args.eval_lengths.split(",")] if args.eval_lengths else None
     try:
         runs = read_plan(args.plan)
         study.check_finished(runs)
@@ -94,8 +95,7 @@ def main() -> None:
         }
         if not args.report_only:
             study.train([(name, run_args) for name, run_args in runs if name not in kept])
-            if args.eval_lengths:
-                lengths = [int(n) for n in args.eval_lengths.split(",")]
+            if lengths:
                 study.score_lengths([name for name, _ in runs], lengths, args.length_batches)
                 if args.key_at:
                     positions = [int(p) for p in args.key_at.split(",")]
@@ -108,7 +108,7 @@ def main() -> None:
         "device": f"cpu ({platform.machine()})",
         "torch": torch.__version__,
         "command": " ".join(sys.argv),
-        "eval_lengths": [int(n) for n in args.eval_lengths.split(",")] if args.eval_lengths else None,
+        "eval_lengths": lengths,
         "runs": [r for r in rows if r],
         "missing": [name for (name, _), r in zip(runs, rows) if r is None],
     }
