@@ -176,6 +176,11 @@ class TeacherConfig(_Section):
     """λ_in (>= 0): the teacher's memories m_t also predict their own last input x_t by a linear head (CE), so the
     state each transition starts from names the token just read: the cue an update needs one step later (a marker
     followed by the value to write), which the predictive objective alone leaves to the encoder's look back."""
+    last_inputs: int = 1
+    """n (>= 1): the last-input head reads the memory's last n inputs x_t, x_{t-1}, .., x_{t-n+1} (one linear map
+    each, the CE their mean), so each memory names the phrase it has just read: the context an update needs to tell
+    a cue of several tokens from the same token elsewhere (a passkey's digit after "The pass key is " from a digit of
+    the prose). Needs last_input_weight > 0."""
 
     def check(self) -> None:
         super().check()
@@ -183,6 +188,12 @@ class TeacherConfig(_Section):
         self._at_least(0, "decoder_positions")
         self._fraction("future_input_dropout")
         self._at_least(0, "last_input_weight")
+        self._at_least(1, "last_inputs")
+        _check(
+            self.last_inputs == 1 or self.last_input_weight > 0,
+            f"teacher.last_inputs={self.last_inputs} reads the last inputs by the last-input head; "
+            "set teacher.last_input_weight > 0",
+        )
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
         _choice("teacher", "encoder", self.encoder, get_args(EncoderKind))
         _check(

@@ -18,6 +18,8 @@ from smtrnn.layers import KVCache, Transformer, rms_normalize
 from smtrnn.linear_attention import LinearCostTransformer
 from smtrnn.losses import masked_cross_entropy
 
+NO_INPUT = -100  # the last-input head's target before a row's first input: not read
+
 
 class Encoder(nn.Module):
     def __init__(self, memory: MemoryConfig, cfg: TeacherConfig):
@@ -159,8 +161,8 @@ class Teacher(nn.Module):
         # gets a gradient (DDP, without find_unused_parameters, waits for one from each)
         self.blank = nn.Parameter(torch.zeros(cfg.width)) if cfg.future_input_dropout else None
         self.encoder = Encoder(memory, cfg)
-        self.last_input_weight = cfg.last_input_weight
-        self.last_input_head = nn.Linear(memory.size, vocab_size) if cfg.last_input_weight else None
+        self.last_input_weight, self.last_inputs = cfg.last_input_weight, cfg.last_inputs
+        self.last_input_head = nn.Linear(memory.size, cfg.last_inputs * vocab_size) if cfg.last_input_weight else None
         self.decoder = DECODERS[cfg.decoder](memory, cfg, vocab_size)
 
     def encode(self, x: Tensor) -> Tensor:
@@ -233,8 +235,12 @@ class Teacher(nn.Module):
         return masked_cross_entropy(logits, targets)
 
     def last_input_loss(self, m: Tensor, x: Tensor) -> Tensor:
-        """CE of the last-input head's reading of x_t from m_t: m (B, T, Z), x (B, T) (`teacher.last_input_weight`)."""
-        return F.cross_entropy(self.last_input_head(m).flatten(0, 1), x.flatten())
+        """Mean CE of the last-input head's readings of x_t, .., x_{t-n+1} from m_t (n = `teacher.last_inputs`;
+        positions before the row's start are not read): m (B, T, Z), x (B, T) (`teacher.last_input_weight`)."""
+        length = x.shape[1]
+        earlier = [F.pad(x, (back, 0), value=NO_INPUT)[:, :length] for back in range(self.last_inputs)]
+        logits = self.last_input_head(m).unflatten(-1, (self.last_inputs, -1))  # (B, T, n, V)
+        return F.cross_entropy(logits.flatten(0, 2), torch.stack(earlier, -1).flatten(), ignore_index=NO_INPUT)
 
     def predict_next(self, m: Tensor) -> Tensor:
         """The teacher's own prediction of y_t from m_t alone: m (..., Z) -> logits (..., V)."""

@@ -556,3 +556,33 @@ def test_last_input_head_adds_the_ce_of_each_memorys_own_input_to_the_teacher_ob
     off, _ = build(debug_config("retrieval"))
     assert off.teacher.last_input_head is None
     assert "last_input" not in smt_loss(off, x, y, cfg.smt)[1]
+
+
+def test_last_inputs_head_reads_each_of_the_memorys_last_n_inputs_and_nothing_before_the_row():
+    """teacher.last_inputs = n: the head's n maps read x_t, x_{t-1}, .., x_{t-n+1} from m_t, the loss their mean CE
+    over the positions that have that input (offset j is not read at t < j); n = 1 is the single last-input head."""
+    import torch.nn.functional as F
+
+    cfg = debug_config("retrieval", teacher__last_input_weight=0.5, teacher__last_inputs=3)
+    model, task = build(cfg)
+    x, _ = batch(task, 12)
+    m = model.teacher.encode(x)
+    logits = model.teacher.last_input_head(m).unflatten(-1, (3, -1))  # (B, T, 3, V)
+    terms = [
+        F.cross_entropy(logits[:, j:, j].flatten(0, 1), x[:, : x.shape[1] - j].flatten(), reduction="sum")
+        for j in range(3)
+    ]
+    count = sum(x[:, : x.shape[1] - j].numel() for j in range(3))
+    expected = sum(terms) / count
+    assert model.teacher.last_input_loss(m, x).item() == pytest.approx(expected.item(), rel=1e-5)
+    one, _ = build(debug_config("retrieval", teacher__last_input_weight=0.5))
+    assert one.teacher.last_input_head.out_features == model.teacher.last_input_head.out_features // 3
+    m1 = one.teacher.encode(x)
+    plain = F.cross_entropy(one.teacher.last_input_head(m1).flatten(0, 1), x.flatten())
+    assert one.teacher.last_input_loss(m1, x).item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("fields", [{"teacher__last_inputs": 0}, {"teacher__last_inputs": 4}])
+def test_last_inputs_refuses_a_count_below_one_and_a_count_without_the_head(fields):
+    with pytest.raises(ConfigError, match="teacher.last_input"):
+        validate(debug_config("retrieval", **fields))
