@@ -370,7 +370,8 @@ def evaluate_rnn_alone(
     """The RNN alone from m_∅ at any length, streamed and without the teacher: the `batches` batches of `batch_size`
     sequences that `evaluate` draws (so the same scores), run together chunk by chunk (`stream_rollout`). What it
     holds is the sequences' token ids and one chunk (`rnn_alone_bytes`), so T = 65,536 and beyond fit a laptop ->
-    {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens"}, and the answer scores where the task has answers."""
+    {"rnn_accuracy", "rnn_bits_per_token", "labelled_tokens"}, and the answer scores where the task has answers
+    (with lures, `Task.lured_rows`: their share and the exact answer accuracy of rows with and without one)."""
     device = next(model.parameters()).device
     held_out = task.held_out(split)
     held_out.check_seq_len(seq_len)
@@ -395,6 +396,13 @@ def evaluate_rnn_alone(
         answer_score = _AnswerScore()
         answer_score.add(right, answers)
         result |= answer_score.report("rnn")
+        lured = held_out.lured_rows(x, y)
+        if lured is not None:  # where the answer fails: after a lure (a token like it, read first) or without one
+            result["lured_rows"] = float(lured.float().mean())
+            for name, rows in (("lured", lured), ("unlured", ~lured)):
+                apart = _AnswerScore()
+                apart.add(right[rows], answers[rows])
+                result[f"rnn_answer_exact_{name}"] = apart.report("rnn")["rnn_answer_exact"] if rows.any() else None
     return result
 
 

@@ -168,3 +168,23 @@ def test_a_prose_source_shorter_than_the_sequence_is_refused_in_one_line(tmp_pat
     assert code == 2 and "seq_len 5000" in one_line(err) and not out.exists()
     code, _, err = run_cli(capsys, *TRAIN, "--set", 'task.params={"digits": 0}', "--out", out)
     assert code == 2 and "digits must be >= 1" in one_line(err) and not out.exists()
+
+
+def test_lured_rows_are_those_with_a_digit_in_the_prose_before_the_statement(tmp_path):
+    text = (b"In 1859 it was the best of times. " + b"It was the worst of times and the age of wisdom. " * 3) * 30
+    task = make_task("passkey", path=str(_write(tmp_path / "digits.txt", text)), valid_fraction=0.2, digits=1)
+    x, y = task.sample(64, 200, torch.Generator().manual_seed(5))
+    lured = task.lured_rows(x, y)
+    for row_x, row_y, is_lured in zip(x.tolist(), y.tolist(), lured.tolist()):
+        w = bytes(row_x + row_y[-1:])
+        (at,) = positions(w, STATEMENT.format(key=w[-1:].decode()).encode())
+        assert is_lured == any(chr(b).isdigit() for b in w[:at])  # the statement's and the question's digits not
+    assert 0 < lured.sum() < len(lured)  # both kinds drawn
+    cfg = debug_config("passkey", "smt")
+    torch.manual_seed(0)
+    model = Model.for_run(cfg, task.vocab_size)
+    result = evaluate_rnn_alone(model, task, 200, batches=2, batch_size=8)
+    exact, share = result["rnn_answer_exact"], result["lured_rows"]
+    apart = share * result["rnn_answer_exact_lured"] + (1 - share) * result["rnn_answer_exact_unlured"]
+    assert 0 < share < 1 and apart == pytest.approx(exact)  # the two parts make up the whole
+    assert "lured_rows" not in evaluate_rnn_alone(model, make_task("retrieval"), 40, batches=1, batch_size=4)

@@ -118,6 +118,17 @@ class Passkey(DataTask):
         mask[:, -self.digits :] = True
         return mask
 
+    def lured_rows(self, x: Tensor, y: Tensor) -> Tensor:
+        """Rows with a digit in the prose before the statement: a memory that keeps the first digit it reads
+        answers that digit (`Task.lured_rows`)."""
+        cue = torch.tensor(list(STATEMENT.split("{")[0].encode()), device=x.device)
+        found = torch.ones(x.shape[0], x.shape[1] - len(cue) + 1, dtype=torch.bool, device=x.device)
+        for offset, byte in enumerate(cue.tolist()):  # one (B, T) comparison at a time: no (B, T, |cue|) tensor
+            found &= x[:, offset : offset + found.shape[1]] == byte
+        statement = found.float().argmax(1)  # the first match: prose cannot hold the statement's words
+        before = torch.arange(x.shape[1], device=x.device) < statement[:, None]
+        return (before & (x >= ord("0")) & (x <= ord("9"))).any(1)
+
     def _sample(self, batch_size: int, seq_len: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         statement_len, question = self.statement_len(), torch.tensor(list(QUESTION.encode()), dtype=torch.long)
         prose_len = self.prose_len(seq_len)

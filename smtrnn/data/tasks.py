@@ -78,6 +78,12 @@ class Task(ABC):
         has no answers apart from its targets."""
         return None
 
+    def lured_rows(self, x: Tensor, y: Tensor) -> Tensor | None:
+        """(B,) bool: the rows that read a lure before the answer's cue, a token of the answer's kind that a memory
+        could hold in its place (passkey: a digit of the prose before the statement); the RNN alone's exact answer
+        accuracy is then reported apart for rows with and without one. None where the task has no lures."""
+        return None
+
     def check_full_length(self, seq_len: int) -> None:
         """Raise a TaskError unless a run at length seq_len trains every target the task has (arrays: the last
         labelled position of the data); the curriculum's shorter lengths are only prefixes of these."""
