@@ -97,6 +97,8 @@ FAST_LR = 3e-3  # AdamW's peak rate for dense and shift-register tasks, every me
 SHIFT_REGISTER_DMT = {"fraction": 0.5, "grad_through_rollout_steps": 1}  # DMT's share and 2-step targets
 FAR_ANSWERS = 0.25  # a task whose rows pass this share of their length without a target before one: answers ahead
 LAST_INPUT_WEIGHT = 0.1  # λ_in of the far-answer rule: a linear head reads x_t from m_t (1.0 cost the one-digit key)
+LAST_INPUTS = 8  # n of the far-answer rule: the head reads x_t..x_{t-7}, so a cue of several tokens is named when
+# its value comes (the passkey after long prose: a memory naming x_t alone latches the prose's first digit)
 FAR_ANSWER_DMT_STEPS = 8  # k of the far-answer rule: DMT's targets k + 1 steps ahead, so a held answer cannot drift
 
 
@@ -154,14 +156,15 @@ def with_long_range_rule(cfg: RunConfig, task: Task) -> RunConfig:
 
 def with_answers_ahead(cfg: RunConfig, answers: int) -> RunConfig:
     """The far-answer part of the recipe (in place), for tasks whose targets lie far from some positions
-    (`far_answers`): the next-targets decoder (the next `answers` targets from every memory, however far,
-    so the teacher carries an answer from its cue to where it is asked, in one form at every position) and the
-    last-input head of weight LAST_INPUT_WEIGHT (each memory names the token just read, so the step after a cue can
-    see the cue: the write the RNN must make), and DMT with FAR_ANSWER_DMT_STEPS-step targets (each teacher memory
-    reached by k + 1 updates from the state the RNN visited k steps before, the gradient through all of them: an
-    answer held over many steps is trained against drift that compounds, not only one step's error)."""
+    (`far_answers`): the next-targets decoder (the next `answers` targets from every memory, however far, so the
+    teacher carries an answer from its cue to where it is asked, in one form at every position) and the last-input
+    head of weight LAST_INPUT_WEIGHT (each memory names the LAST_INPUTS tokens just read, so the step after a cue can
+    see the cue, a phrase as well as a token: the write the RNN must make), and DMT with FAR_ANSWER_DMT_STEPS-step
+    targets (each teacher memory reached by k + 1 updates from the state the RNN visited k steps before, the gradient
+    through all of them: an answer held over many steps is trained against drift that compounds, not only one
+    step's error)."""
     cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions = "next-targets", answers, 0
-    cfg.teacher.last_input_weight = LAST_INPUT_WEIGHT
+    cfg.teacher.last_input_weight, cfg.teacher.last_inputs = LAST_INPUT_WEIGHT, LAST_INPUTS
     cfg.dmt = dataclasses.replace(cfg.dmt, grad_through_rollout_steps=FAR_ANSWER_DMT_STEPS)
     return cfg
 

@@ -19,6 +19,7 @@ from smtrnn.presets import (
     FAR_ANSWER_DMT_STEPS,
     FAST_LR,
     LAST_INPUT_WEIGHT,
+    LAST_INPUTS,
     far_answers,
     long_range_base,
     memory_size,
@@ -93,7 +94,8 @@ def test_a_sparse_task_gets_the_long_range_recipe_sized_by_its_declared_bits(use
     cfg = recipe("user_sparse")
     assert cfg == with_answers_ahead(long_range_base("user_sparse")[0], 1)
     assert (cfg.teacher.decoder, cfg.teacher.future_len, cfg.teacher.decoder_positions) == ("next-targets", 1, 0)
-    assert cfg.teacher.last_input_weight == LAST_INPUT_WEIGHT
+    assert (cfg.teacher.last_input_weight, cfg.teacher.last_inputs) == (LAST_INPUT_WEIGHT, LAST_INPUTS)
+    assert small("user_sparse").teacher.last_inputs == 1
     assert (
         cfg.dmt.grad_through_rollout_steps == FAR_ANSWER_DMT_STEPS > small("user_sparse").dmt.grad_through_rollout_steps
     )
