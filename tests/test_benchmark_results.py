@@ -322,3 +322,25 @@ def test_the_length_tables_show_the_lengths_the_study_asked_for():
     keyed[0]["key_at"]["64"]["60"] = {"rnn_answer_accuracy": 0.25}
     header = key_at_table({"runs": keyed, "eval_lengths": [60]})[3]
     assert "T = 60" in header and "T = 20" not in header  # the key asked at other lengths too: only the study's
+
+
+def test_the_lure_table_gives_the_keys_rows_with_and_without_a_lure_by_statement_and_length():
+    from smtrnn.tools.study_report import lure_table
+
+    def scores(share, lured, clean):
+        return {"lured_rows": share, "rnn_answer_exact_lured": lured, "rnn_answer_exact_unlured": clean}
+
+    runs = [
+        {
+            "name": f"k-s{seed}",
+            "method": "smt+dmt",
+            "cell": "mlp",
+            "lengths": {"60": scores(0.5, 0.2 + seed / 10, 1.0), "80": {"rnn_answer_accuracy": 0.5}},
+            "key_at": {"64": {"100": scores(0.25, 0.5, 1.0), "20": None}},
+        }
+        for seed in (0, 1)
+    ]
+    lines = lure_table({"runs": runs, "eval_lengths": [60, 100]})
+    assert lines[-2] == "| k | smt+dmt | 2 | random | 60 | 0.500 ± 0.000 | 0.250 ± 0.071 | 1.000 ± 0.000 |"
+    assert lines[-1] == "| k | smt+dmt | 2 | 64 | 100 | 0.250 ± 0.000 | 0.500 ± 0.000 | 1.000 ± 0.000 |"
+    assert lure_table({"runs": [{"name": "r-s0", "method": "bptt", "cell": "mlp", "lengths": {"60": {}}}]}) == []

@@ -1,6 +1,6 @@
 """A study's report as markdown (`smtrnn.tools.study`): one table renderer, and the screen's tables: every run,
 the test split's mean ± std over seeds, the RNN alone against the evaluation length, a passkey's key by where it was
-stated, the test bits by position in the document, and the failure diagnostics."""
+stated and by a lure before it, the test bits by position in the document, and the failure diagnostics."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def markdown(report: dict) -> str:
         *seed_table(report),
         *length_table(report),
         *key_at_table(report),
+        *lure_table(report),
         *position_table(report),
         *diagnostics_table(
             [(r["name"], r["rnn_accuracy"], r["diagnostics"]) for r in runs if r.get("diagnostics")],
@@ -189,6 +190,35 @@ def key_at_table(report: dict) -> list[str]:
         "",
         *table(["setting", "method", "cell", "seeds", "statement at", *(f"T = {n}" for n in lengths)], rows),
     ]
+
+
+def lure_table(report: dict) -> list[str]:
+    """Markdown lines (a blank line first): where evaluation split the key's rows by a lure (`Task.lured_rows`: a
+    digit of the prose before the statement), per setting, statement (random, or placed at byte P by `--key-at`) and
+    length: the share of rows with a lure and the exact key accuracy with and without one (mean ± std over seeds)."""
+    rows = []
+    for name, runs in settings(report["runs"]).items():
+        scored = {"random": [r.get("lengths", {}) for r in runs]}
+        for p in sorted({p for r in runs for p in r.get("key_at", {})}, key=int):
+            scored[p] = [r["key_at"][p] for r in runs if p in r.get("key_at", {})]
+        for where, by_length in scored.items():
+            lengths = asked_lengths(report, {n for s in by_length for n, v in s.items() if v and "lured_rows" in v})
+            for n in lengths:
+                parts = [s[n] for s in by_length if s.get(n) and "lured_rows" in s[n]]
+                cells = [spread([s[k] for s in parts]) for k in LURE_FIELDS]
+                rows.append([name, runs[0]["method"], len(parts), where, n, *cells])
+    if not rows:
+        return []
+    return [
+        "",
+        "The key's rows with and without a lure before the statement (a digit of the prose, which a memory could "
+        "hold in the key's place), the RNN alone from m_∅, exact accuracy, mean ± std over seeds:",
+        "",
+        *table(["setting", "method", "seeds", "statement at", "T", "rows with a lure", "with", "without"], rows),
+    ]
+
+
+LURE_FIELDS = ("lured_rows", "rnn_answer_exact_lured", "rnn_answer_exact_unlured")
 
 
 def key_at_headline(report: dict) -> str:
