@@ -180,7 +180,7 @@ class TeacherConfig(_Section):
     """n (>= 1): the last-input head reads the memory's last n inputs x_t, x_{t-1}, .., x_{t-n+1} (one linear map
     each, the CE their mean), so each memory names the phrase it has just read: the context an update needs to tell
     a cue of several tokens from the same token elsewhere (a passkey's digit after "The pass key is " from a digit of
-    the prose). Needs last_input_weight > 0."""
+    the prose). Read only where last_input_weight > 0 (with 0 there is no head)."""
 
     def check(self) -> None:
         super().check()
@@ -189,11 +189,6 @@ class TeacherConfig(_Section):
         self._fraction("future_input_dropout")
         self._at_least(0, "last_input_weight")
         self._at_least(1, "last_inputs")
-        _check(
-            self.last_inputs == 1 or self.last_input_weight > 0,
-            f"teacher.last_inputs={self.last_inputs} reads the last inputs by the last-input head; "
-            "set teacher.last_input_weight > 0",
-        )
         _choice("teacher", "decoder", self.decoder, get_args(DecoderKind))
         _choice("teacher", "encoder", self.encoder, get_args(EncoderKind))
         _check(

@@ -582,7 +582,9 @@ def test_last_inputs_head_reads_each_of_the_memorys_last_n_inputs_and_nothing_be
     assert one.teacher.last_input_loss(m1, x).item() == pytest.approx(plain.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("fields", [{"teacher__last_inputs": 0}, {"teacher__last_inputs": 4}])
-def test_last_inputs_refuses_a_count_below_one_and_a_count_without_the_head(fields):
-    with pytest.raises(ConfigError, match="teacher.last_input"):
-        validate(debug_config("retrieval", **fields))
+def test_last_inputs_refuses_a_count_below_one_and_has_no_head_without_its_weight():
+    with pytest.raises(ConfigError, match="teacher.last_inputs must be >= 1, got 0"):
+        validate(debug_config("retrieval", teacher__last_inputs=0))
+    cfg = debug_config("retrieval", teacher__last_inputs=4)  # a preset's count, its head turned off by weight 0
+    validate(cfg)
+    assert build(cfg)[0].teacher.last_input_head is None
