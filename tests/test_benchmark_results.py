@@ -325,7 +325,7 @@ def test_the_length_tables_show_the_lengths_the_study_asked_for():
 
 
 def test_the_lure_table_gives_the_keys_rows_with_and_without_a_lure_by_statement_and_length():
-    from smtrnn.tools.study_report import lure_table
+    from smtrnn.tools.study_report import key_at_headline, lure_table
 
     def scores(share, lured, clean):
         return {"lured_rows": share, "rnn_answer_exact_lured": lured, "rnn_answer_exact_unlured": clean}
@@ -344,3 +344,5 @@ def test_the_lure_table_gives_the_keys_rows_with_and_without_a_lure_by_statement
     assert lines[-2] == "| k | smt+dmt | 2 | random | 60 | 0.500 ± 0.000 | 0.250 ± 0.071 | 1.000 ± 0.000 |"
     assert lines[-1] == "| k | smt+dmt | 2 | 64 | 100 | 0.250 ± 0.000 | 0.500 ± 0.000 | 1.000 ± 0.000 |"
     assert lure_table({"runs": [{"name": "r-s0", "method": "bptt", "cell": "mlp", "lengths": {"60": {}}}]}) == []
+    headline = key_at_headline({"runs": runs, "eval_lengths": [60, 100]}).splitlines()
+    assert headline[0].startswith("The key with its statement placed") and headline[-1] == lines[-1]

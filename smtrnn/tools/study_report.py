@@ -222,8 +222,9 @@ LURE_FIELDS = ("lured_rows", "rnn_answer_exact_lured", "rnn_answer_exact_unlured
 
 
 def key_at_headline(report: dict) -> str:
-    """NAME_headline.md of a study scored with `--key-at`: the table of the key by where it was stated, on its own."""
-    return "\n".join(key_at_table(report)[1:]) + "\n"
+    """NAME_headline.md of a study scored with `--key-at`: the table of the key by where it was stated, then its
+    rows with and without a lure where they were split."""
+    return "\n".join([*key_at_table(report)[1:], *lure_table(report)]) + "\n"
 
 
 def length_headline(report: dict) -> str:
