@@ -48,9 +48,11 @@ def test_the_write_gate_weights_each_key_in_the_quadratic_form(chunk):
 
 def test_a_closed_gate_leaves_the_one_open_position_as_the_whole_read():
     """Ungated, every key keeps a share (the kernel is at least 1/2): one needle among 1000 positions is a few percent
-    of the read. Gated shut elsewhere, the read after the needle is the needle's value."""
+    of the read. Gated shut elsewhere, the read after the needle is the needle's value. (At a closed gate of 1e-7
+    the 990 shut keys still took up to ~1e-3 of the read in 13 of 200 draws; 1e-9 keeps it under 2e-5.)"""
+    torch.manual_seed(0)
     q, k, v = torch.randn(1, 1, 1000, 4), torch.randn(1, 1, 1000, 4), torch.randn(1, 1, 1000, 3)
-    gate = torch.full((1, 1, 1000), 1e-7)
+    gate = torch.full((1, 1, 1000), 1e-9)
     gate[..., 10] = 1.0
     out = causal_linear_attention(q, k, v, 8, gate)
     assert torch.allclose(out[0, 0, 10:], v[0, 0, 10].expand(990, 3), atol=1e-3)
